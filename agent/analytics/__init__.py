@@ -1,0 +1,1 @@
+"""Traffic analytics: tracking, counting lines and zones, speed, bins and forecasts."""

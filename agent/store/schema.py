@@ -1,0 +1,61 @@
+"""Tables of the foundation: detections, classifications and per-camera inference statistics."""
+
+from __future__ import annotations
+
+from agent.store.db import Migration, register_migrations
+
+register_migrations(
+    "core",
+    [
+        Migration(
+            1,
+            "detections, classifications, inference_stats, drops",
+            """
+            CREATE TABLE detections (
+                id INTEGER PRIMARY KEY,
+                ts TEXT NOT NULL,              -- UTC ISO-8601 with milliseconds, 'Z'
+                camera TEXT NOT NULL,
+                frame INTEGER NOT NULL,
+                model TEXT NOT NULL,
+                label TEXT NOT NULL,
+                class_id INTEGER NOT NULL,
+                score REAL NOT NULL,
+                x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+                track_id INTEGER
+            );
+            CREATE INDEX detections_ts ON detections (ts);
+            CREATE INDEX detections_camera_ts ON detections (camera, ts);
+            CREATE TABLE classifications (
+                id INTEGER PRIMARY KEY,
+                ts TEXT NOT NULL,
+                camera TEXT NOT NULL,
+                frame INTEGER NOT NULL,
+                model TEXT NOT NULL,
+                label TEXT NOT NULL,
+                class_id INTEGER NOT NULL,
+                score REAL NOT NULL,
+                rank INTEGER NOT NULL
+            );
+            CREATE INDEX classifications_ts ON classifications (ts);
+            -- one row per camera per stats window (default 10 s)
+            CREATE TABLE inference_stats (
+                id INTEGER PRIMARY KEY,
+                ts_start TEXT NOT NULL,
+                ts_end TEXT NOT NULL,
+                camera TEXT NOT NULL,
+                model TEXT NOT NULL,
+                accelerator TEXT NOT NULL,
+                frames INTEGER NOT NULL,
+                fps REAL NOT NULL,
+                latency_p50_ms REAL,
+                latency_p95_ms REAL,
+                total_p50_ms REAL,
+                detections INTEGER NOT NULL,
+                dropped_frames INTEGER NOT NULL DEFAULT 0,
+                dropped_writes INTEGER NOT NULL DEFAULT 0
+            );
+            CREATE INDEX inference_stats_camera_ts ON inference_stats (camera, ts_end);
+            """,
+        )
+    ],
+)

@@ -1,0 +1,264 @@
+"""The single database writer.
+
+Every stage hands its writes to one thread through a bounded queue and never touches the disk
+itself. The writer commits in batched transactions (many rows per fsync), so capture and inference
+never wait for the disk. If the writer falls behind, :meth:`Writer.submit` refuses new work instead
+of growing memory, and counts what it refused per kind (``drops``) so the loss is visible in the
+stats, the summaries and the health report, never silent.
+
+A write is either rows for a table (``submit_rows``) or a function of the connection
+(``submit_fn``), run inside the batch's transaction under its own savepoint, so one failing write
+cannot take the others down. When the disk is full (``SQLITE_FULL``), the batch is kept and retried
+with backoff until space returns; nothing already accepted is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent.store.db import Database
+
+log = logging.getLogger(__name__)
+
+WriteFn = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass(slots=True)
+class _Op:
+    seq: int
+    kind: str
+    table: str | None = None
+    rows: Sequence[dict[str, Any]] | None = None
+    fn: WriteFn | None = None
+
+
+_STOP = object()
+
+
+class Writer:
+    """The one thread that writes to the database.
+
+    Args:
+        database: the open :class:`Database`; the writer owns its connection from ``start()`` on.
+        max_queue: the most pending writes held in memory; beyond it ``submit_*`` returns False.
+        max_batch: the most writes committed in one transaction.
+        max_delay_s: how long a write may wait for its batch to fill before it is committed.
+    """
+
+    def __init__(self, database: Database, *, max_queue: int = 2000, max_batch: int = 500,
+                 max_delay_s: float = 0.25) -> None:
+        self.database = database
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_s
+        self._seq = 0
+        self._seq_lock = threading.Lock()
+        self._committed = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.drops: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.committed_rows = 0
+        self.batches = 0
+        self.last_progress = time.monotonic()
+        self.last_error: str | None = None
+        self.disk_full = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> "Writer":
+        self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Commit everything accepted so far, then stop the thread."""
+        if not self._thread:
+            return
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._q.put(_STOP, timeout=0.1)
+                break
+            except queue.Full:
+                if time.monotonic() > deadline:
+                    log.error("writer queue still full at stop; %d writes pending", self._q.qsize())
+                    break
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            log.error("database writer did not finish within %.0f s", timeout_s)
+        self._thread = None
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+    @property
+    def pending(self) -> int:
+        return self._q.qsize()
+
+    # -- submitting ------------------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        with self._seq_lock:
+            self._seq += 1
+            return self._seq
+
+    def _put(self, op: _Op) -> bool:
+        try:
+            self._q.put_nowait(op)
+            return True
+        except queue.Full:
+            self.drops[op.kind] += len(op.rows) if op.rows is not None else 1
+            return False
+
+    def submit_rows(self, table: str, rows: Sequence[dict[str, Any]], *, kind: str | None = None) -> bool:
+        """Queue rows for ``table``. Returns False (and counts the drop) if the writer is full."""
+        if not rows:
+            return True
+        return self._put(_Op(self._next_seq(), kind or table, table=table, rows=list(rows)))
+
+    def submit_fn(self, fn: WriteFn, *, kind: str = "fn", block: bool = False, timeout_s: float = 5.0) -> bool:
+        """Queue a function run in the writer's transaction. ``block`` waits for room instead of dropping
+        (for rare, must-keep writes such as a summary and its bookkeeping)."""
+        op = _Op(self._next_seq(), kind, fn=fn)
+        if block:
+            try:
+                self._q.put(op, timeout=timeout_s)
+                return True
+            except queue.Full:
+                self.drops[kind] += 1
+                return False
+        return self._put(op)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every write submitted before this call is committed (or failed for good)."""
+        with self._seq_lock:
+            target = self._seq
+        with self._cond:
+            return self._cond.wait_for(lambda: self._committed >= target, timeout=timeout_s)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "pending": self.pending,
+            "committed_rows": self.committed_rows,
+            "batches": self.batches,
+            "dropped": dict(self.drops),
+            "failed": dict(self.failed),
+            "disk_full": self.disk_full,
+            "last_error": self.last_error,
+            "alive": self.alive,
+        }
+
+    # -- the thread ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        conn = self.database.conn
+        stopping = False
+        while not stopping:
+            batch: list[_Op] = []
+            try:
+                first = self._q.get(timeout=1.0)
+            except queue.Empty:
+                self.last_progress = time.monotonic()
+                continue
+            if first is _STOP:
+                stopping = True
+            else:
+                batch.append(first)
+                deadline = time.monotonic() + self.max_delay_s
+                while len(batch) < self.max_batch:
+                    try:
+                        item = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    batch.append(item)
+            if stopping:  # drain what is left without waiting
+                while True:
+                    try:
+                        item = self._q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not _STOP:
+                        batch.append(item)
+            if batch:
+                self._commit_with_retry(conn, batch, stopping)
+
+    def _commit_with_retry(self, conn: sqlite3.Connection, batch: list[_Op], stopping: bool) -> None:
+        delay = 0.5
+        while True:
+            try:
+                self._commit(conn, batch)
+                self.disk_full = False
+                break
+            except sqlite3.OperationalError as exc:
+                msg = str(exc)
+                self.last_error = msg
+                transient = "full" in msg or "locked" in msg or "busy" in msg or "disk I/O" in msg
+                if not transient:
+                    log.error("database write failed, %d writes lost: %s", len(batch), msg)
+                    for op in batch:
+                        self.failed[op.kind] += 1
+                    break
+                self.disk_full = "full" in msg
+                log.warning("database write failed (%s); keeping %d writes, retrying in %.1f s", msg, len(batch), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                if stopping and delay >= 30.0:
+                    log.error("giving up on %d writes at shutdown: %s", len(batch), msg)
+                    for op in batch:
+                        self.failed[op.kind] += 1
+                    break
+        with self._cond:
+            self._committed = max(self._committed, max(op.seq for op in batch))
+            self._cond.notify_all()
+        self.last_progress = time.monotonic()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        rows_done = 0
+        try:
+            # Group consecutive row writes per table for executemany.
+            for op in batch:
+                if op.fn is not None:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        op.fn(conn)
+                        conn.execute("RELEASE op")
+                    except sqlite3.OperationalError as exc:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        if "full" in str(exc) or "disk I/O" in str(exc):
+                            raise
+                        self.failed[op.kind] += 1
+                        self.last_error = f"{op.kind}: {exc}"
+                        log.exception("write %s failed", op.kind)
+                    except Exception as exc:  # a bug in one write must not lose the others
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        self.failed[op.kind] += 1
+                        self.last_error = f"{op.kind}: {exc}"
+                        log.exception("write %s failed", op.kind)
+                else:
+                    assert op.table is not None and op.rows is not None
+                    cols = list(op.rows[0].keys())
+                    sql = f"INSERT INTO [{op.table}] ({', '.join(f'[{c}]' for c in cols)}) VALUES ({', '.join('?' * len(cols))})"
+                    conn.executemany(sql, [tuple(r.get(c) for c in cols) for r in op.rows])
+                    rows_done += len(op.rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+        self.committed_rows += rows_done
+        self.batches += 1

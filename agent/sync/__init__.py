@@ -1,0 +1,1 @@
+"""Store-and-forward to the city's MQTT broker: outbox, client, summaries, hub contract."""

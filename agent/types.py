@@ -1,0 +1,78 @@
+"""Plain data passed between the pipeline stages.
+
+These are deliberately small, immutable-ish dataclasses with no behaviour, so any stage (and any
+test) can build them without the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class Frame:
+    """One decoded camera frame.
+
+    Attributes:
+        camera: the camera's configured name.
+        index: frame number within the source (0-based, as decoded; skipped frames still count).
+        ts: wall-clock capture time, seconds since the Unix epoch (UTC).
+        mono: ``time.monotonic()`` at capture, for rates and ages.
+        image: BGR uint8 array, HxWx3 (OpenCV's layout).
+        pos_s: position in the source in seconds for files (``None`` for live sources).
+        epoch: increments each time the source is (re)opened; recurrent models reset their state
+            when it changes.
+    """
+
+    camera: str
+    index: int
+    ts: float
+    mono: float
+    image: np.ndarray
+    pos_s: float | None = None
+    epoch: int = 0
+
+
+@dataclass(slots=True)
+class Detection:
+    """One detected object, box in source-frame pixels ``(x1, y1, x2, y2)``."""
+
+    label: str
+    class_id: int
+    score: float
+    box: tuple[float, float, float, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "class_id": int(self.class_id),
+            "score": round(float(self.score), 4),
+            "box": [round(float(v), 1) for v in self.box],
+        }
+
+
+@dataclass(slots=True)
+class Classification:
+    """One class of a classifier's top-k."""
+
+    label: str
+    class_id: int
+    score: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "class_id": int(self.class_id), "score": round(float(self.score), 4)}
+
+
+@dataclass(slots=True)
+class InferenceResult:
+    """What the inference stage produced for one frame."""
+
+    frame: Frame
+    model: str
+    detections: list[Detection] = field(default_factory=list)
+    classifications: list[Classification] = field(default_factory=list)
+    latency_ms: float = 0.0  # invoke() only
+    total_ms: float = 0.0  # preprocess + invoke + postprocess

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test command (README): creates .venv, installs the agent with its test extras and the system
+# programs the tests use (mosquitto), then runs the whole suite against the asset mirror.
+#   bash scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${need_apt[*]} (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "WARNING: the tests need ${need_apt[*]}; install them (sudo apt-get install ${need_apt[*]})." >&2
+    echo "         Tests that need them will fail with a message naming the program." >&2
+  fi
+fi
+
+export EDGE_AGENT_MIRROR=${EDGE_AGENT_MIRROR:-../shared/assets}
+export PYTHONUNBUFFERED=1
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
