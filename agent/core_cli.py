@@ -28,3 +28,48 @@ def config_example() -> None:
 
 
 commands = [config_group]
+
+
+@click.command("run")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Config file (TOML). Default: built-in defaults.")
+@click.option("--demo", is_flag=True, help="Run on the sample clip with the default model (pulled from the mirror or upstream).")
+@click.option("--duration", type=float, help="Stop after this many seconds.")
+@click.option("--exit-on-end", is_flag=True, help="Stop when every file source has ended and its frames are stored.")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Override storage.path.")
+def run_cmd(config_file: str | None, demo: bool, duration: float | None, exit_on_end: bool, db_path: str | None) -> None:
+    """Run the agent daemon. SIGINT/SIGTERM stop it cleanly (sources stop, in-flight frames finish,
+    the writer flushes; nothing already accepted is lost)."""
+    import logging as _logging
+
+    from agent.runner import run_agent
+
+    cfg = load_config(config_file)
+    if demo:
+        cfg = demo_config(cfg)
+    if db_path:
+        cfg.storage.path = db_path
+    root = _logging.getLogger()
+    if root.level > _logging.INFO or not root.handlers:
+        _logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        root.setLevel(getattr(_logging, cfg.logging.level.upper()))
+    pipe = run_agent(cfg, duration_s=duration, exit_on_end=exit_on_end)
+    st = pipe.status()
+    for name, cam in st["cameras"].items():
+        click.echo(f"camera {name}: {cam['state']}, {cam.get('frames_inferred', 0)} frames inferred"
+                   + (f", last error: {cam['last_error']}" if cam.get("last_error") else ""))
+    w = st["writer"] or {}
+    click.echo(f"database {cfg.storage.path}: {w.get('committed_rows', 0)} rows committed, "
+               f"dropped {sum((w.get('dropped') or {}).values())}, failed {sum((w.get('failed') or {}).values())}")
+
+
+def demo_config(cfg):
+    """The embedded default: the sample clip (looping) with the default model, a local SQLite file."""
+    from agent.config import CameraConfig
+    from agent.inference.catalog import ensure_media
+
+    clip = ensure_media("traffic_frames", cfg.models)
+    cfg.cameras = [CameraConfig(name="demo", source=str(clip), loop=True, realtime=True, detect_fps=10)]
+    return cfg
+
+
+commands.append(run_cmd)

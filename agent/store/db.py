@@ -84,7 +84,12 @@ def connect(path: str | Path, *, readonly: bool = False, timeout_s: float = 10.0
             conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
         conn.execute("PRAGMA foreign_keys=ON")
-    except sqlite3.Error as exc:
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc) or "malformed" in str(exc):
+            raise StoreError(
+                f"database {path} is not a valid SQLite file: {exc}",
+                f"move it aside (mv {path} {path}.corrupt) and restart; the agent creates a new one",
+            ) from exc
         raise StoreError(
             f"cannot open database {path}: {exc}",
             "check that the directory exists and is writable by the agent's user (storage.path)",

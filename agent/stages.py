@@ -1,0 +1,250 @@
+"""The analysis stages between the cameras and the writer.
+
+- :class:`InferenceWorker`: one thread per model. It serves every camera using that model from their
+  latest-frame slots (oldest waiting frame first, so no camera starves), runs the engine, and hands
+  results on through a bounded queue. ``invoke()`` releases the GIL, so decoding and database work
+  overlap with inference.
+- :class:`ResultsWorker`: one thread. Tracking/counting (analytics), detection rows, and the
+  per-camera inference statistics rows; everything is written through the single writer.
+
+Both expose ``last_progress`` (monotonic) for the systemd watchdog, and count what they drop.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from agent.sections import iso_utc
+from agent.sources.camera import CameraSource
+from agent.store.writer import Writer
+from agent.types import InferenceResult
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+class InferenceWorker:
+    def __init__(self, engine: Any, cameras: list[CameraSource], out: "queue.Queue[Any]", *,
+                 thresholds: dict[str, float | None] | None = None) -> None:
+        self.engine = engine
+        self.cameras = cameras
+        self.out = out
+        self.thresholds = thresholds or {}
+        self.cond = threading.Condition()
+        for cam in cameras:
+            cam.slot.attach(self.cond)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._epochs: dict[str, int] = {}
+        self.frames = 0
+        self.dropped_results = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.last_progress = time.monotonic()
+        self.busy_s = 0.0
+
+    def start(self) -> "InferenceWorker":
+        self._thread = threading.Thread(target=self._run, name=f"inference:{self.engine.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish the frames already handed over (in-flight), then stop."""
+        self._stop.set()
+        with self.cond:
+            self.cond.notify_all()
+        if self._thread:
+            self._thread.join(timeout_s)
+
+    def _next_frame(self):
+        best = None
+        for cam in self.cameras:
+            ts = cam.slot.peek_ts()
+            if ts is not None and (best is None or ts < best[0]):
+                best = (ts, cam)
+        return best[1].slot.take_nowait() if best else None
+
+    def _run(self) -> None:
+        while True:
+            self.last_progress = time.monotonic()
+            frame = self._next_frame()
+            if frame is None:
+                if self._stop.is_set():
+                    return
+                with self.cond:
+                    if not any(c.slot.has_frame for c in self.cameras):
+                        self.cond.wait(0.5)
+                continue
+            self.process(frame)
+
+    def process(self, frame) -> None:
+        t0 = time.perf_counter()
+        cam = frame.camera
+        if self._epochs.get(cam) != frame.epoch:
+            if cam in self._epochs:  # the source was reopened: recurrent state starts again
+                self.engine.reset_state(cam)
+            self._epochs[cam] = frame.epoch
+        try:
+            dets, classes, timings = self.engine.run(frame.image, state_key=cam, threshold=self.thresholds.get(cam))
+        except Exception as exc:  # a failing model must not kill the worker
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            if self.errors <= 5 or self.errors % 100 == 0:
+                log.error("inference on %s failed (%d so far): %s", cam, self.errors, exc)
+            return
+        total_ms = (time.perf_counter() - t0) * 1000
+        self.busy_s += total_ms / 1000
+        self.frames += 1
+        res = InferenceResult(frame=frame, model=self.engine.name, detections=dets, classifications=classes,
+                              latency_ms=float(timings.get("invoke_ms", 0.0)), total_ms=total_ms)
+        try:
+            self.out.put_nowait(res)
+        except queue.Full:
+            self.dropped_results += 1
+
+
+class _CamStats:
+    __slots__ = ("start", "frames", "lat", "tot", "dets", "dropped_frames_at_start", "model", "accelerator")
+
+    def __init__(self, start: float, model: str, accelerator: str, dropped: int) -> None:
+        self.start = start
+        self.frames = 0
+        self.lat: list[float] = []
+        self.tot: list[float] = []
+        self.dets = 0
+        self.dropped_frames_at_start = dropped
+        self.model = model
+        self.accelerator = accelerator
+
+
+class ResultsWorker:
+    """Analytics, detection rows and inference statistics, off the inference thread."""
+
+    def __init__(self, inq: "queue.Queue[Any]", writer: Writer, *, cameras: dict[str, CameraSource],
+                 accelerators: dict[str, str], analytics: dict[str, Any] | None = None,
+                 store_detections: bool = True, stats_interval_s: float = 10.0) -> None:
+        self.inq = inq
+        self.writer = writer
+        self.cameras = cameras
+        self.accelerators = accelerators
+        self.analytics = analytics or {}
+        self.store_detections = store_detections
+        self.stats_interval_s = stats_interval_s
+        self._thread: threading.Thread | None = None
+        self._stats: dict[str, _CamStats] = {}
+        self.latest: dict[str, InferenceResult] = {}
+        self.totals: dict[str, dict[str, float]] = defaultdict(lambda: {"frames": 0, "detections": 0})
+        self.recent: dict[str, dict[str, float | None]] = {}
+        self.last_progress = time.monotonic()
+        self.errors = 0
+        self.accepted_detections = 0
+
+    def start(self) -> "ResultsWorker":
+        self._thread = threading.Thread(target=self._run, name="results", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Process every queued result, write the last stats windows, flush analytics, stop."""
+        self.inq.put(_END)
+        if self._thread:
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self.inq.get(timeout=0.5)
+            except queue.Empty:
+                self.last_progress = time.monotonic()
+                self._maybe_flush_stats(time.time())
+                continue
+            if item is _END:
+                break
+            self.last_progress = time.monotonic()
+            try:
+                self.handle(item)
+            except Exception:
+                self.errors += 1
+                log.exception("results stage failed on a frame of %s", getattr(item.frame, "camera", "?"))
+        self._maybe_flush_stats(time.time(), force=True)
+        for name, runner in self.analytics.items():
+            try:
+                runner.flush()
+            except Exception:
+                log.exception("analytics flush failed for %s", name)
+
+    def handle(self, res: InferenceResult) -> None:
+        f = res.frame
+        cam = f.camera
+        track_ids: list[int | None] = [None] * len(res.detections)
+        runner = self.analytics.get(cam)
+        if runner is not None and res.detections is not None:
+            try:
+                ids = runner.process(res)
+                if ids is not None and len(ids) == len(res.detections):
+                    track_ids = list(ids)
+            except Exception:
+                self.errors += 1
+                log.exception("analytics failed on %s frame %d", cam, f.index)
+        ts = iso_utc(f.ts)
+        if self.store_detections and res.detections:
+            rows = [{"ts": ts, "camera": cam, "frame": f.index, "model": res.model, "label": d.label,
+                     "class_id": int(d.class_id), "score": float(d.score), "x1": float(d.box[0]),
+                     "y1": float(d.box[1]), "x2": float(d.box[2]), "y2": float(d.box[3]), "track_id": tid}
+                    for d, tid in zip(res.detections, track_ids)]
+            if self.writer.submit_rows("detections", rows):
+                self.accepted_detections += len(rows)
+        if res.classifications:
+            rows = [{"ts": ts, "camera": cam, "frame": f.index, "model": res.model, "label": c.label,
+                     "class_id": int(c.class_id), "score": float(c.score), "rank": i}
+                    for i, c in enumerate(res.classifications)]
+            self.writer.submit_rows("classifications", rows)
+        st = self._stats.get(cam)
+        if st is None:
+            st = self._stats[cam] = _CamStats(f.ts, res.model, self.accelerators.get(res.model, "cpu"),
+                                              self._replaced(cam))
+        st.frames += 1
+        st.lat.append(res.latency_ms)
+        st.tot.append(res.total_ms)
+        st.dets += len(res.detections)
+        t = self.totals[cam]
+        t["frames"] += 1
+        t["detections"] += len(res.detections)
+        self.latest[cam] = res
+        self._maybe_flush_stats(f.ts)
+
+    def _replaced(self, cam: str) -> int:
+        c = self.cameras.get(cam)
+        return c.slot.replaced if c else 0
+
+    def _maybe_flush_stats(self, now: float, force: bool = False) -> None:
+        for cam, st in list(self._stats.items()):
+            if not force and now - st.start < self.stats_interval_s:
+                continue
+            if st.frames == 0:
+                continue
+            dur = max(now - st.start, 1e-3)
+            lat = np.asarray(st.lat)
+            tot = np.asarray(st.tot)
+            row = {
+                "ts_start": iso_utc(st.start), "ts_end": iso_utc(now), "camera": cam, "model": st.model,
+                "accelerator": st.accelerator, "frames": st.frames, "fps": round(st.frames / dur, 3),
+                "latency_p50_ms": round(float(np.percentile(lat, 50)), 3),
+                "latency_p95_ms": round(float(np.percentile(lat, 95)), 3),
+                "total_p50_ms": round(float(np.percentile(tot, 50)), 3),
+                "detections": st.dets,
+                "dropped_frames": self._replaced(cam) - st.dropped_frames_at_start,
+                "dropped_writes": sum(self.writer.drops.values()),
+            }
+            self.recent[cam] = {"fps": row["fps"], "latency_p50_ms": row["latency_p50_ms"],
+                                "latency_p95_ms": row["latency_p95_ms"]}
+            self.writer.submit_rows("inference_stats", [row])
+            del self._stats[cam]
