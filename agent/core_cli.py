@@ -58,6 +58,8 @@ def run_cmd(config_file: str | None, demo: bool, duration: float | None, exit_on
         click.echo(f"camera {name}: {cam['state']}, {cam.get('frames_inferred', 0)} frames inferred"
                    + (f", last error: {cam['last_error']}" if cam.get("last_error") else ""))
     w = st["writer"] or {}
+    if pipe.results is not None:
+        click.echo(f"detections: accepted {pipe.results.accepted_detections}")
     click.echo(f"database {cfg.storage.path}: {w.get('committed_rows', 0)} rows committed, "
                f"dropped {sum((w.get('dropped') or {}).values())}, failed {sum((w.get('failed') or {}).values())}")
 
@@ -73,3 +75,41 @@ def demo_config(cfg):
 
 
 commands.append(run_cmd)
+
+
+@click.command("bench")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Config file (model, accelerator).")
+@click.option("--clip", type=click.Path(exists=True, dir_okay=False), help="Video clip (default: the mirror's 4ku_traffic.mp4, else the sample clip).")
+@click.option("--model", help="Model (catalog name or .tflite path); default inference.model.")
+@click.option("--threads", type=int, default=1, show_default=True, help="num_threads for both measurements.")
+@click.option("--accelerator", type=click.Choice(["auto", "cpu", "edgetpu", "gpu"]), help="Override inference.accelerator.")
+@click.option("--raw-frames", type=int, default=300, show_default=True, help="invoke() calls in the raw measurement.")
+@click.option("--max-frames", type=int, help="Stop the pipeline measurement after this many frames.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def bench_cmd(config_file, clip, model, threads, accelerator, raw_frames, max_frames, as_json) -> None:
+    """Benchmark: raw invoke() throughput vs end-to-end pipeline throughput, same model and threads."""
+    import json as _json
+    from pathlib import Path as _Path
+
+    from agent.bench import default_clip, run_bench
+
+    cfg = load_config(config_file)
+    if model:
+        cfg.inference.model = model
+    if accelerator:
+        cfg.inference.accelerator = accelerator
+    cfg.inference.num_threads = threads
+    cfg.mqtt.enabled = False
+    res = run_bench(cfg, _Path(clip) if clip else default_clip(cfg), raw_frames=raw_frames, max_frames=max_frames)
+    if as_json:
+        click.echo(_json.dumps(res))
+        return
+    click.echo(f"model {res['model']} on {res['accelerator']}, num_threads={res['num_threads']}, clip {res['clip']}")
+    click.echo(f"  raw invoke():  {res['raw_invoke_fps']:8.2f} frames/s  (median {res['raw_invoke_median_ms']:.2f} ms)")
+    click.echo(f"  end-to-end:    {res['pipeline_fps']:8.2f} frames/s  ({res['pipeline_frames']} frames in {res['pipeline_seconds']:.1f} s,"
+               f" {res['detections_stored']} detections stored)")
+    click.echo(f"  ratio e2e/raw: {res['ratio']:.3f}   (target >= 0.9 at num_threads=1)")
+    click.echo(f"  peak RSS:      {res['peak_rss_mb']:.1f} MB (target <= 150 MB)")
+
+
+commands.append(bench_cmd)

@@ -50,7 +50,8 @@ class Pipeline:
         self.engine_errors: dict[str, str] = {}
         self.workers: list[InferenceWorker] = []
         self.results: ResultsWorker | None = None
-        self.results_q: queue.Queue[Any] = queue.Queue(maxsize=256)
+        # each result holds its frame (~2.7 MB at 720p): keep the queue short so memory stays bounded
+        self.results_q: queue.Queue[Any] = queue.Queue(maxsize=16)
         self.analytics: dict[str, Any] = {}
         self.sync: Any = None
         self.sensors: Any = None

@@ -105,8 +105,8 @@ class InferenceWorker:
         self.frames += 1
         res = InferenceResult(frame=frame, model=self.engine.name, detections=dets, classifications=classes,
                               latency_ms=float(timings.get("invoke_ms", 0.0)), total_ms=total_ms)
-        try:
-            self.out.put_nowait(res)
+        try:  # backpressure: wait briefly for the results stage, then drop (counted)
+            self.out.put(res, timeout=1.0)
         except queue.Full:
             self.dropped_results += 1
 

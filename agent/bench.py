@@ -1,0 +1,110 @@
+"""`edge-agent bench`: raw invoke() throughput vs the whole pipeline, side by side in one run.
+
+(a) raw: the engine's interpreter alone, input set once, ``invoke()`` in a loop;
+(b) end-to-end: the real pipeline (decode → preprocess → invoke → postprocess → tracking → SQLite)
+on a clip read as fast as possible, every frame inferred, until every row is committed.
+Same model, same thread count. Prints both rates, their ratio and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.config import AgentConfig, CameraConfig
+
+
+def peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0
+
+
+def default_clip(cfg: AgentConfig) -> Path:
+    mirror = os.environ.get("EDGE_AGENT_MIRROR") or cfg.models.mirror
+    if mirror:
+        p = Path(mirror) / "media" / "4ku_traffic.mp4"
+        if p.exists():
+            return p
+    from agent.inference.catalog import ensure_media
+
+    return ensure_media("traffic_frames", cfg.models)
+
+
+def bench_raw(cfg: AgentConfig, image, n: int, warmup: int = 10) -> dict[str, Any]:
+    from agent.inference import load_engine
+
+    eng = load_engine(cfg.inference.model, cfg.inference, cfg.models)
+    eng.set_input_from(image)
+    for _ in range(warmup):
+        eng.invoke()
+    times = []
+    t0 = time.perf_counter()
+    for _ in range(n):
+        t = time.perf_counter()
+        eng.invoke()
+        times.append(time.perf_counter() - t)
+    wall = time.perf_counter() - t0
+    out = {"frames": n, "fps": n / wall, "median_ms": statistics.median(times) * 1000,
+           "accelerator": eng.accelerator, "model": eng.name}
+    del eng
+    import gc
+
+    gc.collect()
+    return out
+
+
+def bench_pipeline(cfg: AgentConfig, clip: Path, max_frames: int | None) -> dict[str, Any]:
+    from agent.pipeline import Pipeline
+
+    with tempfile.TemporaryDirectory(prefix="edge-agent-bench-") as tmp:
+        c = cfg.model_copy(deep=True)
+        c.storage.path = Path(tmp) / "bench.sqlite"
+        c.api.enabled = False
+        c.cameras = [CameraConfig(name="bench", source=str(clip), realtime=False, detect_fps=120, loop=False)]
+        pipe = Pipeline(c)
+        t0 = time.perf_counter()
+        pipe.start()
+        t_start = time.perf_counter()
+        while not pipe.idle():
+            if max_frames and pipe.results and pipe.results.totals["bench"]["frames"] >= max_frames:
+                break
+            time.sleep(0.01)
+        pipe.writer.flush(60)
+        t_end = time.perf_counter()
+        frames = int(pipe.results.totals["bench"]["frames"])
+        dets = int(pipe.results.totals["bench"]["detections"])
+        pipe.stop()
+        import sqlite3
+
+        stored = sqlite3.connect(c.storage.path).execute("SELECT count(*) FROM detections").fetchone()[0]
+    return {"frames": frames, "fps": frames / (t_end - t_start), "seconds": t_end - t_start,
+            "startup_s": t_start - t0, "detections": dets, "stored_detections": stored}
+
+
+def run_bench(cfg: AgentConfig, clip: Path, *, raw_frames: int = 300, max_frames: int | None = None) -> dict[str, Any]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(clip))
+    ok, img = cap.read()
+    cap.release()
+    if not ok:
+        from agent.errors import SourceError
+
+        raise SourceError(f"cannot read a frame from {clip}", "give a video file OpenCV can decode (--clip)")
+    raw = bench_raw(cfg, img, raw_frames)
+    e2e = bench_pipeline(cfg, clip, max_frames)
+    return {
+        "model": raw["model"], "accelerator": raw["accelerator"], "num_threads": cfg.inference.num_threads,
+        "clip": str(clip),
+        "raw_invoke_fps": round(raw["fps"], 2), "raw_invoke_median_ms": round(raw["median_ms"], 2),
+        "pipeline_fps": round(e2e["fps"], 2), "pipeline_frames": e2e["frames"],
+        "pipeline_seconds": round(e2e["seconds"], 2),
+        "detections_stored": e2e["stored_detections"], "detections_accepted": e2e["detections"],
+        "ratio": round(e2e["fps"] / raw["fps"], 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
