@@ -23,7 +23,7 @@ from agent.api.config import ApiConfig, PrivacyConfig
 from agent.configbase import Section, example_toml, format_validation_error
 from agent.errors import ConfigError
 from agent.sync.config import MqttConfig, SummaryConfig
-from firmware_bridge.config import SensorConfig
+from firmware_bridge.config import EXAMPLE_SENSORS, SensorConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -137,7 +137,8 @@ class AgentConfig(Section):
     cameras: list[CameraConfig] = Field(default_factory=list, description="Cameras (any number).", examples=[_DEMO_CAMERAS])
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="The city's MQTT broker (store-and-forward; buffers while unreachable).")
     summary: SummaryConfig = Field(default_factory=SummaryConfig, description="Periodic summaries sent to the hub.")
-    sensors: list[SensorConfig] = Field(default_factory=list, description="Serial sensors (firmware_bridge).")
+    sensors: list[SensorConfig] = Field(default_factory=list, description="Serial sensors (firmware_bridge).",
+                                        examples=[EXAMPLE_SENSORS])
     api: ApiConfig = Field(default_factory=ApiConfig, description="The local HTTP API for technicians.")
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="What images may show.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")

@@ -1,0 +1,93 @@
+"""Our microcontroller (noise, temperature/humidity, loops, tamper, supply): PROTOCOL.md, v1.
+
+The stream is COBS frames separated by ``0x00``; everything between two delimiters is one frame
+candidate, so garbage costs at most the frame it hits. The driver checks CRC, version and length,
+decodes the message, turns readings into measurements (metric name, plus ``_<channel>`` for
+channels other than 0) and counts sequence gaps (frames lost on the line).
+"""
+
+from __future__ import annotations
+
+from firmware_bridge import protocol as p
+from firmware_bridge.drivers.base import Driver
+from firmware_bridge.events import Q_OUT_OF_RANGE, Q_SENSOR_FAULT, Q_STALE, Measurement, Message
+
+_FLAG_MAP = ((1, Q_OUT_OF_RANGE), (2, Q_SENSOR_FAULT), (4, Q_STALE))
+
+
+def metric_name(channel: int, metric: str) -> str:
+    return metric if channel == 0 else f"{metric}_{channel}"
+
+
+class Mcu(Driver):
+    name = "mcu"
+    default_baud = 115200
+    description = "edge-agent MCU protocol v1 (COBS + CRC-16 frames, see PROTOCOL.md)"
+    max_buffer = p.MAX_WIRE + 16
+
+    def __init__(self, options=None) -> None:
+        super().__init__(options)
+        self._discarding = False
+        self._last_seq: int | None = None
+        self.seq_gaps = 0
+        self.hello: dict | None = None
+
+    def startup_commands(self) -> list[bytes]:
+        # A lone 0x00 ends whatever partial frame the MCU holds; then ask who it is.
+        return [b"\x00"]
+
+    def _leftover_reason(self) -> str:
+        return "truncated"
+
+    def _parse(self) -> None:
+        buf = self._buf
+        while buf:
+            z = buf.find(0)
+            if z < 0:
+                if len(buf) > p.MAX_WIRE:
+                    if not self._discarding:
+                        self._error("too_long", len(buf), f"no 0x00 delimiter within {p.MAX_WIRE} bytes")
+                        self._consume(len(buf))
+                        self._discarding = True
+                    else:
+                        self._skip(len(buf))
+                return
+            if self._discarding:  # the tail of an over-long frame
+                self._skip(z + 1)
+                self._discarding = False
+                continue
+            if z == 0:
+                self._consume(1)  # an empty frame: a delimiter, allowed anywhere
+                continue
+            self._frame(bytes(buf[:z]), z + 1)
+            self._consume(z + 1)
+
+    def _frame(self, encoded: bytes, n: int) -> None:
+        try:
+            msg_type, seq, payload = p.decode_frame(p.cobs_decode(encoded))
+            fields = p.decode_payload(msg_type, payload)
+        except p.ProtocolError as exc:
+            self._error(exc.reason, n, exc.detail)
+            return
+        kind = p.TYPE_NAMES[msg_type]
+        if msg_type == p.HELLO:
+            self.hello = fields
+            self._last_seq = seq  # the MCU (re)started: its counter starts over
+        elif msg_type not in p.COMMANDS:
+            if self._last_seq is not None and seq != (self._last_seq + 1) & 0xFFFF:
+                self.seq_gaps += 1
+                fields = {**fields, "seq_gap": (seq - self._last_seq - 1) & 0xFFFF}
+            self._last_seq = seq
+        ms = []
+        if msg_type == p.READING:
+            for v in fields["values"]:
+                unit = p.METRICS.get(p.METRIC_CODES.get(v["metric"], 0), ("", ""))[1]
+                q = 0
+                for bit, flag in _FLAG_MAP:
+                    if v["flags"] & bit:
+                        q |= flag
+                value = v["value"]
+                if value != value or value in (float("inf"), float("-inf")):
+                    continue  # NaN / inf: the firmware's "no value"
+                ms.append(Measurement(metric_name(v["channel"], v["metric"]), float(value), unit, q))
+        self._emit(Message(kind, self._base, {"seq": seq, **fields}, ms))
