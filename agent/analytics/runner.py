@@ -1,0 +1,294 @@
+"""One camera's analytics: tracker -> lines, zones, speeds -> bins -> forecasts, written to the store.
+
+The pipeline calls :meth:`AnalyticsRunner.process` once per inferred frame, from one thread, and
+stores the returned track id of each detection. Everything here is in memory and O(objects) per
+frame; the database is only touched through the writer (crossings as they happen, tracks when they
+end, bins and forecasts when a bin closes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from agent.analytics import store
+from agent.analytics.bins import BinAccumulator, ClosedBin
+from agent.analytics.config import CameraAnalytics
+from agent.analytics.counting import Crossing, LineCounter
+from agent.analytics.forecast import DAY, Forecaster
+from agent.analytics.speed import GroundPlane, segment_speed_kmh
+from agent.analytics.tracking import Track, Tracker
+from agent.analytics.zones import Zone
+from agent.sections import iso_utc
+from agent.types import InferenceResult
+
+log = logging.getLogger(__name__)
+
+
+class AnalyticsRunner:
+    """Tracking and counting for one camera.
+
+    Args:
+        camera_name: the camera's configured name (the ``camera`` column of every row).
+        cfg: its ``analytics`` section.
+        writer: the store's :class:`~agent.store.writer.Writer` (``None``: keep nothing, for tools).
+        frame_size: (width, height) of the frames, needed for normalized points; taken from the
+            first frame when not given.
+    """
+
+    def __init__(self, camera_name: str, cfg: CameraAnalytics, writer: Any, *,
+                 frame_size: tuple[int, int] | None = None) -> None:
+        self.camera = camera_name
+        self.cfg = cfg
+        self.writer = writer
+        self.frame_size = frame_size
+        self.bin_s = cfg.bin_minutes * 60
+        first_id = 1
+        reader = self._reader()
+        self.forecasters: dict[tuple[str, str], Forecaster] = {}
+        self._history_rows: list[Any] = []
+        self._forecast_rows: list[Any] = []
+        if reader is not None:
+            try:
+                first_id = store.next_track_id(reader, camera_name)
+                since = iso_utc(time.time() - cfg.forecast.history_days * DAY)
+                self._history_rows = store.load_history(reader, camera_name, self.bin_s, since)
+                self._forecast_rows = store.load_forecasts(reader, camera_name, iso_utc(time.time() - cfg.forecast.backtest_days * DAY))
+            finally:
+                reader.close()
+        self.tracker = Tracker(cfg.tracker, first_id=first_id)
+        self.lines: dict[str, LineCounter] = {}
+        self.zones: dict[str, Zone] = {}
+        self.ground: GroundPlane | None = None
+        self.bins = BinAccumulator(self.bin_s, [], [])
+        self._meta: dict[int, dict[str, Any]] = {}
+        self._seg_marks: dict[int, dict[str, tuple[float, tuple[float, float]]]] = {}
+        self.totals: Counter[tuple[str, str, str]] = Counter()
+        self.frames = 0
+        self.last_forecast: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.speeds_recent: list[float] = []
+        self._built = False
+
+    # -- setup -----------------------------------------------------------------------------------
+    def _reader(self):
+        db = getattr(self.writer, "database", None)
+        if db is None:
+            return None
+        try:
+            return db.reader()
+        except Exception:  # a missing file is a fresh start
+            return None
+
+    def _build(self) -> None:
+        cfg = self.cfg
+        old_lines = self.lines
+        self.lines = {}
+        for lc in cfg.lines:
+            prev = old_lines.get(lc.name)
+            self.lines[lc.name] = prev if prev is not None and prev.cfg == lc else LineCounter(lc, self.frame_size)
+        old_zones = self.zones
+        self.zones = {}
+        for zc in cfg.zones:
+            prev_z = old_zones.get(zc.name)
+            self.zones[zc.name] = prev_z if prev_z is not None and prev_z.cfg == zc else Zone(zc, self.frame_size)
+        self.ground = GroundPlane.from_config(cfg.calibration, self.frame_size) if cfg.calibration else None
+        keys = [(lc.name, d, c) for lc in cfg.lines for d in lc.directions for c in lc.classes]
+        self.bins.set_keys(keys, list(self.zones))
+        if cfg.forecast.enabled:
+            for lc in cfg.lines:
+                for d in lc.directions:
+                    if (lc.name, d) not in self.forecasters:
+                        self.forecasters[(lc.name, d)] = self._new_forecaster(lc.name, d)
+        self._built = True
+
+    def _new_forecaster(self, line: str, direction: str) -> Forecaster:
+        f = Forecaster(self.bin_s, history_days=self.cfg.forecast.history_days, backtest_days=self.cfg.forecast.backtest_days)
+        for ln, d, start, vol, cov in self._history_rows:
+            if ln == line and d == direction and cov >= 0.95 * self.bin_s:
+                f.observe(store.parse_iso(start), vol)
+        f.pending.clear()
+        from agent.analytics.forecast import Prediction
+        for ln, d, issued, h, ts0, ts1, pred, actual in self._forecast_rows:
+            if ln == line and d == direction and h in f.horizons:
+                p = Prediction(store.parse_iso(issued), h, store.parse_iso(ts0), store.parse_iso(ts1), pred, actual)
+                (f.scored if actual is not None else f.pending).append(p)
+        return f
+
+    def reconfigure(self, cfg: CameraAnalytics) -> None:
+        """New lines, zones or calibration (SIGHUP). Counts of the bin in progress and tracks are kept;
+        a changed bin length takes effect from the next start."""
+        self.cfg = cfg
+        self.tracker.cfg = cfg.tracker
+        if self._built:
+            self._build()
+
+    # -- per frame -------------------------------------------------------------------------------
+    def process(self, result: InferenceResult) -> list[int | None]:
+        """Track this frame's detections; count, measure and bin. Returns the track id per detection."""
+        dets = result.detections
+        if not self.cfg.enabled:
+            return [None] * len(dets)
+        frame = result.frame
+        if self.frame_size is None and frame.image is not None and getattr(frame.image, "ndim", 0) >= 2:
+            self.frame_size = (int(frame.image.shape[1]), int(frame.image.shape[0]))
+        if not self._built:
+            self._build()
+        ts = frame.ts
+        self.frames += 1
+        for closed in self.bins.advance(ts):
+            self._close_bin(closed)
+        boxes = np.array([d.box for d in dets], dtype=float).reshape(-1, 4)
+        scores = np.array([d.score for d in dets], dtype=float)
+        labels = [d.label for d in dets]
+        per_det = self.tracker.update(boxes, scores, labels, ts, frame.index)
+
+        rows: list[dict[str, Any]] = []
+        alive: set[int] = set()
+        for t in self.tracker.tracks:
+            if not t.matched:
+                if t.confirmed:
+                    alive.add(t.id)
+                continue
+            meta = self._meta.setdefault(t.id, {"crossings": 0})
+            bottom = t.anchor("bottom_center")
+            if "entry" not in meta:
+                meta["entry"] = bottom
+            meta["exit"] = bottom
+            label = t.label
+            for line in self.lines.values():
+                pt = bottom if line.cfg.anchor == "bottom_center" else t.anchor("center")
+                c = line.observe(t.id, pt, float(t.mean[3]), ts, frame.index, label, t.confirmed)
+                if c is not None:
+                    rows.append(self._on_crossing(c, t))
+            if t.confirmed:
+                alive.add(t.id)
+                for z in self.zones.values():
+                    z.observe(t.id, t.anchor(z.cfg.anchor), ts, label)
+        for z in self.zones.values():
+            visits = z.take_closed(alive)
+            self.bins.zone_sample(z.name, z.occupancy, entries=0)
+            for v in visits:
+                self._on_visit(v)
+            for v in z.visits.values():
+                if v.enter_ts == ts:
+                    self.bins.zones[z.name].entries += 1
+        if rows and self.writer is not None:
+            self.writer.submit_rows("crossings", rows)
+        closed = self.tracker.closed
+        if closed:
+            self._persist_tracks(closed)
+        return [t.id if t is not None else None for t in per_det]
+
+    def _on_crossing(self, c: Crossing, t: Track) -> dict[str, Any]:
+        self.bins.add(c.line, c.direction, c.label)
+        self.totals[(c.line, c.direction, c.label)] += 1
+        self._meta[t.id]["crossings"] += 1
+        marks = self._seg_marks.setdefault(t.id, {})
+        marks[c.line] = (c.ts, c.point)
+        for seg in self.cfg.speed_segments:
+            if c.line in (seg.line_a, seg.line_b):
+                other = seg.line_b if c.line == seg.line_a else seg.line_a
+                if other in marks:
+                    ts0, p0 = marks[other]
+                    dist = seg.distance_m or (self.ground.distance_m(p0, c.point) if self.ground else None)
+                    if dist:
+                        v = segment_speed_kmh(dist, ts0, c.ts)
+                        if v is not None:
+                            self._speed(f"segment:{seg.name}", t.id, c.label, c.ts, v)
+        return {"ts": iso_utc(c.ts), "camera": self.camera, "line": c.line, "direction": c.direction, "class": c.label,
+                "track_id": c.track_id, "x": round(c.point[0], 1), "y": round(c.point[1], 1)}
+
+    def _speed(self, source: str, track_id: int, label: str, ts: float, v: float) -> None:
+        self.speeds_recent = (self.speeds_recent + [v])[-200:]
+        if self.writer is not None:
+            self.writer.submit_rows("speeds", [{"ts": iso_utc(ts), "camera": self.camera, "source": source,
+                                                "track_id": track_id, "class": label, "speed_kmh": round(v, 2)}])
+
+    def _on_visit(self, v: Any) -> None:
+        speed = None
+        if self.ground is not None and self.zones[v.zone].cfg.speed and v.exit_ts > v.enter_ts:
+            speed = self.ground.speed_kmh(v.enter_pt, v.enter_ts, v.exit_pt, v.exit_ts)
+            if speed is not None:
+                self._speed(f"zone:{v.zone}", v.track_id, v.label, v.exit_ts, speed)
+        if self.writer is not None:
+            self.writer.submit_rows("zone_visits", [{
+                "camera": self.camera, "zone": v.zone, "track_id": v.track_id, "class": v.label,
+                "enter_ts": iso_utc(v.enter_ts), "exit_ts": iso_utc(v.exit_ts), "dwell_s": round(v.dwell_s, 3),
+                "speed_kmh": round(speed, 2) if speed is not None else None}])
+
+    def _persist_tracks(self, tracks: list[Track]) -> None:
+        rows = []
+        for t in tracks:
+            meta = self._meta.pop(t.id, {})
+            self._seg_marks.pop(t.id, None)
+            for line in self.lines.values():
+                line.forget(t.id)
+            rows.append(store.track_row(self.camera, t, meta))
+        if rows and self.writer is not None:
+            self.writer.submit_fn(store.upsert_tracks(rows), kind="tracks")
+
+    def _close_bin(self, b: ClosedBin) -> None:
+        if self.writer is not None:
+            self.writer.submit_fn(store.upsert_bin(self.camera, b), kind="volume_bins", block=True)
+        if not self.cfg.forecast.enabled:
+            return
+        totals = b.totals()
+        for (line, direction), f in self.forecasters.items():
+            if line not in self.lines:
+                continue
+            scored = f.observe(b.start, totals.get((line, direction), 0), b.complete)
+            skill = f.skill()
+            issued = f.forecast(b.start + b.bin_s)
+            self.last_forecast[(line, direction)] = [
+                {"horizon_min": p.horizon_min, "expected": round(p.predicted, 1), "from": iso_utc(p.target_start),
+                 "mae": skill[p.horizon_min]["mae"], "mape": skill[p.horizon_min]["mape"], "n": skill[p.horizon_min]["n"]}
+                for p in issued]
+            if self.writer is not None:
+                self.writer.submit_fn(store.forecast_writes(self.camera, line, direction, issued, scored, skill),
+                                      kind="forecasts", block=True)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Persist open tracks and the bin in progress (at shutdown)."""
+        for z in self.zones.values():
+            for v in z.take_closed(set()):
+                self._on_visit(v)
+        self._persist_tracks(self.tracker.close_all())
+        b = self.bins.close_partial()
+        if b is not None and self.writer is not None and (b.coverage_s > 0 or any(b.counts.values())):
+            self.writer.submit_fn(store.upsert_bin(self.camera, b), kind="volume_bins", block=True)
+
+    def state(self) -> dict[str, Any]:
+        """Live figures for the status API."""
+        current: dict[str, dict[str, dict[str, int]]] = {}
+        for (line, d, c), n in self.bins.counts.items():
+            current.setdefault(line, {}).setdefault(d, {})[c] = n
+        totals: dict[str, dict[str, dict[str, int]]] = {}
+        for (line, d, c), n in self.totals.items():
+            totals.setdefault(line, {}).setdefault(d, {})[c] = n
+        sp = sorted(self.speeds_recent)
+        return {
+            "camera": self.camera,
+            "frames": self.frames,
+            "active_tracks": sum(1 for t in self.tracker.tracks if t.confirmed),
+            "bin_start": iso_utc(self.bins.start) if self.bins.start is not None else None,
+            "bin_minutes": self.cfg.bin_minutes,
+            "current_bin": current,
+            "since_start": totals,
+            "zones": {z.name: {"occupancy": z.occupancy, "peak": max(z.peak, self.bins.zones.get(z.name).peak if z.name in self.bins.zones else 0)}
+                      for z in self.zones.values()},
+            "speed_kmh": {"p50": _pct(sp, 50), "p85": _pct(sp, 85), "n": len(sp)},
+            "forecast": {f"{line}/{d}": v for (line, d), v in self.last_forecast.items()},
+        }
+
+
+def _pct(sorted_vals: list[float], p: float) -> float | None:
+    if not sorted_vals:
+        return None
+    k = (len(sorted_vals) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(sorted_vals) - 1)
+    return round(sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo), 2)

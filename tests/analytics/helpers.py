@@ -1,0 +1,36 @@
+"""Shared helpers: run a runner over per-frame detections, match counted crossings to ground truth."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agent.types import Detection, Frame, InferenceResult
+
+_IMG = np.zeros((1, 1, 3), dtype=np.uint8)
+
+
+def feed(runner, frames: list[list[Detection]], fps: float, t0: float = 1_700_000_000.0, step: int = 1):
+    """Run ``runner`` over the frames; returns the per-frame track ids."""
+    ids = []
+    for i in range(0, len(frames), step):
+        fr = Frame("cam", i, t0 + i / fps, i / fps, _IMG)
+        ids.append(runner.process(InferenceResult(fr, "ssd", list(frames[i]))))
+    return ids
+
+
+def match(truth: list[dict], counted: list[tuple[int, float]], tol_frames: int = 25, tol_x: float = 120) -> tuple[int, int, int]:
+    """Greedy one-to-one matching of (frame, x) events. Returns (matched, missed, extra)."""
+    used = set()
+    matched = 0
+    for t in sorted(truth, key=lambda e: e["frame"]):
+        best, bd = None, None
+        for j, (f, x) in enumerate(counted):
+            if j in used or abs(f - t["frame"]) > tol_frames or abs(x - t["x"]) > tol_x:
+                continue
+            d = abs(f - t["frame"]) + abs(x - t["x"]) / 10
+            if bd is None or d < bd:
+                best, bd = j, d
+        if best is not None:
+            used.add(best)
+            matched += 1
+    return matched, len(truth) - matched, len(counted) - matched
