@@ -124,7 +124,10 @@ class LoggingConfig(Section):
     json_format: bool = Field(False, description="One JSON object per log line (for journald/log shippers).")
 
 
-_DEMO_CAMERAS = [{"name": "demo", "source": "traffic_frames.mp4", "loop": True}]
+# the sample clip: traffic moves right to left across the frame
+_DEMO_LINE = {"name": "main", "points": [[0.5, 0.0], [0.5, 1.0]], "directions": ["leftward", "rightward"]}
+_DEMO_CAMERAS = [{"name": "demo", "source": "var/models/media/traffic_frames.mp4", "loop": True, "threshold": 0.3,
+                  "analytics": {"lines": [_DEMO_LINE]}}]
 
 
 class AgentConfig(Section):

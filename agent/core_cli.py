@@ -66,11 +66,12 @@ def run_cmd(config_file: str | None, demo: bool, duration: float | None, exit_on
 
 def demo_config(cfg):
     """The embedded default: the sample clip (looping) with the default model, a local SQLite file."""
-    from agent.config import CameraConfig
+    from agent.config import _DEMO_CAMERAS, CameraConfig
     from agent.inference.catalog import ensure_media
 
     clip = ensure_media("traffic_frames", cfg.models)
-    cfg.cameras = [CameraConfig(name="demo", source=str(clip), loop=True, realtime=True, detect_fps=10)]
+    demo = dict(_DEMO_CAMERAS[0], source=str(clip), realtime=True, detect_fps=10)
+    cfg.cameras = [CameraConfig.model_validate(demo)]
     return cfg
 
 
