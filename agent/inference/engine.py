@@ -1,0 +1,290 @@
+"""The inference engine the pipeline calls: one model on one interpreter, frames in, results out.
+
+``load_engine`` resolves a catalog name (pulling it when allowed) or a ``.tflite`` path, builds the
+interpreter on the best accelerator (:mod:`agent.inference.runtime`), picks the family adapter
+(from the catalog, the config, or the model's tensors) and the labels.
+
+An :class:`Engine` is used by one thread at a time (TFLite interpreters are not thread-safe). Per
+frame it reuses its buffers: the frame is resized into a preallocated array and written straight
+into the input tensor; only the detections themselves are new objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.errors import ModelError
+from agent.inference.adapters import Adapter, detect_family, make_adapter
+from agent.inference.labels import coco80, label_of, packaged_labels, read_labels
+from agent.inference.preprocess import Preprocessor, Transform
+from agent.inference.runtime import InterpreterInfo, make_interpreter
+from agent.types import Classification, Detection
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """One loaded model.
+
+    Attributes:
+        name: catalog name, or the file's stem for a path.
+        path: the model file loaded (the Edge TPU variant when the TPU is active).
+        family: ``ssd``, ``yolo``, ``classifier`` or ``recurrent``.
+        task: ``detect`` or ``classify``.
+        accelerator: ``cpu``, ``edgetpu``, ``gpu`` or ``delegate``.
+        accelerator_reasons: why the other accelerators were skipped.
+        runtime: ``litert`` or ``tflite-runtime``.
+        input_size: model input ``(width, height)``.
+        labels: ``{class_id: name}``.
+    """
+
+    def __init__(self, name: str, info: InterpreterInfo, adapter: Adapter, labels: dict[int, str],
+                 inference_cfg: Any, *, label_offset: int = 0) -> None:
+        self.name = name
+        self.path = info.model_path
+        self.interpreter = info.interpreter
+        self.accelerator = info.accelerator
+        self.accelerator_reasons = list(info.reasons)
+        self.runtime = info.runtime
+        self.adapter = adapter
+        self.family = adapter.family
+        self.task = adapter.task
+        self.labels = labels
+        self.label_offset = label_offset
+        self.cfg = inference_cfg
+        self._pre = Preprocessor(self.interpreter, adapter.image_input, mean=adapter.mean, std=adapter.std,
+                                 resize=inference_cfg.resize, pad_value=adapter.pad_value)
+        self.input_size = (self._pre.w, self._pre.h)
+        self._keep = set(inference_cfg.labels_keep or ())
+        self._skip_background = tuple(i for i, n in labels.items() if n.lower() == "background")
+        self._transform: Transform | None = None
+
+    def __repr__(self) -> str:
+        return (f"Engine({self.name!r}, family={self.family}, accelerator={self.accelerator}, "
+                f"input={self.input_size[0]}x{self.input_size[1]})")
+
+    # -- raw access (benchmark) ---------------------------------------------------------------
+    def set_input_from(self, image_bgr: np.ndarray, *, state_key: str = "default") -> Transform:
+        """Preprocess a frame into the input tensor (and set recurrent state).
+
+        Args:
+            image_bgr: HxWx3 uint8 BGR frame.
+            state_key: whose recurrent state to feed.
+
+        Returns:
+            The transform mapping model boxes back to the frame.
+        """
+        self._transform = self._pre.set_input(image_bgr)
+        self.adapter.before_invoke(state_key)
+        return self._transform
+
+    def invoke(self) -> None:
+        """Run the model on the current input (nothing else)."""
+        try:
+            self.interpreter.invoke()
+        except (RuntimeError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelError(f"model {self.name} failed while running: {first}",
+                             "the model or its delegate is broken; re-pull it or use inference.accelerator = \"cpu\"") from None
+
+    # -- results -------------------------------------------------------------------------------
+    def run(self, image_bgr: np.ndarray, *, state_key: str = "default", threshold: float | None = None,
+            top_k: int | None = None) -> tuple[list[Detection], list[Classification], dict[str, float]]:
+        """Preprocess, invoke and decode one frame.
+
+        Args:
+            image_bgr: HxWx3 uint8 BGR frame (any size).
+            state_key: the camera, for recurrent models (each keeps its own state).
+            threshold: minimum score (default ``inference.threshold``).
+            top_k: classifiers: most classes (default ``inference.top_k``).
+
+        Returns:
+            ``(detections, classifications, timings)``; detection boxes are source-frame pixels
+            ``(x1, y1, x2, y2)``, best first; timings has ``preprocess_ms``, ``invoke_ms``,
+            ``postprocess_ms``.
+        """
+        thr = self.cfg.threshold if threshold is None else threshold
+        t0 = time.perf_counter()
+        tf = self.set_input_from(image_bgr, state_key=state_key)
+        t1 = time.perf_counter()
+        self.invoke()
+        t2 = time.perf_counter()
+        self.adapter.after_invoke(state_key)
+        dets: list[Detection] = []
+        classes: list[Classification] = []
+        if self.task == "detect":
+            dets = self._detections(tf, thr)
+        else:
+            classes = self._classes(thr, top_k or self.cfg.top_k)
+        t3 = time.perf_counter()
+        return dets, classes, {"preprocess_ms": (t1 - t0) * 1e3, "invoke_ms": (t2 - t1) * 1e3,
+                               "postprocess_ms": (t3 - t2) * 1e3}
+
+    def detect(self, image_bgr: np.ndarray, *, state_key: str = "default", threshold: float | None = None) -> list[Detection]:
+        """Detections in a frame (see :meth:`run`)."""
+        if self.task != "detect":
+            raise ModelError(f"model {self.name} is a classifier, not a detector", "use classify, or a detection model")
+        return self.run(image_bgr, state_key=state_key, threshold=threshold)[0]
+
+    def classify(self, image_bgr: np.ndarray, *, threshold: float | None = None, top_k: int | None = None) -> list[Classification]:
+        """The top-k classes of a frame, best first (see :meth:`run`)."""
+        if self.task != "classify":
+            raise ModelError(f"model {self.name} is a detector, not a classifier", "use detect, or a classification model")
+        return self.run(image_bgr, threshold=threshold, top_k=top_k)[1]
+
+    def reset_state(self, state_key: str | None = None) -> None:
+        """Recurrent models: start ``state_key`` (``None``: every key) from the zero state."""
+        self.adapter.reset_state(state_key)
+
+    def _detections(self, tf: Transform, thr: float) -> list[Detection]:
+        arr = self.adapter.objects(thr)
+        if len(arr.scores) == 0:
+            return []
+        boxes = tf.to_source(arr.boxes)
+        out: list[Detection] = []
+        limit = self.cfg.max_detections
+        for box, cid, score in zip(boxes.tolist(), arr.class_ids.tolist(), arr.scores.tolist()):
+            cid += self.label_offset
+            label = label_of(self.labels, cid)
+            if self._keep and label not in self._keep:
+                continue
+            if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+                continue
+            out.append(Detection(label, cid, score, (box[0], box[1], box[2], box[3])))
+            if len(out) >= limit:
+                break
+        return out
+
+    def _classes(self, thr: float, top_k: int) -> list[Classification]:
+        from agent.inference.adapters.classify import get_classes
+
+        scores = self.adapter.scores()
+        skip = tuple(i - self.label_offset for i in self._skip_background)
+        k = scores.size if self._keep else top_k
+        out = []
+        for cid, score in get_classes(scores, k, thr, skip):
+            cid += self.label_offset
+            label = label_of(self.labels, cid)
+            if self._keep and label not in self._keep:
+                continue
+            out.append(Classification(label, cid, score))
+            if len(out) >= top_k:
+                break
+        return out
+
+
+def _default_labels(family: str, adapter: Adapter) -> dict[int, str]:
+    """Labels for a model given by path without a label file: COCO / ImageNet when the shape says so."""
+    if family == "ssd":
+        log.info("no labels given: assuming the COCO 90-id label space (set inference.labels)")
+        return packaged_labels("coco_labels.txt")
+    if family == "yolo" and adapter.layout.num_attrs - (5 if adapter.layout.version == 5 else 4) == 80:
+        log.info("no labels given: assuming the 80 COCO classes (set inference.labels)")
+        return coco80(packaged_labels("coco_labels.txt"))
+    if family == "classifier" and getattr(adapter, "num_classes", 0) == 1001:
+        log.info("no labels given: assuming ImageNet with background (set inference.labels)")
+        return packaged_labels("imagenet_labels.txt")
+    return {}
+
+
+def _is_path(model: str) -> bool:
+    return model.endswith(".tflite") or "/" in model or "\\" in model
+
+
+def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str | None = None) -> Engine:
+    """Load a model for inference.
+
+    Args:
+        model: a catalog name (pulled first when missing and ``models.auto_pull``) or a ``.tflite``
+            path.
+        inference_cfg: an ``InferenceConfig`` (runtime, accelerator, threads, thresholds, labels...).
+        models_cfg: a ``ModelsConfig`` (catalog, install dir, mirror).
+        family: force the family (``ssd``, ``yolo``, ``classifier``, ``recurrent``); default: the
+            catalog entry's, else ``inference.family``, else read from the tensors.
+
+    Returns:
+        A ready :class:`Engine`.
+
+    Raises:
+        ModelError: unknown name, missing/corrupt/unrunnable model, wrong family.
+        AcceleratorError: the requested accelerator is unavailable (``auto`` falls back instead).
+    """
+    from agent.inference import catalog as cat
+
+    entry = None
+    tpu_path: Path | None = None
+    accel = inference_cfg.accelerator
+    if _is_path(model):
+        path = Path(model).expanduser()
+        name = path.stem
+        cpu_twin = _cpu_twin_of(path, models_cfg) if path.exists() else None
+        if cpu_twin is not None:  # an Edge TPU file whose CPU original the catalog knows
+            entry, cpu_path = cpu_twin
+            tpu_path, path = path, cpu_path
+    else:
+        entry, path = cat.resolve(model, models_cfg)
+        name = entry.name
+        if entry.kind != "model":
+            raise ModelError(f"{model} is a media file, not a model", "give a model name (`edge-agent models list`)")
+        catalog = cat.load_catalog(models_cfg)
+        if entry.edgetpu_variant and accel in ("auto", "edgetpu"):
+            variant = catalog.get(entry.edgetpu_variant)
+            try:
+                _, tpu_path = cat.resolve(variant.name, models_cfg)
+            except ModelError as exc:
+                if accel == "edgetpu":
+                    raise
+                log.info("Edge TPU variant %s unavailable: %s", variant.name, exc.message)
+        elif not entry.edgetpu_variant:
+            parent = [e for e in catalog.models() if e.edgetpu_variant == entry.name]
+            if parent:  # the catalog name of an Edge TPU file: keep its CPU original for fallback
+                tpu_path = path
+                entry, path = cat.resolve(parent[0].name, models_cfg)
+
+    info = make_interpreter(
+        path, runtime=inference_cfg.runtime, accelerator=accel, num_threads=inference_cfg.num_threads,
+        edgetpu_device=inference_cfg.edgetpu_device, gpu_delegate_path=inference_cfg.gpu_delegate_path,
+        delegate_path=inference_cfg.delegate_path, delegate_options=dict(inference_cfg.delegate_options),
+        edgetpu_model_path=tpu_path)
+
+    fam = family or (entry.family if entry and entry.family else None)
+    if fam is None and inference_cfg.family != "auto":
+        fam = inference_cfg.family
+    if fam is None:
+        fam = detect_family(info.interpreter)
+
+    if entry is not None and entry.labels:
+        labels = read_labels(cat.load_catalog(models_cfg).labels_dir / entry.labels)
+    elif inference_cfg.labels:
+        labels = read_labels(inference_cfg.labels)
+    else:
+        labels = None
+    adapter = make_adapter(fam, info.interpreter, num_classes=len(labels) if labels else None,
+                           iou_threshold=inference_cfg.iou_threshold, max_detections=inference_cfg.max_detections)
+    if labels is None:
+        labels = _default_labels(fam, adapter)
+    engine = Engine(name, info, adapter, labels, inference_cfg, label_offset=entry.label_offset if entry else 0)
+    log.info("loaded %r from %s (%s runtime)%s", engine, engine.path, engine.runtime,
+             f"; skipped: {'; '.join(engine.accelerator_reasons)}" if engine.accelerator_reasons else "")
+    return engine
+
+
+def _cpu_twin_of(path: Path, models_cfg: Any) -> tuple[Any, Path] | None:
+    """For an Edge TPU file: the catalog entry whose ``edgetpu_variant`` is this file, if installed."""
+    from agent.inference import catalog as cat
+
+    try:
+        catalog = cat.load_catalog(models_cfg)
+    except ModelError:
+        return None
+    for e in catalog.models():
+        if e.edgetpu_variant and catalog.entries[e.edgetpu_variant].file == path.name:
+            p = cat.installed_path(e, models_cfg)
+            if p.is_file():
+                return e, p
+    return None
