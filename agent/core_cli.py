@@ -52,7 +52,16 @@ def run_cmd(config_file: str | None, demo: bool, duration: float | None, exit_on
     if root.level > _logging.INFO or not root.handlers:
         _logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         root.setLevel(getattr(_logging, cfg.logging.level.upper()))
-    pipe = run_agent(cfg, duration_s=duration, exit_on_end=exit_on_end)
+    def reload_config():
+        new = load_config(config_file)
+        if demo:
+            new = demo_config(new)
+        if db_path:
+            new.storage.path = db_path
+        return new
+
+    pipe = run_agent(cfg, duration_s=duration, exit_on_end=exit_on_end,
+                     reload_config=reload_config if config_file else None)
     st = pipe.status()
     for name, cam in st["cameras"].items():
         click.echo(f"camera {name}: {cam['state']}, {cam.get('frames_inferred', 0)} frames inferred"

@@ -58,6 +58,7 @@ class Pipeline:
         self.api: Any = None
         self.started_at: float | None = None
         self.started_mono: float | None = None
+        self.pending_restart: list[str] = []
         self._lock = threading.Lock()
 
     # -- start -----------------------------------------------------------------------------------
@@ -136,6 +137,103 @@ class Pipeline:
             log.info("model %s: %s on %s%s", model, eng.family, eng.accelerator,
                      f" ({'; '.join(eng.accelerator_reasons)})" if eng.accelerator_reasons else "")
 
+    # -- reload (SIGHUP) --------------------------------------------------------------------------
+    def reload(self, new: AgentConfig) -> dict[str, list[str]]:
+        """Apply a new config without a restart where possible.
+
+        Cameras are added, removed or reopened (a changed source, rate or model); thresholds,
+        counting lines, zones and calibration change in place, with the counts in progress kept
+        (the analytics runner of a camera lives on). Sections that need a restart (storage, models,
+        inference runtime/accelerator, mqtt, sensors, api) are reported, not applied.
+        """
+        old = self.cfg
+        report: dict[str, list[str]] = {"added": [], "removed": [], "restarted": [], "updated": [], "needs_restart": []}
+        for section in ("device", "storage", "models", "inference", "mqtt", "summary", "sensors", "api", "privacy"):
+            if getattr(old, section) != getattr(new, section):
+                report["needs_restart"].append(section)
+        # keep the parts that need a restart as they run now; take cameras from the new file
+        applied = old.model_copy(deep=True)
+        applied.cameras = [c.model_copy(deep=True) for c in new.cameras]
+        applied.logging = new.logging
+        old_cams = {c.name: c for c in old.cameras if c.enabled}
+        new_cams = {c.name: c for c in new.cameras if c.enabled}
+        Runner = _optional("agent.analytics.runner", "AnalyticsRunner")
+        for name in old_cams.keys() - new_cams.keys():
+            self._remove_camera(name)
+            report["removed"].append(name)
+        for name, nc in new_cams.items():
+            oc = old_cams.get(name)
+            if oc is None:
+                self._add_camera(nc, Runner)
+                report["added"].append(name)
+                continue
+            io_keys = ("source", "kind", "detect_fps", "loop", "realtime", "width", "height", "fourcc", "model",
+                       "reconnect_initial_s", "reconnect_max_s", "read_timeout_s")
+            if any(getattr(oc, k) != getattr(nc, k) for k in io_keys):
+                runner = self.analytics.get(name)
+                self._remove_camera(name, keep_analytics=True)
+                self._add_camera(nc, Runner, runner=runner)
+                report["restarted"].append(name)
+            elif oc != nc:
+                report["updated"].append(name)
+            for w in self.workers:
+                if name in w.thresholds or any(c.name == name for c in w.cameras):
+                    w.thresholds[name] = nc.threshold
+            runner = self.analytics.get(name)
+            if runner is not None and oc.analytics != nc.analytics and self.results is not None:
+                self.results.call_soon(lambda r=runner, a=nc.analytics: r.reconfigure(a))
+            cam = self.cameras.get(name)
+            if cam is not None:
+                cam.cfg = nc
+        self.cfg = applied
+        self.pending_restart = report["needs_restart"]
+        return report
+
+    def _add_camera(self, cam_cfg: CameraConfig, Runner: Any, runner: Any = None) -> None:
+        model = self._model_of(cam_cfg)
+        if model not in self.engines and model not in self.engine_errors:
+            from agent.inference import load_engine
+
+            try:
+                self.engines[model] = load_engine(model, self.cfg.inference, self.cfg.models)
+            except AgentError as exc:
+                self.engine_errors[model] = str(exc)
+        cam = CameraSource(cam_cfg)
+        self.cameras[cam_cfg.name] = cam
+        engine = self.engines.get(model)
+        if engine is None:
+            cam.state = "down"
+            cam.last_error = f"model {model} unavailable: {self.engine_errors.get(model)}"
+            return
+        if runner is None and Runner is not None:
+            runner = Runner(cam_cfg.name, cam_cfg.analytics, self.writer)
+        if runner is not None:
+            self.analytics[cam_cfg.name] = runner
+        worker = next((w for w in self.workers if w.engine is engine), None)
+        if worker is None:
+            worker = InferenceWorker(engine, [cam], self.results_q, thresholds={cam_cfg.name: cam_cfg.threshold}).start()
+            self.workers.append(worker)
+            self.results.accelerators[engine.name] = engine.accelerator
+        else:
+            cam.slot.attach(worker.cond)
+            worker.thresholds[cam_cfg.name] = cam_cfg.threshold
+            worker.cameras = worker.cameras + [cam]  # copy-on-write: the worker iterates its own reference
+        cam.start()
+
+    def _remove_camera(self, name: str, keep_analytics: bool = False) -> None:
+        cam = self.cameras.pop(name, None)
+        if cam is None:
+            return
+        cam.stop()
+        for w in self.workers:
+            if cam in w.cameras:
+                w.cameras = [c for c in w.cameras if c is not cam]
+        runner = self.analytics.get(name)
+        if runner is not None and not keep_analytics:
+            del self.analytics[name]
+            if self.results is not None:
+                self.results.call_soon(runner.flush)
+
     # -- stop ------------------------------------------------------------------------------------
     def stop(self, deadline_s: float = 20.0) -> None:
         t_end = time.monotonic() + deadline_s
@@ -201,6 +299,7 @@ class Pipeline:
             "version": __version__,
             "device": {"id": self.cfg.device.id, "site": self.cfg.device.site},
             "config_hash": self.cfg.config_hash(),
+            "pending_restart": list(self.pending_restart),
             "started_at": self.started_at,
             "uptime_s": round(time.monotonic() - self.started_mono, 1) if self.started_mono else 0,
             "pid": os.getpid(),

@@ -15,11 +15,18 @@ log = logging.getLogger(__name__)
 
 
 def run_agent(cfg: AgentConfig, *, duration_s: float | None = None, exit_on_end: bool = False,
-              on_started: Any = None) -> Pipeline:
+              on_started: Any = None, reload_config: Any = None) -> Pipeline:
     """Run until SIGINT/SIGTERM (or ``duration_s``, or the end of every file source with
-    ``exit_on_end``), then stop cleanly: nothing already accepted is lost."""
+    ``exit_on_end``), then stop cleanly: nothing already accepted is lost.
+
+    SIGHUP calls ``reload_config()`` (which returns a new, validated AgentConfig) and applies it with
+    :meth:`Pipeline.reload`; an invalid file is logged and the running config kept."""
     stop = threading.Event()
+    reload_requested = threading.Event()
     reasons: list[str] = []
+
+    def _on_hup(_signum, _frame):
+        reload_requested.set()
 
     def _on_signal(signum, _frame):
         name = signal.Signals(signum).name
@@ -30,6 +37,7 @@ def run_agent(cfg: AgentConfig, *, duration_s: float | None = None, exit_on_end:
         stop.set()
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, _on_hup)
     pipe = Pipeline(cfg)
     watchdog = None
     try:
@@ -45,6 +53,9 @@ def run_agent(cfg: AgentConfig, *, duration_s: float | None = None, exit_on_end:
             if exit_on_end and pipe.idle():
                 reasons.append("all sources ended")
                 break
+            if reload_requested.is_set():
+                reload_requested.clear()
+                _reload(pipe, reload_config, watchdog)
             stop.wait(0.2)
     finally:
         log.info("stopping (%s)", ", ".join(reasons) or "error")
@@ -58,11 +69,40 @@ def run_agent(cfg: AgentConfig, *, duration_s: float | None = None, exit_on_end:
     return pipe
 
 
+def _reload(pipe: Pipeline, reload_config: Any, link: "_SystemdLink | None") -> None:
+    from agent.errors import AgentError
+
+    if reload_config is None:
+        log.warning("SIGHUP: no config file to reload (started without --config)")
+        return
+    if link is not None:
+        link.n.notify(RELOADING=1, MONOTONIC_USEC=int(time.monotonic() * 1e6))
+    try:
+        new = reload_config()
+        report = pipe.reload(new)
+    except AgentError as exc:
+        log.error("SIGHUP: config not reloaded, the running config is kept:\n%s", exc)
+        report = None
+    except Exception:
+        log.exception("SIGHUP: reload failed; the running config is kept")
+        report = None
+    if report is not None:
+        done = ", ".join(f"{k}: {', '.join(v)}" for k, v in report.items() if v and k != "needs_restart") or "no camera changes"
+        log.info("reloaded config (%s)", done)
+        if report["needs_restart"]:
+            log.warning("changes to [%s] take effect after a restart", ", ".join(report["needs_restart"]))
+        if link is not None:
+            link.sync_probes(pipe)
+    if link is not None:
+        link.n.notify(READY=1, STATUS="running (config reloaded)" if report is not None else "running (reload failed, old config kept)")
+
+
 class _SystemdLink:
     """READY / STATUS / WATCHDOG / STOPPING to systemd (no-op when not started by systemd)."""
 
     def __init__(self, notify_mod: Any, pipe: Pipeline) -> None:
         self.n = notify_mod
+        self.probe_names = set(pipe.progress_probes())
         self.wd = notify_mod.Watchdog(pipe.progress_probes())
         self.wd.start()
         cams = len(pipe.cameras)
@@ -77,6 +117,15 @@ class _SystemdLink:
         import agent.service.notify as notify_mod
 
         return cls(notify_mod, pipe)
+
+    def sync_probes(self, pipe: Pipeline) -> None:
+        """Cameras added or removed by a reload: watch exactly the threads that now run."""
+        probes = pipe.progress_probes()
+        for name in self.probe_names - probes.keys():
+            self.wd.remove_probe(name)
+        for name, fn in probes.items():
+            self.wd.add_probe(name, fn)  # replaces the probe of a reopened camera
+        self.probe_names = set(probes)
 
     def stopping(self) -> None:
         self.n.stopping()

@@ -169,6 +169,13 @@ class ResultsWorker:
             if item is _END:
                 break
             self.last_progress = time.monotonic()
+            if callable(item):  # a control action (e.g. reconfigure on SIGHUP), run in order with results
+                try:
+                    item()
+                except Exception:
+                    self.errors += 1
+                    log.exception("results stage: control action failed")
+                continue
             try:
                 self.handle(item)
             except Exception:
@@ -180,6 +187,10 @@ class ResultsWorker:
                 runner.flush()
             except Exception:
                 log.exception("analytics flush failed for %s", name)
+
+    def call_soon(self, fn: Any, timeout_s: float = 10.0) -> None:
+        """Run ``fn()`` on the results thread, in order with the results already queued."""
+        self.inq.put(fn, timeout=timeout_s)
 
     def handle(self, res: InferenceResult) -> None:
         f = res.frame
