@@ -233,18 +233,15 @@ class Writer:
                     try:
                         op.fn(conn)
                         conn.execute("RELEASE op")
-                    except sqlite3.OperationalError as exc:
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                        if "full" in str(exc) or "disk I/O" in str(exc):
+                    except Exception as exc:
+                        # SQLite rolls the whole transaction back on SQLITE_FULL / I/O errors: then the
+                        # batch must be retried as a whole (re-raise), never reported as one failed write
+                        if not conn.in_transaction or (isinstance(exc, sqlite3.OperationalError)
+                                                       and ("full" in str(exc) or "disk I/O" in str(exc))):
                             raise
-                        self.failed[op.kind] += 1
-                        self.last_error = f"{op.kind}: {exc}"
-                        log.exception("write %s failed", op.kind)
-                    except Exception as exc:  # a bug in one write must not lose the others
                         conn.execute("ROLLBACK TO op")
                         conn.execute("RELEASE op")
-                        self.failed[op.kind] += 1
+                        self.failed[op.kind] += 1  # a bug in one write must not lose the others
                         self.last_error = f"{op.kind}: {exc}"
                         log.exception("write %s failed", op.kind)
                 else:
