@@ -1,0 +1,185 @@
+"""Commands: ``edge-agent outbox status | list | replay`` and ``edge-agent hub``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from agent.errors import AgentError, StoreError
+
+
+def _db_path(config: str | None, db: str | None) -> Path:
+    if db:
+        return Path(db)
+    from agent.config import load_config
+
+    return load_config(config).storage.path
+
+
+def _read(config: str | None, db: str | None) -> sqlite3.Connection:
+    from agent.store.db import connect
+
+    path = _db_path(config, db)
+    if not path.exists():
+        raise StoreError(f"database {path} does not exist", "give --db PATH or --config FILE (storage.path), or start the agent once")
+    conn = connect(path, readonly=True)
+    try:
+        conn.execute("SELECT 1 FROM outbox LIMIT 1")
+    except sqlite3.OperationalError:
+        raise StoreError(f"{path} has no outbox table", "is this the agent's database? (storage.path)") from None
+    return conn
+
+
+_db_opts = [
+    click.option("--config", "config", type=click.Path(dir_okay=False), envvar="EDGE_AGENT_CONFIG",
+                 help="Agent config file (its storage.path is the database). Env: EDGE_AGENT_CONFIG."),
+    click.option("--db", type=click.Path(dir_okay=False), help="The database file (overrides --config)."),
+]
+
+
+def _with_db(f):
+    for opt in reversed(_db_opts):
+        f = opt(f)
+    return f
+
+
+@click.group("outbox")
+def outbox_group() -> None:
+    """Inspect the outbox (messages waiting for the broker) and re-send stored messages."""
+
+
+@outbox_group.command("status")
+@_with_db
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def outbox_status(config: str | None, db: str | None, as_json: bool) -> None:
+    """Backlog, last seq, session, delivered/rejected counts, pruning and gaps."""
+    from agent.sync import outbox
+
+    conn = _read(config, db)
+    st = outbox.stats(conn)
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+        return
+    click.echo(f"last seq:        {st['last_seq']}  (session {st['session']})")
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(st["pending_by_kind"].items())) or "-"
+    click.echo(f"pending:         {st['pending']}  ({kinds})")
+    if st["pending"]:
+        click.echo(f"oldest pending:  seq {st['oldest_pending_seq']}, created {st['oldest_pending_created']}")
+    click.echo(f"delivered:       {st['delivered']}  (kept; pruned oldest first over the storage budget)")
+    click.echo(f"rejected:        {st['rejected']}")
+    pr = st["pruned"]
+    click.echo(f"pruned:          detections {pr.get('detections', 0)}, delivered {pr.get('delivered', 0)}, "
+               f"undelivered {pr.get('undelivered', 0)}")
+    click.echo(f"gaps recorded:   {st['gaps']} ({st['pruned_undelivered_seqs']} seqs pruned before delivery)")
+
+
+@outbox_group.command("list")
+@_with_db
+@click.option("--state", type=click.Choice(["pending", "delivered", "rejected"]), help="Only rows in this state.")
+@click.option("--kind", type=click.Choice(["summary", "health", "event"]), help="Only this kind.")
+@click.option("--from", "from_seq", type=int, help="Start at this seq (ascending); default: the newest rows.")
+@click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
+@click.option("--payload", is_flag=True, help="Print each payload (JSON lines).")
+def outbox_list(config: str | None, db: str | None, state: str | None, kind: str | None, from_seq: int | None,
+                limit: int, payload: bool) -> None:
+    """List outbox rows (seq, kind, state, created, delivered, size)."""
+    from agent.sync import outbox
+
+    conn = _read(config, db)
+    rows = outbox.list_rows(conn, state=state, kind=kind, from_seq=from_seq, limit=limit)
+    if payload:
+        for r in rows:
+            p = conn.execute("SELECT payload FROM outbox WHERE seq = ?", (r["seq"],)).fetchone()[0]
+            click.echo(p)
+        return
+    click.echo(f"{'SEQ':>8}  {'KIND':<8} {'STATE':<10} {'PRIO':>4}  {'CREATED':<24}  {'DELIVERED':<24}  {'BYTES':>6}  TOPIC")
+    for r in rows:
+        click.echo(f"{r['seq']:>8}  {r['kind']:<8} {r['state']:<10} {r['priority']:>4}  {r['created']:<24}  "
+                   f"{r['delivered'] or '-':<24}  {r['bytes']:>6}  {r['topic']}")
+    if not rows:
+        click.echo("(no rows)")
+
+
+@outbox_group.command("replay")
+@_with_db
+@click.option("--from", "from_seq", type=click.IntRange(min=1), required=True, help="First seq.")
+@click.option("--to", "to_seq", type=click.IntRange(min=1), required=True, help="Last seq.")
+def outbox_replay(config: str | None, db: str | None, from_seq: int, to_seq: int) -> None:
+    """Mark stored messages FROM..TO pending again: the running agent re-sends them (within ~10 s),
+    or the next start does. Prints what is no longer stored, and why."""
+    from agent.store.db import connect
+    from agent.sync import outbox
+
+    if to_seq < from_seq:
+        raise AgentError("--to must be >= --from")
+    _read(config, db).close()
+    conn = connect(_db_path(config, db))
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        n = outbox.requeue(conn, from_seq, to_seq)
+        pending = conn.execute("SELECT COUNT(*) FROM outbox WHERE seq BETWEEN ? AND ? AND state = 'pending'", (from_seq, to_seq)).fetchone()[0]
+        missing = outbox.missing_in_range(conn, from_seq, to_seq)
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        raise StoreError(f"cannot update the outbox: {exc}", "retry; if the disk is full, free space first") from None
+    finally:
+        conn.close()
+    click.echo(f"re-queued {n} message(s) in {from_seq}..{to_seq}; {pending} now pending")
+    for m in missing:
+        click.echo(f"  not stored: {m['from_seq']}..{m['to_seq']}: {m['reason']}")
+
+
+@click.command("hub")
+@click.option("--broker", required=True, help="mqtt://[user:pass@]host[:port] or mqtts://host[:port] (TLS).")
+@click.option("--topic", default="city/#", show_default=True, help="Subscription, e.g. 'city/#' or 'city/site-7/#'.")
+@click.option("--prefix", help="The agents' topic prefix (default: the topic's levels before the first wildcard).")
+@click.option("--db", default="hub.sqlite", show_default=True, type=click.Path(dir_okay=False), help="The hub's own SQLite file.")
+@click.option("--share", metavar="GROUP", help="Join MQTT 5 shared subscription $share/GROUP/<topic> (several hub workers).")
+@click.option("--username", help="Broker user name.")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False), help="File holding the broker password.")
+@click.option("--password-env", help="Environment variable holding the broker password.")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="CA of the broker's certificate (mqtts://).")
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="Client certificate (mutual TLS).")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="Client key (mutual TLS).")
+@click.option("--client-id", help="Fixed client id: a persistent session, so the broker queues messages while the hub is down.")
+@click.option("--protocol", type=click.Choice(["5", "3.1.1"]), default="5", show_default=True)
+@click.option("--replay/--no-replay", default=True, show_default=True, help="Ask devices to re-send gaps.")
+@click.option("--refresh", type=float, default=2.0, show_default=True, help="Seconds between table refreshes.")
+@click.option("--duration", type=float, help="Stop after this many seconds (default: run until Ctrl-C).")
+@click.option("--json", "as_json", is_flag=True, help="Print the device list as JSON at each refresh instead of a table.")
+def hub_command(broker: str, topic: str, prefix: str | None, db: str, share: str | None, username: str | None,
+                password_file: str | None, password_env: str | None, ca_file: str | None, cert: str | None, key: str | None,
+                client_id: str | None, protocol: str, replay: bool, refresh: float, duration: float | None, as_json: bool) -> None:
+    """Reference hub: track every device's status, session and seq; report gaps and duplicates;
+    ask devices to replay gaps; store summaries in --db; show a live table."""
+    from agent.configbase import resolve_secret
+    from agent.sync.hub import Hub
+
+    password = resolve_secret(None, password_file, password_env, "hub password")
+    try:
+        hub = Hub(broker, topic, db, prefix=prefix, share=share, username=username, password=password, ca_file=ca_file,
+                  cert_file=cert, key_file=key, client_id=client_id, protocol=protocol, replay=replay)
+    except ValueError as exc:
+        raise AgentError(str(exc)) from None
+    hub.start()
+    end = time.monotonic() + duration if duration else None
+    tty = sys.stdout.isatty()
+    try:
+        while end is None or time.monotonic() < end:
+            time.sleep(min(refresh, max(0.0, end - time.monotonic())) if end else refresh)
+            if as_json:
+                click.echo(json.dumps(hub.devices()))
+            else:
+                click.echo(("\033[2J\033[H" if tty else "") + hub.table() + ("" if tty else "\n"))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hub.stop()
+
+
+commands = [outbox_group, hub_command]

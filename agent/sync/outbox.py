@@ -1,0 +1,290 @@
+"""The outbox: outgoing messages kept in SQLite until the broker acknowledges them.
+
+A row is written in the same transaction as whatever produced it (a summary and its window's
+bookkeeping), so a crash can neither lose nor double it. Each row gets the next per-device ``seq``
+(one more than the last, never reused, kept in ``sync_state`` so it survives restarts and pruning).
+A row is ``pending`` until its PUBACK arrives, then ``delivered`` (or ``rejected`` when the broker
+refuses it with an MQTT 5 error reason). Every function here takes a connection and runs inside
+the caller's transaction: writes go through the single writer (``Writer.submit_fn``).
+
+Rows that are deleted before delivery (storage budget) are recorded in ``outbox_gaps`` with a
+reason, and a ``gap`` event is queued, so the hub sees the gap and why.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.sections import iso_utc
+from agent.store.db import Migration, register_migrations
+from agent.sync.topics import SCHEMAS
+
+#: priority classes (lower goes first in live-first delivery)
+LIVE = 0      # health, events
+SUMMARY = 1   # summaries (a backlog of them is the "backfill")
+
+register_migrations(
+    "sync",
+    [
+        Migration(
+            1,
+            "outbox, sync_state, summary_windows, outbox_gaps",
+            """
+            CREATE TABLE outbox (
+                seq INTEGER PRIMARY KEY,         -- per-device message sequence, +1 each, never reused
+                topic TEXT NOT NULL,
+                kind TEXT NOT NULL,              -- summary | health | event
+                payload TEXT NOT NULL,           -- JSON; the session id is added when published
+                qos INTEGER NOT NULL DEFAULT 1,
+                retain INTEGER NOT NULL DEFAULT 0,
+                priority INTEGER NOT NULL DEFAULT 1,
+                created TEXT NOT NULL,
+                state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'rejected')),
+                delivered TEXT
+            );
+            CREATE INDEX outbox_state ON outbox (state, priority, seq);
+            CREATE TABLE sync_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+            INSERT INTO sync_state (key, value) VALUES ('last_seq', 0), ('session', 0),
+                ('pruned_detections', 0), ('pruned_delivered', 0), ('pruned_undelivered', 0), ('pruned_other', 0);
+            CREATE TABLE summary_windows (
+                start TEXT PRIMARY KEY,          -- window start, UTC ISO-8601
+                end TEXT NOT NULL,
+                seq INTEGER NOT NULL,            -- the outbox row of its summary
+                written TEXT NOT NULL
+            );
+            CREATE TABLE outbox_gaps (
+                id INTEGER PRIMARY KEY,
+                from_seq INTEGER NOT NULL,
+                to_seq INTEGER NOT NULL,
+                count INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                ts TEXT NOT NULL
+            );
+            CREATE INDEX outbox_gaps_range ON outbox_gaps (from_seq, to_seq);
+            """,
+        )
+    ],
+)
+
+
+@dataclass(slots=True)
+class Row:
+    seq: int
+    topic: str
+    kind: str
+    payload: str
+    qos: int
+    retain: bool
+    priority: int
+    state: str = "pending"
+
+
+_COLS = "seq, topic, kind, payload, qos, retain, priority, state"
+
+
+def _row(r: tuple) -> Row:
+    return Row(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7])
+
+
+# -- writing (inside the writer's transaction) -----------------------------------------------------
+
+def full_safe(fn: Callable[[sqlite3.Connection], Any]) -> Callable[[sqlite3.Connection], Any]:
+    """Wrap a ``Writer.submit_fn`` function so SQLITE_FULL is retried, not lost.
+
+    SQLite rolls the whole transaction back on SQLITE_FULL; the writer (agent/store/writer.py) then
+    fails on ``ROLLBACK TO op`` ("no such savepoint") and counts the batch as lost. Until the writer
+    checks ``conn.in_transaction`` first, this re-opens the transaction and the writer's savepoint
+    so the writer sees the "full" error, rolls back and retries the batch when space returns.
+    """
+    def run(conn: sqlite3.Connection) -> Any:
+        try:
+            return fn(conn)
+        except sqlite3.OperationalError as exc:
+            if not conn.in_transaction and ("full" in str(exc) or "disk I/O" in str(exc)):
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("SAVEPOINT op")
+            raise
+    return run
+
+
+def submit(writer: Any, fn: Callable[[sqlite3.Connection], Any], *, kind: str, block: bool = False, timeout_s: float = 5.0) -> bool:
+    """``writer.submit_fn`` with :func:`full_safe`."""
+    return writer.submit_fn(full_safe(fn), kind=kind, block=block, timeout_s=timeout_s)
+
+
+def enqueue(conn: sqlite3.Connection, topic: str, kind: str, body: dict[str, Any], *, priority: int,
+            retain: bool = False, qos: int = 1, now: float | None = None) -> int:
+    """Add a message; returns its ``seq``. ``body`` gets ``schema`` (if absent) and ``seq`` added."""
+    seq = conn.execute("UPDATE sync_state SET value = value + 1 WHERE key = 'last_seq' RETURNING value").fetchone()[0]
+    doc = {"schema": SCHEMAS[kind], "seq": seq, **{k: v for k, v in body.items() if k not in ("seq", "session")}}
+    if "schema" in body:
+        doc["schema"] = body["schema"]
+    payload = json.dumps(doc, separators=(",", ":"), allow_nan=False)
+    conn.execute(
+        "INSERT INTO outbox (seq, topic, kind, payload, qos, retain, priority, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, topic, kind, payload, qos, int(retain), priority, iso_utc(now if now is not None else time.time())),
+    )
+    return seq
+
+
+def mark(conn: sqlite3.Connection, seqs: Iterable[int], state: str, now: float | None = None) -> int:
+    """Mark pending rows ``delivered`` or ``rejected``. Returns rows changed."""
+    seqs = list(seqs)
+    ts = iso_utc(now if now is not None else time.time())
+    n = 0
+    for i in range(0, len(seqs), 500):
+        chunk = seqs[i:i + 500]
+        cur = conn.execute(f"UPDATE outbox SET state = ?, delivered = ? WHERE state = 'pending' AND seq IN ({','.join('?' * len(chunk))})",
+                           (state, ts, *chunk))
+        n += cur.rowcount
+    return n
+
+
+def requeue(conn: sqlite3.Connection, from_seq: int, to_seq: int) -> int:
+    """Set delivered/rejected rows in ``[from_seq, to_seq]`` back to pending (a technician's replay)."""
+    return conn.execute("UPDATE outbox SET state = 'pending', delivered = NULL WHERE seq BETWEEN ? AND ? AND state != 'pending'",
+                        (from_seq, to_seq)).rowcount
+
+
+def next_session(conn: sqlite3.Connection) -> int:
+    """Increment and return the connection-session id (Sparkplug's bdSeq, but never wrapping)."""
+    return conn.execute("UPDATE sync_state SET value = value + 1 WHERE key = 'session' RETURNING value").fetchone()[0]
+
+
+def add_counter(conn: sqlite3.Connection, key: str, n: int) -> None:
+    conn.execute("INSERT INTO sync_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value", (key, n))
+
+
+def prune_delivered(conn: sqlite3.Connection, limit: int) -> int:
+    """Delete the oldest delivered (or rejected) messages. Returns how many."""
+    n = conn.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE state != 'pending' ORDER BY seq LIMIT ?)",
+                     (limit,)).rowcount
+    add_counter(conn, "pruned_delivered", n)
+    return n
+
+
+def prune_undelivered(conn: sqlite3.Connection, limit: int, reason: str, topic_event: str,
+                      device: dict[str, str]) -> list[tuple[int, int]]:
+    """Delete the oldest undelivered summaries, record the gap(s) and queue a ``gap`` event for each.
+
+    Returns the pruned ``(from_seq, to_seq)`` ranges.
+    """
+    seqs = [r[0] for r in conn.execute("SELECT seq FROM outbox WHERE state = 'pending' AND kind = 'summary' ORDER BY seq LIMIT ?", (limit,))]
+    if not seqs:
+        return []
+    ranges = contiguous(seqs)
+    now = time.time()
+    for a, b in ranges:
+        n = conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ? AND state = 'pending' AND kind = 'summary'", (a, b)).rowcount
+        conn.execute("INSERT INTO outbox_gaps (from_seq, to_seq, count, kind, reason, ts) VALUES (?, ?, ?, 'summary', ?, ?)",
+                     (a, b, n, reason, iso_utc(now)))
+        enqueue(conn, topic_event, "event", {**device, "ts": iso_utc(now), "type": "gap",
+                                             "data": {"from_seq": a, "to_seq": b, "count": n, "kind": "summary", "reason": reason}},
+                priority=LIVE, now=now)
+    add_counter(conn, "pruned_undelivered", len(seqs))
+    return ranges
+
+
+def contiguous(seqs: list[int]) -> list[tuple[int, int]]:
+    """[1, 2, 3, 7, 8] -> [(1, 3), (7, 8)] (input sorted)."""
+    out: list[tuple[int, int]] = []
+    for s in seqs:
+        if out and s == out[-1][1] + 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out
+
+
+# -- reading (any connection) ----------------------------------------------------------------------
+
+def fetch_pending(conn: sqlite3.Connection, after_seq: int, limit: int, priority: int | None = None) -> list[Row]:
+    """Pending rows with ``seq > after_seq`` in seq order (of one priority class, or all)."""
+    if priority is None:
+        q = conn.execute(f"SELECT {_COLS} FROM outbox WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+    else:
+        q = conn.execute(f"SELECT {_COLS} FROM outbox WHERE state = 'pending' AND priority = ? AND seq > ? ORDER BY seq LIMIT ?",
+                         (priority, after_seq, limit))
+    return [_row(r) for r in q]
+
+
+def fetch_range(conn: sqlite3.Connection, from_seq: int, to_seq: int, limit: int = 1000) -> list[Row]:
+    """Stored rows (any state) in ``[from_seq, to_seq]``."""
+    q = conn.execute(f"SELECT {_COLS} FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq LIMIT ?", (from_seq, to_seq, limit))
+    return [_row(r) for r in q]
+
+
+def state_value(conn: sqlite3.Connection, key: str) -> int:
+    r = conn.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
+    return int(r[0]) if r else 0
+
+
+def missing_in_range(conn: sqlite3.Connection, from_seq: int, to_seq: int) -> list[dict[str, Any]]:
+    """Why seqs of a range are not in the outbox: pruned before delivery (with the reason), deleted
+    after delivery, or not assigned yet. Ranges, in seq order."""
+    last = state_value(conn, "last_seq")
+    present = [r[0] for r in conn.execute("SELECT seq FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq", (from_seq, to_seq))]
+    gaps = conn.execute("SELECT from_seq, to_seq, reason FROM outbox_gaps WHERE to_seq >= ? AND from_seq <= ? ORDER BY from_seq",
+                        (from_seq, to_seq)).fetchall()
+    out: list[dict[str, Any]] = []
+    have = set(present)
+    top = min(to_seq, last, from_seq + 200_000)
+    for s in range(from_seq, top + 1):
+        if s in have:
+            continue
+        reason = next((f"pruned before delivery: {gr}" for ga, gb, gr in gaps if ga <= s <= gb), "deleted after delivery (retention)")
+        if out and out[-1]["to_seq"] == s - 1 and out[-1]["reason"] == reason:
+            out[-1]["to_seq"] = s
+        else:
+            out.append({"from_seq": s, "to_seq": s, "reason": reason})
+    if to_seq > last:
+        out.append({"from_seq": max(from_seq, last + 1), "to_seq": to_seq, "reason": "not assigned yet"})
+    return out
+
+
+def stats(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Counts for `edge-agent outbox status`, health messages and the local API."""
+    by_state: dict[str, int] = {}
+    pending_by_kind: dict[str, int] = {}
+    for state, kind, n in conn.execute("SELECT state, kind, COUNT(*) FROM outbox GROUP BY state, kind"):
+        by_state[state] = by_state.get(state, 0) + n
+        if state == "pending":
+            pending_by_kind[kind] = n
+    oldest = conn.execute("SELECT MIN(seq), MIN(created) FROM outbox WHERE state = 'pending'").fetchone()
+    counters = dict(conn.execute("SELECT key, value FROM sync_state"))
+    gaps = conn.execute("SELECT COUNT(*), COALESCE(SUM(count), 0) FROM outbox_gaps").fetchone()
+    return {
+        "last_seq": counters.get("last_seq", 0),
+        "session": counters.get("session", 0),
+        "pending": by_state.get("pending", 0),
+        "pending_by_kind": pending_by_kind,
+        "delivered": by_state.get("delivered", 0),
+        "rejected": by_state.get("rejected", 0),
+        "oldest_pending_seq": oldest[0],
+        "oldest_pending_created": oldest[1],
+        "gaps": gaps[0],
+        "pruned": {k[len("pruned_"):]: v for k, v in counters.items() if k.startswith("pruned_")},
+        "pruned_undelivered_seqs": gaps[1],
+    }
+
+
+def list_rows(conn: sqlite3.Connection, *, state: str | None = None, kind: str | None = None,
+              from_seq: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    where, args = [], []
+    if state:
+        where.append("state = ?"); args.append(state)  # noqa: E702
+    if kind:
+        where.append("kind = ?"); args.append(kind)  # noqa: E702
+    if from_seq is not None:
+        where.append("seq >= ?"); args.append(from_seq)  # noqa: E702
+    sql = ("SELECT seq, kind, topic, priority, state, created, delivered, length(payload) FROM outbox"
+           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq " + ("ASC" if from_seq is not None else "DESC") + " LIMIT ?")
+    rows = conn.execute(sql, (*args, limit)).fetchall()
+    keys = ("seq", "kind", "topic", "priority", "state", "created", "delivered", "bytes")
+    return [dict(zip(keys, r)) for r in sorted(rows)]

@@ -1,0 +1,342 @@
+"""The publisher: moves outbox rows to the broker and marks them delivered on PUBACK.
+
+One thread. At most ``max_inflight`` messages are on the wire waiting for their PUBACK (paho
+enforces it; the publisher hands paho up to max(2 x max_inflight, 256), so paho sends the next one as soon as an
+acknowledgement frees a slot, without waiting for this thread); a row becomes
+``delivered`` only when its PUBACK arrives (marks are batched through the single writer). Order:
+``seq`` order within a priority class; in ``live-first`` mode health and events go before a
+backlog of summaries, replays go between the two, and the backlog is capped at
+``backfill_rate_per_s`` (token bucket). When the connection is replaced, whatever was in flight is
+sent again (the hub removes duplicates by ``seq``): at-least-once, never silently lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from agent.store.writer import Writer
+from agent.sync import outbox
+from agent.sync.config import MqttConfig
+from agent.sync.mqtt import MqttLink
+
+log = logging.getLogger(__name__)
+
+_FETCH = 500
+_HANDOFF = 256        # most messages handed to paho at once (on the wire: at most max_inflight)
+_MARK_BATCH = 200
+_MARK_DELAY_S = 0.1
+_REFRESH_S = 1.0      # look for new rows at least this often
+_RESCAN_S = 10.0      # look again from the first pending row (rows re-queued by a technician)
+
+
+class _Bucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, max(1.0, burst)
+        self.tokens, self.t = self.burst, time.monotonic()
+
+    def take(self) -> float:
+        """Take a token: 0.0 if one was available, else the seconds until one is."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class Publisher:
+    """Sends outbox rows over ``link``; see the module docstring."""
+
+    def __init__(self, cfg: MqttConfig, link: MqttLink, writer: Writer, reader: Callable[[], sqlite3.Connection]) -> None:
+        self.cfg = cfg
+        self.link = link
+        self.writer = writer
+        self.reader = reader
+        self.cond = threading.Condition()
+        self._acks: deque[tuple[int, int, bool, str]] = deque()
+        self._marked: deque[int] = deque()
+        self._replays: deque[list[int]] = deque()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._dirty = True
+        self.idle = threading.Event()  # set when nothing is in flight, buffered or waiting to be marked
+        self.inflight: dict[tuple[int, int], tuple[int, bool]] = {}
+        self.busy: set[int] = set()          # in flight, or acknowledged but not yet marked
+        self._queued: set[int] = set()       # in a buffer below
+        self._bufs: dict[int | None, deque[outbox.Row]] = {}
+        self._cursor: dict[int | None, int] = {}
+        self._to_mark: dict[str, list[int]] = {"delivered": [], "rejected": []}
+        self._mark_since = 0.0
+        self._gen = -1
+        self._handoff = max(2 * cfg.max_inflight, _HANDOFF)
+        self._bucket = _Bucket(cfg.backfill_rate_per_s, cfg.max_inflight)
+        self._last_rescan = time.monotonic()
+        self._last_refresh = 0.0
+        self._conn: sqlite3.Connection | None = None
+        self.published = 0
+        self.acked = 0
+        self.rejected = 0
+        self.republished = 0
+        self.last_progress = time.monotonic()
+        self.last_error: str | None = None
+        self._reset_buffers()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self.notify()
+        if self._thread:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def drain(self, deadline: float) -> bool:
+        """Wait (until monotonic ``deadline``) for every pending row to be acknowledged and marked."""
+        self.idle.clear()
+        self.notify()
+        while time.monotonic() < deadline:
+            if not self.link.connected.is_set():
+                return False
+            if self.idle.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+                if self.pending_count() == 0:
+                    return True
+                self.idle.clear()  # rows the publisher has not seen yet: make it look again
+                self.notify()
+        return False
+
+    # -- signals from other threads --------------------------------------------------------------
+    def notify(self) -> None:
+        """New rows were committed (or something else changed): look again."""
+        with self.cond:
+            self._dirty = True
+            self.cond.notify_all()
+
+    def on_ack(self, gen: int, mid: int, ok: bool, reason: str) -> None:
+        with self.cond:
+            self._acks.append((gen, mid, ok, reason))
+            if len(self._acks) == 1 or len(self._acks) >= 32:  # wake once per batch, not per ack
+                self.cond.notify_all()
+
+    def on_state(self, up: bool) -> None:
+        self.notify()
+
+    def replay(self, from_seq: int, to_seq: int) -> None:
+        with self.cond:
+            self._replays.append([from_seq, to_seq])
+            self.cond.notify_all()
+
+    def pending_count(self) -> int:
+        conn = self.reader()  # its own connection: called from other threads
+        try:
+            return conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
+        finally:
+            conn.close()
+
+    # -- the thread ------------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = self.reader()
+            self._conn.text_factory = bytes  # payloads go out as bytes: no decode/encode per message
+        return self._conn
+
+    def _reset_buffers(self) -> None:
+        classes: list[int | None] = [None] if self.cfg.delivery == "seq" else [outbox.LIVE, outbox.SUMMARY]
+        self._bufs = {c: deque() for c in classes}
+        self._cursor = {c: 0 for c in classes}
+        self._queued.clear()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    wait = self._step()
+                except sqlite3.Error as exc:  # a read failed (disk trouble): keep going, try again shortly
+                    self.last_error = f"outbox read failed: {exc}"
+                    log.warning(self.last_error)
+                    self._conn = None
+                    wait = 1.0
+                self.last_progress = time.monotonic()
+                if wait > 0:
+                    with self.cond:
+                        if not self._acks and not self._dirty and not self._marked and not self._stop.is_set():
+                            self.cond.wait(wait)
+            self._flush_marks(force=True)
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _step(self) -> float:
+        """One round: take acks, mark, publish what the window allows. Returns how long to wait."""
+        with self.cond:
+            acks = list(self._acks)
+            self._acks.clear()
+            dirty, self._dirty = self._dirty, False
+        while self._marked:
+            self.busy.discard(self._marked.popleft())
+        for gen, mid, ok, reason in acks:
+            item = self.inflight.pop((gen, mid), None)
+            if item is None:
+                continue  # birth/status, or from a replaced connection
+            seq, _ = item
+            if ok:
+                self._to_mark["delivered"].append(seq)
+                self.acked += 1
+            else:
+                self._to_mark["rejected"].append(seq)
+                self.rejected += 1
+                self.last_error = f"broker rejected seq {seq}: {reason}"
+                log.warning(self.last_error)
+        self._flush_marks()
+        if self.link.generation != self._gen:  # a new connection: what was in flight goes again
+            self._gen = self.link.generation
+            if self.inflight:
+                self.republished += len(self.inflight)
+                for seq, _ in self.inflight.values():
+                    self.busy.discard(seq)
+                self.inflight.clear()
+            self._reset_buffers()
+        now = time.monotonic()
+        if now - self._last_rescan > _RESCAN_S and not self.inflight:
+            self._last_rescan = now
+            self._reset_buffers()
+        if dirty or now - self._last_refresh > _REFRESH_S:
+            self._last_refresh = now
+            for c in self._bufs:
+                self._refill(c)
+        if not self.link.connected.is_set():
+            return 0.5
+        wait = _REFRESH_S
+        # paho keeps at most max_inflight on the wire; we hand it more (bounded), so the next message is
+        # already queued in paho's thread when a PUBACK arrives (no thread switch per message)
+        while len(self.inflight) < self._handoff and not self._stop.is_set():
+            row, replay, wait_token = self._next()
+            if row is None:
+                if wait_token:
+                    wait = min(wait, wait_token)
+                break
+            if not self._send(row, replay):
+                return 0.5
+        marks = self._to_mark["delivered"] or self._to_mark["rejected"]
+        if marks:
+            wait = min(wait, _MARK_DELAY_S)
+        if not marks and not self.inflight and not self.busy and not any(self._bufs.values()) and not self._replays:
+            self.idle.set()
+        else:
+            self.idle.clear()
+        return wait
+
+    def _refill(self, cls: int | None) -> None:
+        buf = self._bufs[cls]
+        if len(buf) >= _FETCH // 2:
+            return
+        rows = outbox.fetch_pending(self._reader(), self._cursor[cls], _FETCH, cls)
+        if rows:
+            self._cursor[cls] = rows[-1].seq
+        for r in rows:
+            if r.seq not in self.busy and r.seq not in self._queued:
+                buf.append(r)
+                self._queued.add(r.seq)
+
+    def _next(self) -> tuple[outbox.Row | None, bool, float]:
+        live = self._bufs.get(outbox.LIVE)
+        if live:
+            return self._pop(outbox.LIVE), False, 0.0
+        if self._replays:
+            r = self._next_replay()
+            if r is not None:
+                return r, True, 0.0
+        cls = None if None in self._bufs else outbox.SUMMARY
+        buf = self._bufs[cls]
+        if not buf:
+            self._refill(cls)
+        if not buf:
+            return None, False, 0.0
+        if buf[0].priority >= outbox.SUMMARY:
+            wait = self._bucket.take()
+            if wait > 0:
+                return None, False, wait
+        return self._pop(cls), False, 0.0
+
+    def _pop(self, cls: int | None) -> outbox.Row:
+        row = self._bufs[cls].popleft()
+        self._queued.discard(row.seq)
+        return row
+
+    def _next_replay(self) -> outbox.Row | None:
+        while self._replays:
+            rng = self._replays[0]
+            rows = outbox.fetch_range(self._reader(), rng[0], rng[1], limit=1)
+            if not rows:
+                self._replays.popleft()
+                continue
+            rng[0] = rows[0].seq + 1
+            if rng[0] > rng[1]:
+                self._replays.popleft()
+            return rows[0]
+        return None
+
+    def _send(self, row: outbox.Row, replay: bool) -> bool:
+        session = self.link.session or 0
+        extra = f',"session":{session}' + (',"replay":true' if replay else "")
+        body = row.payload if isinstance(row.payload, bytes) else row.payload.encode()
+        payload = body[:-1] + (extra + "}").encode()
+        topic = row.topic.decode() if isinstance(row.topic, bytes) else row.topic
+        res = self.link.publish(topic, payload, qos=row.qos, retain=row.retain)
+        if res is None:  # connection went away: the row is still pending, it goes again later
+            self._dirty = True
+            return False
+        self.inflight[res] = (row.seq, replay)
+        self.busy.add(row.seq)
+        self.published += 1
+        return True
+
+    def _flush_marks(self, force: bool = False) -> None:
+        n = len(self._to_mark["delivered"]) + len(self._to_mark["rejected"])
+        if not n:
+            self._mark_since = 0.0
+            return
+        now = time.monotonic()
+        if not self._mark_since:
+            self._mark_since = now
+        if not force and n < _MARK_BATCH and now - self._mark_since < _MARK_DELAY_S:
+            return
+        marks = {k: list(v) for k, v in self._to_mark.items() if v}
+        done = self._marked
+
+        def write(conn: sqlite3.Connection) -> None:
+            for state, seqs in marks.items():
+                outbox.mark(conn, seqs, state)
+
+        def committed_hook(conn: sqlite3.Connection) -> None:
+            write(conn)
+            for seqs in marks.values():
+                done.extend(seqs)
+            with self.cond:  # wake the publisher to release them (no new rows: not dirty)
+                self.cond.notify_all()
+
+        if outbox.submit(self.writer, committed_hook, kind="outbox-ack", block=force, timeout_s=2.0):
+            for k in self._to_mark:
+                self._to_mark[k] = []
+            self._mark_since = 0.0
+
+    def stats(self) -> dict[str, Any]:
+        return {"in_flight": len(self.inflight), "published": self.published, "acked": self.acked,
+                "rejected": self.rejected, "republished": self.republished, "replays_queued": len(self._replays)}

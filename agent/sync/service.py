@@ -1,0 +1,331 @@
+"""SyncService: summaries, outbox, MQTT link, commands and retention, wired together.
+
+Lifecycle: ``start()`` then ``stop(deadline_s)``. Threads: the ticker (summary windows, health
+messages, retention, and a supervisor that restarts any dead thread), and, when ``mqtt.enabled``,
+the link (connection), the publisher (outbox -> broker) and the command worker. With MQTT off
+the summaries and health messages still go into the outbox and wait there.
+
+Run standalone (a whole sync-only agent, used by the tests and for bench work)::
+
+    python -m agent.sync.service --config FILE [--db PATH]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.config import AgentConfig
+from agent.errors import ConfigError
+from agent.sections import iso_utc
+from agent.store.db import connect
+from agent.store.writer import Writer
+from agent.sync import health as _health
+from agent.sync import outbox
+from agent.sync.commands import CommandProcessor, known_commands
+from agent.sync.mqtt import MqttLink
+from agent.sync.publisher import Publisher
+from agent.sync.retention import Retention
+from agent.sync.summary import SummaryBuilder
+from agent.sync.topics import SCHEMAS, Topics
+
+log = logging.getLogger(__name__)
+
+
+class SyncService:
+    """Store-and-forward to the city's broker. See the module docstring and docs/mqtt.md."""
+
+    def __init__(self, cfg: AgentConfig, db_path: str | Path, writer: Writer, status: Callable[[], dict] | None = None,
+                 *, retention_interval_s: float = 30.0) -> None:
+        self.cfg = cfg
+        self.db_path = Path(db_path)
+        self.writer = writer
+        self.status = status
+        self.retention_interval_s = retention_interval_s
+        self.topics = Topics(cfg.mqtt.topic_prefix, cfg.device.site, cfg.device.id)
+        unknown = [c for c in cfg.mqtt.commands if c not in known_commands()]
+        if unknown:
+            raise ConfigError(f"mqtt.commands: unknown command(s) {', '.join(unknown)}",
+                              f"known commands: {', '.join(sorted(known_commands()))}")
+        self.builder = SummaryBuilder(interval_s=cfg.summary.interval_s, writer=writer, reader=self._reader, topics=self.topics,
+                                      catchup_windows=cfg.summary.catchup_windows, flush_timeout_s=cfg.summary.flush_timeout_s)
+        self.retention = Retention(cfg.storage.max_db_mb, writer, self._reader, self.topics)
+        conn = self._reader()
+        try:
+            self._session = outbox.state_value(conn, "session")
+        finally:
+            conn.close()
+        self.link: MqttLink | None = None
+        self.publisher: Publisher | None = None
+        self.commands: CommandProcessor | None = None
+        if cfg.mqtt.enabled:
+            self.commands = CommandProcessor(self, self.topics, cfg.mqtt.commands, self._publish_reply, lambda: self._session)
+            self.link = MqttLink(cfg.mqtt, cfg.device.id, self.topics, next_session=self._next_session, birth=self._birth,
+                                 death=self._death, on_ack=self._on_ack, on_message=self._on_message,
+                                 on_state=self._on_state, subscriptions=self.commands.filters() + [self.topics.status])
+            self.publisher = Publisher(cfg.mqtt, self.link, writer, self._reader)
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self.last_progress = time.monotonic()
+        self.last_error: str | None = None
+        self.restarts: dict[str, int] = {}
+        self._next_health = 0.0
+        self._next_retention = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> "SyncService":
+        self._stop.clear()
+        if self.publisher and self.link and self.commands:
+            self.commands.start()
+            self.publisher.start()
+            self.link.start()
+        self._ticker = threading.Thread(target=self._tick_loop, name="sync-ticker", daemon=True)
+        self._ticker.start()
+        return self
+
+    def stop(self, deadline_s: float = 10.0) -> None:
+        """Publish what can be published within ``deadline_s``, publish offline status, disconnect."""
+        end = time.monotonic() + deadline_s
+        self._stop.set()
+        if self._ticker:
+            self._ticker.join(max(0.5, min(5.0, end - time.monotonic())))
+            self._ticker = None
+        if self.publisher and self.link:
+            if self.link.connected.is_set():
+                self.publisher.drain(end - min(2.0, deadline_s * 0.3))
+            if self.commands:
+                self.commands.stop(0.5)
+            self.link.stop(max(0.5, end - time.monotonic()))
+            self.publisher.stop(max(0.5, end - time.monotonic()))
+
+    # -- public helpers --------------------------------------------------------------------------
+    def publish_event(self, type_: str, data: dict[str, Any], *, block: bool = False) -> bool:
+        """Queue an event (an alert) for the hub: live priority, through the outbox, with a seq."""
+        body = {"device": self.topics.device, "site": self.topics.site, "ts": iso_utc(time.time()), "type": type_, "data": data}
+        topic = self.topics.kind("event")
+        ok = outbox.submit(self.writer, lambda c: outbox.enqueue(c, topic, "event", body, priority=outbox.LIVE),
+                           kind="event", block=block)
+        if ok and self.publisher:
+            self.publisher.notify()
+        return ok
+
+    def replay(self, from_seq: int, to_seq: int) -> dict[str, Any]:
+        """Re-send stored messages in ``[from_seq, to_seq]`` (the replay command)."""
+        conn = self._reader()
+        try:
+            present = conn.execute("SELECT COUNT(*) FROM outbox WHERE seq BETWEEN ? AND ?", (from_seq, to_seq)).fetchone()[0]
+            missing = outbox.missing_in_range(conn, from_seq, to_seq)
+        finally:
+            conn.close()
+        if self.publisher and present:
+            self.publisher.replay(from_seq, to_seq)
+        return {"from_seq": from_seq, "to_seq": to_seq, "queued": present, "missing": missing}
+
+    def health(self) -> dict[str, Any]:
+        conn = self._reader()
+        try:
+            st = outbox.stats(conn)
+        finally:
+            conn.close()
+        link, pub = self.link, self.publisher
+        return {
+            "enabled": self.cfg.mqtt.enabled,
+            "connected": bool(link and link.connected.is_set()),
+            "broker": f"{self.cfg.mqtt.host}:{self.cfg.mqtt.effective_port}" if self.cfg.mqtt.enabled else None,
+            "last_error": (link.last_error if link else None) or (pub.last_error if pub else None) or self.last_error
+            or self.builder.last_error or self.retention.last_error,
+            "session": link.session if link and link.session is not None else self._session,
+            "reconnects": link.reconnects if link else 0,
+            "connect_attempts": link.attempts if link else 0,
+            "next_attempt_in_s": round(link.next_attempt_in, 1) if link and link.next_attempt_in and not link.connected.is_set() else None,
+            "backlog": st["pending"],
+            "backlog_by_kind": st["pending_by_kind"],
+            "oldest_pending_created": st["oldest_pending_created"],
+            "in_flight": len(pub.inflight) if pub else 0,
+            "published": pub.published if pub else 0,
+            "acked": pub.acked if pub else 0,
+            "rejected": st["rejected"],
+            "last_seq": st["last_seq"],
+            "pruned": st["pruned"],
+            "gaps": st["gaps"],
+            "summaries_written": self.builder.written,
+            "restarts": dict(self.restarts),
+            "uptime_s": _health.agent_uptime_s(),
+        }
+
+    # -- internals -------------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        return connect(self.db_path, readonly=True)
+
+    def _live_status(self) -> dict[str, Any]:
+        if self.status is None:
+            return {}
+        try:
+            st = self.status()
+            return st if isinstance(st, dict) else {}
+        except Exception as exc:  # noqa: BLE001 - the pipeline's status must not break sync
+            log.warning("status callback failed: %s", exc)
+            return {"status_error": str(exc)}
+
+    def _next_session(self) -> int:
+        self._session += 1
+        s = self._session
+        if outbox.submit(self.writer, lambda c: c.execute("UPDATE sync_state SET value = MAX(value, ?) WHERE key = 'session'", (s,)),
+                         kind="sync-session", block=True, timeout_s=2.0):
+            self.writer.flush(2.0)
+        return s
+
+    def _birth(self, session: int) -> dict[str, Any]:
+        live = self._live_status()
+        try:
+            conn = self._reader()
+            try:
+                last = outbox.state_value(conn, "last_seq")
+                first = conn.execute("SELECT MIN(seq) FROM outbox WHERE state = 'pending'").fetchone()[0]
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            last, first = None, None
+        return {"schema": SCHEMAS["status"], "state": "online", "device": self.topics.device, "site": self.topics.site,
+                "ts": iso_utc(time.time()), "session": session, "agent_version": __version__,
+                "model": live.get("model", self.cfg.inference.model), "accelerator": live.get("accelerator"),
+                "config_hash": self.cfg.config_hash(), "seq_last": last,
+                "seq_first_pending": first if first is not None else (last + 1 if last is not None else None),
+                "summary_interval_s": self.cfg.summary.interval_s, "mqtt_protocol": self.cfg.mqtt.protocol}
+
+    def _death(self, session: int) -> dict[str, Any]:
+        return {"schema": SCHEMAS["status"], "state": "offline", "device": self.topics.device, "site": self.topics.site,
+                "ts": iso_utc(time.time()), "session": session,
+                "reason": "stopped" if self._stop.is_set() else "connection lost (last will)"}
+
+    def _on_ack(self, gen: int, mid: int, ok: bool, reason: str) -> None:
+        if self.publisher:
+            self.publisher.on_ack(gen, mid, ok, reason)
+
+    def _on_state(self, up: bool) -> None:
+        if self.publisher:
+            self.publisher.on_state(up)
+
+    def _on_message(self, topic: str, payload: bytes, properties: Any) -> None:
+        if topic == self.topics.status:  # our own retained status: fix a stale last will
+            try:
+                doc = json.loads(payload)
+            except ValueError:
+                return
+            link = self.link
+            if (link and link.connected.is_set() and isinstance(doc, dict) and doc.get("state") == "offline"
+                    and doc.get("session") != link.session and not self._stop.is_set()):
+                log.info("a stale offline status (session %s) replaced our birth: publishing it again", doc.get("session"))
+                link.republish_birth()
+            return
+        if self.commands:
+            self.commands.submit(topic, payload, properties)
+
+    def _publish_reply(self, topic: str, payload: bytes, corr: bytes | None) -> None:
+        if not self.link:
+            return
+        props = None
+        if corr is not None and self.cfg.mqtt.protocol == "5":
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.PUBLISH)
+            props.CorrelationData = corr
+        if self.link.publish(topic, payload, qos=1, retain=False, properties=props) is None:
+            log.info("reply on %s not sent: not connected", topic)
+
+    def _queue_health(self) -> None:
+        conn = self._reader()
+        try:
+            h = _health.collect(conn)
+        finally:
+            conn.close()
+        body = {"device": self.topics.device, "site": self.topics.site, "ts": iso_utc(time.time()), "health": h,
+                "sync": {k: v for k, v in self.health().items() if k in ("connected", "backlog", "in_flight", "reconnects", "last_error", "session")},
+                "writer": self.writer.stats(), "pipeline": self._live_status()}
+        topic = self.topics.kind("health")
+        body = json.loads(json.dumps(body, default=str))
+        if outbox.submit(self.writer, lambda c: outbox.enqueue(c, topic, "health", body, priority=outbox.LIVE), kind="health"):
+            if self.publisher:
+                self.publisher.notify()
+
+    def _supervise(self) -> None:
+        if not (self.link and self.publisher and self.commands):
+            return
+        for name, part in (("link", self.link), ("publisher", self.publisher), ("commands", self.commands)):
+            if not part.alive and not self._stop.is_set():
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                log.error("sync thread %s died; restarting it (restart %d)", name, self.restarts[name])
+                part.start()
+
+    def _tick_loop(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for what, fn in (("summary", self._tick_summary), ("health", self._tick_health),
+                             ("retention", self._tick_retention), ("supervise", self._supervise)):
+                try:
+                    fn()
+                except Exception as exc:  # noqa: BLE001 - one failing duty must not stop the others
+                    self.last_error = f"{what}: {type(exc).__name__}: {exc}"
+                    log.exception("sync %s failed", what)
+            self.last_progress = time.monotonic()
+            until_summary = self.builder.next_due() - time.time()
+            self._stop.wait(max(0.05, min(1.0, until_summary, self._next_health - now, self._next_retention - now)))
+
+    def _tick_summary(self) -> None:
+        if self.builder.run_due() and self.publisher:
+            self.publisher.notify()
+
+    def _tick_health(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_health:
+            self._next_health = now + self.cfg.mqtt.health_interval_s
+            self._queue_health()
+
+    def _tick_retention(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_retention or self.writer.disk_full:
+            self._next_retention = now + self.retention_interval_s
+            if self.retention.run()["removed"] and self.publisher:
+                self.publisher.notify()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A sync-only agent: open the store, start the writer and the SyncService, run until SIGTERM/SIGINT."""
+    import argparse
+    import signal
+
+    from agent.config import load_config
+    from agent.store.db import Database
+
+    ap = argparse.ArgumentParser(prog="python -m agent.sync.service", description=main.__doc__)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--db", help="database file (default: storage.path)")
+    ap.add_argument("--retention-interval", type=float, default=30.0)
+    ns = ap.parse_args(argv)
+    cfg = load_config(ns.config)
+    logging.basicConfig(level=getattr(logging, cfg.logging.level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    db_path = Path(ns.db) if ns.db else cfg.storage.path
+    database = Database(db_path, check=cfg.storage.integrity_check)
+    writer = Writer(database, max_queue=cfg.storage.writer_queue, max_delay_s=cfg.storage.commit_interval_s).start()
+    svc = SyncService(cfg, db_path, writer, retention_interval_s=ns.retention_interval).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"sync service running: device {cfg.device.site}/{cfg.device.id}, db {db_path}", flush=True)
+    stop.wait()
+    svc.stop(5.0)
+    writer.stop()
+    database.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
