@@ -83,3 +83,19 @@ def upsert_health(conn: sqlite3.Connection, sensor: str, driver: str, port: str,
         (sensor, driver, port, iso_utc(ts), int(bool(h["connected"])), h["last_reading_ts"], h["frames_ok"],
          h["frames_bad"], h["resyncs"], h["reconnects"], h["last_error"], json.dumps(detail, default=str)),
     )
+
+
+def _prune_readings(conn: sqlite3.Connection, limit: int) -> int:
+    from agent.sync.retention import prune_summarised
+
+    return prune_summarised(conn, limit, [("readings", "ts")], "pruned_readings")
+
+
+def _register_retention() -> None:
+    """Over the database budget, raw readings already summarised go right after raw detections."""
+    from agent.sync.retention import register_prune_step
+
+    register_prune_step(20, "sensor readings", _prune_readings)
+
+
+_register_retention()

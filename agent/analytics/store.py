@@ -206,3 +206,21 @@ def parse_iso(s: str) -> float:
     import datetime as _dt
 
     return _dt.datetime.strptime(s.rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=_dt.timezone.utc).timestamp()
+
+
+def _prune_raw(conn, limit: int) -> int:
+    from agent.sync.retention import prune_summarised
+
+    # per-event rows; the 15-minute bins (volume_bins, zone_bins) and forecasts are kept
+    return prune_summarised(conn, limit, [("crossings", "ts"), ("speeds", "ts"), ("zone_visits", "exit_ts"),
+                                          ("tracks", "last_ts")], "pruned_track_events")
+
+
+def _register_retention() -> None:
+    """Over the database budget, per-track rows already summarised go after detections and readings."""
+    from agent.sync.retention import register_prune_step
+
+    register_prune_step(30, "track events", _prune_raw)
+
+
+_register_retention()

@@ -60,17 +60,25 @@ def _summarised_until(conn: sqlite3.Connection) -> str | None:
     return r[0] if r else None
 
 
-def prune_raw_detections(conn: sqlite3.Connection, limit: int) -> int:
-    """Oldest detections and classifications already covered by a written summary."""
+def prune_summarised(conn: sqlite3.Connection, limit: int, tables: list[tuple[str, str]], counter: str) -> int:
+    """Delete up to ``limit`` oldest rows of each ``(table, ts_column)`` that a written summary already
+    covers (rows newer than the last summary window are never pruned here). Counted under ``counter``."""
     until = _summarised_until(conn)
     if until is None:
         return 0
-    n = conn.execute("DELETE FROM detections WHERE id IN (SELECT id FROM detections WHERE ts < ? ORDER BY ts, id LIMIT ?)",
-                     (until, limit)).rowcount
-    n += conn.execute("DELETE FROM classifications WHERE id IN (SELECT id FROM classifications WHERE ts < ? ORDER BY ts, id LIMIT ?)",
-                      (until, limit)).rowcount
-    outbox.add_counter(conn, "pruned_detections", n)
+    n = 0
+    for table, ts_col in tables:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone() is None:
+            continue
+        n += conn.execute(f"DELETE FROM [{table}] WHERE rowid IN (SELECT rowid FROM [{table}] WHERE [{ts_col}] < ?"
+                          f" ORDER BY [{ts_col}], rowid LIMIT ?)", (until, limit)).rowcount
+    outbox.add_counter(conn, counter, n)
     return n
+
+
+def prune_raw_detections(conn: sqlite3.Connection, limit: int) -> int:
+    """Oldest detections and classifications already covered by a written summary."""
+    return prune_summarised(conn, limit, [("detections", "ts"), ("classifications", "ts")], "pruned_detections")
 
 
 register_prune_step(10, "detections", prune_raw_detections)
