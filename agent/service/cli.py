@@ -9,6 +9,7 @@ import click
 from agent.errors import AgentError
 from agent.service import provision as prov
 from agent.service import token as tokens
+from agent.service.doctor import doctor_cmd
 
 _path = click.Path(dir_okay=False, path_type=Path)
 
@@ -97,4 +98,4 @@ def token_rotate(file: Path | None) -> None:
     click.echo(tokens.rotate(p))
 
 
-commands = [provision_cmd, token_group]
+commands = [provision_cmd, token_group, doctor_cmd]
