@@ -146,6 +146,8 @@ class ResultsWorker:
         self.last_progress = time.monotonic()
         self.errors = 0
         self.accepted_detections = 0
+        # called with each result after it is stored (e.g. the API's latency histograms)
+        self.observers: list[Any] = []
 
     def start(self) -> "ResultsWorker":
         self._thread = threading.Thread(target=self._run, name="results", daemon=True)
@@ -231,6 +233,11 @@ class ResultsWorker:
         t["detections"] += len(res.detections)
         self.latest[cam] = res
         self._maybe_flush_stats(f.ts)
+        for observe in self.observers:
+            try:
+                observe(res)
+            except Exception:
+                log.exception("results observer failed")
 
     def _replaced(self, cam: str) -> int:
         c = self.cameras.get(cam)
