@@ -107,8 +107,8 @@ class Pipeline:
         if SensorService is not None and cfg.sensors:
             self.sensors = SensorService(cfg.sensors, self.writer)
             self.sensors.start()
-        ApiServer = _optional("agent.api.server", "ApiServer")
-        if ApiServer is not None and cfg.api.enabled:
+        ApiServer = _optional("agent.api.server", "ApiServer") if cfg.api.enabled else None
+        if ApiServer is not None:
             try:
                 self.api = ApiServer(cfg, self)
                 self.api.start()

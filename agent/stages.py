@@ -112,15 +112,17 @@ class InferenceWorker:
 
 
 class _CamStats:
-    __slots__ = ("start", "frames", "lat", "tot", "dets", "dropped_frames_at_start", "model", "accelerator")
+    __slots__ = ("start", "frames", "lat", "tot", "dets", "dropped_frames_at_start", "dropped_writes_at_start",
+                 "model", "accelerator")
 
-    def __init__(self, start: float, model: str, accelerator: str, dropped: int) -> None:
+    def __init__(self, start: float, model: str, accelerator: str, dropped: int, dropped_writes: int) -> None:
         self.start = start
         self.frames = 0
         self.lat: list[float] = []
         self.tot: list[float] = []
         self.dets = 0
         self.dropped_frames_at_start = dropped
+        self.dropped_writes_at_start = dropped_writes
         self.model = model
         self.accelerator = accelerator
 
@@ -223,7 +225,7 @@ class ResultsWorker:
         st = self._stats.get(cam)
         if st is None:
             st = self._stats[cam] = _CamStats(f.ts, res.model, self.accelerators.get(res.model, "cpu"),
-                                              self._replaced(cam))
+                                              self._replaced(cam), sum(self.writer.drops.values()))
         st.frames += 1
         st.lat.append(res.latency_ms)
         st.tot.append(res.total_ms)
@@ -260,7 +262,8 @@ class ResultsWorker:
                 "total_p50_ms": round(float(np.percentile(tot, 50)), 3),
                 "detections": st.dets,
                 "dropped_frames": self._replaced(cam) - st.dropped_frames_at_start,
-                "dropped_writes": sum(self.writer.drops.values()),
+                # in this window (all writes of the agent: the writer is shared)
+                "dropped_writes": sum(self.writer.drops.values()) - st.dropped_writes_at_start,
             }
             self.recent[cam] = {"fps": row["fps"], "latency_p50_ms": row["latency_p50_ms"],
                                 "latency_p95_ms": row["latency_p95_ms"]}
