@@ -22,6 +22,7 @@ from typing import Any
 from agent import __version__
 from agent.config import AgentConfig, CameraConfig
 from agent.errors import AgentError
+from agent.memory import limit_malloc_arenas
 from agent.sources.camera import CameraSource
 from agent.stages import InferenceWorker, ResultsWorker
 from agent.store.db import Database
@@ -50,8 +51,9 @@ class Pipeline:
         self.engine_errors: dict[str, str] = {}
         self.workers: list[InferenceWorker] = []
         self.results: ResultsWorker | None = None
-        # each result holds its frame (~2.7 MB at 720p): keep the queue short so memory stays bounded
-        self.results_q: queue.Queue[Any] = queue.Queue(maxsize=16)
+        # each result holds its frame (~2.7 MB at 720p): keep the queue short so memory stays bounded;
+        # inference waits briefly for room (backpressure) before it drops a result (counted)
+        self.results_q: queue.Queue[Any] = queue.Queue(maxsize=4)
         self.analytics: dict[str, Any] = {}
         self.sync: Any = None
         self.sensors: Any = None
@@ -64,6 +66,7 @@ class Pipeline:
     # -- start -----------------------------------------------------------------------------------
     def start(self) -> "Pipeline":
         cfg = self.cfg
+        limit_malloc_arenas()  # before any stage thread allocates frames
         self.started_at = time.time()
         self.started_mono = time.monotonic()
         # store
