@@ -104,10 +104,10 @@ class _SystemdLink:
         self.n = notify_mod
         self.probe_names = set(pipe.progress_probes())
         self.wd = notify_mod.Watchdog(pipe.progress_probes())
-        self.wd.start()
         cams = len(pipe.cameras)
         accel = ", ".join(sorted({e.accelerator for e in pipe.engines.values()})) or "none"
         self.n.ready(f"running: {cams} camera(s), accelerator {accel}")
+        self.wd.start()  # after READY: the first ping must not come before it
 
     @classmethod
     def start(cls, pipe: Pipeline) -> "_SystemdLink | None":
