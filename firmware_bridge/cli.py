@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import re
 import signal
-import sqlite3
 import sys
-import time
-from pathlib import Path
 
 import click
 
-from agent.errors import AgentError, StoreError
+from agent.api.cli import check_name, query, source_options
+from agent.api.client import since_param
+from agent.errors import AgentError
 from firmware_bridge import aqi as aqi_mod
 from firmware_bridge.drivers import DRIVER_NAMES, make_driver
-from firmware_bridge.events import quality_names
 
 
 @click.command("simulate-serial")
@@ -96,53 +94,27 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def _db_path(db: str | None, config: str | None) -> Path:
-    if db:
-        return Path(db)
-    if config:
-        from agent.config import load_config
-
-        return Path(load_config(config).storage.path)
-    return Path("var/edge-agent.sqlite")
-
-
 @click.command("readings")
 @click.option("--since", default="1h", show_default=True, help="How far back (30m, 1h, 2d).")
-@click.option("--sensor", default=None, help="Only this sensor.")
+@click.option("--sensor", default=None, callback=check_name, help="Only this sensor.")
 @click.option("--metric", default=None, help="Only this metric.")
-@click.option("--limit", type=int, default=1000, show_default=True, help="Most rows shown (newest last).")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True, help="Most rows shown (newest last).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@click.option("--db", default=None, help="Database file (default: storage.path of --config, else var/edge-agent.sqlite).")
-@click.option("--config", "config", default=None, help="Config file naming the database.")
-def readings_cmd(since, sensor, metric, limit, as_json, db, config) -> None:
-    """Sensor readings from the local database (read-only)."""
-    from agent.sections import iso_utc
-    from agent.store.db import connect
-
-    path = _db_path(db, config)
-    if not path.exists():
-        raise StoreError(f"database {path} does not exist", "pass --db PATH or --config FILE (storage.path)")
-    start = iso_utc(time.time() - parse_duration(since))
-    conn = connect(path, readonly=True)
-    sql = "SELECT ts, sensor, metric, value, unit, quality FROM readings WHERE ts >= ?"
-    args: list = [start]
-    if sensor:
-        sql, args = sql + " AND sensor = ?", args + [sensor]
-    if metric:
-        sql, args = sql + " AND metric = ?", args + [metric]
-    sql += " ORDER BY ts DESC, id DESC LIMIT ?"
-    try:
-        rows = conn.execute(sql, args + [limit]).fetchall()[::-1]
-    except sqlite3.OperationalError as exc:
-        raise StoreError(f"{path}: {exc}", "is this an edge-agent database? The agent creates the readings table at start") from None
-    finally:
-        conn.close()
-    for ts, s, m, v, unit, q in rows:
+@source_options
+def readings_cmd(since, sensor, metric, limit, as_json, config, url, db, offline) -> None:
+    """Sensor readings, oldest first: from the running agent's API or, when it does not answer, the
+    local database (read-only); stderr says which one answered."""
+    if metric is not None and len(metric) > 64:
+        raise click.BadParameter("at most 64 characters", param_hint="--metric")
+    start = since_param(parse_duration(since))
+    rows, _ = query(config, url, db, offline, "readings",
+                    lambda src: src.readings(sensor=sensor, metric=metric, since=start, limit=limit))
+    for r in rows:
         if as_json:
-            click.echo(json.dumps({"ts": ts, "sensor": s, "metric": m, "value": v, "unit": unit, "quality": quality_names(q)}))
+            click.echo(json.dumps({k: r[k] for k in ("ts", "sensor", "metric", "value", "unit", "quality")}))
         else:
-            flags = f"  [{','.join(quality_names(q))}]" if q else ""
-            click.echo(f"{ts}  {s:<12} {m:<18} {v:>12.4g} {unit}{flags}")
+            flags = f"  [{','.join(r['quality'])}]" if r["quality"] else ""
+            click.echo(f"{r['ts']}  {r['sensor']:<12} {r['metric']:<18} {r['value']:>12.4g} {r['unit']}{flags}")
     if not rows and not as_json:
         click.echo(f"no readings since {start}", err=True)
 

@@ -1,16 +1,17 @@
-"""``edge-agent counts``: volumes per line / direction / class from the local database (read-only)."""
+"""``edge-agent counts``: volumes per line / direction / class, from the running agent's API or, when it
+does not answer, the local database (read-only)."""
 
 from __future__ import annotations
 
 import json
 import re
 import sqlite3
-import time
-from pathlib import Path
 
 import click
 
-from agent.errors import ConfigError
+from agent.api.cli import check_name, query, source_options
+from agent.api.client import since_param
+from agent.api.queries import MAX_SPAN_S
 from agent.sections import iso_utc
 
 _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -23,16 +24,6 @@ def parse_duration(text: str) -> float:
     if not m or float(m.group(1)) <= 0:
         raise click.BadParameter(f"{text!r}: use a number with s, m, h, d or w (e.g. 15m, 1h, 7d)")
     return float(m.group(1)) * _UNIT[m.group(2)]
-
-
-def _db_path(db: str | None, config: str | None) -> Path:
-    if db:
-        return Path(db)
-    if config:
-        from agent.config import load_config
-
-        return load_config(config).storage.path
-    return Path("var/edge-agent.sqlite")
 
 
 def volumes(conn: sqlite3.Connection, since_ts: float, bin_s: int, camera: str | None = None) -> list[dict]:
@@ -53,34 +44,27 @@ def volumes(conn: sqlite3.Connection, since_ts: float, bin_s: int, camera: str |
 @click.command("counts")
 @click.option("--since", "since", default="1h", show_default=True, help="How far back: 90s, 15m, 1h, 2d, 1w.")
 @click.option("--bin", "bin_", default="15m", show_default=True, help="Bin length (same units).")
-@click.option("--camera", default=None, help="Only this camera.")
+@click.option("--camera", default=None, callback=check_name, help="Only this camera.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of a table.")
-@click.option("--db", type=click.Path(dir_okay=False), default=None, help="Database file (default: storage.path of --config, else var/edge-agent.sqlite).")
-@click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help="Config file to read storage.path from.")
-def counts_cmd(since: str, bin_: str, camera: str | None, as_json: bool, db: str | None, config: str | None) -> None:
-    """Vehicle and pedestrian counts per line, direction and class, in bins, from the local database.
+@source_options
+def counts_cmd(since: str, bin_: str, camera: str | None, as_json: bool, config: str | None, url: str | None,
+               db: str | None, offline: bool) -> None:
+    """Vehicle and pedestrian counts per line, direction and class, in bins.
 
-    Opens the database read-only (safe while the agent runs). Counts come from the crossings table,
-    so any bin length works, whatever the agent's configured bin_minutes.
+    Asks the running agent's API (found through --config); when it does not answer, reads the
+    database read-only (safe while the agent runs), and says on stderr which one answered. Counts come
+    from the crossings table, so any bin length works, whatever the agent's configured bin_minutes.
     """
     since_s, bin_s = parse_duration(since), int(parse_duration(bin_))
-    if bin_s < 1:
-        raise click.BadParameter("--bin must be at least 1s")
-    path = _db_path(db, config)
-    if not path.exists():
-        raise ConfigError(f"database {path} does not exist", "pass --db PATH or --config FILE (storage.path), or start the agent once")
-    from agent.store.db import connect
-
-    conn = connect(path, readonly=True)
-    try:
-        try:
-            rows = volumes(conn, time.time() - since_s, bin_s, camera)
-        except sqlite3.OperationalError as exc:
-            raise ConfigError(f"{path} has no analytics tables ({exc})", "is this the agent's database? check --db / storage.path") from None
-    finally:
-        conn.close()
+    if not 1 <= bin_s <= MAX_SPAN_S:
+        raise click.BadParameter("must be between 1s and 400d", param_hint="--bin")
+    start = since_param(since_s)
+    doc, _ = query(config, url, db, offline, "counts", lambda src: src.counts(since=start, bin_s=bin_s, camera=camera))
+    if doc.get("note"):
+        click.echo(f"note: {doc['note']}", err=True)
+    rows = doc["items"]
     if as_json:
-        click.echo(json.dumps({"since": iso_utc(time.time() - since_s), "bin_minutes": bin_s / 60, "rows": rows}, indent=2))
+        click.echo(json.dumps({"since": doc["since"], "bin_minutes": doc["bin_seconds"] / 60, "rows": rows}, indent=2))
         return
     if not rows:
         click.echo(f"no crossings in the last {since}")

@@ -23,6 +23,8 @@ MAX_SPAN_S = 400 * 86400
 SINCE_PATTERN = (r"^(\d{1,6}(\.\d{1,3})?[smhdw]|[12]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
                  r"(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?)$")
 _ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(Z|[+-]\d{2}:\d{2})?)?$")
+#: camera and sensor names (as the config allows them)
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 #: bin lengths of /api/counts (they divide a day, like the analytics bins)
 BINS = {"1m": 60, "5m": 300, "10m": 600, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "3h": 10800,
         "6h": 21600, "12h": 43200, "1d": 86400}
@@ -119,6 +121,11 @@ def counts(conn: sqlite3.Connection, *, since: float, bin_s: int, camera: str | 
     return {"items": rows, "totals": [{"bin_start": k, "count": v} for k, v in sorted(totals.items())], "note": None}
 
 
+def counts_doc(conn: sqlite3.Connection, *, since: float, bin_s: int, camera: str | None = None) -> dict[str, Any]:
+    """The ``/api/counts`` document: :func:`counts` with the window it covers."""
+    return {"since": iso_utc(max(since, 0)), "bin_seconds": bin_s, **counts(conn, since=since, bin_s=bin_s, camera=camera)}
+
+
 def readings(conn: sqlite3.Connection, *, sensor: str | None = None, metric: str | None = None,
              since: float | None = None, after_id: int | None = None, limit: int = 500) -> dict[str, Any]:
     """Sensor readings (firmware_bridge's ``readings`` table), oldest first."""
@@ -174,15 +181,26 @@ def sensor_health(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     return out
 
 
-def outbox(conn: sqlite3.Connection, *, state: str | None = None, limit: int = 50) -> dict[str, Any]:
-    """Outbox statistics and its newest rows (sync's own queries)."""
+def outbox(conn: sqlite3.Connection, *, state: str | None = None, kind: str | None = None, from_seq: int | None = None,
+           limit: int = 50, payload: bool = False) -> dict[str, Any]:
+    """Outbox statistics and rows (sync's own queries): the newest ``limit``, or the first ``limit``
+    from ``from_seq`` on; in seq order. ``payload``: each row's message too."""
     try:
         from agent.sync import outbox as ob
     except ImportError:
         return {"stats": None, "items": [], "note": "sync is not installed in this build"}
     if not has_table(conn, "outbox"):
         return {"stats": None, "items": [], "note": "no outbox table in this database (sync never ran on it)"}
-    return {"stats": ob.stats(conn), "items": ob.list_rows(conn, state=state, limit=limit), "note": None}
+    items = ob.list_rows(conn, state=state, kind=kind, from_seq=from_seq, limit=limit)
+    if payload:
+        found: dict[int, str] = {}
+        seqs = [r["seq"] for r in items]
+        for i in range(0, len(seqs), 500):
+            chunk = seqs[i:i + 500]
+            found.update(conn.execute(f"SELECT seq, payload FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk))
+        for r in items:
+            r["payload"] = found.get(r["seq"])  # None: pruned in between
+    return {"stats": ob.stats(conn), "items": items, "note": None}
 
 
 def last_stats(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:

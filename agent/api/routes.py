@@ -18,12 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent import __version__
 from agent.api import queries
-from agent.api.queries import BINS, SINCE_PATTERN, QueryError
+from agent.api.queries import BINS, MAX_SPAN_S, NAME_PATTERN, SINCE_PATTERN, QueryError
 from agent.api.status import jsonable, live_status
 from agent.sections import iso_utc
 
 PAGE = Path(__file__).with_name("page") / "index.html"
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_NAME = NAME_PATTERN
 _SINCE_DOC = ("How far back: a duration (90s, 30m, 6h, 2d, 1w; at most 400 days) or a time, 2026-11-23T17:00:00Z "
               "(no offset: UTC).")
 
@@ -97,8 +97,9 @@ class Readings(BaseModel):
 
 
 class Outbox(BaseModel):
-    stats: dict[str, Any] | None
-    items: list[dict[str, Any]]
+    stats: dict[str, Any] | None = Field(..., description="Backlog, last seq, session, delivered / rejected, gaps, pruning (null: no outbox).")
+    items: list[dict[str, Any]] = Field(..., description="Rows in seq order: seq, kind, topic, priority, state, created, "
+                                                         "delivered, bytes (and payload with payload=true).")
     note: str | None = None
 
 
@@ -187,15 +188,15 @@ def build_app(server: Any) -> FastAPI:
     @app.get("/api/counts", response_model=Counts, responses=_ERRS, summary="Line crossings per bin")
     def counts(since: str = Query("6h", pattern=SINCE_PATTERN, description=_SINCE_DOC),
                bin: Literal[tuple(BINS)] = Query("15m", description="Bin length (UTC-aligned)."),  # type: ignore[valid-type]
+               bin_seconds: int | None = Query(None, ge=1, le=int(MAX_SPAN_S),
+                                               description="Any bin length in seconds (UTC-aligned); when given, replaces `bin`."),
                camera: str | None = Query(None, pattern=_NAME)) -> dict[str, Any]:
         t = _since(since, "6h")
-        bin_s = BINS[bin]
         conn = reader()
         try:
-            out = queries.counts(conn, since=t, bin_s=bin_s, camera=camera)
+            return queries.counts_doc(conn, since=t, bin_s=bin_seconds or BINS[bin], camera=camera)
         finally:
             conn.close()
-        return {"since": iso_utc(max(t, 0)), "bin_seconds": bin_s, **out}
 
     @app.get("/api/readings", response_model=Readings, responses=_ERRS, summary="Serial sensor readings, oldest first")
     def readings(sensor: str | None = Query(None, pattern=_NAME), metric: str | None = Query(None, max_length=64),
@@ -213,10 +214,13 @@ def build_app(server: Any) -> FastAPI:
 
     @app.get("/api/outbox", response_model=Outbox, responses=_ERRS, summary="Messages waiting for the broker")
     def outbox(state: Literal["pending", "delivered", "rejected"] | None = Query(None),
-               limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+               kind: Literal["summary", "health", "event"] | None = Query(None, description="Only this kind of message."),
+               from_seq: int | None = Query(None, ge=0, le=2**62, description="The first rows from this seq on (default: the newest)."),
+               limit: int = Query(50, ge=1, le=1000),
+               payload: bool = Query(False, description="Include each row's `payload` (the JSON message).")) -> dict[str, Any]:
         conn = reader()
         try:
-            return queries.outbox(conn, state=state, limit=limit)
+            return queries.outbox(conn, state=state, kind=kind, from_seq=from_seq, limit=limit, payload=payload)
         finally:
             conn.close()
 

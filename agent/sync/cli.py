@@ -10,21 +10,13 @@ from pathlib import Path
 
 import click
 
+from agent.api.cli import query, source_options
 from agent.errors import AgentError, StoreError
 
 
-def _db_path(config: str | None, db: str | None) -> Path:
-    if db:
-        return Path(db)
-    from agent.config import load_config
-
-    return load_config(config).storage.path
-
-
-def _read(config: str | None, db: str | None) -> sqlite3.Connection:
+def _read(path: Path) -> sqlite3.Connection:
     from agent.store.db import connect
 
-    path = _db_path(config, db)
     if not path.exists():
         raise StoreError(f"database {path} does not exist", "give --db PATH or --config FILE (storage.path), or start the agent once")
     conn = connect(path, readonly=True)
@@ -35,33 +27,27 @@ def _read(config: str | None, db: str | None) -> sqlite3.Connection:
     return conn
 
 
-_db_opts = [
-    click.option("--config", "config", type=click.Path(dir_okay=False), envvar="EDGE_AGENT_CONFIG",
-                 help="Agent config file (its storage.path is the database). Env: EDGE_AGENT_CONFIG."),
-    click.option("--db", type=click.Path(dir_okay=False), help="The database file (overrides --config)."),
-]
-
-
-def _with_db(f):
-    for opt in reversed(_db_opts):
-        f = opt(f)
-    return f
-
-
 @click.group("outbox")
 def outbox_group() -> None:
     """Inspect the outbox (messages waiting for the broker) and re-send stored messages."""
 
 
-@outbox_group.command("status")
-@_with_db
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def outbox_status(config: str | None, db: str | None, as_json: bool) -> None:
-    """Backlog, last seq, session, delivered/rejected counts, pruning and gaps."""
-    from agent.sync import outbox
+def _outbox(config: str | None, url: str | None, db: str | None, offline: bool, what: str, **kw) -> dict:
+    doc, _ = query(config, url, db, offline, what, lambda src: src.outbox(**kw))
+    if doc["stats"] is None:
+        raise StoreError(doc.get("note") or "no outbox in this database", "is this the agent's database? (storage.path, or --db PATH)")
+    return doc
 
-    conn = _read(config, db)
-    st = outbox.stats(conn)
+
+@outbox_group.command("status")
+@source_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def outbox_status(config: str | None, url: str | None, db: str | None, offline: bool, as_json: bool) -> None:
+    """Backlog, last seq, session, delivered/rejected counts, pruning and gaps.
+
+    From the running agent's API or, when it does not answer, the database (read-only); stderr says
+    which one answered."""
+    st = _outbox(config, url, db, offline, "outbox status", limit=1)["stats"]
     if as_json:
         click.echo(json.dumps(st, indent=2))
         return
@@ -79,23 +65,24 @@ def outbox_status(config: str | None, db: str | None, as_json: bool) -> None:
 
 
 @outbox_group.command("list")
-@_with_db
+@source_options
 @click.option("--state", type=click.Choice(["pending", "delivered", "rejected"]), help="Only rows in this state.")
 @click.option("--kind", type=click.Choice(["summary", "health", "event"]), help="Only this kind.")
-@click.option("--from", "from_seq", type=int, help="Start at this seq (ascending); default: the newest rows.")
+@click.option("--from", "from_seq", type=click.IntRange(min=0), help="Start at this seq (ascending); default: the newest rows.")
 @click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
 @click.option("--payload", is_flag=True, help="Print each payload (JSON lines).")
-def outbox_list(config: str | None, db: str | None, state: str | None, kind: str | None, from_seq: int | None,
-                limit: int, payload: bool) -> None:
-    """List outbox rows (seq, kind, state, created, delivered, size)."""
-    from agent.sync import outbox
+def outbox_list(config: str | None, url: str | None, db: str | None, offline: bool, state: str | None, kind: str | None,
+                from_seq: int | None, limit: int, payload: bool) -> None:
+    """List outbox rows (seq, kind, state, created, delivered, size).
 
-    conn = _read(config, db)
-    rows = outbox.list_rows(conn, state=state, kind=kind, from_seq=from_seq, limit=limit)
+    From the running agent's API or, when it does not answer, the database (read-only); stderr says
+    which one answered."""
+    rows = _outbox(config, url, db, offline, "outbox rows", state=state, kind=kind, from_seq=from_seq, limit=limit,
+                   payload=payload)["items"]
     if payload:
         for r in rows:
-            p = conn.execute("SELECT payload FROM outbox WHERE seq = ?", (r["seq"],)).fetchone()[0]
-            click.echo(p)
+            if r.get("payload") is not None:
+                click.echo(r["payload"])
         return
     click.echo(f"{'SEQ':>8}  {'KIND':<8} {'STATE':<10} {'PRIO':>4}  {'CREATED':<24}  {'DELIVERED':<24}  {'BYTES':>6}  TOPIC")
     for r in rows:
@@ -106,19 +93,28 @@ def outbox_list(config: str | None, db: str | None, state: str | None, kind: str
 
 
 @outbox_group.command("replay")
-@_with_db
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+              help="Agent config file: its database (storage.path) and its API (to tell whether it runs) "
+                   "[default: $EDGE_AGENT_CONFIG, else /etc/edge-agent/config.toml, else built-in defaults].")
+@click.option("--db", type=click.Path(dir_okay=False), help="The database file (overrides storage.path).")
 @click.option("--from", "from_seq", type=click.IntRange(min=1), required=True, help="First seq.")
 @click.option("--to", "to_seq", type=click.IntRange(min=1), required=True, help="Last seq.")
 def outbox_replay(config: str | None, db: str | None, from_seq: int, to_seq: int) -> None:
     """Mark stored messages FROM..TO pending again: the running agent re-sends them (within ~10 s),
-    or the next start does. Prints what is no longer stored, and why."""
+    or the next start does. Prints what is no longer stored, and why.
+
+    Writes the database directly, also while the agent runs (the local API is read-only): WAL and a
+    busy timeout keep that safe, and the agent's publisher rescans the outbox."""
+    from agent.api.client import load, running_agent
     from agent.store.db import connect
     from agent.sync import outbox
 
     if to_seq < from_seq:
         raise AgentError("--to must be >= --from")
-    _read(config, db).close()
-    conn = connect(_db_path(config, db))
+    cfg, _ = load(config)
+    path = Path(db) if db else Path(cfg.storage.path)
+    _read(path).close()
+    conn = connect(path)
     try:
         conn.execute("BEGIN IMMEDIATE")
         n = outbox.requeue(conn, from_seq, to_seq)
@@ -132,6 +128,13 @@ def outbox_replay(config: str | None, db: str | None, from_seq: int, to_seq: int
     click.echo(f"re-queued {n} message(s) in {from_seq}..{to_seq}; {pending} now pending")
     for m in missing:
         click.echo(f"  not stored: {m['from_seq']}..{m['to_seq']}: {m['reason']}")
+    if path.resolve() != Path(cfg.storage.path).resolve():
+        return  # not the configured agent's database: whether its agent runs is unknown here
+    agent = running_agent(cfg)
+    if agent is not None:
+        click.echo(f"note: the agent is running ({agent.base}); its publisher picks the re-queued messages up within ~10 s")
+    else:
+        click.echo("note: the agent is not running; it sends the re-queued messages when it starts")
 
 
 @click.command("hub")

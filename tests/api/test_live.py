@@ -197,6 +197,25 @@ def test_no_crash_after_fuzzing(live_agent):
     assert live_agent.json("/healthz")["live"] is True
 
 
+#: console data commands run with the agent running, then stopped: their stderr names the source
+CONSOLE = {"counts": ["counts", "--since", "1h", "--json"],
+           "readings": ["readings", "--since", "1h", "--sensor", "air", "--metric", "pm2_5", "--limit", "100000", "--json"],
+           "outbox status": ["outbox", "status", "--json"],
+           "outbox rows": ["outbox", "list", "--from", "1", "--limit", "1000"]}
+_SEEN: dict = {}
+
+
+def _parallel(cmds: list[list[str]]) -> list:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda c: run_cli(*c, timeout=60), cmds))
+
+
+def _console(cfg: str) -> dict:
+    return dict(zip(CONSOLE, _parallel([[*c, "--config", cfg] for c in CONSOLE.values()])))
+
+
 def test_console_commands_with_daemon_running(live_agent):
     cfg = str(live_agent.cfg)
     r = run_cli("status", "--config", cfg, timeout=60)
@@ -212,10 +231,16 @@ def test_console_commands_with_daemon_running(live_agent):
     assert kinds == {"detection", "reading"}
     dets = [x["id"] for x in rows if x["kind"] == "detection"]
     assert len(dets) > 5 and dets == sorted(dets) and len(set(dets)) == len(dets)  # new rows arrived, none twice
-    for cmd in (["counts", "--since", "1h"], ["readings", "--since", "10m", "--sensor", "air"], ["outbox", "status"]):
-        r = run_cli(*cmd, "--config", cfg, timeout=60)
-        assert r.returncode == 0, (cmd, r.stderr)
-        assert r.stdout.strip()
+    assert live_agent.wait_for(lambda: _total_counts(live_agent) > 0, timeout=60)
+    out = _console(cfg)
+    for name, r in out.items():
+        assert r.returncode == 0, (name, r.stderr)
+        assert f"{name} from the running agent ({live_agent.base})" in r.stderr, (name, r.stderr)
+    assert sum(x["count"] for x in json.loads(out["counts"].stdout)["rows"]) > 0
+    assert [json.loads(x)["sensor"] for x in out["readings"].stdout.splitlines()][:1] == ["air"]
+    assert json.loads(out["outbox status"].stdout)["last_seq"] >= 0
+    assert out["outbox rows"].stdout.startswith("     SEQ  KIND")
+    _SEEN.update(out)
 
 
 def test_console_commands_with_daemon_stopped(live_agent):
@@ -231,7 +256,84 @@ def test_console_commands_with_daemon_stopped(live_agent):
     assert r.returncode == 0 and "tailing the database" in r.stderr
     assert len([x for x in r.stdout.splitlines() if " det " in x]) == 3
     assert len([x for x in r.stdout.splitlines() if " reading " in x]) == 3
-    r = run_cli("counts", "--since", "1h", "--config", cfg, "--json")
-    assert r.returncode == 0 and sum(x["count"] for x in json.loads(r.stdout)["rows"]) >= n_before
-    assert run_cli("readings", "--since", "1h", "--config", cfg).returncode == 0
-    assert run_cli("outbox", "status", "--config", cfg).returncode == 0
+    out = _console(cfg)
+    for name, r in out.items():
+        assert r.returncode == 0, (name, r.stderr)
+        assert f"{name} from the database {live_agent.tmp / 'agent.sqlite'} (read-only; agent not reachable: nothing answers" in r.stderr
+    # the same data as the API gave while the agent ran, plus what it stored after that
+    counts = {tuple(x[k] for k in ("bin_start", "camera", "line", "direction", "class")): x["count"]
+              for x in json.loads(out["counts"].stdout)["rows"]}
+    assert sum(counts.values()) >= n_before
+    for x in json.loads(_SEEN["counts"].stdout)["rows"]:
+        assert counts[tuple(x[k] for k in ("bin_start", "camera", "line", "direction", "class"))] >= x["count"]
+    api_lines = _SEEN["readings"].stdout.splitlines()
+    assert api_lines and out["readings"].stdout.splitlines()[:len(api_lines)] == api_lines
+    api_st, db_st = json.loads(_SEEN["outbox status"].stdout), json.loads(out["outbox status"].stdout)
+    assert set(api_st) == set(db_st) and db_st["last_seq"] >= api_st["last_seq"]
+    api_lines = _SEEN["outbox rows"].stdout.splitlines()
+    assert out["outbox rows"].stdout.splitlines()[:len(api_lines)] == api_lines
+
+
+def test_console_commands_same_output_from_api_and_database(live_agent, tmp_path):
+    """An idle agent (no camera, no sensor) serving a copy of the stopped agent's database: every data
+    command gives byte-for-byte the same output through the API as from the file; replay notes that
+    the publisher picks the rows up while the agent runs."""
+    import sqlite3
+
+    from agent.api.client import ApiSource, DbSource, load
+    from agent.sync import outbox
+    from tests.api.conftest import Agent, free_port, write_config
+
+    assert live_agent.proc.poll() is not None  # after test_console_commands_with_daemon_stopped
+    db = tmp_path / "agent.sqlite"
+    src, dst = sqlite3.connect(live_agent.tmp / "agent.sqlite"), sqlite3.connect(db, isolation_level=None)
+    src.backup(dst)
+    src.close()
+    dst.execute("BEGIN")
+    for i in range(12):
+        outbox.enqueue(dst, "city/main-st/pole-7/event", "event", {"i": i}, priority=0)
+    last = outbox.state_value(dst, "last_seq")
+    outbox.mark(dst, range(last - 11, last - 5), "delivered")  # i = 0..5
+    dst.execute("COMMIT")
+    health = dict(dst.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind")).get("health", 0)
+    dst.close()
+    port = free_port()
+    cfg = write_config(tmp_path, port, "[summary]\ninterval_s = 86400\ncatchup_windows = 0\n[mqtt]\nhealth_interval_s = 86400\n")
+    idle = Agent(cfg, port, tmp_path)
+    try:
+        idle.wait_up()
+        idle.wait_for(lambda: idle.json("/api/outbox?kind=health")["stats"]["pending_by_kind"].get("health", 0) > health, timeout=20)
+        runs = [["counts", "--since", "2h", "--bin", "7m"], ["counts", "--since", "2h", "--bin", "1h", "--camera", "road", "--json"],
+                ["readings", "--since", "1h"], ["readings", "--since", "1h", "--sensor", "air", "--metric", "pm2_5", "--json"],
+                ["outbox", "status"], ["outbox", "status", "--json"], ["outbox", "list", "--kind", "event", "--limit", "9"],
+                ["outbox", "list", "--state", "pending", "--kind", "event", "--from", str(last - 7), "--payload"]]
+        both = _parallel([[*a, "--config", str(cfg)] for a in runs] + [[*a, "--db", str(db)] for a in runs])
+        for a, api, direct in zip(runs, both[:len(runs)], both[len(runs):]):
+            assert api.returncode == 0 and direct.returncode == 0, (a, api.stderr, direct.stderr)
+            assert f"from the running agent ({idle.base})" in api.stderr, (a, api.stderr)
+            assert f"from the database {db} (read-only; --db given)" in direct.stderr, (a, direct.stderr)
+            assert api.stdout.strip(), a
+            if a[0] == "counts" and "--json" in a:  # "since" is now minus 2h: the runs started apart
+                assert {**json.loads(api.stdout), "since": 0} == {**json.loads(direct.stdout), "since": 0}
+            else:
+                assert api.stdout == direct.stdout, a
+        assert len(both[2].stdout.splitlines()) > 100 and "pm2_5" in both[2].stdout  # the table, not JSON
+        assert [json.loads(x)["i"] for x in both[7].stdout.splitlines()] == [6, 7, 8, 9, 10, 11]
+        # pages: the API's routes cap `limit`; the client pages and gets what one database query gives
+        api, dbs = ApiSource(idle.base, None), DbSource(load(str(cfg))[0], db, "test", unreachable=False)
+        api.MAX_READINGS, api.MAX_OUTBOX = 10, 3
+        for kw in ({"sensor": "air", "metric": "pm2_5", "since": "2h", "limit": 25}, {"sensor": "air", "after_id": 5, "limit": 45}):
+            assert len(dbs.readings(**kw)) > 10
+            assert api.readings(**kw) == dbs.readings(**kw), kw
+        for kw in ({"limit": 10}, {"kind": "event", "from_seq": last - 9, "limit": 8, "payload": True}):
+            assert api.outbox(**kw)["items"] == dbs.outbox(**kw)["items"], kw
+        dbs.close()
+        r = run_cli("counts", "--config", str(cfg), "--camera", "../etc")
+        assert r.returncode == 2 and "names are letters" in r.stderr
+        r = run_cli("outbox", "replay", "--config", str(cfg), "--from", str(last - 11), "--to", str(last - 9))
+        assert r.returncode == 0 and "re-queued 3 message(s)" in r.stdout, r.stderr
+        assert f"the agent is running ({idle.base}); its publisher picks the re-queued messages up within ~10 s" in r.stdout
+    finally:
+        idle.stop()
+    r = run_cli("outbox", "replay", "--config", str(cfg), "--from", str(last - 8), "--to", str(last - 6))
+    assert r.returncode == 0 and "re-queued 3 message(s)" in r.stdout and "the agent is not running" in r.stdout, r.stderr
