@@ -38,6 +38,7 @@ class _Op:
     table: str | None = None
     rows: Sequence[dict[str, Any]] | None = None
     fn: WriteFn | None = None
+    urgent: bool = False
 
 
 _STOP = object()
@@ -124,10 +125,13 @@ class Writer:
             return True
         return self._put(_Op(self._next_seq(), kind or table, table=table, rows=list(rows)))
 
-    def submit_fn(self, fn: WriteFn, *, kind: str = "fn", block: bool = False, timeout_s: float = 5.0) -> bool:
+    def submit_fn(self, fn: WriteFn, *, kind: str = "fn", block: bool = False, timeout_s: float = 5.0,
+                  urgent: bool = False) -> bool:
         """Queue a function run in the writer's transaction. ``block`` waits for room instead of dropping
-        (for rare, must-keep writes such as a summary and its bookkeeping)."""
-        op = _Op(self._next_seq(), kind, fn=fn)
+        (for rare, must-keep writes such as a summary and its bookkeeping). ``urgent`` commits the batch
+        it joins without waiting out ``max_delay_s`` (for a rare write another thread waits on, such as
+        the last delivery marks of a drained outbox)."""
+        op = _Op(self._next_seq(), kind, fn=fn, urgent=urgent)
         if block:
             try:
                 self._q.put(op, timeout=timeout_s)
@@ -172,7 +176,7 @@ class Writer:
             else:
                 batch.append(first)
                 deadline = time.monotonic() + self.max_delay_s
-                while len(batch) < self.max_batch:
+                while len(batch) < self.max_batch and not batch[-1].urgent:
                     try:
                         item = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
                     except queue.Empty:

@@ -311,7 +311,7 @@ class MqttLink:
 
     def _cb_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         ok = not getattr(reason, "is_failure", False)
-        self._on_ack(self.generation, mid, ok, str(reason))
+        self._on_ack(self.generation, mid, ok, "" if ok else str(reason))  # once per message: no str() of success
 
     def _cb_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         try:

@@ -113,9 +113,10 @@ def full_safe(fn: Callable[[sqlite3.Connection], Any]) -> Callable[[sqlite3.Conn
     return run
 
 
-def submit(writer: Any, fn: Callable[[sqlite3.Connection], Any], *, kind: str, block: bool = False, timeout_s: float = 5.0) -> bool:
+def submit(writer: Any, fn: Callable[[sqlite3.Connection], Any], *, kind: str, block: bool = False, timeout_s: float = 5.0,
+           urgent: bool = False) -> bool:
     """``writer.submit_fn`` with :func:`full_safe`."""
-    return writer.submit_fn(full_safe(fn), kind=kind, block=block, timeout_s=timeout_s)
+    return writer.submit_fn(full_safe(fn), kind=kind, block=block, timeout_s=timeout_s, urgent=urgent)
 
 
 def enqueue(conn: sqlite3.Connection, topic: str, kind: str, body: dict[str, Any], *, priority: int,
@@ -140,7 +141,9 @@ def mark(conn: sqlite3.Connection, seqs: Iterable[int], state: str, now: float |
     n = 0
     for i in range(0, len(seqs), 500):
         chunk = seqs[i:i + 500]
-        cur = conn.execute(f"UPDATE outbox SET state = ?, delivered = ? WHERE state = 'pending' AND seq IN ({','.join('?' * len(chunk))})",
+        # "+state": find the rows by seq (primary key), not through the outbox_state index, which SQLite
+        # would otherwise pick and walk across every pending row for each chunk (~1.4x slower on a backlog)
+        cur = conn.execute(f"UPDATE outbox SET state = ?, delivered = ? WHERE +state = 'pending' AND seq IN ({','.join('?' * len(chunk))})",
                            (state, ts, *chunk))
         n += cur.rowcount
     return n

@@ -8,6 +8,12 @@ acknowledgement frees a slot, without waiting for this thread); a row becomes
 backlog of summaries, replays go between the two, and the backlog is capped at
 ``backfill_rate_per_s`` (token bucket). When the connection is replaced, whatever was in flight is
 sent again (the hub removes duplicates by ``seq``): at-least-once, never silently lost.
+
+Cost per message matters (a backlog drains at thousands a second and every thread here shares the
+GIL with paho's network thread), so the hand-offs are batched: paho's thread only appends each
+PUBACK to a deque and wakes this thread once per ``_ACK_BATCH`` acks (or when everything handed out
+is acknowledged), this thread then tops paho's queue up in one burst, and marks go to the writer in
+batches; only the last marks of a drained outbox are committed at once (nothing left to batch with).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _FETCH = 500
 _HANDOFF = 256        # most messages handed to paho at once (on the wire: at most max_inflight)
+_ACK_BATCH = 64       # paho's thread wakes the publisher once per this many acks (paho still holds the rest)
 _MARK_BATCH = 200
 _MARK_DELAY_S = 0.1
 _REFRESH_S = 1.0      # look for new rows at least this often
@@ -67,6 +74,7 @@ class Publisher:
         self._replays: deque[list[int]] = deque()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._wake_acks = 1  # on_ack wakes this thread once this many acks wait (set by _step)
         self._dirty = True
         self.idle = threading.Event()  # set when nothing is in flight, buffered or waiting to be marked
         self.inflight: dict[tuple[int, int], tuple[int, bool]] = {}
@@ -74,8 +82,11 @@ class Publisher:
         self._queued: set[int] = set()       # in a buffer below
         self._bufs: dict[int | None, deque[outbox.Row]] = {}
         self._cursor: dict[int | None, int] = {}
+        self._more: dict[int | None, bool] = {}   # the last fetch of a class was full: more rows may wait
         self._to_mark: dict[str, list[int]] = {"delivered": [], "rejected": []}
         self._mark_since = 0.0
+        self._suffix: dict[tuple[int, bool], bytes] = {}  # (session, replay) -> b',"session":N}'
+        self._topics: dict[bytes, str] = {}                # topic as read (bytes) -> str for paho
         self._gen = -1
         self._handoff = max(2 * cfg.max_inflight, _HANDOFF)
         self._bucket = _Bucket(cfg.backfill_rate_per_s, cfg.max_inflight)
@@ -129,10 +140,15 @@ class Publisher:
             self.cond.notify_all()
 
     def on_ack(self, gen: int, mid: int, ok: bool, reason: str) -> None:
-        with self.cond:
-            self._acks.append((gen, mid, ok, reason))
-            if len(self._acks) == 1 or len(self._acks) >= 32:  # wake once per batch, not per ack
-                self.cond.notify_all()
+        """Called in paho's network thread for every PUBACK: keep it cheap. ``deque.append`` is atomic,
+        so no lock per ack; the publisher is woken only when ``_wake_acks`` acks wait (a batch, or all
+        that are outstanding), or for a rejection. It also wakes on its own every ``_MARK_DELAY_S``
+        while anything is in flight, so no ack waits longer than that."""
+        acks = self._acks
+        acks.append((gen, mid, ok, reason))
+        if len(acks) >= self._wake_acks or not ok:
+            with self.cond:
+                self.cond.notify()
 
     def on_state(self, up: bool) -> None:
         self.notify()
@@ -160,6 +176,7 @@ class Publisher:
         classes: list[int | None] = [None] if self.cfg.delivery == "seq" else [outbox.LIVE, outbox.SUMMARY]
         self._bufs = {c: deque() for c in classes}
         self._cursor = {c: 0 for c in classes}
+        self._more = {c: True for c in classes}
         self._queued.clear()
 
     def _run(self) -> None:
@@ -175,7 +192,8 @@ class Publisher:
                 self.last_progress = time.monotonic()
                 if wait > 0:
                     with self.cond:
-                        if not self._acks and not self._dirty and not self._marked and not self._stop.is_set():
+                        if (len(self._acks) < self._wake_acks and not self._dirty and not self._marked
+                                and not self._stop.is_set()):
                             self.cond.wait(wait)
             self._flush_marks(force=True)
         finally:
@@ -204,7 +222,6 @@ class Publisher:
                 self.rejected += 1
                 self.last_error = f"broker rejected seq {seq}: {reason}"
                 log.warning(self.last_error)
-        self._flush_marks()
         if self.link.generation != self._gen:  # a new connection: what was in flight goes again
             self._gen = self.link.generation
             if self.inflight:
@@ -222,6 +239,7 @@ class Publisher:
             for c in self._bufs:
                 self._refill(c)
         if not self.link.connected.is_set():
+            self._flush_marks()
             return 0.5
         wait = _REFRESH_S
         # paho keeps at most max_inflight on the wire; we hand it more (bounded), so the next message is
@@ -233,11 +251,25 @@ class Publisher:
                     wait = min(wait, wait_token)
                 break
             if not self._send(row, replay):
+                self._flush_marks()
                 return 0.5
+        # read ahead now, while paho holds a full queue: a fetch takes milliseconds while paho's thread is
+        # busy (every row read releases the GIL), too long to start only when a buffer has run empty
+        for c in self._bufs:
+            if self._more[c]:
+                self._refill(c)
+        # marks after topping paho up (the wire comes first). With nothing in flight and nothing left to
+        # send (a drained outbox) no more acks are coming to batch with: hand the marks over now and
+        # have the writer commit them at once instead of after its batching delay
+        more = any(self._bufs.values()) or bool(self._replays)
+        self._flush_marks(urgent=not self.inflight and not more)
+        # wake on a batch of acks, or when all that is outstanding is acknowledged (set before waiting;
+        # acks that came during this step count towards it)
+        self._wake_acks = max(1, min(_ACK_BATCH, len(self.inflight)))
         marks = self._to_mark["delivered"] or self._to_mark["rejected"]
-        if marks:
+        if marks or self.inflight:
             wait = min(wait, _MARK_DELAY_S)
-        if not marks and not self.inflight and not self.busy and not any(self._bufs.values()) and not self._replays:
+        if not marks and not self.inflight and not self.busy and not more:
             self.idle.set()
         else:
             self.idle.clear()
@@ -248,6 +280,7 @@ class Publisher:
         if len(buf) >= _FETCH // 2:
             return
         rows = outbox.fetch_pending(self._reader(), self._cursor[cls], _FETCH, cls)
+        self._more[cls] = len(rows) == _FETCH
         if rows:
             self._cursor[cls] = rows[-1].seq
         for r in rows:
@@ -295,10 +328,16 @@ class Publisher:
 
     def _send(self, row: outbox.Row, replay: bool) -> bool:
         session = self.link.session or 0
-        extra = f',"session":{session}' + (',"replay":true' if replay else "")
+        suffix = self._suffix.get((session, replay))
+        if suffix is None:  # once per connection (cached: this runs for every message)
+            suffix = (f',"session":{session}' + (',"replay":true' if replay else "") + "}").encode()
+            self._suffix = {k: v for k, v in self._suffix.items() if k[0] == session}
+            self._suffix[(session, replay)] = suffix
         body = row.payload if isinstance(row.payload, bytes) else row.payload.encode()
-        payload = body[:-1] + (extra + "}").encode()
-        topic = row.topic.decode() if isinstance(row.topic, bytes) else row.topic
+        payload = body[:-1] + suffix
+        topic = row.topic
+        if isinstance(topic, bytes):  # read with text_factory=bytes; a device has a handful of topics
+            topic = self._topics.get(topic) or self._topics.setdefault(topic, topic.decode())
         res = self.link.publish(topic, payload, qos=row.qos, retain=row.retain)
         if res is None:  # connection went away: the row is still pending, it goes again later
             self._dirty = True
@@ -308,15 +347,18 @@ class Publisher:
         self.published += 1
         return True
 
-    def _flush_marks(self, force: bool = False) -> None:
+    def _flush_marks(self, force: bool = False, urgent: bool = False) -> None:
+        """Hand collected marks to the writer: per ``_MARK_BATCH`` or ``_MARK_DELAY_S``, or at once when
+        ``urgent`` (the writer then skips its batching delay too); ``force`` (at stop) also waits for
+        room in the writer's queue."""
         n = len(self._to_mark["delivered"]) + len(self._to_mark["rejected"])
         if not n:
             self._mark_since = 0.0
             return
-        now = time.monotonic()
+        t = time.monotonic()
         if not self._mark_since:
-            self._mark_since = now
-        if not force and n < _MARK_BATCH and now - self._mark_since < _MARK_DELAY_S:
+            self._mark_since = t
+        if not force and not urgent and n < _MARK_BATCH and t - self._mark_since < _MARK_DELAY_S:
             return
         marks = {k: list(v) for k, v in self._to_mark.items() if v}
         done = self._marked
@@ -332,7 +374,7 @@ class Publisher:
             with self.cond:  # wake the publisher to release them (no new rows: not dirty)
                 self.cond.notify_all()
 
-        if outbox.submit(self.writer, committed_hook, kind="outbox-ack", block=force, timeout_s=2.0):
+        if outbox.submit(self.writer, committed_hook, kind="outbox-ack", block=force, timeout_s=2.0, urgent=urgent or force):
             for k in self._to_mark:
                 self._to_mark[k] = []
             self._mark_since = 0.0
