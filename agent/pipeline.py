@@ -268,8 +268,12 @@ class Pipeline:
 
     def idle(self) -> bool:
         """Every file source ended and every frame it produced is through the pipeline."""
-        return (self.all_sources_ended() and self.results_q.empty()
-                and not any(c.slot.has_frame for c in self.cameras.values()))
+        if not self.all_sources_ended() or any(c.slot.has_frame for c in self.cameras.values()):
+            return False
+        if any(w.busy for w in self.workers):
+            return False
+        handed_on = sum(w.results_put for w in self.workers)
+        return self.results is None or self.results.handled >= handed_on
 
     def progress_probes(self) -> dict[str, Any]:
         """Monotonic 'last progress' of each critical thread, for the systemd watchdog."""

@@ -50,6 +50,8 @@ class InferenceWorker:
         self.last_error: str | None = None
         self.last_progress = time.monotonic()
         self.busy_s = 0.0
+        self.busy = False  # a frame has been taken and its result is not handed on yet
+        self.results_put = 0
 
     def start(self) -> "InferenceWorker":
         self._thread = threading.Thread(target=self._run, name=f"inference:{self.engine.name}", daemon=True)
@@ -75,15 +77,20 @@ class InferenceWorker:
     def _run(self) -> None:
         while True:
             self.last_progress = time.monotonic()
+            self.busy = True  # set before taking, so "no frame anywhere" is never seen mid-hand-over
             frame = self._next_frame()
             if frame is None:
+                self.busy = False
                 if self._stop.is_set():
                     return
                 with self.cond:
                     if not any(c.slot.has_frame for c in self.cameras):
                         self.cond.wait(0.5)
                 continue
-            self.process(frame)
+            try:
+                self.process(frame)
+            finally:
+                self.busy = False
 
     def process(self, frame) -> None:
         t0 = time.perf_counter()
@@ -107,6 +114,7 @@ class InferenceWorker:
                               latency_ms=float(timings.get("invoke_ms", 0.0)), total_ms=total_ms)
         try:  # backpressure: wait briefly for the results stage, then drop (counted)
             self.out.put(res, timeout=1.0)
+            self.results_put += 1
         except queue.Full:
             self.dropped_results += 1
 
@@ -147,6 +155,7 @@ class ResultsWorker:
         self.recent: dict[str, dict[str, float | None]] = {}
         self.last_progress = time.monotonic()
         self.errors = 0
+        self.handled = 0
         self.accepted_detections = 0
         # called with each result after it is stored (e.g. the API's latency histograms)
         self.observers: list[Any] = []
@@ -173,6 +182,15 @@ class ResultsWorker:
             if item is _END:
                 break
             self.last_progress = time.monotonic()
+            if isinstance(item, InferenceResult):
+                try:
+                    self.handle(item)
+                except Exception:
+                    self.errors += 1
+                    log.exception("results stage failed on a frame of %s", item.frame.camera)
+                finally:
+                    self.handled += 1
+                continue
             if callable(item):  # a control action (e.g. reconfigure on SIGHUP), run in order with results
                 try:
                     item()
@@ -180,11 +198,6 @@ class ResultsWorker:
                     self.errors += 1
                     log.exception("results stage: control action failed")
                 continue
-            try:
-                self.handle(item)
-            except Exception:
-                self.errors += 1
-                log.exception("results stage failed on a frame of %s", getattr(item.frame, "camera", "?"))
         self._maybe_flush_stats(time.time(), force=True)
         for name, runner in self.analytics.items():
             try:
