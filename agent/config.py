@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agent.analytics.config import CameraAnalytics
 from agent.api.config import ApiConfig, PrivacyConfig
-from agent.configbase import Section, example_toml, format_validation_error
+from agent.configbase import Section, check_name, example_toml, format_validation_error
 from agent.errors import ConfigError
 from agent.sync.config import MqttConfig, SummaryConfig
 from firmware_bridge.config import EXAMPLE_SENSORS, SensorConfig
@@ -30,13 +30,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def _check_name(v: str, what: str) -> str:
-    if not _NAME.match(v):
-        raise ValueError(f"{what} must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
-    return v
 
 
 class DeviceConfig(Section):
@@ -44,8 +37,8 @@ class DeviceConfig(Section):
                     description="This unit's id: MQTT client id and topic level. Defaults to the hostname.")
     site: str = Field("default", description="The site (intersection, corridor) this unit belongs to; a topic level.")
 
-    _id = field_validator("id")(lambda v: _check_name(v, "device.id"))
-    _site = field_validator("site")(lambda v: _check_name(v, "device.site"))
+    _id = field_validator("id")(lambda v: check_name(v, "device.id"))
+    _site = field_validator("site")(lambda v: check_name(v, "device.site"))
 
 
 class StorageConfig(Section):
@@ -110,7 +103,7 @@ class CameraConfig(Section):
     read_timeout_s: float = Field(10.0, gt=0, description="A live camera that yields no frame for this long is reopened.")
     analytics: CameraAnalytics = Field(default_factory=CameraAnalytics, description="Counting lines, zones and speed calibration.")
 
-    _name = field_validator("name")(lambda v: _check_name(v, "camera name"))
+    _name = field_validator("name")(lambda v: check_name(v, "camera name"))
 
     @model_validator(mode="after")
     def _backoff(self) -> "CameraConfig":

@@ -7,15 +7,26 @@ Each part of the agent defines its own section model (a :class:`Section`) next t
 from __future__ import annotations
 
 import os
+import re
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic.fields import FieldInfo
 
 from agent.errors import ConfigError
+
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+def check_name(v: str, what: str) -> str:
+    """Names that become topic levels, table keys and file names: 1-64 safe characters."""
+    if not _NAME.match(v):
+        raise ValueError(f"{what} must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
+    return v
 
 
 class Section(BaseModel):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.configbase import Section
+from agent.configbase import Section, check_name
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DriverName = Literal["pms5003", "pms7003", "sds011", "nmea", "ops243", "mcu"]
 
 
@@ -48,9 +46,7 @@ class SensorConfig(Section):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("sensor name must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
-        return v
+        return check_name(v, "sensor name")
 
     @model_validator(mode="after")
     def _checks(self) -> "SensorConfig":

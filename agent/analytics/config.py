@@ -12,14 +12,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.configbase import Section
+from agent.configbase import NAME_PATTERN, Section
 
 Point = tuple[float, float]
 Anchor = Literal["bottom_center", "center"]
 Units = Literal["auto", "px", "norm"]
 
 DEFAULT_CLASSES = ["car", "truck", "bus", "motorcycle", "bicycle", "person"]
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class TrackerConfig(Section):
@@ -36,7 +35,7 @@ class TrackerConfig(Section):
 
 
 class LineConfig(Section):
-    name: str = Field(..., pattern=_NAME, description="Line name (a key in counts and summaries).")
+    name: str = Field(..., pattern=NAME_PATTERN, description="Line name (a key in counts and summaries).")
     points: list[Point] = Field(..., min_length=2, max_length=2, description="The two ends [[x1, y1], [x2, y2]]. The first direction is crossing towards the right-hand side of the line walked from its first point to its second (for a line drawn left to right: moving down the image).")
     units: Units = Field("auto", description="px, norm (0..1 of the frame) or auto.")
     directions: tuple[str, str] = Field(("forward", "backward"), description="Names of the two crossing directions (first: towards the right-hand side, see points).")
@@ -54,7 +53,7 @@ class LineConfig(Section):
 
 
 class ZoneConfig(Section):
-    name: str = Field(..., pattern=_NAME, description="Zone name.")
+    name: str = Field(..., pattern=NAME_PATTERN, description="Zone name.")
     points: list[Point] = Field(..., min_length=3, description="Polygon corners [[x, y], ...] (at least three).")
     units: Units = Field("auto", description="px, norm (0..1 of the frame) or auto.")
     classes: list[str] = Field(default_factory=lambda: list(DEFAULT_CLASSES), description="Labels that occupy the zone.")
@@ -63,7 +62,7 @@ class ZoneConfig(Section):
 
 
 class SpeedSegment(Section):
-    name: str = Field(..., pattern=_NAME, description="Segment name.")
+    name: str = Field(..., pattern=NAME_PATTERN, description="Segment name.")
     line_a: str = Field(..., description="Line crossed first (either direction).")
     line_b: str = Field(..., description="Line crossed second.")
     distance_m: float | None = Field(None, gt=0, description="Distance between the lines along the road; default: measured through the calibration at the crossing points.", examples=[20.0])
