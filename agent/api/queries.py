@@ -197,7 +197,7 @@ def outbox(conn: sqlite3.Connection, *, state: str | None = None, kind: str | No
         seqs = [r["seq"] for r in items]
         for i in range(0, len(seqs), 500):
             chunk = seqs[i:i + 500]
-            found.update(conn.execute(f"SELECT seq, payload FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk))
+            found.update(conn.execute(f"SELECT seq, payload FROM outbox_payload WHERE seq IN ({','.join('?' * len(chunk))})", chunk))
         for r in items:
             r["payload"] = found.get(r["seq"])  # None: pruned in between
     return {"stats": ob.stats(conn), "items": items, "note": None}

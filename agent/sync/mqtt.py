@@ -35,7 +35,7 @@ from agent.sync.topics import Topics
 
 log = logging.getLogger(__name__)
 
-AckFn = Callable[[int, int, bool, str], None]          # (generation, mid, ok, reason)
+AckFn = Callable[[int, int, bool, Any], None]          # (generation, mid, ok, reason code)
 MessageFn = Callable[[str, bytes, Any], None]           # (topic, payload, properties)
 
 
@@ -85,7 +85,8 @@ class MqttLink:
         next_session: returns the next session id (persisted by the caller); called once per attempt.
         birth: returns the birth payload for a session (published retained on every CONNACK).
         death: returns the offline payload for a session (the last will, and published on a clean stop).
-        on_ack: called on every PUBACK (in paho's thread).
+        on_ack: called on every PUBACK (in paho's thread; keep it cheap). Replaceable after construction
+            (``link.on_ack = ...``) by whoever is created with the link.
         on_message: called for every message received (in paho's thread; must not block).
         on_state: called with True on connect and False on disconnect.
         subscriptions: topic filters subscribed on every connect.
@@ -100,7 +101,7 @@ class MqttLink:
         self._next_session = next_session
         self._birth = birth
         self._death = death
-        self._on_ack = on_ack
+        self.on_ack = on_ack
         self._on_message = on_message
         self._on_state = on_state
         self.subscriptions = subscriptions or []
@@ -157,6 +158,27 @@ class MqttLink:
         if info.rc != paho.MQTT_ERR_SUCCESS:
             return None
         return gen, info.mid
+
+    def publish_many(self, msgs: list[tuple[str, bytes, int, bool]]) -> tuple[int, list[int]]:
+        """Hand several ``(topic, payload, qos, retain)`` to the current connection (a backlog drains in
+        bursts of hundreds: one look at the connection for all). Returns (generation, mids): the mids of
+        those taken, in order; fewer than given if the connection went away on the way."""
+        with self._lock:
+            client, gen = self._client, self.generation
+        mids: list[int] = []
+        if client is None or not self.connected.is_set():
+            return gen, mids
+        publish, ok = client.publish, paho.MQTT_ERR_SUCCESS
+        for topic, payload, qos, retain in msgs:
+            try:
+                info = publish(topic, payload, qos=qos, retain=retain)
+            except (ValueError, RuntimeError) as exc:
+                log.error("publish to %s refused by the client: %s", topic, exc)
+                break
+            if info.rc != ok:
+                break
+            mids.append(info.mid)
+        return gen, mids
 
     def republish_birth(self) -> None:
         with self._lock:
@@ -310,8 +332,8 @@ class MqttLink:
         self._ended.set()
 
     def _cb_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        ok = not getattr(reason, "is_failure", False)
-        self._on_ack(self.generation, mid, ok, "" if ok else str(reason))  # once per message: no str() of success
+        # once per message, in paho's thread: as little as possible (reason codes >= 0x80 are failures)
+        self.on_ack(self.generation, mid, getattr(reason, "value", 0) < 0x80, reason)
 
     def _cb_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         try:

@@ -9,6 +9,11 @@ the caller's transaction: writes go through the single writer (``Writer.submit_f
 
 Rows that are deleted before delivery (storage budget) are recorded in ``outbox_gaps`` with a
 reason, and a ``gap`` event is queued, so the hub sees the gap and why.
+
+The message text lives in ``outbox_payload`` (schema v2), beside the small ``outbox`` row that holds
+its state: marking a row delivered rewrites a few dozen bytes, not the whole message (a backlog
+drains thousands a second and every mark is a database write). A trigger removes the text with its
+row, whatever deletes it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from agent.sections import iso_utc
@@ -68,28 +72,48 @@ register_migrations(
             );
             CREATE INDEX outbox_gaps_range ON outbox_gaps (from_seq, to_seq);
             """,
-        )
+        ),
+        Migration(
+            2,
+            "message text in outbox_payload: a delivery mark rewrites the small state row only",
+            """
+            CREATE TABLE outbox_payload (
+                seq INTEGER PRIMARY KEY,         -- the outbox row's seq
+                payload TEXT NOT NULL            -- JSON; the session id is added when published
+            );
+            INSERT INTO outbox_payload (seq, payload) SELECT seq, payload FROM outbox;
+            CREATE TABLE outbox_v2 (
+                seq INTEGER PRIMARY KEY,         -- per-device message sequence, +1 each, never reused
+                topic TEXT NOT NULL,
+                kind TEXT NOT NULL,              -- summary | health | event
+                qos INTEGER NOT NULL DEFAULT 1,
+                retain INTEGER NOT NULL DEFAULT 0,
+                priority INTEGER NOT NULL DEFAULT 1,
+                created TEXT NOT NULL,
+                state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'rejected')),
+                delivered TEXT
+            );
+            INSERT INTO outbox_v2 (seq, topic, kind, qos, retain, priority, created, state, delivered)
+                SELECT seq, topic, kind, qos, retain, priority, created, state, delivered FROM outbox;
+            DROP TABLE outbox;
+            ALTER TABLE outbox_v2 RENAME TO outbox;
+            CREATE INDEX outbox_state ON outbox (state, priority, seq);
+            CREATE TRIGGER outbox_payload_gc AFTER DELETE ON outbox BEGIN
+                DELETE FROM outbox_payload WHERE seq = old.seq;
+            END;
+            """,
+        ),
     ],
 )
 
 
-@dataclass(slots=True)
-class Row:
-    seq: int
-    topic: str
-    kind: str
-    payload: str
-    qos: int
-    retain: bool
-    priority: int
-    state: str = "pending"
+#: a row as the publisher reads it: (seq, topic, payload, qos, retain, priority); topic and payload
+#: are str, or bytes on a connection with ``text_factory = bytes``; payload is None only if its text
+#: was removed behind the agent's back. Plain tuples: thousands a second are read during a drain.
+SendRow = tuple[int, Any, Any, int, int, int]
 
-
-_COLS = "seq, topic, kind, payload, qos, retain, priority, state"
-
-
-def _row(r: tuple) -> Row:
-    return Row(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7])
+_COLS = "o.seq, o.topic, p.payload, o.qos, o.retain, o.priority"
+_FROM = "outbox o LEFT JOIN outbox_payload p ON p.seq = o.seq"  # LEFT: a row whose text is missing still shows
 
 
 # -- writing (inside the writer's transaction) -----------------------------------------------------
@@ -128,9 +152,10 @@ def enqueue(conn: sqlite3.Connection, topic: str, kind: str, body: dict[str, Any
         doc["schema"] = body["schema"]
     payload = json.dumps(doc, separators=(",", ":"), allow_nan=False)
     conn.execute(
-        "INSERT INTO outbox (seq, topic, kind, payload, qos, retain, priority, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, topic, kind, payload, qos, int(retain), priority, iso_utc(now if now is not None else time.time())),
+        "INSERT INTO outbox (seq, topic, kind, qos, retain, priority, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (seq, topic, kind, qos, int(retain), priority, iso_utc(now if now is not None else time.time())),
     )
+    conn.execute("INSERT INTO outbox_payload (seq, payload) VALUES (?, ?)", (seq, payload))
     return seq
 
 
@@ -207,20 +232,55 @@ def contiguous(seqs: list[int]) -> list[tuple[int, int]]:
 
 # -- reading (any connection) ----------------------------------------------------------------------
 
-def fetch_pending(conn: sqlite3.Connection, after_seq: int, limit: int, priority: int | None = None) -> list[Row]:
-    """Pending rows with ``seq > after_seq`` in seq order (of one priority class, or all)."""
+# A backlog is read a thousand rows at a time while paho's thread is busy sending. Python's sqlite3
+# releases the GIL for every row it steps through, and during a drain paho's thread wants the GIL
+# back each time: a context switch per row for both threads. So a batch comes back as one row of
+# aggregates, which SQLite steps in lockstep over the same rows (element i of every column belongs to
+# the same message): seqs joined by commas, qos/retain/priority as three digits a row, topics and payloads
+# joined by the ASCII record separator (JSON text never holds it raw: json.dumps escapes control
+# characters). Splitting them is C work. Anything unexpected (a separator inside a topic or payload,
+# a missing payload, a value of two digits, rows out of order) makes a length or order check fail,
+# and the batch is read again row by row.
+_RS = b"\x1e"
+_DIGITS = bytes.maketrans(b"0123456789", bytes(range(10)))
+_PACKED = ("SELECT count(*), count(payload), group_concat(seq), group_concat(qos || retain || priority, ''),"
+           " group_concat(topic, char(30)), group_concat(payload, char(30)) FROM"
+           " (SELECT o.seq, o.qos, o.retain, o.priority, o.topic, p.payload FROM " + _FROM +
+           " WHERE o.state = 'pending' {pri} AND o.seq > ? ORDER BY o.seq LIMIT ?)")
+
+
+def fetch_pending(conn: sqlite3.Connection, after_seq: int, limit: int, priority: int | None = None) -> list[SendRow]:
+    """Pending rows with ``seq > after_seq`` in seq order (of one priority class, or all).
+
+    On a connection with ``text_factory = bytes`` (the publisher's) the batch is read in one step
+    (see above); otherwise, and whenever that read does not check out, row by row."""
+    if conn.text_factory is bytes:
+        pri, args = ("", (after_seq, limit)) if priority is None else ("AND o.priority = ?", (priority, after_seq, limit))
+        n, n_payload, seqs, flags, topics, payloads = conn.execute(_PACKED.format(pri=pri), args).fetchone()
+        if not n:
+            return []
+        if n_payload == n and len(flags) == 3 * n:
+            seq_l = list(map(int, seqs.split(b",")))
+            f = flags.translate(_DIGITS)  # qos, retain, priority: one digit each, three per row
+            tl, pl = topics.split(_RS), payloads.split(_RS)
+            if len(seq_l) == len(tl) == len(pl) == n and seq_l == sorted(seq_l):
+                return list(zip(seq_l, tl, pl, f[0::3], f[1::3], f[2::3]))
+    return fetch_pending_rows(conn, after_seq, limit, priority)
+
+
+def fetch_pending_rows(conn: sqlite3.Connection, after_seq: int, limit: int, priority: int | None = None) -> list[SendRow]:
+    """:func:`fetch_pending` row by row (the plain query; what the packed read falls back to)."""
     if priority is None:
-        q = conn.execute(f"SELECT {_COLS} FROM outbox WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+        q = conn.execute(f"SELECT {_COLS} FROM {_FROM} WHERE o.state = 'pending' AND o.seq > ? ORDER BY o.seq LIMIT ?", (after_seq, limit))
     else:
-        q = conn.execute(f"SELECT {_COLS} FROM outbox WHERE state = 'pending' AND priority = ? AND seq > ? ORDER BY seq LIMIT ?",
+        q = conn.execute(f"SELECT {_COLS} FROM {_FROM} WHERE o.state = 'pending' AND o.priority = ? AND o.seq > ? ORDER BY o.seq LIMIT ?",
                          (priority, after_seq, limit))
-    return [_row(r) for r in q]
+    return q.fetchall()
 
 
-def fetch_range(conn: sqlite3.Connection, from_seq: int, to_seq: int, limit: int = 1000) -> list[Row]:
+def fetch_range(conn: sqlite3.Connection, from_seq: int, to_seq: int, limit: int = 1000) -> list[SendRow]:
     """Stored rows (any state) in ``[from_seq, to_seq]``."""
-    q = conn.execute(f"SELECT {_COLS} FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq LIMIT ?", (from_seq, to_seq, limit))
-    return [_row(r) for r in q]
+    return conn.execute(f"SELECT {_COLS} FROM {_FROM} WHERE o.seq BETWEEN ? AND ? ORDER BY o.seq LIMIT ?", (from_seq, to_seq, limit)).fetchall()
 
 
 def state_value(conn: sqlite3.Connection, key: str) -> int:
@@ -285,9 +345,9 @@ def list_rows(conn: sqlite3.Connection, *, state: str | None = None, kind: str |
     if kind:
         where.append("kind = ?"); args.append(kind)  # noqa: E702
     if from_seq is not None:
-        where.append("seq >= ?"); args.append(from_seq)  # noqa: E702
-    sql = ("SELECT seq, kind, topic, priority, state, created, delivered, length(payload) FROM outbox"
-           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq " + ("ASC" if from_seq is not None else "DESC") + " LIMIT ?")
+        where.append("o.seq >= ?"); args.append(from_seq)  # noqa: E702
+    sql = ("SELECT o.seq, kind, topic, priority, state, created, delivered, length(p.payload) FROM " + _FROM
+           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY o.seq " + ("ASC" if from_seq is not None else "DESC") + " LIMIT ?")
     rows = conn.execute(sql, (*args, limit)).fetchall()
     keys = ("seq", "kind", "topic", "priority", "state", "created", "delivered", "bytes")
     return [dict(zip(keys, r)) for r in sorted(rows)]

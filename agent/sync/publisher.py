@@ -1,19 +1,23 @@
 """The publisher: moves outbox rows to the broker and marks them delivered on PUBACK.
 
 One thread. At most ``max_inflight`` messages are on the wire waiting for their PUBACK (paho
-enforces it; the publisher hands paho up to max(2 x max_inflight, 256), so paho sends the next one as soon as an
-acknowledgement frees a slot, without waiting for this thread); a row becomes
-``delivered`` only when its PUBACK arrives (marks are batched through the single writer). Order:
-``seq`` order within a priority class; in ``live-first`` mode health and events go before a
-backlog of summaries, replays go between the two, and the backlog is capped at
-``backfill_rate_per_s`` (token bucket). When the connection is replaced, whatever was in flight is
-sent again (the hub removes duplicates by ``seq``): at-least-once, never silently lost.
+enforces it); the publisher hands paho more than that (up to ``_HANDOFF`` messages, about
+``_HANDOFF_BYTES`` of them, at least two windows), so paho sends the next one as soon as an
+acknowledgement frees a slot, without waiting for this thread. A row becomes ``delivered`` only
+when its PUBACK arrives (marks are batched through the single writer). Order: ``seq`` order within
+a priority class; in ``live-first`` mode health and events go before a backlog of summaries,
+replays go between the two, and the backlog is capped at ``backfill_rate_per_s`` (token bucket).
+When the connection is replaced, whatever was in flight is sent again (the hub removes duplicates
+by ``seq``): at-least-once, never silently lost.
 
 Cost per message matters (a backlog drains at thousands a second and every thread here shares the
-GIL with paho's network thread), so the hand-offs are batched: paho's thread only appends each
-PUBACK to a deque and wakes this thread once per ``_ACK_BATCH`` acks (or when everything handed out
-is acknowledged), this thread then tops paho's queue up in one burst, and marks go to the writer in
-batches; only the last marks of a drained outbox are committed at once (nothing left to batch with).
+GIL with paho's network thread, so every bit of Python here slows paho down), so everything is done
+in batches: paho's thread only appends each PUBACK to a deque and wakes this thread once per
+``_ACK_BATCH`` acks (or when everything handed out is acknowledged); this thread then handles the
+acks, tops paho's queue up in one burst (``MqttLink.publish_many``) and hands the marks to the
+writer in one write; rows are plain tuples read a thousand at a time in one SQLite step
+(``outbox.fetch_pending``); only the last marks of a drained outbox are committed at once (nothing
+left to batch with). ``benchmarks/sync_bench.py`` measures the result against a bare paho loop.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ from agent.sync.mqtt import MqttLink
 
 log = logging.getLogger(__name__)
 
-_FETCH = 500
-_HANDOFF = 256        # most messages handed to paho at once (on the wire: at most max_inflight)
-_ACK_BATCH = 64       # paho's thread wakes the publisher once per this many acks (paho still holds the rest)
+_FETCH = 1000
+_HANDOFF = 1024       # most messages handed to paho at once (on the wire: at most max_inflight) ...
+_HANDOFF_BYTES = 2 << 20  # ... and about this many bytes of them (but always two windows' worth)
+_ACK_BATCH = 256      # paho's thread wakes the publisher once per this many acks (paho still holds the rest)
 _MARK_BATCH = 200
 _MARK_DELAY_S = 0.1
 _REFRESH_S = 1.0      # look for new rows at least this often
@@ -47,17 +52,23 @@ class _Bucket:
         self.rate, self.burst = rate, max(1.0, burst)
         self.tokens, self.t = self.burst, time.monotonic()
 
-    def take(self) -> float:
-        """Take a token: 0.0 if one was available, else the seconds until one is."""
+    def take_up_to(self, n: int) -> tuple[int, float]:
+        """Take up to ``n`` tokens: (how many, 0.0), or (0, the seconds until one is available)."""
         if self.rate <= 0:
-            return 0.0
+            return n, 0.0
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
         self.t = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
+        k = min(n, int(self.tokens))
+        if k:
+            self.tokens -= k
+            return k, 0.0
+        return 0, (1 - self.tokens) / self.rate
+
+    def give_back(self, k: int) -> None:
+        """Return tokens taken but not used."""
+        if k and self.rate > 0:
+            self.tokens = min(self.burst, self.tokens + k)
 
 
 class Publisher:
@@ -69,7 +80,7 @@ class Publisher:
         self.writer = writer
         self.reader = reader
         self.cond = threading.Condition()
-        self._acks: deque[tuple[int, int, bool, str]] = deque()
+        self._acks: deque[tuple[int, int, bool, Any]] = deque()
         self._marked: deque[int] = deque()
         self._replays: deque[list[int]] = deque()
         self._stop = threading.Event()
@@ -77,10 +88,9 @@ class Publisher:
         self._wake_acks = 1  # on_ack wakes this thread once this many acks wait (set by _step)
         self._dirty = True
         self.idle = threading.Event()  # set when nothing is in flight, buffered or waiting to be marked
-        self.inflight: dict[tuple[int, int], tuple[int, bool]] = {}
+        self.inflight: dict[int, int] = {}  # paho's mid -> seq, for the connection self._gen
         self.busy: set[int] = set()          # in flight, or acknowledged but not yet marked
-        self._queued: set[int] = set()       # in a buffer below
-        self._bufs: dict[int | None, deque[outbox.Row]] = {}
+        self._bufs: dict[int | None, deque[outbox.SendRow]] = {}
         self._cursor: dict[int | None, int] = {}
         self._more: dict[int | None, bool] = {}   # the last fetch of a class was full: more rows may wait
         self._to_mark: dict[str, list[int]] = {"delivered": [], "rejected": []}
@@ -139,7 +149,7 @@ class Publisher:
             self._dirty = True
             self.cond.notify_all()
 
-    def on_ack(self, gen: int, mid: int, ok: bool, reason: str) -> None:
+    def on_ack(self, gen: int, mid: int, ok: bool, reason: Any) -> None:
         """Called in paho's network thread for every PUBACK: keep it cheap. ``deque.append`` is atomic,
         so no lock per ack; the publisher is woken only when ``_wake_acks`` acks wait (a batch, or all
         that are outstanding), or for a rejection. It also wakes on its own every ``_MARK_DELAY_S``
@@ -177,7 +187,6 @@ class Publisher:
         self._bufs = {c: deque() for c in classes}
         self._cursor = {c: 0 for c in classes}
         self._more = {c: True for c in classes}
-        self._queued.clear()
 
     def _run(self) -> None:
         try:
@@ -207,27 +216,33 @@ class Publisher:
             acks = list(self._acks)
             self._acks.clear()
             dirty, self._dirty = self._dirty, False
-        while self._marked:
-            self.busy.discard(self._marked.popleft())
-        for gen, mid, ok, reason in acks:
-            item = self.inflight.pop((gen, mid), None)
-            if item is None:
-                continue  # birth/status, or from a replaced connection
-            seq, _ = item
+        if self._marked:  # committed marks: those rows may be read again (as delivered, they will not be)
+            done = []
+            while self._marked:
+                done.append(self._marked.popleft())
+            self.busy.difference_update(done)
+        gen, inflight = self._gen, self.inflight
+        delivered = self._to_mark["delivered"]
+        n0 = len(delivered)
+        for a_gen, mid, ok, reason in acks:
+            if a_gen != gen:
+                continue  # from a replaced connection (its rows go again)
+            seq = inflight.pop(mid, None)
+            if seq is None:
+                continue  # birth/status
             if ok:
-                self._to_mark["delivered"].append(seq)
-                self.acked += 1
+                delivered.append(seq)
             else:
                 self._to_mark["rejected"].append(seq)
                 self.rejected += 1
                 self.last_error = f"broker rejected seq {seq}: {reason}"
                 log.warning(self.last_error)
+        self.acked += len(delivered) - n0
         if self.link.generation != self._gen:  # a new connection: what was in flight goes again
             self._gen = self.link.generation
             if self.inflight:
                 self.republished += len(self.inflight)
-                for seq, _ in self.inflight.values():
-                    self.busy.discard(seq)
+                self.busy.difference_update(self.inflight.values())
                 self.inflight.clear()
             self._reset_buffers()
         now = time.monotonic()
@@ -242,15 +257,18 @@ class Publisher:
             self._flush_marks()
             return 0.5
         wait = _REFRESH_S
-        # paho keeps at most max_inflight on the wire; we hand it more (bounded), so the next message is
-        # already queued in paho's thread when a PUBACK arrives (no thread switch per message)
-        while len(self.inflight) < self._handoff and not self._stop.is_set():
-            row, replay, wait_token = self._next()
-            if row is None:
+        # paho keeps at most max_inflight on the wire; we hand it more (bounded in count and bytes), so the
+        # next message is already queued in paho's thread when a PUBACK arrives (no thread switch per message)
+        while not self._stop.is_set():
+            room = self._handoff - len(self.inflight)
+            if room <= 0:
+                break
+            rows, replay, wait_token = self._take(room)
+            if not rows:
                 if wait_token:
                     wait = min(wait, wait_token)
                 break
-            if not self._send(row, replay):
+            if not self._send(rows, replay):
                 self._flush_marks()
                 return 0.5
         # read ahead now, while paho holds a full queue: a fetch takes milliseconds while paho's thread is
@@ -281,70 +299,87 @@ class Publisher:
             return
         rows = outbox.fetch_pending(self._reader(), self._cursor[cls], _FETCH, cls)
         self._more[cls] = len(rows) == _FETCH
-        if rows:
-            self._cursor[cls] = rows[-1].seq
-        for r in rows:
-            if r.seq not in self.busy and r.seq not in self._queued:
-                buf.append(r)
-                self._queued.add(r.seq)
+        if not rows:
+            return
+        # rows past the cursor are never in the buffer already; after a reset (cursor back to 0) the
+        # ones still in flight or waiting for their mark are
+        self._cursor[cls] = rows[-1][0]
+        busy = self.busy
+        buf.extend([r for r in rows if r[0] not in busy] if busy else rows)
+        # hand paho at most _HANDOFF_BYTES of payload at once (but always two windows' worth)
+        size = sum(len(r[2]) for r in rows[:32] if r[2] is not None) // min(32, len(rows)) or 1
+        self._handoff = max(2 * self.cfg.max_inflight, min(_HANDOFF, _HANDOFF_BYTES // size))
 
-    def _next(self) -> tuple[outbox.Row | None, bool, float]:
+    def _take(self, room: int) -> tuple[list[outbox.SendRow], bool, float]:
+        """The next rows to send, all of one kind (live, replay or backlog), at most ``room``; with
+        nothing to send, the seconds until the backfill cap allows the next one (or 0.0)."""
         live = self._bufs.get(outbox.LIVE)
         if live:
-            return self._pop(outbox.LIVE), False, 0.0
-        if self._replays:
-            r = self._next_replay()
-            if r is not None:
-                return r, True, 0.0
+            return [live.popleft() for _ in range(min(room, len(live)))], False, 0.0
+        while self._replays:
+            rng = self._replays[0]
+            rows = outbox.fetch_range(self._reader(), rng[0], rng[1], limit=min(room, _FETCH))
+            if not rows:
+                self._replays.popleft()
+                continue
+            rng[0] = rows[-1][0] + 1
+            if rng[0] > rng[1] or len(rows) < min(room, _FETCH):
+                self._replays.popleft()
+            return rows, True, 0.0
         cls = None if None in self._bufs else outbox.SUMMARY
         buf = self._bufs[cls]
         if not buf:
             self._refill(cls)
         if not buf:
-            return None, False, 0.0
-        if buf[0].priority >= outbox.SUMMARY:
-            wait = self._bucket.take()
-            if wait > 0:
-                return None, False, wait
-        return self._pop(cls), False, 0.0
+            return [], False, 0.0
+        n = min(room, len(buf))
+        if self._bucket.rate > 0:  # the backfill cap: summaries take a token each (live rows in "seq" mode do not)
+            tokens, wait = self._bucket.take_up_to(n)
+            out = []
+            while buf and len(out) < n:
+                if buf[0][5] >= outbox.SUMMARY:
+                    if not tokens:
+                        break
+                    tokens -= 1
+                out.append(buf.popleft())
+            self._bucket.give_back(tokens)
+            return out, False, (wait if not out else 0.0)
+        return [buf.popleft() for _ in range(n)], False, 0.0
 
-    def _pop(self, cls: int | None) -> outbox.Row:
-        row = self._bufs[cls].popleft()
-        self._queued.discard(row.seq)
-        return row
-
-    def _next_replay(self) -> outbox.Row | None:
-        while self._replays:
-            rng = self._replays[0]
-            rows = outbox.fetch_range(self._reader(), rng[0], rng[1], limit=1)
-            if not rows:
-                self._replays.popleft()
-                continue
-            rng[0] = rows[0].seq + 1
-            if rng[0] > rng[1]:
-                self._replays.popleft()
-            return rows[0]
-        return None
-
-    def _send(self, row: outbox.Row, replay: bool) -> bool:
+    def _send(self, rows: list[outbox.SendRow], replay: bool) -> bool:
+        """Hand ``rows`` to paho. False if the connection went away (the rest stay pending)."""
         session = self.link.session or 0
         suffix = self._suffix.get((session, replay))
         if suffix is None:  # once per connection (cached: this runs for every message)
             suffix = (f',"session":{session}' + (',"replay":true' if replay else "") + "}").encode()
             self._suffix = {k: v for k, v in self._suffix.items() if k[0] == session}
             self._suffix[(session, replay)] = suffix
-        body = row.payload if isinstance(row.payload, bytes) else row.payload.encode()
-        payload = body[:-1] + suffix
-        topic = row.topic
-        if isinstance(topic, bytes):  # read with text_factory=bytes; a device has a handful of topics
-            topic = self._topics.get(topic) or self._topics.setdefault(topic, topic.decode())
-        res = self.link.publish(topic, payload, qos=row.qos, retain=row.retain)
-        if res is None:  # connection went away: the row is still pending, it goes again later
+        topics = self._topics
+        msgs = []
+        seqs = []
+        for seq, topic, body, qos, retain, _ in rows:
+            if body is None:  # its text was deleted behind the agent's back: say so, do not stall on it
+                self._to_mark["rejected"].append(seq)
+                self.busy.add(seq)  # released when the mark is committed, like an acknowledged row
+                self.rejected += 1
+                self.last_error = f"outbox seq {seq} has no message text (outbox_payload row missing); marked rejected"
+                log.error(self.last_error)
+                continue
+            if isinstance(topic, bytes):  # read with text_factory=bytes; a device has a handful of topics
+                topic = topics.get(topic) or topics.setdefault(topic, topic.decode())
+            msgs.append((topic, body[:-1] + suffix, qos, retain))
+            seqs.append(seq)
+        if not msgs:
+            return True
+        gen, mids = self.link.publish_many(msgs)
+        if gen != self._gen:  # a connection we have not taken stock of yet: its acks are not counted
+            mids = []
+        self.inflight.update(zip(mids, seqs))
+        self.busy.update(seqs[:len(mids)])
+        self.published += len(mids)
+        if len(mids) < len(msgs):  # connection went away: those rows are still pending, they go again later
             self._dirty = True
             return False
-        self.inflight[res] = (row.seq, replay)
-        self.busy.add(row.seq)
-        self.published += 1
         return True
 
     def _flush_marks(self, force: bool = False, urgent: bool = False) -> None:

@@ -68,9 +68,10 @@ class SyncService:
         if cfg.mqtt.enabled:
             self.commands = CommandProcessor(self, self.topics, cfg.mqtt.commands, self._publish_reply, lambda: self._session)
             self.link = MqttLink(cfg.mqtt, cfg.device.id, self.topics, next_session=self._next_session, birth=self._birth,
-                                 death=self._death, on_ack=self._on_ack, on_message=self._on_message,
+                                 death=self._death, on_ack=lambda *ack: None, on_message=self._on_message,
                                  on_state=self._on_state, subscriptions=self.commands.filters() + [self.topics.status])
             self.publisher = Publisher(cfg.mqtt, self.link, writer, self._reader)
+            self.link.on_ack = self.publisher.on_ack  # straight to the publisher: runs once per message in paho's thread
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self.last_progress = time.monotonic()
@@ -204,10 +205,6 @@ class SyncService:
         return {"schema": SCHEMAS["status"], "state": "offline", "device": self.topics.device, "site": self.topics.site,
                 "ts": iso_utc(time.time()), "session": session,
                 "reason": "stopped" if self._stop.is_set() else "connection lost (last will)"}
-
-    def _on_ack(self, gen: int, mid: int, ok: bool, reason: str) -> None:
-        if self.publisher:
-            self.publisher.on_ack(gen, mid, ok, reason)
 
     def _on_state(self, up: bool) -> None:
         if self.publisher:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 
 import paho.mqtt.client as paho
@@ -245,3 +246,36 @@ def test_pruned_gap_is_reported_to_the_hub_with_its_reason(tmp_path, broker, hub
     gaps = hub.gaps(SITE, DEV)
     assert gaps[0]["from_seq"] == 1 and "storage budget" in gaps[0]["reason"]
     assert hub.devices()[0]["lost"] == sum(g["to_seq"] - g["from_seq"] + 1 for g in gaps)
+
+
+def test_backlog_of_several_batches_drains_in_order_and_a_missing_text_is_rejected(tmp_path, broker, hub, agents):
+    """More rows than one read, one hand-over to paho and one batch of marks: every seq arrives in order,
+    each is marked delivered; a row whose text was removed behind the agent's back is marked rejected
+    and named, and does not hold up the rest."""
+    a = agents(agent_config(tmp_path, broker, mqtt={"backfill_rate_per_s": 0}, summary={"interval_s": 3600}))
+    topic = a.svc.topics.kind("summary")
+    n = 2600
+
+    def fill(conn):
+        for i in range(n):
+            outbox.enqueue(conn, topic, "summary", {"device": DEV, "site": SITE, "ts": "2026-01-01T00:00:00Z", "i": i},
+                           priority=outbox.SUMMARY)
+
+    assert outbox.submit(a.writer, fill, kind="test", block=True) and a.writer.flush()
+    first = a.database.reader().execute("SELECT MIN(seq) FROM outbox WHERE kind = 'summary'").fetchone()[0]
+    bad = first + 1500
+    c = sqlite3.connect(a.db_path, isolation_level=None)
+    c.execute("DELETE FROM outbox_payload WHERE seq = ?", (bad,))
+    c.close()
+    a.start()
+    assert wait_until(lambda: a.svc.health()["backlog"] == 0, 60), a.svc.health()
+    want = [s for s in range(first, first + n) if s != bad]
+    assert hub.wait_for(lambda h: set(want) <= set(h.seqs(SITE, DEV, "summary")), 30)
+    got = [s for s in hub.seqs(SITE, DEV, "summary") if first <= s < first + n]
+    assert got == want and hub.devices()[0]["duplicates"] == 0  # nothing twice, only the bad one missing
+    conn = a.database.reader()
+    assert dict(conn.execute("SELECT state, COUNT(*) FROM outbox WHERE kind = 'summary' AND seq >= ? GROUP BY state", (first,))) == \
+        {"delivered": n - 1, "rejected": 1}
+    assert conn.execute("SELECT state FROM outbox WHERE seq = ?", (bad,)).fetchone()[0] == "rejected"
+    conn.close()
+    assert f"seq {bad}" in (a.svc.publisher.last_error or "")

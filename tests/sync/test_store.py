@@ -42,7 +42,7 @@ def test_seq_increases_by_one_survives_restart_and_rollback(db_path):
     assert outbox.prune_delivered(db.conn, 100) == 2
     db.conn.execute("COMMIT")
     assert _enqueue(db.conn, 1) == [6]  # pruning the newest rows does not reuse their seqs
-    payload = json.loads(db.conn.execute("SELECT payload FROM outbox WHERE seq = 6").fetchone()[0])
+    payload = json.loads(db.conn.execute("SELECT payload FROM outbox_payload WHERE seq = 6").fetchone()[0])
     assert payload["seq"] == 6 and payload["schema"] == "edge-agent/summary/1"
     db.close()
 
@@ -76,7 +76,7 @@ def test_summary_sections_bookkeeping_and_schema(db_path):
     conn = db.reader()
     assert b._write_window(conn, t0, t0 + 60, catchup=False) is None and b.duplicates == 1
     writer.stop()
-    rows = db.conn.execute("SELECT seq, payload FROM outbox").fetchall()
+    rows = db.conn.execute("SELECT seq, payload FROM outbox_payload").fetchall()
     assert len(rows) == 1
     doc = json.loads(rows[0][1])
     assert doc["window"] == {"start": iso_utc(t0), "end": iso_utc(t0 + 60), "seconds": 60.0}
@@ -103,7 +103,7 @@ def test_failing_section_is_reported_and_write_is_atomic(db_path):
         seq = b._write_window(conn, 1000.0, 1001.0, catchup=True)
     finally:
         _SECTIONS.pop("broken", None)
-    doc = json.loads(db.conn.execute("SELECT payload FROM outbox WHERE seq = ?", (seq,)).fetchone()[0])
+    doc = json.loads(db.conn.execute("SELECT payload FROM outbox_payload WHERE seq = ?", (seq,)).fetchone()[0])
     assert "ZeroDivisionError" in doc["errors"]["broken"] and "counts" in doc["sections"] and doc["catchup"] is True
 
     def crashing(conn):  # the summary and its bookkeeping commit together or not at all
@@ -180,7 +180,7 @@ def test_retention_prunes_in_order_and_records_the_gap(db_path):
     gaps = c.execute("SELECT from_seq, to_seq, count, reason FROM outbox_gaps").fetchall()
     assert outbox.contiguous(sorted(s for a, b, _, _ in gaps for s in range(a, b + 1))) == [(701, left[0] - 1)]
     assert sum(g[2] for g in gaps) == left[0] - 701 and all("storage budget" in g[3] for g in gaps)
-    events = [json.loads(p) for (p,) in c.execute("SELECT payload FROM outbox WHERE kind = 'event' ORDER BY seq")]
+    events = [json.loads(p) for (p,) in c.execute("SELECT payload FROM outbox JOIN outbox_payload USING (seq) WHERE kind = 'event' ORDER BY seq")]
     assert [(e["data"]["from_seq"], e["data"]["to_seq"]) for e in events] == [(g[0], g[1]) for g in gaps]
     for ev in events:
         assert ev["type"] == "gap"
@@ -214,3 +214,62 @@ def test_sqlite_full_error_text_matches_writer_expectation():
     conn.execute("PRAGMA max_page_count = 2")
     with pytest.raises(sqlite3.OperationalError, match="full"):
         conn.executemany("INSERT INTO t VALUES (?)", [("x" * 5000,)] * 10)
+
+
+def test_schema_v1_outbox_is_migrated_without_losing_a_message(tmp_path):
+    """A database written by the first schema (message text inside the outbox row) opens under v2:
+    every row keeps its seq, state and text; deleting a row deletes its text."""
+    path = tmp_path / "v1.sqlite"
+    from agent.store.db import registered_components
+    v1 = next(m for m in registered_components()["sync"] if m.version == 1)
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("CREATE TABLE _migrations (component TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL,"
+                " applied_at TEXT NOT NULL DEFAULT '', PRIMARY KEY (component, version))")
+    raw.executescript(v1.apply)
+    raw.execute("INSERT INTO _migrations (component, version, name) VALUES ('sync', 1, ?)", (v1.name,))
+    for seq, state in ((1, "delivered"), (2, "pending"), (3, "pending")):
+        raw.execute("INSERT INTO outbox (seq, topic, kind, payload, priority, created, state) VALUES (?, 't', 'summary', ?, 1, '', ?)",
+                    (seq, json.dumps({"schema": "summary/1", "seq": seq}), state))
+    raw.execute("UPDATE sync_state SET value = 3 WHERE key = 'last_seq'")
+    raw.close()
+    db = Database(path)
+    conn = db.conn
+    assert [c[1] for c in conn.execute("PRAGMA table_info(outbox)") if c[1] == "payload"] == []
+    assert conn.execute("SELECT seq, state FROM outbox ORDER BY seq").fetchall() == [(1, "delivered"), (2, "pending"), (3, "pending")]
+    assert [json.loads(p)["seq"] for (p,) in conn.execute("SELECT payload FROM outbox_payload ORDER BY seq")] == [1, 2, 3]
+    assert outbox.stats(conn)["pending"] == 2 and _enqueue(conn, 1) == [4]
+    conn.execute("BEGIN")
+    assert outbox.prune_delivered(conn, 10) == 1
+    conn.execute("COMMIT")
+    assert [s for (s,) in conn.execute("SELECT seq FROM outbox_payload ORDER BY seq")] == [2, 3, 4]
+    db.close()
+
+
+def test_packed_read_matches_row_by_row_and_falls_back(db_path):
+    """The publisher's one-step batch read gives exactly the rows of the plain query, in seq order, for
+    each class; a message whose text is missing or holds a separator is read row by row instead."""
+    db = Database(db_path)
+    _enqueue(db.conn, 30)
+    _enqueue(db.conn, 5, kind="health", priority=outbox.LIVE)
+    conn = db.reader()
+    conn.text_factory = bytes
+    for prio in (None, outbox.LIVE, outbox.SUMMARY):
+        for after in (0, 7, 33):
+            packed = outbox.fetch_pending(conn, after, 10, prio)
+            assert packed == [tuple(r) for r in outbox.fetch_pending_rows(conn, after, 10, prio)]
+            assert [r[0] for r in packed] == sorted(r[0] for r in packed)
+    assert outbox.fetch_pending(conn, 10_000, 10) == []
+    seen = []
+    real = outbox.fetch_pending_rows
+    outbox.fetch_pending_rows = lambda *a: seen.append(a) or real(*a)
+    try:
+        db.conn.execute("UPDATE outbox_payload SET payload = '{\"a\":\"x' || char(30) || 'y\"}' WHERE seq = 3")
+        rows = outbox.fetch_pending(conn, 0, 5, outbox.SUMMARY)
+        assert len(seen) == 1 and rows[2][2] == b'{"a":"x\x1ey"}' and [r[0] for r in rows] == [1, 2, 3, 4, 5]
+        db.conn.execute("DELETE FROM outbox_payload WHERE seq = 4")
+        rows = outbox.fetch_pending(conn, 0, 5, outbox.SUMMARY)
+        assert len(seen) == 2 and rows[3][2] is None  # shown, so the publisher can say so (it marks it rejected)
+    finally:
+        outbox.fetch_pending_rows = real
+    conn.close()
+    db.close()
