@@ -8,8 +8,8 @@ same payloads with a bare paho QoS 1 loop and prints both rates, their ratio (ta
 drain time. Like with like: the same broker, payloads and paho in-flight window (the agent gives
 paho ``max_inflight + 2``: room for its birth / offline status, so the bare loop gets the same), and
 both timed from their first publish: the agent's to its last row marked delivered (its promise),
-the bare loop's to its last PUBACK. With ``--runs N`` it does N rounds (a fresh outbox each) and
-prints the medians: other work on the machine moves single figures by 20 % and more.
+the bare loop's to its last PUBACK. With ``--runs N`` it does N rounds (a fresh copy of
+the same outbox each, the two sides taking turns to go first) and prints the medians: other work on the machine moves single figures by 20 % and more.
 Figures, not a pass/fail test.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import shutil
 import statistics
 import sys
 import tempfile
@@ -150,15 +151,23 @@ def main() -> None:
         tmp = Path(d)
         broker = Mosquitto(tmp / "broker", users=USERS).start()
         try:
+            base = tmp / "filled.sqlite"
+            t = time.perf_counter()
+            msgs = fill(base, n)
+            size = sum(len(p) for _, p in msgs) / len(msgs)
+            print(f"outbox filled with {n} summaries ({size:.0f} bytes each) in {time.perf_counter() - t:.1f} s")
             for i in range(ns.runs):
                 db_path = tmp / f"bench-{i}.sqlite"
-                t = time.perf_counter()
-                msgs = fill(db_path, n)
-                if i == 0:
-                    size = sum(len(p) for _, p in msgs) / len(msgs)
-                    print(f"outbox filled with {n} summaries ({size:.0f} bytes each) in {time.perf_counter() - t:.1f} s")
-                agent_runs.append(bench_agent(tmp, broker, db_path, n, ns.inflight))
-                bare_runs.append(bench_bare(broker, msgs, ns.inflight))
+                shutil.copy(base, db_path)  # a fresh copy of the same backlog for every round
+                # alternate which side goes first, so a machine speeding up or slowing down during a
+                # round does not favour one side
+                if i % 2 == 0:
+                    agent_runs.append(bench_agent(tmp, broker, db_path, n, ns.inflight))
+                    bare_runs.append(bench_bare(broker, msgs, ns.inflight))
+                else:
+                    bare_runs.append(bench_bare(broker, msgs, ns.inflight))
+                    agent_runs.append(bench_agent(tmp, broker, db_path, n, ns.inflight))
+                db_path.unlink()
                 if ns.runs > 1:
                     print(f"  run {i + 1}: agent {n / agent_runs[-1]:6.0f} msg/s ({agent_runs[-1]:.2f} s), "
                           f"bare {n / bare_runs[-1]:6.0f} msg/s ({bare_runs[-1]:.2f} s), ratio {bare_runs[-1] / agent_runs[-1]:.2f}")
