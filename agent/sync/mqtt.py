@@ -146,20 +146,11 @@ class MqttLink:
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
                 properties: Properties | None = None) -> tuple[int, int] | None:
         """Hand a message to the current connection. Returns (generation, mid) or None if not connected."""
-        with self._lock:
-            client, gen = self._client, self.generation
-        if client is None or not self.connected.is_set():
-            return None
-        try:
-            info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        except (ValueError, RuntimeError) as exc:
-            log.error("publish to %s refused by the client: %s", topic, exc)
-            return None
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            return None
-        return gen, info.mid
+        gen, mids = self.publish_many([(topic, payload, qos, retain)], properties)
+        return (gen, mids[0]) if mids else None
 
-    def publish_many(self, msgs: list[tuple[str, bytes, int, bool]]) -> tuple[int, list[int]]:
+    def publish_many(self, msgs: list[tuple[str, bytes, int, bool]],
+                     properties: Properties | None = None) -> tuple[int, list[int]]:
         """Hand several ``(topic, payload, qos, retain)`` to the current connection (a backlog drains in
         bursts of hundreds: one look at the connection for all). Returns (generation, mids): the mids of
         those taken, in order; fewer than given if the connection went away on the way."""
@@ -171,7 +162,7 @@ class MqttLink:
         publish, ok = client.publish, paho.MQTT_ERR_SUCCESS
         for topic, payload, qos, retain in msgs:
             try:
-                info = publish(topic, payload, qos=qos, retain=retain)
+                info = publish(topic, payload, qos=qos, retain=retain, properties=properties)
             except (ValueError, RuntimeError) as exc:
                 log.error("publish to %s refused by the client: %s", topic, exc)
                 break

@@ -47,14 +47,17 @@ def test_broker_outage_no_gap_after_reconnect(tmp_path, broker, hub, agents):
     assert hub.wait_for(lambda h: len(h.seqs(SITE, DEV, "summary")) >= 2, 20)
     broker.stop()  # persistence off: sessions and retained messages are gone too
     assert wait_until(lambda: not a.svc.health()["connected"], 10)
-    assert wait_until(lambda: a.svc.health()["backlog_by_kind"].get("summary", 0) >= 4, 15)  # buffering meanwhile
     attempts = a.svc.health()["connect_attempts"]
+    assert wait_until(lambda: a.svc.health()["backlog_by_kind"].get("summary", 0) >= 4, 15)  # buffering meanwhile
+    # it kept trying while the broker was down (backoff 0.2 s .. 1 s here); read before the broker is back,
+    # so an attempt already under way when it starts cannot blur the count
+    assert a.svc.health()["connect_attempts"] > attempts
     broker.start()
     assert hub.connected.wait(30) or hub.wait_for(lambda h: h.connected.is_set(), 30)
     assert wait_until(lambda: a.svc.health()["connected"] and a.svc.health()["backlog"] == 0, 30), a.svc.health()
     top = a.svc.health()["last_seq"]
     assert hub.wait_for(lambda h: h.devices() and h.devices()[0]["max_seq"] >= top and not h.gaps(SITE, DEV), 30), hub.gaps(SITE, DEV)
-    assert a.svc.health()["connect_attempts"] > attempts and a.svc.health()["reconnects"] >= 1
+    assert a.svc.health()["reconnects"] >= 1
     assert set(range(1, top + 1)) <= set(hub.seqs(SITE, DEV))
 
 
