@@ -49,8 +49,13 @@ def bench_raw(cfg: AgentConfig, image, n: int, warmup: int = 10) -> dict[str, An
         eng.invoke()
         times.append(time.perf_counter() - t)
     wall = time.perf_counter() - t0
-    out = {"frames": n, "fps": n / wall, "median_ms": statistics.median(times) * 1000,
-           "accelerator": eng.accelerator, "model": eng.name}
+    out = {
+        "frames": n,
+        "fps": n / wall,
+        "median_ms": statistics.median(times) * 1000,
+        "accelerator": eng.accelerator,
+        "model": eng.name,
+    }
     del eng
     import gc
 
@@ -82,11 +87,19 @@ def bench_pipeline(cfg: AgentConfig, clip: Path, max_frames: int | None) -> dict
         import sqlite3
 
         stored = sqlite3.connect(c.storage.path).execute("SELECT count(*) FROM detections").fetchone()[0]
-    return {"frames": frames, "fps": frames / (t_end - t_start), "seconds": t_end - t_start,
-            "startup_s": t_start - t0, "detections": dets, "stored_detections": stored}
+    return {
+        "frames": frames,
+        "fps": frames / (t_end - t_start),
+        "seconds": t_end - t_start,
+        "startup_s": t_start - t0,
+        "detections": dets,
+        "stored_detections": stored,
+    }
 
 
-def run_bench(cfg: AgentConfig, clip: Path, *, raw_frames: int = 300, max_frames: int | None = None) -> dict[str, Any]:
+def run_bench(
+    cfg: AgentConfig, clip: Path, *, raw_frames: int = 300, max_frames: int | None = None
+) -> dict[str, Any]:
     import cv2
 
     cap = cv2.VideoCapture(str(clip))
@@ -99,12 +112,17 @@ def run_bench(cfg: AgentConfig, clip: Path, *, raw_frames: int = 300, max_frames
     raw = bench_raw(cfg, img, raw_frames)
     e2e = bench_pipeline(cfg, clip, max_frames)
     return {
-        "model": raw["model"], "accelerator": raw["accelerator"], "num_threads": cfg.inference.num_threads,
+        "model": raw["model"],
+        "accelerator": raw["accelerator"],
+        "num_threads": cfg.inference.num_threads,
         "clip": str(clip),
-        "raw_invoke_fps": round(raw["fps"], 2), "raw_invoke_median_ms": round(raw["median_ms"], 2),
-        "pipeline_fps": round(e2e["fps"], 2), "pipeline_frames": e2e["frames"],
+        "raw_invoke_fps": round(raw["fps"], 2),
+        "raw_invoke_median_ms": round(raw["median_ms"], 2),
+        "pipeline_fps": round(e2e["fps"], 2),
+        "pipeline_frames": e2e["frames"],
         "pipeline_seconds": round(e2e["seconds"], 2),
-        "detections_stored": e2e["stored_detections"], "detections_accepted": e2e["detections"],
+        "detections_stored": e2e["stored_detections"],
+        "detections_accepted": e2e["detections"],
         "ratio": round(e2e["fps"] / raw["fps"], 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }

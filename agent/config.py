@@ -31,82 +31,169 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-
 class DeviceConfig(Section):
-    id: str = Field(default_factory=lambda: re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64] or "unit",
-                    description="This unit's id: MQTT client id and topic level. Defaults to the hostname.")
-    site: str = Field("default", description="The site (intersection, corridor) this unit belongs to; a topic level.")
+    id: str = Field(
+        default_factory=lambda: re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64] or "unit",
+        description="This unit's id: MQTT client id and topic level. Defaults to the hostname.",
+    )
+    site: str = Field(
+        "default", description="The site (intersection, corridor) this unit belongs to; a topic level."
+    )
 
     _id = field_validator("id")(lambda v: check_name(v, "device.id"))
     _site = field_validator("site")(lambda v: check_name(v, "device.site"))
 
 
 class StorageConfig(Section):
-    path: Path = Field(Path("var/edge-agent.sqlite"),
-                       description="The SQLite database file (created with its directory). Relative paths are relative to the working directory.")
-    max_db_mb: float = Field(1024, gt=0, description="Size budget of the database; over it the oldest raw data is pruned (see docs).")
-    integrity_check: Literal["quick", "full", "off"] = Field("quick", description="Check run on the database at start.")
-    writer_queue: int = Field(5000, ge=10, description="Most pending writes held in memory; beyond it writes are dropped and counted.")
-    commit_interval_s: float = Field(0.25, gt=0, le=10, description="Longest a write waits before its batch is committed.")
-    stats_interval_s: float = Field(10.0, gt=0, description="Window of the per-camera inference statistics rows.")
-    store_detections: bool = Field(True, description="Keep every raw detection (boxes) in the local database.")
+    path: Path = Field(
+        Path("var/edge-agent.sqlite"),
+        description="The SQLite database file (created with its directory). Relative paths are relative to the working directory.",
+    )
+    max_db_mb: float = Field(
+        1024,
+        gt=0,
+        description="Size budget of the database; over it the oldest raw data is pruned (see docs).",
+    )
+    integrity_check: Literal["quick", "full", "off"] = Field(
+        "quick", description="Check run on the database at start."
+    )
+    writer_queue: int = Field(
+        5000,
+        ge=10,
+        description="Most pending writes held in memory; beyond it writes are dropped and counted.",
+    )
+    commit_interval_s: float = Field(
+        0.25, gt=0, le=10, description="Longest a write waits before its batch is committed."
+    )
+    stats_interval_s: float = Field(
+        10.0, gt=0, description="Window of the per-camera inference statistics rows."
+    )
+    store_detections: bool = Field(
+        True, description="Keep every raw detection (boxes) in the local database."
+    )
 
 
 class ModelsConfig(Section):
-    dir: Path = Field(Path("var/models"), description="Where model files are installed (`edge-agent models pull`).")
-    mirror: str | None = Field(None, description="A local mirror directory to copy model files from instead of the upstream URL. The EDGE_AGENT_MIRROR environment variable sets it too.",
-                               examples=["/media/usb/edge-agent-mirror"])
-    catalog: Path | None = Field(None, description="A catalog file replacing the built-in one (models/catalog.toml).")
-    auto_pull: bool = Field(True, description="Fetch a catalog model at start when it is missing (from the mirror or upstream).")
+    dir: Path = Field(
+        Path("var/models"), description="Where model files are installed (`edge-agent models pull`)."
+    )
+    mirror: str | None = Field(
+        None,
+        description="A local mirror directory to copy model files from instead of the upstream URL. The EDGE_AGENT_MIRROR environment variable sets it too.",
+        examples=["/media/usb/edge-agent-mirror"],
+    )
+    catalog: Path | None = Field(
+        None, description="A catalog file replacing the built-in one (models/catalog.toml)."
+    )
+    auto_pull: bool = Field(
+        True, description="Fetch a catalog model at start when it is missing (from the mirror or upstream)."
+    )
 
 
 class InferenceConfig(Section):
     runtime: Literal["auto", "litert", "tflite-runtime"] = Field(
-        "auto", description="Inference runtime: ai-edge-litert (default), tflite-runtime, or auto (LiteRT if installed).")
+        "auto",
+        description="Inference runtime: ai-edge-litert (default), tflite-runtime, or auto (LiteRT if installed).",
+    )
     accelerator: Literal["auto", "cpu", "edgetpu", "gpu"] = Field(
-        "auto", description="auto tries edgetpu, then gpu, then cpu, and logs why each was skipped.")
-    model: str = Field("ssd_mobilenet_v1_coco", description="Default model: a catalog name or a .tflite path.")
+        "auto", description="auto tries edgetpu, then gpu, then cpu, and logs why each was skipped."
+    )
+    model: str = Field(
+        "ssd_mobilenet_v1_coco", description="Default model: a catalog name or a .tflite path."
+    )
     family: Literal["auto", "ssd", "yolo", "classifier", "recurrent"] = Field(
-        "auto", description="Model family; auto reads it from the model's tensors.")
-    labels: Path | None = Field(None, description="Labels file for a model given by path (one label per line).")
+        "auto", description="Model family; auto reads it from the model's tensors."
+    )
+    labels: Path | None = Field(
+        None, description="Labels file for a model given by path (one label per line)."
+    )
     num_threads: int = Field(2, ge=1, le=64, description="CPU threads for XNNPACK.")
     threshold: float = Field(0.5, ge=0, le=1, description="Minimum score kept.")
-    iou_threshold: float = Field(0.45, gt=0, le=1, description="Non-maximum suppression overlap for raw-output (YOLO) detectors.")
+    iou_threshold: float = Field(
+        0.45, gt=0, le=1, description="Non-maximum suppression overlap for raw-output (YOLO) detectors."
+    )
     max_detections: int = Field(100, ge=1, description="Most detections kept per frame.")
     top_k: int = Field(5, ge=1, description="Classes reported per frame by a classifier.")
-    resize: Literal["stretch", "letterbox"] = Field("stretch", description="How frames are fitted to the model's input.")
-    edgetpu_device: str | None = Field(None, description="Edge TPU to use: usb, usb:0, pci:0, ... (default: the first found).",
-                                       examples=["usb:0"])
-    gpu_delegate_path: str | None = Field(None, description="Path of the TFLite GPU delegate library (libtensorflowlite_gpu_delegate.so).",
-                                          examples=["/usr/lib/libtensorflowlite_gpu_delegate.so"])
-    delegate_path: str | None = Field(None, description="Any external delegate library; used instead of the built-in choices.",
-                                      examples=["/opt/vendor/libvendor_delegate.so"])
-    delegate_options: dict[str, str] = Field(default_factory=dict, description="Options passed to delegate_path.")
-    labels_keep: list[str] = Field(default_factory=list, description="Only keep these labels (empty: keep all).")
+    resize: Literal["stretch", "letterbox"] = Field(
+        "stretch", description="How frames are fitted to the model's input."
+    )
+    edgetpu_device: str | None = Field(
+        None,
+        description="Edge TPU to use: usb, usb:0, pci:0, ... (default: the first found).",
+        examples=["usb:0"],
+    )
+    gpu_delegate_path: str | None = Field(
+        None,
+        description="Path of the TFLite GPU delegate library (libtensorflowlite_gpu_delegate.so).",
+        examples=["/usr/lib/libtensorflowlite_gpu_delegate.so"],
+    )
+    delegate_path: str | None = Field(
+        None,
+        description="Any external delegate library; used instead of the built-in choices.",
+        examples=["/opt/vendor/libvendor_delegate.so"],
+    )
+    delegate_options: dict[str, str] = Field(
+        default_factory=dict, description="Options passed to delegate_path."
+    )
+    labels_keep: list[str] = Field(
+        default_factory=list, description="Only keep these labels (empty: keep all)."
+    )
 
 
 class CameraConfig(Section):
     name: str = Field(..., description="Camera name (a topic and table key).")
-    source: str = Field(..., description="/dev/videoN or an index, rtsp:// or http(s):// URL, a GStreamer pipeline ('gst: ... ! appsink'), a video file, or a folder of images.")
-    kind: Literal["auto", "v4l2", "url", "gstreamer", "file", "images"] = Field("auto", description="Source kind; auto guesses from `source`.")
+    source: str = Field(
+        ...,
+        description="/dev/videoN or an index, rtsp:// or http(s):// URL, a GStreamer pipeline ('gst: ... ! appsink'), a video file, or a folder of images.",
+    )
+    kind: Literal["auto", "v4l2", "url", "gstreamer", "file", "images"] = Field(
+        "auto", description="Source kind; auto guesses from `source`."
+    )
     enabled: bool = Field(True, description="A disabled camera is not opened.")
-    detect_fps: float = Field(5.0, gt=0, le=120, description="Frames per second sent to inference (latest frame wins).")
+    detect_fps: float = Field(
+        5.0, gt=0, le=120, description="Frames per second sent to inference (latest frame wins)."
+    )
     loop: bool = Field(False, description="Files and folders: start again at the end.")
-    realtime: bool = Field(True, description="Files and folders: pace frames at the file's frame rate (false: as fast as inference takes them).")
+    realtime: bool = Field(
+        True,
+        description="Files and folders: pace frames at the file's frame rate (false: as fast as inference takes them).",
+    )
     width: int | None = Field(None, gt=0, description="V4L2: requested capture width.", examples=[1280])
     height: int | None = Field(None, gt=0, description="V4L2: requested capture height.", examples=[720])
-    fourcc: str | None = Field(None, min_length=4, max_length=4, description="V4L2: requested pixel format, e.g. MJPG.", examples=["MJPG"])
-    model: str | None = Field(None, description="Model for this camera (default: inference.model).", examples=["traffic_lstm_vehicles"])
-    threshold: float | None = Field(None, ge=0, le=1, description="Score threshold for this camera (default: inference.threshold).", examples=[0.4])
+    fourcc: str | None = Field(
+        None,
+        min_length=4,
+        max_length=4,
+        description="V4L2: requested pixel format, e.g. MJPG.",
+        examples=["MJPG"],
+    )
+    model: str | None = Field(
+        None,
+        description="Model for this camera (default: inference.model).",
+        examples=["traffic_lstm_vehicles"],
+    )
+    threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Score threshold for this camera (default: inference.threshold).",
+        examples=[0.4],
+    )
     reconnect_initial_s: float = Field(1.0, gt=0, description="First wait before reopening a failed camera.")
-    reconnect_max_s: float = Field(60.0, gt=0, description="Longest wait between reopen attempts (exponential backoff with jitter).")
-    read_timeout_s: float = Field(10.0, gt=0, description="A live camera that yields no frame for this long is reopened.")
-    analytics: CameraAnalytics = Field(default_factory=CameraAnalytics, description="Counting lines, zones and speed calibration.")
+    reconnect_max_s: float = Field(
+        60.0, gt=0, description="Longest wait between reopen attempts (exponential backoff with jitter)."
+    )
+    read_timeout_s: float = Field(
+        10.0, gt=0, description="A live camera that yields no frame for this long is reopened."
+    )
+    analytics: CameraAnalytics = Field(
+        default_factory=CameraAnalytics, description="Counting lines, zones and speed calibration."
+    )
 
     _name = field_validator("name")(lambda v: check_name(v, "camera name"))
 
     @model_validator(mode="after")
-    def _backoff(self) -> "CameraConfig":
+    def _backoff(self) -> CameraConfig:
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
         return self
@@ -119,8 +206,15 @@ class LoggingConfig(Section):
 
 # the sample clip: traffic moves right to left across the frame
 _DEMO_LINE = {"name": "main", "points": [[0.5, 0.0], [0.5, 1.0]], "directions": ["leftward", "rightward"]}
-_DEMO_CAMERAS = [{"name": "demo", "source": "var/models/media/traffic_frames.mp4", "loop": True, "threshold": 0.3,
-                  "analytics": {"lines": [_DEMO_LINE]}}]
+_DEMO_CAMERAS = [
+    {
+        "name": "demo",
+        "source": "var/models/media/traffic_frames.mp4",
+        "loop": True,
+        "threshold": 0.3,
+        "analytics": {"lines": [_DEMO_LINE]},
+    }
+]
 
 
 class AgentConfig(Section):
@@ -129,18 +223,28 @@ class AgentConfig(Section):
     device: DeviceConfig = Field(default_factory=DeviceConfig, description="Who this unit is.")
     storage: StorageConfig = Field(default_factory=StorageConfig, description="The local SQLite store.")
     models: ModelsConfig = Field(default_factory=ModelsConfig, description="Model files and the catalog.")
-    inference: InferenceConfig = Field(default_factory=InferenceConfig, description="Inference runtime, accelerator and model.")
-    cameras: list[CameraConfig] = Field(default_factory=list, description="Cameras (any number).", examples=[_DEMO_CAMERAS])
-    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="The city's MQTT broker (store-and-forward; buffers while unreachable).")
-    summary: SummaryConfig = Field(default_factory=SummaryConfig, description="Periodic summaries sent to the hub.")
-    sensors: list[SensorConfig] = Field(default_factory=list, description="Serial sensors (firmware_bridge).",
-                                        examples=[EXAMPLE_SENSORS])
+    inference: InferenceConfig = Field(
+        default_factory=InferenceConfig, description="Inference runtime, accelerator and model."
+    )
+    cameras: list[CameraConfig] = Field(
+        default_factory=list, description="Cameras (any number).", examples=[_DEMO_CAMERAS]
+    )
+    mqtt: MqttConfig = Field(
+        default_factory=MqttConfig,
+        description="The city's MQTT broker (store-and-forward; buffers while unreachable).",
+    )
+    summary: SummaryConfig = Field(
+        default_factory=SummaryConfig, description="Periodic summaries sent to the hub."
+    )
+    sensors: list[SensorConfig] = Field(
+        default_factory=list, description="Serial sensors (firmware_bridge).", examples=[EXAMPLE_SENSORS]
+    )
     api: ApiConfig = Field(default_factory=ApiConfig, description="The local HTTP API for technicians.")
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="What images may show.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "AgentConfig":
+    def _unique_names(self) -> AgentConfig:
         for what, items in (("cameras", self.cameras), ("sensors", self.sensors)):
             seen: set[str] = set()
             for i, c in enumerate(items):
@@ -166,8 +270,14 @@ _SECRET_KEYS = ("password", "token", "secret", "key_password")
 
 def _redact(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {k: ("***" if any(s in k for s in _SECRET_KEYS) and not k.endswith(("_file", "_env")) and v else _redact(v))
-                for k, v in obj.items()}
+        return {
+            k: (
+                "***"
+                if any(s in k for s in _SECRET_KEYS) and not k.endswith(("_file", "_env")) and v
+                else _redact(v)
+            )
+            for k, v in obj.items()
+        }
     if isinstance(obj, list):
         return [_redact(x) for x in obj]
     return obj
@@ -177,8 +287,10 @@ def parse_config(data: dict[str, Any], source: str = "config") -> AgentConfig:
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source),
-                          "fix the keys above; `edge-agent config example` prints every key with its meaning") from None
+        raise ConfigError(
+            format_validation_error(exc, source),
+            "fix the keys above; `edge-agent config example` prints every key with its meaning",
+        ) from None
 
 
 def load_config(path: str | Path | None) -> AgentConfig:
@@ -189,14 +301,20 @@ def load_config(path: str | Path | None) -> AgentConfig:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {p} does not exist",
-                          "create one with `edge-agent config example > config.toml` or `edge-agent provision`") from None
+        raise ConfigError(
+            f"config file {p} does not exist",
+            "create one with `edge-agent config example > config.toml` or `edge-agent provision`",
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {p}: {exc}", "check its permissions and that it is UTF-8 text") from None
+        raise ConfigError(
+            f"cannot read config file {p}: {exc}", "check its permissions and that it is UTF-8 text"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}", "fix the syntax at the line and column named") from None
+        raise ConfigError(
+            f"{p}: not valid TOML: {exc}", "fix the syntax at the line and column named"
+        ) from None
     return parse_config(data, str(p))
 
 

@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agent.errors import ConfigError
 
-
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _NAME = re.compile(NAME_PATTERN)
 
@@ -25,7 +24,9 @@ _NAME = re.compile(NAME_PATTERN)
 def check_name(v: str, what: str) -> str:
     """Names that become topic levels, table keys and file names: 1-64 safe characters."""
     if not _NAME.match(v):
-        raise ValueError(f"{what} must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
+        raise ValueError(
+            f"{what} must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+        )
     return v
 
 
@@ -42,18 +43,23 @@ def resolve_secret(value: str | None, file: str | None, env: str | None, what: s
     """
     if env:
         if env not in os.environ:
-            raise ConfigError(f"{what}: environment variable {env} is not set", f"export {env}=... or use a file")
+            raise ConfigError(
+                f"{what}: environment variable {env} is not set", f"export {env}=... or use a file"
+            )
         return os.environ[env]
     if file:
         try:
             return Path(file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"{what}: cannot read secret file {file}: {exc.strerror}",
-                              "check the path and that the agent's user may read it (mode 0600/0640)") from exc
+            raise ConfigError(
+                f"{what}: cannot read secret file {file}: {exc.strerror}",
+                "check the path and that the agent's user may read it (mode 0600/0640)",
+            ) from exc
     return value
 
 
 # -- error formatting ------------------------------------------------------------------------------
+
 
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
@@ -81,7 +87,9 @@ def format_validation_error(exc: ValidationError, source: str = "config") -> str
         elif typ == "missing":
             msg = "is required"
         elif typ in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-            op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[typ]
+            op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[
+                typ
+            ]
             bound = next(iter(ctx.values()), "?")
             msg = f"{inp!r} is not {op} {bound}"
         elif typ == "literal_error":
@@ -98,6 +106,7 @@ def format_validation_error(exc: ValidationError, source: str = "config") -> str
 
 
 # -- commented example generated from the schema ---------------------------------------------------
+
 
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
@@ -171,7 +180,9 @@ def example_toml(model: type[BaseModel], prefix: str = "") -> str:
             if not examples:
                 tables.append(f"# [[{path}]]  (none by default; keys as below)")
                 body = example_toml(item, path)
-                tables.extend("# " + line if line and not line.startswith("#") else line for line in body.splitlines())
+                tables.extend(
+                    "# " + line if line and not line.startswith("#") else line for line in body.splitlines()
+                )
             for ex in examples:
                 inst = item.model_validate(ex)
                 tables.append(f"[[{path}]]")
@@ -184,7 +195,7 @@ def example_toml(model: type[BaseModel], prefix: str = "") -> str:
                 continue
             default = field.get_default(call_default_factory=True)
             if name == "id" and prefix == "device":
-                scalars.append(f"# {name} = \"<hostname>\"")
+                scalars.append(f'# {name} = "<hostname>"')
                 continue
             if default is None:
                 ex = (field.examples or [None])[0]

@@ -17,8 +17,10 @@ def config_group() -> None:
 def config_check(file: str) -> None:
     """Validate FILE; print the problems (key path, bad value, what is expected) or 'ok'."""
     cfg = load_config(file)
-    click.echo(f"ok: {file} (device {cfg.device.site}/{cfg.device.id}, {len(cfg.cameras)} camera(s), "
-               f"{len(cfg.sensors)} sensor(s), config hash {cfg.config_hash()})")
+    click.echo(
+        f"ok: {file} (device {cfg.device.site}/{cfg.device.id}, {len(cfg.cameras)} camera(s), "
+        f"{len(cfg.sensors)} sensor(s), config hash {cfg.config_hash()})"
+    )
 
 
 @config_group.command("example")
@@ -31,12 +33,25 @@ commands = [config_group]
 
 
 @click.command("run")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Config file (TOML). Default: built-in defaults.")
-@click.option("--demo", is_flag=True, help="Run on the sample clip with the default model (pulled from the mirror or upstream).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="Config file (TOML). Default: built-in defaults.",
+)
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Run on the sample clip with the default model (pulled from the mirror or upstream).",
+)
 @click.option("--duration", type=float, help="Stop after this many seconds.")
-@click.option("--exit-on-end", is_flag=True, help="Stop when every file source has ended and its frames are stored.")
+@click.option(
+    "--exit-on-end", is_flag=True, help="Stop when every file source has ended and its frames are stored."
+)
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Override storage.path.")
-def run_cmd(config_file: str | None, demo: bool, duration: float | None, exit_on_end: bool, db_path: str | None) -> None:
+def run_cmd(
+    config_file: str | None, demo: bool, duration: float | None, exit_on_end: bool, db_path: str | None
+) -> None:
     """Run the agent daemon. SIGINT/SIGTERM stop it cleanly (sources stop, in-flight frames finish,
     the writer flushes; nothing already accepted is lost)."""
     import logging as _logging
@@ -52,6 +67,7 @@ def run_cmd(config_file: str | None, demo: bool, duration: float | None, exit_on
     if root.level > _logging.INFO or not root.handlers:
         _logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         root.setLevel(getattr(_logging, cfg.logging.level.upper()))
+
     def reload_config():
         new = load_config(config_file)
         if demo:
@@ -60,17 +76,25 @@ def run_cmd(config_file: str | None, demo: bool, duration: float | None, exit_on
             new.storage.path = db_path
         return new
 
-    pipe = run_agent(cfg, duration_s=duration, exit_on_end=exit_on_end,
-                     reload_config=reload_config if config_file else None)
+    pipe = run_agent(
+        cfg,
+        duration_s=duration,
+        exit_on_end=exit_on_end,
+        reload_config=reload_config if config_file else None,
+    )
     st = pipe.status()
     for name, cam in st["cameras"].items():
-        click.echo(f"camera {name}: {cam['state']}, {cam.get('frames_inferred', 0)} frames inferred"
-                   + (f", last error: {cam['last_error']}" if cam.get("last_error") else ""))
+        click.echo(
+            f"camera {name}: {cam['state']}, {cam.get('frames_inferred', 0)} frames inferred"
+            + (f", last error: {cam['last_error']}" if cam.get("last_error") else "")
+        )
     w = st["writer"] or {}
     if pipe.results is not None:
         click.echo(f"detections: accepted {pipe.results.accepted_detections}")
-    click.echo(f"database {cfg.storage.path}: {w.get('committed_rows', 0)} rows committed, "
-               f"dropped {sum((w.get('dropped') or {}).values())}, failed {sum((w.get('failed') or {}).values())}")
+    click.echo(
+        f"database {cfg.storage.path}: {w.get('committed_rows', 0)} rows committed, "
+        f"dropped {sum((w.get('dropped') or {}).values())}, failed {sum((w.get('failed') or {}).values())}"
+    )
 
 
 def demo_config(cfg):
@@ -88,12 +112,24 @@ commands.append(run_cmd)
 
 
 @click.command("bench")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Config file (model, accelerator).")
-@click.option("--clip", type=click.Path(exists=True, dir_okay=False), help="Video clip (default: the mirror's 4ku_traffic.mp4, else the sample clip).")
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), help="Config file (model, accelerator)."
+)
+@click.option(
+    "--clip",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Video clip (default: the mirror's 4ku_traffic.mp4, else the sample clip).",
+)
 @click.option("--model", help="Model (catalog name or .tflite path); default inference.model.")
 @click.option("--threads", type=int, default=1, show_default=True, help="num_threads for both measurements.")
-@click.option("--accelerator", type=click.Choice(["auto", "cpu", "edgetpu", "gpu"]), help="Override inference.accelerator.")
-@click.option("--raw-frames", type=int, default=300, show_default=True, help="invoke() calls in the raw measurement.")
+@click.option(
+    "--accelerator",
+    type=click.Choice(["auto", "cpu", "edgetpu", "gpu"]),
+    help="Override inference.accelerator.",
+)
+@click.option(
+    "--raw-frames", type=int, default=300, show_default=True, help="invoke() calls in the raw measurement."
+)
 @click.option("--max-frames", type=int, help="Stop the pipeline measurement after this many frames.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def bench_cmd(config_file, clip, model, threads, accelerator, raw_frames, max_frames, as_json) -> None:
@@ -110,14 +146,22 @@ def bench_cmd(config_file, clip, model, threads, accelerator, raw_frames, max_fr
         cfg.inference.accelerator = accelerator
     cfg.inference.num_threads = threads
     cfg.mqtt.enabled = False
-    res = run_bench(cfg, _Path(clip) if clip else default_clip(cfg), raw_frames=raw_frames, max_frames=max_frames)
+    res = run_bench(
+        cfg, _Path(clip) if clip else default_clip(cfg), raw_frames=raw_frames, max_frames=max_frames
+    )
     if as_json:
         click.echo(_json.dumps(res))
         return
-    click.echo(f"model {res['model']} on {res['accelerator']}, num_threads={res['num_threads']}, clip {res['clip']}")
-    click.echo(f"  raw invoke():  {res['raw_invoke_fps']:8.2f} frames/s  (median {res['raw_invoke_median_ms']:.2f} ms)")
-    click.echo(f"  end-to-end:    {res['pipeline_fps']:8.2f} frames/s  ({res['pipeline_frames']} frames in {res['pipeline_seconds']:.1f} s,"
-               f" {res['detections_stored']} detections stored)")
+    click.echo(
+        f"model {res['model']} on {res['accelerator']}, num_threads={res['num_threads']}, clip {res['clip']}"
+    )
+    click.echo(
+        f"  raw invoke():  {res['raw_invoke_fps']:8.2f} frames/s  (median {res['raw_invoke_median_ms']:.2f} ms)"
+    )
+    click.echo(
+        f"  end-to-end:    {res['pipeline_fps']:8.2f} frames/s  ({res['pipeline_frames']} frames in {res['pipeline_seconds']:.1f} s,"
+        f" {res['detections_stored']} detections stored)"
+    )
     click.echo(f"  ratio e2e/raw: {res['ratio']:.3f}   (target >= 0.9 at num_threads=1)")
     click.echo(f"  peak RSS:      {res['peak_rss_mb']:.1f} MB (target <= 150 MB)")
 

@@ -64,15 +64,16 @@ class Pipeline:
         self._lock = threading.Lock()
 
     # -- start -----------------------------------------------------------------------------------
-    def start(self) -> "Pipeline":
+    def start(self) -> Pipeline:
         cfg = self.cfg
         limit_malloc_arenas()  # before any stage thread allocates frames
         self.started_at = time.time()
         self.started_mono = time.monotonic()
         # store
         self.database = Database(cfg.storage.path, check=cfg.storage.integrity_check)
-        self.writer = Writer(self.database, max_queue=cfg.storage.writer_queue,
-                             max_delay_s=cfg.storage.commit_interval_s).start()
+        self.writer = Writer(
+            self.database, max_queue=cfg.storage.writer_queue, max_delay_s=cfg.storage.commit_interval_s
+        ).start()
         # sinks
         SyncService = _optional("agent.sync.service", "SyncService")
         if SyncService is not None:
@@ -86,10 +87,15 @@ class Pipeline:
             self.cameras[cam_cfg.name] = CameraSource(cam_cfg)
             if Runner is not None and self._model_of(cam_cfg) in self.engines:
                 self.analytics[cam_cfg.name] = Runner(cam_cfg.name, cam_cfg.analytics, self.writer)
-        self.results = ResultsWorker(self.results_q, self.writer, cameras=self.cameras,
-                                     accelerators={n: e.accelerator for n, e in self.engines.items()},
-                                     analytics=self.analytics, store_detections=cfg.storage.store_detections,
-                                     stats_interval_s=cfg.storage.stats_interval_s).start()
+        self.results = ResultsWorker(
+            self.results_q,
+            self.writer,
+            cameras=self.cameras,
+            accelerators={n: e.accelerator for n, e in self.engines.items()},
+            analytics=self.analytics,
+            store_detections=cfg.storage.store_detections,
+            stats_interval_s=cfg.storage.stats_interval_s,
+        ).start()
         by_model: dict[str, list[CameraSource]] = {}
         for cam_cfg in active:
             by_model.setdefault(self._model_of(cam_cfg), []).append(self.cameras[cam_cfg.name])
@@ -118,8 +124,13 @@ class Pipeline:
             except AgentError as exc:
                 log.error("local API not started: %s", exc)
                 self.api = None
-        log.info("edge-agent %s running: %d camera(s), %d model(s), %d sensor(s)", __version__,
-                 len(self.cameras), len(self.engines), len(cfg.sensors))
+        log.info(
+            "edge-agent %s running: %d camera(s), %d model(s), %d sensor(s)",
+            __version__,
+            len(self.cameras),
+            len(self.engines),
+            len(cfg.sensors),
+        )
         return self
 
     def _model_of(self, cam: CameraConfig) -> str:
@@ -137,8 +148,13 @@ class Pipeline:
                 log.error("model %s cannot be used: %s", model, exc)
                 continue
             self.engines[model] = eng
-            log.info("model %s: %s on %s%s", model, eng.family, eng.accelerator,
-                     f" ({'; '.join(eng.accelerator_reasons)})" if eng.accelerator_reasons else "")
+            log.info(
+                "model %s: %s on %s%s",
+                model,
+                eng.family,
+                eng.accelerator,
+                f" ({'; '.join(eng.accelerator_reasons)})" if eng.accelerator_reasons else "",
+            )
 
     # -- reload (SIGHUP) --------------------------------------------------------------------------
     def reload(self, new: AgentConfig) -> dict[str, list[str]]:
@@ -150,8 +166,24 @@ class Pipeline:
         inference runtime/accelerator, mqtt, sensors, api) are reported, not applied.
         """
         old = self.cfg
-        report: dict[str, list[str]] = {"added": [], "removed": [], "restarted": [], "updated": [], "needs_restart": []}
-        for section in ("device", "storage", "models", "inference", "mqtt", "summary", "sensors", "api", "privacy"):
+        report: dict[str, list[str]] = {
+            "added": [],
+            "removed": [],
+            "restarted": [],
+            "updated": [],
+            "needs_restart": [],
+        }
+        for section in (
+            "device",
+            "storage",
+            "models",
+            "inference",
+            "mqtt",
+            "summary",
+            "sensors",
+            "api",
+            "privacy",
+        ):
             if getattr(old, section) != getattr(new, section):
                 report["needs_restart"].append(section)
         # keep the parts that need a restart as they run now; take cameras from the new file
@@ -170,8 +202,20 @@ class Pipeline:
                 self._add_camera(nc, Runner)
                 report["added"].append(name)
                 continue
-            io_keys = ("source", "kind", "detect_fps", "loop", "realtime", "width", "height", "fourcc", "model",
-                       "reconnect_initial_s", "reconnect_max_s", "read_timeout_s")
+            io_keys = (
+                "source",
+                "kind",
+                "detect_fps",
+                "loop",
+                "realtime",
+                "width",
+                "height",
+                "fourcc",
+                "model",
+                "reconnect_initial_s",
+                "reconnect_max_s",
+                "read_timeout_s",
+            )
             if any(getattr(oc, k) != getattr(nc, k) for k in io_keys):
                 runner = self.analytics.get(name)
                 self._remove_camera(name, keep_analytics=True)
@@ -214,7 +258,9 @@ class Pipeline:
             self.analytics[cam_cfg.name] = runner
         worker = next((w for w in self.workers if w.engine is engine), None)
         if worker is None:
-            worker = InferenceWorker(engine, [cam], self.results_q, thresholds={cam_cfg.name: cam_cfg.threshold}).start()
+            worker = InferenceWorker(
+                engine, [cam], self.results_q, thresholds={cam_cfg.name: cam_cfg.threshold}
+            ).start()
             self.workers.append(worker)
             self.results.accelerators[engine.name] = engine.accelerator
         else:
@@ -281,7 +327,7 @@ class Pipeline:
         for cam in self.cameras.values():
             probes[f"camera:{cam.name}"] = cam.progress
         for w in self.workers:
-            probes[f"inference:{w.engine.name}"] = (lambda w=w: w.last_progress)
+            probes[f"inference:{w.engine.name}"] = lambda w=w: w.last_progress
         if self.results is not None:
             probes["results"] = lambda: self.results.last_progress
         if self.writer is not None:
@@ -297,11 +343,20 @@ class Pipeline:
             h = cam.health()
             if self.results is not None:
                 h.update(self.results.recent.get(name, {}))
-                h["frames_inferred"] = int(self.results.totals[name]["frames"]) if name in self.results.totals else 0
+                h["frames_inferred"] = (
+                    int(self.results.totals[name]["frames"]) if name in self.results.totals else 0
+                )
             h["model"] = self._model_of(cam.cfg)
             cams[name] = h
-        engines = {n: {"family": e.family, "accelerator": e.accelerator, "reasons": list(e.accelerator_reasons),
-                       "path": str(e.path)} for n, e in self.engines.items()}
+        engines = {
+            n: {
+                "family": e.family,
+                "accelerator": e.accelerator,
+                "reasons": list(e.accelerator_reasons),
+                "path": str(e.path),
+            }
+            for n, e in self.engines.items()
+        }
         out: dict[str, Any] = {
             "version": __version__,
             "device": {"id": self.cfg.device.id, "site": self.cfg.device.site},
@@ -313,11 +368,20 @@ class Pipeline:
             "cameras": cams,
             "models": engines,
             "model_errors": dict(self.engine_errors),
-            "inference": {w.engine.name: {"frames": w.frames, "errors": w.errors, "last_error": w.last_error,
-                                          "dropped_results": w.dropped_results} for w in self.workers},
+            "inference": {
+                w.engine.name: {
+                    "frames": w.frames,
+                    "errors": w.errors,
+                    "last_error": w.last_error,
+                    "dropped_results": w.dropped_results,
+                }
+                for w in self.workers
+            },
             "writer": self.writer.stats() if self.writer else None,
-            "database": {"path": str(self.cfg.storage.path),
-                         "size_bytes": self.database.size_bytes() if self.database else None},
+            "database": {
+                "path": str(self.cfg.storage.path),
+                "size_bytes": self.database.size_bytes() if self.database else None,
+            },
         }
         if self.sync is not None:
             try:

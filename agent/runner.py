@@ -14,8 +14,14 @@ from agent.pipeline import Pipeline, _optional
 log = logging.getLogger(__name__)
 
 
-def run_agent(cfg: AgentConfig, *, duration_s: float | None = None, exit_on_end: bool = False,
-              on_started: Any = None, reload_config: Any = None) -> Pipeline:
+def run_agent(
+    cfg: AgentConfig,
+    *,
+    duration_s: float | None = None,
+    exit_on_end: bool = False,
+    on_started: Any = None,
+    reload_config: Any = None,
+) -> Pipeline:
     """Run until SIGINT/SIGTERM (or ``duration_s``, or the end of every file source with
     ``exit_on_end``), then stop cleanly: nothing already accepted is lost.
 
@@ -69,7 +75,7 @@ def run_agent(cfg: AgentConfig, *, duration_s: float | None = None, exit_on_end:
     return pipe
 
 
-def _reload(pipe: Pipeline, reload_config: Any, link: "_SystemdLink | None") -> None:
+def _reload(pipe: Pipeline, reload_config: Any, link: _SystemdLink | None) -> None:
     from agent.errors import AgentError
 
     if reload_config is None:
@@ -87,14 +93,22 @@ def _reload(pipe: Pipeline, reload_config: Any, link: "_SystemdLink | None") -> 
         log.exception("SIGHUP: reload failed; the running config is kept")
         report = None
     if report is not None:
-        done = ", ".join(f"{k}: {', '.join(v)}" for k, v in report.items() if v and k != "needs_restart") or "no camera changes"
+        done = (
+            ", ".join(f"{k}: {', '.join(v)}" for k, v in report.items() if v and k != "needs_restart")
+            or "no camera changes"
+        )
         log.info("reloaded config (%s)", done)
         if report["needs_restart"]:
             log.warning("changes to [%s] take effect after a restart", ", ".join(report["needs_restart"]))
         if link is not None:
             link.sync_probes(pipe)
     if link is not None:
-        link.n.notify(READY=1, STATUS="running (config reloaded)" if report is not None else "running (reload failed, old config kept)")
+        link.n.notify(
+            READY=1,
+            STATUS="running (config reloaded)"
+            if report is not None
+            else "running (reload failed, old config kept)",
+        )
 
 
 class _SystemdLink:
@@ -110,7 +124,7 @@ class _SystemdLink:
         self.wd.start()  # after READY: the first ping must not come before it
 
     @classmethod
-    def start(cls, pipe: Pipeline) -> "_SystemdLink | None":
+    def start(cls, pipe: Pipeline) -> _SystemdLink | None:
         mod = _optional("agent.service.notify", "Watchdog")
         if mod is None:
             return None

@@ -32,8 +32,14 @@ _END = object()
 
 
 class InferenceWorker:
-    def __init__(self, engine: Any, cameras: list[CameraSource], out: "queue.Queue[Any]", *,
-                 thresholds: dict[str, float | None] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        cameras: list[CameraSource],
+        out: queue.Queue[Any],
+        *,
+        thresholds: dict[str, float | None] | None = None,
+    ) -> None:
         self.engine = engine
         self.cameras = cameras
         self.out = out
@@ -53,7 +59,7 @@ class InferenceWorker:
         self.busy = False  # a frame has been taken and its result is not handed on yet
         self.results_put = 0
 
-    def start(self) -> "InferenceWorker":
+    def start(self) -> InferenceWorker:
         self._thread = threading.Thread(target=self._run, name=f"inference:{self.engine.name}", daemon=True)
         self._thread.start()
         return self
@@ -100,7 +106,9 @@ class InferenceWorker:
                 self.engine.reset_state(cam)
             self._epochs[cam] = frame.epoch
         try:
-            dets, classes, timings = self.engine.run(frame.image, state_key=cam, threshold=self.thresholds.get(cam))
+            dets, classes, timings = self.engine.run(
+                frame.image, state_key=cam, threshold=self.thresholds.get(cam)
+            )
         except Exception as exc:  # a failing model must not kill the worker
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -110,8 +118,14 @@ class InferenceWorker:
         total_ms = (time.perf_counter() - t0) * 1000
         self.busy_s += total_ms / 1000
         self.frames += 1
-        res = InferenceResult(frame=frame, model=self.engine.name, detections=dets, classifications=classes,
-                              latency_ms=float(timings.get("invoke_ms", 0.0)), total_ms=total_ms)
+        res = InferenceResult(
+            frame=frame,
+            model=self.engine.name,
+            detections=dets,
+            classifications=classes,
+            latency_ms=float(timings.get("invoke_ms", 0.0)),
+            total_ms=total_ms,
+        )
         try:  # backpressure: wait briefly for the results stage, then drop (counted)
             self.out.put(res, timeout=1.0)
             self.results_put += 1
@@ -120,8 +134,17 @@ class InferenceWorker:
 
 
 class _CamStats:
-    __slots__ = ("start", "frames", "lat", "tot", "dets", "dropped_frames_at_start", "dropped_writes_at_start",
-                 "model", "accelerator")
+    __slots__ = (
+        "start",
+        "frames",
+        "lat",
+        "tot",
+        "dets",
+        "dropped_frames_at_start",
+        "dropped_writes_at_start",
+        "model",
+        "accelerator",
+    )
 
     def __init__(self, start: float, model: str, accelerator: str, dropped: int, dropped_writes: int) -> None:
         self.start = start
@@ -138,9 +161,17 @@ class _CamStats:
 class ResultsWorker:
     """Analytics, detection rows and inference statistics, off the inference thread."""
 
-    def __init__(self, inq: "queue.Queue[Any]", writer: Writer, *, cameras: dict[str, CameraSource],
-                 accelerators: dict[str, str], analytics: dict[str, Any] | None = None,
-                 store_detections: bool = True, stats_interval_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        inq: queue.Queue[Any],
+        writer: Writer,
+        *,
+        cameras: dict[str, CameraSource],
+        accelerators: dict[str, str],
+        analytics: dict[str, Any] | None = None,
+        store_detections: bool = True,
+        stats_interval_s: float = 10.0,
+    ) -> None:
         self.inq = inq
         self.writer = writer
         self.cameras = cameras
@@ -160,7 +191,7 @@ class ResultsWorker:
         # called with each result after it is stored (e.g. the API's latency histograms)
         self.observers: list[Any] = []
 
-    def start(self) -> "ResultsWorker":
+    def start(self) -> ResultsWorker:
         self._thread = threading.Thread(target=self._run, name="results", daemon=True)
         self._thread.start()
         return self
@@ -224,21 +255,49 @@ class ResultsWorker:
                 log.exception("analytics failed on %s frame %d", cam, f.index)
         ts = iso_utc(f.ts)
         if self.store_detections and res.detections:
-            rows = [{"ts": ts, "camera": cam, "frame": f.index, "model": res.model, "label": d.label,
-                     "class_id": int(d.class_id), "score": float(d.score), "x1": float(d.box[0]),
-                     "y1": float(d.box[1]), "x2": float(d.box[2]), "y2": float(d.box[3]), "track_id": tid}
-                    for d, tid in zip(res.detections, track_ids)]
+            rows = [
+                {
+                    "ts": ts,
+                    "camera": cam,
+                    "frame": f.index,
+                    "model": res.model,
+                    "label": d.label,
+                    "class_id": int(d.class_id),
+                    "score": float(d.score),
+                    "x1": float(d.box[0]),
+                    "y1": float(d.box[1]),
+                    "x2": float(d.box[2]),
+                    "y2": float(d.box[3]),
+                    "track_id": tid,
+                }
+                for d, tid in zip(res.detections, track_ids)
+            ]
             if self.writer.submit_rows("detections", rows):
                 self.accepted_detections += len(rows)
         if res.classifications:
-            rows = [{"ts": ts, "camera": cam, "frame": f.index, "model": res.model, "label": c.label,
-                     "class_id": int(c.class_id), "score": float(c.score), "rank": i}
-                    for i, c in enumerate(res.classifications)]
+            rows = [
+                {
+                    "ts": ts,
+                    "camera": cam,
+                    "frame": f.index,
+                    "model": res.model,
+                    "label": c.label,
+                    "class_id": int(c.class_id),
+                    "score": float(c.score),
+                    "rank": i,
+                }
+                for i, c in enumerate(res.classifications)
+            ]
             self.writer.submit_rows("classifications", rows)
         st = self._stats.get(cam)
         if st is None:
-            st = self._stats[cam] = _CamStats(f.ts, res.model, self.accelerators.get(res.model, "cpu"),
-                                              self._replaced(cam), sum(self.writer.drops.values()))
+            st = self._stats[cam] = _CamStats(
+                f.ts,
+                res.model,
+                self.accelerators.get(res.model, "cpu"),
+                self._replaced(cam),
+                sum(self.writer.drops.values()),
+            )
         st.frames += 1
         st.lat.append(res.latency_ms)
         st.tot.append(res.total_ms)
@@ -268,8 +327,13 @@ class ResultsWorker:
             lat = np.asarray(st.lat)
             tot = np.asarray(st.tot)
             row = {
-                "ts_start": iso_utc(st.start), "ts_end": iso_utc(now), "camera": cam, "model": st.model,
-                "accelerator": st.accelerator, "frames": st.frames, "fps": round(st.frames / dur, 3),
+                "ts_start": iso_utc(st.start),
+                "ts_end": iso_utc(now),
+                "camera": cam,
+                "model": st.model,
+                "accelerator": st.accelerator,
+                "frames": st.frames,
+                "fps": round(st.frames / dur, 3),
                 "latency_p50_ms": round(float(np.percentile(lat, 50)), 3),
                 "latency_p95_ms": round(float(np.percentile(lat, 95)), 3),
                 "total_p50_ms": round(float(np.percentile(tot, 50)), 3),
@@ -278,7 +342,10 @@ class ResultsWorker:
                 # in this window (all writes of the agent: the writer is shared)
                 "dropped_writes": sum(self.writer.drops.values()) - st.dropped_writes_at_start,
             }
-            self.recent[cam] = {"fps": row["fps"], "latency_p50_ms": row["latency_p50_ms"],
-                                "latency_p95_ms": row["latency_p95_ms"]}
+            self.recent[cam] = {
+                "fps": row["fps"],
+                "latency_p50_ms": row["latency_p50_ms"],
+                "latency_p95_ms": row["latency_p95_ms"],
+            }
             self.writer.submit_rows("inference_stats", [row])
             del self._stats[cam]

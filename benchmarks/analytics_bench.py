@@ -22,8 +22,10 @@ from agent.types import Detection, Frame, InferenceResult
 CFG = {
     "lines": [{"name": "a", "points": [[0, 0.4], [1, 0.4]]}, {"name": "b", "points": [[0, 0.7], [1, 0.7]]}],
     "zones": [{"name": "z", "points": [[0.1, 0.45], [0.9, 0.45], [0.9, 0.65], [0.1, 0.65]]}],
-    "calibration": {"image_points": [[400, 300], [880, 300], [1200, 700], [80, 700]],
-                    "world_points": [[0, 60], [12, 60], [12, 0], [0, 0]]},
+    "calibration": {
+        "image_points": [[400, 300], [880, 300], [1200, 700], [80, 700]],
+        "world_points": [[0, 60], [12, 60], [12, 0], [0, 0]],
+    },
     "speed_segments": [{"name": "ab", "line_a": "a", "line_b": "b"}],
 }
 
@@ -43,8 +45,14 @@ def run(n: int, frames: int, seed: int = 0) -> list[float]:
             if rng.random() < 0.05:
                 continue
             j = rng.uniform(-2, 2, 4)
-            dets.append(Detection("car", 2, float(rng.uniform(0.3, 0.95)),
-                                  (lanes[k] - 20 + j[0], y[k] - 30 + j[1], lanes[k] + 20 + j[2], y[k] + j[3])))
+            dets.append(
+                Detection(
+                    "car",
+                    2,
+                    float(rng.uniform(0.3, 0.95)),
+                    (lanes[k] - 20 + j[0], y[k] - 30 + j[1], lanes[k] + 20 + j[2], y[k] + j[3]),
+                )
+            )
         res = InferenceResult(Frame("bench", i, 1e9 + i / 10, i / 10, img), "m", dets)
         t = time.perf_counter()
         r.process(res)
@@ -58,8 +66,10 @@ def main() -> None:
     args = ap.parse_args()
     for n in (10, 50):
         t = run(n, args.frames)[50:]
-        print(f"{n:3d} objects: mean {statistics.fmean(t):.3f} ms  p50 {statistics.median(t):.3f} ms  "
-              f"p95 {np.percentile(t, 95):.3f} ms per frame ({len(t)} frames)")
+        print(
+            f"{n:3d} objects: mean {statistics.fmean(t):.3f} ms  p50 {statistics.median(t):.3f} ms  "
+            f"p95 {np.percentile(t, 95):.3f} ms per frame ({len(t)} frames)"
+        )
 
 
 if __name__ == "__main__":

@@ -44,16 +44,52 @@ USERS = {"unit-1": "pw-unit-1", "bare": "pw-bare"}
 
 
 def summary_body(i: int, t0: float) -> dict:
-    cams = {f"cam{c}": {"frames": 300, "labels": {lab: {"detections": 17 + i % 5, "objects": None}
-                                                    for lab in ("car", "bus", "truck", "person", "bicycle")}} for c in range(2)}
-    inf = {f"cam{c}": {"frames": 300, "fps": 5.0, "latency_p50_ms": 21.5, "latency_p95_ms": 34.1, "model": "ssd_mobilenet_v1_coco",
-                       "accelerator": "cpu", "detections": 90, "dropped_frames": 0, "dropped_writes": 0} for c in range(2)}
-    return {"device": "unit-1", "site": "site-a", "ts": iso_utc(t0 + 60 * i),
-            "window": {"start": iso_utc(t0 + 60 * i), "end": iso_utc(t0 + 60 * (i + 1)), "seconds": 60.0},
-            "clock_synced": True, "catchup": False, "agent_version": "0.1.0",
-            "sections": {"counts": {"cameras": cams}, "inference": {"cameras": inf},
-                         "health": {"cpu_temp_c": 51.2, "load_1m": 0.8, "mem_available_mb": 512.0, "disk_free_mb": 9000.0,
-                                    "db_bytes": 1 << 24, "outbox_backlog": 100, "uptime_s": 3600.0}}}
+    cams = {
+        f"cam{c}": {
+            "frames": 300,
+            "labels": {
+                lab: {"detections": 17 + i % 5, "objects": None}
+                for lab in ("car", "bus", "truck", "person", "bicycle")
+            },
+        }
+        for c in range(2)
+    }
+    inf = {
+        f"cam{c}": {
+            "frames": 300,
+            "fps": 5.0,
+            "latency_p50_ms": 21.5,
+            "latency_p95_ms": 34.1,
+            "model": "ssd_mobilenet_v1_coco",
+            "accelerator": "cpu",
+            "detections": 90,
+            "dropped_frames": 0,
+            "dropped_writes": 0,
+        }
+        for c in range(2)
+    }
+    return {
+        "device": "unit-1",
+        "site": "site-a",
+        "ts": iso_utc(t0 + 60 * i),
+        "window": {"start": iso_utc(t0 + 60 * i), "end": iso_utc(t0 + 60 * (i + 1)), "seconds": 60.0},
+        "clock_synced": True,
+        "catchup": False,
+        "agent_version": "0.1.0",
+        "sections": {
+            "counts": {"cameras": cams},
+            "inference": {"cameras": inf},
+            "health": {
+                "cpu_temp_c": 51.2,
+                "load_1m": 0.8,
+                "mem_available_mb": 512.0,
+                "disk_free_mb": 9000.0,
+                "db_bytes": 1 << 24,
+                "outbox_backlog": 100,
+                "uptime_s": 3600.0,
+            },
+        },
+    }
 
 
 def fill(db_path: Path, n: int) -> list[tuple[str, bytes]]:
@@ -65,18 +101,35 @@ def fill(db_path: Path, n: int) -> list[tuple[str, bytes]]:
     for i in range(n):
         outbox.enqueue(conn, topics.kind("summary"), "summary", summary_body(i, t0), priority=outbox.SUMMARY)
     conn.execute("COMMIT")
-    msgs = [(r[0], (r[1][:-1] + ',"session":1}').encode()) for r in conn.execute("SELECT topic, payload FROM outbox JOIN outbox_payload USING (seq) ORDER BY seq")]
+    msgs = [
+        (r[0], (r[1][:-1] + ',"session":1}').encode())
+        for r in conn.execute(
+            "SELECT topic, payload FROM outbox JOIN outbox_payload USING (seq) ORDER BY seq"
+        )
+    ]
     database.close()
     return msgs
 
 
 def bench_agent(tmp: Path, broker: Mosquitto, db_path: Path, n: int, inflight: int) -> float:
     (tmp / "pw").write_text(USERS["unit-1"])
-    cfg = parse_config({"device": {"id": "unit-1", "site": "site-a"}, "storage": {"path": str(db_path)},
-                        "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker.port, "username": "unit-1",
-                                 "password_file": str(tmp / "pw"), "max_inflight": inflight, "backfill_rate_per_s": 0,
-                                 "health_interval_s": 3600},
-                        "summary": {"interval_s": 3600}})
+    cfg = parse_config(
+        {
+            "device": {"id": "unit-1", "site": "site-a"},
+            "storage": {"path": str(db_path)},
+            "mqtt": {
+                "enabled": True,
+                "host": "127.0.0.1",
+                "port": broker.port,
+                "username": "unit-1",
+                "password_file": str(tmp / "pw"),
+                "max_inflight": inflight,
+                "backfill_rate_per_s": 0,
+                "health_interval_s": 3600,
+            },
+            "summary": {"interval_s": 3600},
+        }
+    )
     database = Database(db_path)
     writer = Writer(database, max_delay_s=cfg.storage.commit_interval_s).start()
     svc = SyncService(cfg, db_path, writer)
@@ -84,7 +137,9 @@ def bench_agent(tmp: Path, broker: Mosquitto, db_path: Path, n: int, inflight: i
     link = svc.link
     first = []
 
-    def first_publish(*a, **kw):  # times the first hand-over to paho, then gets out of the way (instance attribute)
+    def first_publish(
+        *a, **kw
+    ):  # times the first hand-over to paho, then gets out of the way (instance attribute)
         first.append(time.perf_counter())
         del link.publish_many
         return link.publish_many(*a, **kw)
@@ -141,8 +196,15 @@ def bench_bare(broker: Mosquitto, msgs: list[tuple[str, bytes]], inflight: int) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=20000)
-    ap.add_argument("--inflight", type=int, default=20, help="in-flight window for both (mqtt.max_inflight; default as the config)")
-    ap.add_argument("--runs", type=int, default=1, help="rounds of agent + bare (fresh outbox each); medians are printed")
+    ap.add_argument(
+        "--inflight",
+        type=int,
+        default=20,
+        help="in-flight window for both (mqtt.max_inflight; default as the config)",
+    )
+    ap.add_argument(
+        "--runs", type=int, default=1, help="rounds of agent + bare (fresh outbox each); medians are printed"
+    )
     ns = ap.parse_args()
     n = ns.messages
     agent_runs: list[float] = []
@@ -155,7 +217,9 @@ def main() -> None:
             t = time.perf_counter()
             msgs = fill(base, n)
             size = sum(len(p) for _, p in msgs) / len(msgs)
-            print(f"outbox filled with {n} summaries ({size:.0f} bytes each) in {time.perf_counter() - t:.1f} s")
+            print(
+                f"outbox filled with {n} summaries ({size:.0f} bytes each) in {time.perf_counter() - t:.1f} s"
+            )
             for i in range(ns.runs):
                 db_path = tmp / f"bench-{i}.sqlite"
                 shutil.copy(base, db_path)  # a fresh copy of the same backlog for every round
@@ -169,8 +233,10 @@ def main() -> None:
                     agent_runs.append(bench_agent(tmp, broker, db_path, n, ns.inflight))
                 db_path.unlink()
                 if ns.runs > 1:
-                    print(f"  run {i + 1}: agent {n / agent_runs[-1]:6.0f} msg/s ({agent_runs[-1]:.2f} s), "
-                          f"bare {n / bare_runs[-1]:6.0f} msg/s ({bare_runs[-1]:.2f} s), ratio {bare_runs[-1] / agent_runs[-1]:.2f}")
+                    print(
+                        f"  run {i + 1}: agent {n / agent_runs[-1]:6.0f} msg/s ({agent_runs[-1]:.2f} s), "
+                        f"bare {n / bare_runs[-1]:6.0f} msg/s ({bare_runs[-1]:.2f} s), ratio {bare_runs[-1] / agent_runs[-1]:.2f}"
+                    )
         finally:
             broker.close()
     agent_s, bare_s = statistics.median(agent_runs), statistics.median(bare_runs)
@@ -178,7 +244,9 @@ def main() -> None:
     ratio = statistics.median(b / a for a, b in zip(agent_runs, bare_runs))
     med = " (medians)" if ns.runs > 1 else ""
     print(f"in-flight window:     {ns.inflight} (paho: {ns.inflight + 2} for both)")
-    print(f"agent outbox drain:   {agent_rate:8.0f} msg/s  (drained {n} in {agent_s:.2f} s, each marked delivered on PUBACK){med}")
+    print(
+        f"agent outbox drain:   {agent_rate:8.0f} msg/s  (drained {n} in {agent_s:.2f} s, each marked delivered on PUBACK){med}"
+    )
     print(f"bare paho QoS 1 loop: {bare_rate:8.0f} msg/s  ({bare_s:.2f} s){med}")
     print(f"ratio agent/bare:     {ratio:8.2f}  (target >= 0.8){med}")
 

@@ -13,22 +13,54 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-CATEGORIES = [(50, "Good"), (100, "Moderate"), (150, "Unhealthy for Sensitive Groups"), (200, "Unhealthy"),
-              (300, "Very Unhealthy"), (500, "Hazardous")]
+CATEGORIES = [
+    (50, "Good"),
+    (100, "Moderate"),
+    (150, "Unhealthy for Sensitive Groups"),
+    (200, "Unhealthy"),
+    (300, "Very Unhealthy"),
+    (500, "Hazardous"),
+]
 
 # (C_lo, C_hi, I_lo, I_hi)
 TABLES: dict[str, dict[str, list[tuple[float, float, int, int]]]] = {
     "epa-2024": {
-        "pm25": [(0.0, 9.0, 0, 50), (9.1, 35.4, 51, 100), (35.5, 55.4, 101, 150), (55.5, 125.4, 151, 200),
-                 (125.5, 225.4, 201, 300), (225.5, 325.4, 301, 500)],
-        "pm10": [(0, 54, 0, 50), (55, 154, 51, 100), (155, 254, 101, 150), (255, 354, 151, 200),
-                 (355, 424, 201, 300), (425, 604, 301, 500)],
+        "pm25": [
+            (0.0, 9.0, 0, 50),
+            (9.1, 35.4, 51, 100),
+            (35.5, 55.4, 101, 150),
+            (55.5, 125.4, 151, 200),
+            (125.5, 225.4, 201, 300),
+            (225.5, 325.4, 301, 500),
+        ],
+        "pm10": [
+            (0, 54, 0, 50),
+            (55, 154, 51, 100),
+            (155, 254, 101, 150),
+            (255, 354, 151, 200),
+            (355, 424, 201, 300),
+            (425, 604, 301, 500),
+        ],
     },
     "epa-2012": {
-        "pm25": [(0.0, 12.0, 0, 50), (12.1, 35.4, 51, 100), (35.5, 55.4, 101, 150), (55.5, 150.4, 151, 200),
-                 (150.5, 250.4, 201, 300), (250.5, 350.4, 301, 400), (350.5, 500.4, 401, 500)],
-        "pm10": [(0, 54, 0, 50), (55, 154, 51, 100), (155, 254, 101, 150), (255, 354, 151, 200),
-                 (355, 424, 201, 300), (425, 504, 301, 400), (505, 604, 401, 500)],
+        "pm25": [
+            (0.0, 12.0, 0, 50),
+            (12.1, 35.4, 51, 100),
+            (35.5, 55.4, 101, 150),
+            (55.5, 150.4, 151, 200),
+            (150.5, 250.4, 201, 300),
+            (250.5, 350.4, 301, 400),
+            (350.5, 500.4, 401, 500),
+        ],
+        "pm10": [
+            (0, 54, 0, 50),
+            (55, 154, 51, 100),
+            (155, 254, 101, 150),
+            (255, 354, 151, 200),
+            (355, 424, 201, 300),
+            (425, 504, 301, 400),
+            (505, 604, 401, 500),
+        ],
     },
 }
 TABLE_NAMES = tuple(TABLES)
@@ -76,7 +108,13 @@ def aqi(pm25: float | None = None, pm10: float | None = None, table: str = DEFAU
         raise ValueError("give PM2.5 and/or PM10")
     dominant = max(subs, key=lambda k: subs[k])
     value = subs[dominant]
-    return {"aqi": value, "category": category(value), "dominant": dominant, "table": table, "sub_indices": subs}
+    return {
+        "aqi": value,
+        "category": category(value),
+        "dominant": dominant,
+        "table": table,
+        "sub_indices": subs,
+    }
 
 
 def nowcast(hourly: Sequence[float | None], pollutant: str = "pm25") -> float | None:
@@ -91,6 +129,6 @@ def nowcast(hourly: Sequence[float | None], pollutant: str = "pm25") -> float | 
     vals = [x for x in h if x is not None]
     cmax, cmin = max(vals), min(vals)
     w = 0.5 if cmax <= 0 else max(cmin / cmax, 0.5)
-    num = sum((w ** i) * c for i, c in enumerate(h) if c is not None)
-    den = sum(w ** i for i, c in enumerate(h) if c is not None)
+    num = sum((w**i) * c for i, c in enumerate(h) if c is not None)
+    den = sum(w**i for i, c in enumerate(h) if c is not None)
     return truncate(pollutant, num / den)

@@ -19,7 +19,7 @@ from firmware_bridge.events import Message
 class CommandResult:
     command: str
     seq: int
-    status: str               # "ack", "nack" or "timeout" (or "error": the port was closed)
+    status: str  # "ack", "nack" or "timeout" (or "error": the port was closed)
     attempts: int
     reason: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
@@ -41,7 +41,7 @@ class CommandClient:
         self.timeout_s = timeout_s
         self.retries = retries
         self._seq = 0
-        self._lock = threading.Lock()          # one command in flight at a time
+        self._lock = threading.Lock()  # one command in flight at a time
         self._cond = threading.Condition()
         self._answers: dict[int, Message] = {}
         self._waiting: set[int] = set()

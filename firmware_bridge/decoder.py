@@ -40,7 +40,7 @@ class StreamDecoder:
         """Feed bytes; return the messages and errors they completed."""
         mv = memoryview(data)
         for i in range(0, len(mv), SLICE):
-            self._buf += mv[i:i + SLICE]
+            self._buf += mv[i : i + SLICE]
             self._parse()
             if len(self._buf) > self.max_buffer:  # a subclass bug must not grow memory
                 self._skip(len(self._buf) - self.max_buffer)

@@ -8,14 +8,14 @@ stretch of bytes was rejected and where it started in the stream (absolute byte 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 # Quality flags of a measurement (bit mask, stored in readings.quality).
-Q_OUT_OF_RANGE = 1      # the sensor or the decoder says the value is outside the sensor's range
-Q_SENSOR_FAULT = 2      # the sensor reported a fault with this value
-Q_WARMING_UP = 4        # taken while the sensor warms up (e.g. a PMS fan in its first 30 s)
-Q_NO_FIX = 8            # GPS value without a valid fix
-Q_STALE = 16            # the device says the value was not refreshed since its last report
+Q_OUT_OF_RANGE = 1  # the sensor or the decoder says the value is outside the sensor's range
+Q_SENSOR_FAULT = 2  # the sensor reported a fault with this value
+Q_WARMING_UP = 4  # taken while the sensor warms up (e.g. a PMS fan in its first 30 s)
+Q_NO_FIX = 8  # GPS value without a valid fix
+Q_STALE = 16  # the device says the value was not refreshed since its last report
 Q_CLOCK_UNTRUSTED = 32  # the timestamp comes from a system clock that GPS says is off
 
 QUALITY_NAMES = {
@@ -79,10 +79,15 @@ class DecodeError:
         return self.reason == "garbage"
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"type": "error", "reason": self.reason, "offset": self.offset, "length": self.length}
+        d: dict[str, Any] = {
+            "type": "error",
+            "reason": self.reason,
+            "offset": self.offset,
+            "length": self.length,
+        }
         if self.detail:
             d["detail"] = self.detail
         return d
 
 
-Event = Union[Message, DecodeError]
+Event = Message | DecodeError

@@ -52,6 +52,12 @@ class GpsClock:
             recent = age is not None and age <= self.max_age_s
             fix = recent and (self._fix_quality is None or self._fix_quality > 0)
             trusted = None if not fix or self._offset is None else abs(self._offset) <= self.tolerance_s
-            return {"fix": fix, "fix_quality": self._fix_quality, "satellites": self._satellites,
-                    "gps_time": self._gps_time, "offset_s": None if self._offset is None else round(self._offset, 3),
-                    "age_s": None if age is None else round(age, 1), "trusted": trusted}
+            return {
+                "fix": fix,
+                "fix_quality": self._fix_quality,
+                "satellites": self._satellites,
+                "gps_time": self._gps_time,
+                "offset_s": None if self._offset is None else round(self._offset, 3),
+                "age_s": None if age is None else round(age, 1),
+                "trusted": trusted,
+            }

@@ -21,8 +21,17 @@ MAX_WIRE = MAX_FRAME + 1 + 1  # COBS adds one byte per 254 (one here) + the 0x00
 HELLO, READING, HEARTBEAT = 0x01, 0x02, 0x03
 ACK, NACK = 0x10, 0x11
 SET_INTERVAL, SET_RELAY, REBOOT, REQUEST_HELLO = 0x20, 0x21, 0x22, 0x23
-TYPE_NAMES = {HELLO: "hello", READING: "reading", HEARTBEAT: "heartbeat", ACK: "ack", NACK: "nack",
-              SET_INTERVAL: "set_interval", SET_RELAY: "set_relay", REBOOT: "reboot", REQUEST_HELLO: "request_hello"}
+TYPE_NAMES = {
+    HELLO: "hello",
+    READING: "reading",
+    HEARTBEAT: "heartbeat",
+    ACK: "ack",
+    NACK: "nack",
+    SET_INTERVAL: "set_interval",
+    SET_RELAY: "set_relay",
+    REBOOT: "reboot",
+    REQUEST_HELLO: "request_hello",
+}
 TYPE_CODES = {v: k for k, v in TYPE_NAMES.items()}
 COMMANDS = (SET_INTERVAL, SET_RELAY, REBOOT, REQUEST_HELLO)
 
@@ -56,6 +65,7 @@ class ProtocolError(ValueError):
 
 
 # -- CRC and COBS ----------------------------------------------------------------------------------
+
 
 def _crc_table() -> list[int]:
     table = []
@@ -109,7 +119,7 @@ def cobs_decode(data: bytes) -> bytes:
         end = i + code
         if end > n:
             raise ProtocolError("bad_frame", "COBS block runs past the end of the frame")
-        block = data[i + 1:end]
+        block = data[i + 1 : end]
         if 0 in block:
             raise ProtocolError("bad_frame", "0x00 inside a COBS block")
         out += block
@@ -120,6 +130,7 @@ def cobs_decode(data: bytes) -> bytes:
 
 
 # -- frames ----------------------------------------------------------------------------------------
+
 
 def encode_frame(msg_type: int, seq: int, payload: bytes = b"", version: int = VERSION) -> bytes:
     """The unencoded frame: header, payload and CRC."""
@@ -145,11 +156,14 @@ def decode_frame(frame: bytes) -> tuple[int, int, bytes]:
     if version != VERSION:
         raise ProtocolError("bad_version", f"protocol version {version}, expected {VERSION}")
     if n != len(frame) - HEADER_LEN - 2:
-        raise ProtocolError("bad_length", f"length field {n}, payload has {len(frame) - HEADER_LEN - 2} bytes")
+        raise ProtocolError(
+            "bad_length", f"length field {n}, payload has {len(frame) - HEADER_LEN - 2} bytes"
+        )
     return msg_type, seq, frame[HEADER_LEN:-2]
 
 
 # -- payloads --------------------------------------------------------------------------------------
+
 
 def _metric(code: int) -> str:
     return METRICS.get(code, (f"metric_{code}", ""))[0]
@@ -160,11 +174,24 @@ def encode_payload(msg_type: int, f: dict[str, Any]) -> bytes:
     if msg_type == HELLO:
         major, minor, patch = (int(x) for x in f["firmware"].split("."))
         inv = b"".join(bytes([c["channel"], METRIC_CODES[c["metric"]]]) for c in f["channels"])
-        return struct.pack("<BBBBIBB", f["protocol"], major, minor, patch, f["interval_ms"], f["relays"],
-                           len(f["channels"])) + inv
+        return (
+            struct.pack(
+                "<BBBBIBB",
+                f["protocol"],
+                major,
+                minor,
+                patch,
+                f["interval_ms"],
+                f["relays"],
+                len(f["channels"]),
+            )
+            + inv
+        )
     if msg_type == READING:
-        vals = b"".join(struct.pack("<BBBf", v["channel"], METRIC_CODES[v["metric"]], v.get("flags", 0), v["value"])
-                        for v in f["values"])
+        vals = b"".join(
+            struct.pack("<BBBf", v["channel"], METRIC_CODES[v["metric"]], v.get("flags", 0), v["value"])
+            for v in f["values"]
+        )
         return struct.pack("<IB", f["uptime_ms"], len(f["values"])) + vals
     if msg_type == HEARTBEAT:
         return struct.pack("<IHB", f["uptime_ms"], f["rx_errors"], f["status"])
@@ -200,8 +227,13 @@ def _decode_payload(t: int, p: bytes) -> dict[str, Any]:
         proto, major, minor, patch, interval, relays, n = struct.unpack_from("<BBBBIBB", p)
         exact(10 + 2 * n)
         chans = [{"channel": p[10 + 2 * i], "metric": _metric(p[11 + 2 * i])} for i in range(n)]
-        return {"protocol": proto, "firmware": f"{major}.{minor}.{patch}", "interval_ms": interval,
-                "relays": relays, "channels": chans}
+        return {
+            "protocol": proto,
+            "firmware": f"{major}.{minor}.{patch}",
+            "interval_ms": interval,
+            "relays": relays,
+            "channels": chans,
+        }
     if t == READING:
         uptime, n = struct.unpack_from("<IB", p)
         exact(5 + 7 * n)

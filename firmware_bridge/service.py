@@ -30,24 +30,48 @@ HEALTH_WRITE_S = 10.0
 class SensorWorker:
     """One sensor's thread. ``health()`` and ``last_progress`` may be read from any thread."""
 
-    def __init__(self, cfg: SensorConfig, writer: Any, clock: GpsClock | None = None,
-                 health_write_s: float = HEALTH_WRITE_S) -> None:
+    def __init__(
+        self,
+        cfg: SensorConfig,
+        writer: Any,
+        clock: GpsClock | None = None,
+        health_write_s: float = HEALTH_WRITE_S,
+    ) -> None:
         self.cfg = cfg
         self.writer = writer
         self.clock = clock
         self.health_write_s = health_write_s
-        self.transport = SerialTransport(cfg.port, cfg.effective_baud, bytesize=cfg.bytesize, parity=cfg.parity,
-                                         stopbits=cfg.stopbits, exclusive=cfg.exclusive)
+        self.transport = SerialTransport(
+            cfg.port,
+            cfg.effective_baud,
+            bytesize=cfg.bytesize,
+            parity=cfg.parity,
+            stopbits=cfg.stopbits,
+            exclusive=cfg.exclusive,
+        )
         self.driver = make_driver(cfg.driver, cfg)
-        self.commands = CommandClient(self.transport.write, timeout_s=cfg.command_timeout_s,
-                                      retries=cfg.command_retries) if cfg.driver == "mcu" else None
+        self.commands = (
+            CommandClient(self.transport.write, timeout_s=cfg.command_timeout_s, retries=cfg.command_retries)
+            if cfg.driver == "mcu"
+            else None
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_progress = time.monotonic()
-        self._h: dict[str, Any] = {"connected": False, "last_reading_ts": None, "frames_ok": 0, "frames_bad": 0,
-                                   "resyncs": 0, "reconnects": 0, "last_error": None, "bytes_read": 0,
-                                   "bytes_discarded": 0, "rows_dropped": 0, "errors_by_reason": {},
-                                   "port_resolved": None}
+        self._h: dict[str, Any] = {
+            "connected": False,
+            "last_reading_ts": None,
+            "frames_ok": 0,
+            "frames_bad": 0,
+            "resyncs": 0,
+            "reconnects": 0,
+            "last_error": None,
+            "bytes_read": 0,
+            "bytes_discarded": 0,
+            "rows_dropped": 0,
+            "errors_by_reason": {},
+            "port_resolved": None,
+        }
         self._ever_connected = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -120,7 +144,9 @@ class SensorWorker:
         for data in self.driver.startup_commands():
             self.transport.write(data)
         if self.commands is not None:
-            threading.Thread(target=self._mcu_setup, name=f"sensor-{self.cfg.name}-setup", daemon=True).start()
+            threading.Thread(
+                target=self._mcu_setup, name=f"sensor-{self.cfg.name}-setup", daemon=True
+            ).start()
 
     def _mcu_setup(self) -> None:
         """Ask the MCU who it is and set its interval (answers arrive through the sensor thread)."""
@@ -185,8 +211,10 @@ class SensorWorker:
 
     def _write_health(self) -> None:
         h, cfg = self.health(), self.cfg
-        self.writer.submit_fn(lambda conn: upsert_health(conn, cfg.name, cfg.driver, cfg.port, h, time.time()),
-                              kind="sensor_health")
+        self.writer.submit_fn(
+            lambda conn: upsert_health(conn, cfg.name, cfg.driver, cfg.port, h, time.time()),
+            kind="sensor_health",
+        )
 
 
 class SensorService:
@@ -198,8 +226,12 @@ class SensorService:
         self.clock = GpsClock(tolerance_s=tol)
         self.workers = {s.name: SensorWorker(s, writer, self.clock) for s in self.sensors}
         for s in self.sensors:
-            summary.configure_sensor(s.name, aqi_table=s.aqi_table, aqi_nowcast=s.aqi_nowcast,
-                                     clock_tolerance_s=s.clock_tolerance_s)
+            summary.configure_sensor(
+                s.name,
+                aqi_table=s.aqi_table,
+                aqi_nowcast=s.aqi_nowcast,
+                clock_tolerance_s=s.clock_tolerance_s,
+            )
 
     def start(self) -> None:
         for w in self.workers.values():

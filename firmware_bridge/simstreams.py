@@ -13,8 +13,7 @@ import random
 import time
 
 from firmware_bridge import protocol as p
-from firmware_bridge.drivers import make_driver
-from firmware_bridge.drivers import nmea, pms5003, sds011
+from firmware_bridge.drivers import make_driver, nmea, pms5003, sds011
 from firmware_bridge.events import Message
 
 
@@ -30,7 +29,7 @@ def corrupt(frame: bytes, rng: random.Random, noise: float) -> bytes:
         out = out[: rng.randint(1, max(1, len(out) - 1))]
     elif r < noise:
         i = rng.randrange(len(out))
-        out = out[:i] + bytes([out[i] ^ (1 << rng.randrange(8))]) + out[i + 1:]
+        out = out[:i] + bytes([out[i] ^ (1 << rng.randrange(8))]) + out[i + 1 :]
     return out
 
 
@@ -65,9 +64,17 @@ class PmsModel(DeviceModel):
     def frame(self) -> bytes:
         self.pm25 = self._walk(self.pm25, 1, 150, 2.0)
         pm25 = int(self.pm25)
-        v = {"pm1_0": int(pm25 * 0.7), "pm2_5": pm25, "pm10": int(pm25 * 1.4) + 1,
-             "count_0_3um": pm25 * 180, "count_0_5um": pm25 * 52, "count_1_0um": pm25 * 9,
-             "count_2_5um": pm25, "count_5_0um": pm25 // 4, "count_10um": pm25 // 12}
+        v = {
+            "pm1_0": int(pm25 * 0.7),
+            "pm2_5": pm25,
+            "pm10": int(pm25 * 1.4) + 1,
+            "count_0_3um": pm25 * 180,
+            "count_0_5um": pm25 * 52,
+            "count_1_0um": pm25 * 9,
+            "count_2_5um": pm25,
+            "count_5_0um": pm25 // 4,
+            "count_10um": pm25 // 12,
+        }
         v.update({"pm1_0_cf1": v["pm1_0"], "pm2_5_cf1": pm25, "pm10_cf1": v["pm10"]})
         return pms5003.encode_frame(v)
 
@@ -120,8 +127,8 @@ class SdsModel(DeviceModel):
                 if i < 0:
                     self._in.clear()
                 break
-            c = bytes(self._in[i:i + 19])
-            del self._in[:i + 19]
+            c = bytes(self._in[i : i + 19])
+            del self._in[: i + 19]
             if c[-1] != 0xAB or sum(c[2:17]) & 0xFF != c[17]:
                 continue
             cmd, b1, b2 = c[2], c[3], c[4]
@@ -222,10 +229,21 @@ class McuModel(DeviceModel):
         return data
 
     def hello(self) -> bytes:
-        chans = [{"channel": 0, "metric": m} for m in ("noise_laeq", "temperature", "humidity", "tamper", "supply_voltage")]
+        chans = [
+            {"channel": 0, "metric": m}
+            for m in ("noise_laeq", "temperature", "humidity", "tamper", "supply_voltage")
+        ]
         chans += [{"channel": 0, "metric": "loop_count"}, {"channel": 1, "metric": "loop_count"}]
-        return self._send("hello", {"protocol": 1, "firmware": "1.4.2", "interval_ms": self.interval_ms,
-                                    "relays": len(self.relays), "channels": chans})
+        return self._send(
+            "hello",
+            {
+                "protocol": 1,
+                "firmware": "1.4.2",
+                "interval_ms": self.interval_ms,
+                "relays": len(self.relays),
+                "channels": chans,
+            },
+        )
 
     def start(self) -> bytes:
         return b"\x00" + self.hello()
@@ -236,12 +254,22 @@ class McuModel(DeviceModel):
     def tick(self) -> bytes:
         self.noise_db = self._walk(self.noise_db, 40, 95, 3)
         self.temp = self._walk(self.temp, -10, 45, 0.1)
-        vals = [("noise_laeq", 0, round(self.noise_db, 1)), ("temperature", 0, round(self.temp, 2)),
-                ("humidity", 0, 55.0), ("loop_count", 0, float(self.rng.randint(0, 3))),
-                ("loop_count", 1, float(self.rng.randint(0, 2))), ("tamper", 0, 0.0),
-                ("supply_voltage", 0, round(12.1 + self.rng.uniform(-0.2, 0.2), 2))]
-        out = self._send("reading", {"uptime_ms": self.uptime(),
-                                     "values": [{"channel": c, "metric": m, "flags": 0, "value": v} for m, c, v in vals]})
+        vals = [
+            ("noise_laeq", 0, round(self.noise_db, 1)),
+            ("temperature", 0, round(self.temp, 2)),
+            ("humidity", 0, 55.0),
+            ("loop_count", 0, float(self.rng.randint(0, 3))),
+            ("loop_count", 1, float(self.rng.randint(0, 2))),
+            ("tamper", 0, 0.0),
+            ("supply_voltage", 0, round(12.1 + self.rng.uniform(-0.2, 0.2), 2)),
+        ]
+        out = self._send(
+            "reading",
+            {
+                "uptime_ms": self.uptime(),
+                "values": [{"channel": c, "metric": m, "flags": 0, "value": v} for m, c, v in vals],
+            },
+        )
         if time.monotonic() >= self.next_heartbeat:
             self.next_heartbeat = time.monotonic() + 5
             out += self._send("heartbeat", {"uptime_ms": self.uptime(), "rx_errors": 0, "status": 0})
@@ -291,8 +319,14 @@ class McuModel(DeviceModel):
 
 
 def make_model(device: str, rng: random.Random, **kw) -> DeviceModel:
-    models = {"pms5003": PmsModel, "pms7003": PmsModel, "sds011": SdsModel, "nmea": NmeaModel,
-              "ops243": Ops243Model, "mcu": McuModel}
+    models = {
+        "pms5003": PmsModel,
+        "pms7003": PmsModel,
+        "sds011": SdsModel,
+        "nmea": NmeaModel,
+        "ops243": Ops243Model,
+        "mcu": McuModel,
+    }
     if device not in models:
         raise ValueError(f"unknown device {device!r}")
     return models[device](rng, **kw) if device == "mcu" else models[device](rng)

@@ -95,9 +95,19 @@ class Simulator:
         model_options: extra options of the device model (mcu: ignore_commands, silent).
     """
 
-    def __init__(self, device: str, link: str | Path, *, noise: float = 0.0, unplug_every_s: float = 0.0,
-                 unplug_for_s: float = 1.0, rate: float | None = None, seed: int | None = None,
-                 duration_s: float | None = None, model_options: dict | None = None) -> None:
+    def __init__(
+        self,
+        device: str,
+        link: str | Path,
+        *,
+        noise: float = 0.0,
+        unplug_every_s: float = 0.0,
+        unplug_for_s: float = 1.0,
+        rate: float | None = None,
+        seed: int | None = None,
+        duration_s: float | None = None,
+        model_options: dict | None = None,
+    ) -> None:
         self.device = device
         self.rng = random.Random(seed)
         self.model = make_model(device, self.rng, **(model_options or {}))
@@ -112,9 +122,11 @@ class Simulator:
         self._thread: threading.Thread | None = None
         self.received = bytearray()
 
-    def start(self) -> "Simulator":
+    def start(self) -> Simulator:
         self.pty.plug()
-        self._thread = threading.Thread(target=self.run, kwargs={"plugged": True}, name=f"sim-{self.device}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.run, kwargs={"plugged": True}, name=f"sim-{self.device}", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -55,7 +55,9 @@ register_migrations(
 )
 
 
-def reading_rows(sensor: str, messages: Iterable[Message], ts: float, extra_quality: int = 0) -> list[dict[str, Any]]:
+def reading_rows(
+    sensor: str, messages: Iterable[Message], ts: float, extra_quality: int = 0
+) -> list[dict[str, Any]]:
     """Rows for ``readings`` from decoded messages received at ``ts`` (epoch seconds).
     Non-finite values are dropped (SQLite would store them as NULL)."""
     stamp = iso_utc(ts)
@@ -64,12 +66,22 @@ def reading_rows(sensor: str, messages: Iterable[Message], ts: float, extra_qual
         for m in msg.measurements:
             if not math.isfinite(m.value):
                 continue
-            rows.append({"ts": stamp, "sensor": sensor, "metric": m.metric, "value": float(m.value),
-                         "unit": m.unit, "quality": m.quality | extra_quality})
+            rows.append(
+                {
+                    "ts": stamp,
+                    "sensor": sensor,
+                    "metric": m.metric,
+                    "value": float(m.value),
+                    "unit": m.unit,
+                    "quality": m.quality | extra_quality,
+                }
+            )
     return rows
 
 
-def upsert_health(conn: sqlite3.Connection, sensor: str, driver: str, port: str, h: dict[str, Any], ts: float) -> None:
+def upsert_health(
+    conn: sqlite3.Connection, sensor: str, driver: str, port: str, h: dict[str, Any], ts: float
+) -> None:
     """Write one sensor's health snapshot (run in the writer thread)."""
     core = ("connected", "last_reading_ts", "frames_ok", "frames_bad", "resyncs", "reconnects", "last_error")
     detail = {k: v for k, v in h.items() if k not in core}
@@ -80,8 +92,20 @@ def upsert_health(conn: sqlite3.Connection, sensor: str, driver: str, port: str,
         " connected=excluded.connected, last_reading_ts=excluded.last_reading_ts, frames_ok=excluded.frames_ok,"
         " frames_bad=excluded.frames_bad, resyncs=excluded.resyncs, reconnects=excluded.reconnects,"
         " last_error=excluded.last_error, detail=excluded.detail",
-        (sensor, driver, port, iso_utc(ts), int(bool(h["connected"])), h["last_reading_ts"], h["frames_ok"],
-         h["frames_bad"], h["resyncs"], h["reconnects"], h["last_error"], json.dumps(detail, default=str)),
+        (
+            sensor,
+            driver,
+            port,
+            iso_utc(ts),
+            int(bool(h["connected"])),
+            h["last_reading_ts"],
+            h["frames_ok"],
+            h["frames_bad"],
+            h["resyncs"],
+            h["reconnects"],
+            h["last_error"],
+            json.dumps(detail, default=str),
+        ),
     )
 
 

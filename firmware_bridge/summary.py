@@ -23,16 +23,29 @@ _SETTINGS: dict[str, dict[str, Any]] = {}
 _LOCK = threading.Lock()
 
 
-def configure_sensor(name: str, *, aqi_table: str = aqi_mod.DEFAULT_TABLE, aqi_nowcast: bool = False,
-                     clock_tolerance_s: float = 2.0) -> None:
+def configure_sensor(
+    name: str,
+    *,
+    aqi_table: str = aqi_mod.DEFAULT_TABLE,
+    aqi_nowcast: bool = False,
+    clock_tolerance_s: float = 2.0,
+) -> None:
     """Per-sensor summary settings (the service sets them from the config)."""
     with _LOCK:
-        _SETTINGS[name] = {"aqi_table": aqi_table, "aqi_nowcast": aqi_nowcast, "clock_tolerance_s": clock_tolerance_s}
+        _SETTINGS[name] = {
+            "aqi_table": aqi_table,
+            "aqi_nowcast": aqi_nowcast,
+            "clock_tolerance_s": clock_tolerance_s,
+        }
 
 
 def _settings(name: str) -> dict[str, Any]:
     with _LOCK:
-        return dict(_SETTINGS.get(name, {"aqi_table": aqi_mod.DEFAULT_TABLE, "aqi_nowcast": False, "clock_tolerance_s": 2.0}))
+        return dict(
+            _SETTINGS.get(
+                name, {"aqi_table": aqi_mod.DEFAULT_TABLE, "aqi_nowcast": False, "clock_tolerance_s": 2.0}
+            )
+        )
 
 
 def metric_stats(conn: sqlite3.Connection, start: str, end: str) -> dict[str, dict[str, dict[str, Any]]]:
@@ -52,8 +65,14 @@ def metric_stats(conn: sqlite3.Connection, start: str, end: str) -> dict[str, di
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for sensor, metric, unit, count, flagged, vmin, vmean, vmax, last in rows:
         out.setdefault(sensor, {})[metric] = {
-            "count": count, "flagged": flagged or 0, "min": vmin,
-            "mean": None if vmean is None else round(vmean, 4), "max": vmax, "last": last, "unit": unit}
+            "count": count,
+            "flagged": flagged or 0,
+            "min": vmin,
+            "mean": None if vmean is None else round(vmean, 4),
+            "max": vmax,
+            "last": last,
+            "unit": unit,
+        }
     return out
 
 
@@ -62,18 +81,27 @@ def _hourly_means(conn: sqlite3.Connection, sensor: str, metric: str, end: str) 
     out: list[float | None] = []
     for h in range(12):
         a, b = iso_utc(end_t - (h + 1) * 3600), iso_utc(end_t - h * 3600)
-        v = conn.execute(f"SELECT AVG(value) FROM readings WHERE sensor=? AND metric=? AND ts>=? AND ts<?"
-                         f" AND (quality & {BAD}) = 0", (sensor, metric, a, b)).fetchone()[0]
+        v = conn.execute(
+            f"SELECT AVG(value) FROM readings WHERE sensor=? AND metric=? AND ts>=? AND ts<?"
+            f" AND (quality & {BAD}) = 0",
+            (sensor, metric, a, b),
+        ).fetchone()[0]
         out.append(v)
     return out
 
 
-def sensor_aqi(conn: sqlite3.Connection, sensor: str, metrics: dict[str, dict[str, Any]], end: str) -> dict | None:
+def sensor_aqi(
+    conn: sqlite3.Connection, sensor: str, metrics: dict[str, dict[str, Any]], end: str
+) -> dict | None:
     s = _settings(sensor)
     table = s["aqi_table"]
     if s["aqi_nowcast"]:
-        pm25 = aqi_mod.nowcast(_hourly_means(conn, sensor, "pm2_5", end), "pm25") if "pm2_5" in metrics else None
-        pm10 = aqi_mod.nowcast(_hourly_means(conn, sensor, "pm10", end), "pm10") if "pm10" in metrics else None
+        pm25 = (
+            aqi_mod.nowcast(_hourly_means(conn, sensor, "pm2_5", end), "pm25") if "pm2_5" in metrics else None
+        )
+        pm10 = (
+            aqi_mod.nowcast(_hourly_means(conn, sensor, "pm10", end), "pm10") if "pm10" in metrics else None
+        )
         basis = "nowcast"
     else:
         pm25 = metrics.get("pm2_5", {}).get("mean")
@@ -89,8 +117,12 @@ def sensor_aqi(conn: sqlite3.Connection, sensor: str, metrics: dict[str, dict[st
 def sensors_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str, Any] | None:
     try:
         stats = metric_stats(conn, start, end)
-        health = {r[0]: r for r in conn.execute(
-            "SELECT sensor, driver, connected, frames_ok, frames_bad, resyncs, reconnects, last_error, detail FROM sensor_health")}
+        health = {
+            r[0]: r
+            for r in conn.execute(
+                "SELECT sensor, driver, connected, frames_ok, frames_bad, resyncs, reconnects, last_error, detail FROM sensor_health"
+            )
+        }
     except sqlite3.OperationalError:  # the sensors tables do not exist in this database
         return None
     if not stats and not health:
@@ -100,8 +132,15 @@ def sensors_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str,
         entry: dict[str, Any] = {"metrics": stats.get(name, {})}
         if name in health:
             _, driver, connected, ok, bad, resyncs, reconnects, last_error, detail = health[name]
-            entry["health"] = {"driver": driver, "connected": bool(connected), "frames_ok": ok, "frames_bad": bad,
-                               "resyncs": resyncs, "reconnects": reconnects, "last_error": last_error}
+            entry["health"] = {
+                "driver": driver,
+                "connected": bool(connected),
+                "frames_ok": ok,
+                "frames_bad": bad,
+                "resyncs": resyncs,
+                "reconnects": reconnects,
+                "last_error": last_error,
+            }
         out["sensors"][name] = entry
         a = sensor_aqi(conn, name, stats.get(name, {}), end)
         if a:
@@ -110,9 +149,14 @@ def sensors_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str,
         if "gps_fix_quality" in m or "clock_offset_s" in m:
             off = m.get("clock_offset_s", {}).get("last")
             tol = _settings(name)["clock_tolerance_s"]
-            out["gps"] = {"sensor": name, "fix_quality": m.get("gps_fix_quality", {}).get("last"),
-                          "satellites": m.get("gps_satellites", {}).get("last"), "hdop": m.get("gps_hdop", {}).get("last"),
-                          "clock_offset_s": off, "clock_trusted": None if off is None else abs(off) <= tol}
+            out["gps"] = {
+                "sensor": name,
+                "fix_quality": m.get("gps_fix_quality", {}).get("last"),
+                "satellites": m.get("gps_satellites", {}).get("last"),
+                "hdop": m.get("gps_hdop", {}).get("last"),
+                "clock_offset_s": off,
+                "clock_trusted": None if off is None else abs(off) <= tol,
+            }
     return out
 
 

@@ -13,8 +13,13 @@ import threading
 
 import serial
 
-_PARITY = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD,
-           "M": serial.PARITY_MARK, "S": serial.PARITY_SPACE}
+_PARITY = {
+    "N": serial.PARITY_NONE,
+    "E": serial.PARITY_EVEN,
+    "O": serial.PARITY_ODD,
+    "M": serial.PARITY_MARK,
+    "S": serial.PARITY_SPACE,
+}
 _STOPBITS = {1: serial.STOPBITS_ONE, 1.5: serial.STOPBITS_ONE_POINT_FIVE, 2: serial.STOPBITS_TWO}
 
 
@@ -43,8 +48,17 @@ class SerialTransport:
     """One serial port. ``read()`` returns b'' on a quiet line and raises TransportError when the
     device is gone. Writes are serialised by a lock (commands come from other threads)."""
 
-    def __init__(self, port: str, baud: int, *, bytesize: int = 8, parity: str = "N", stopbits: float = 1,
-                 exclusive: bool = True, read_timeout_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        port: str,
+        baud: int,
+        *,
+        bytesize: int = 8,
+        parity: str = "N",
+        stopbits: float = 1,
+        exclusive: bool = True,
+        read_timeout_s: float = 0.1,
+    ) -> None:
         self.port = port
         self.baud = baud
         self.bytesize, self.parity, self.stopbits = bytesize, parity, stopbits

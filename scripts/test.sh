@@ -29,4 +29,9 @@ fi
 
 export EDGE_AGENT_MIRROR=${EDGE_AGENT_MIRROR:-../shared/assets}
 export PYTHONUNBUFFERED=1
+
+# Linters first (configured in pyproject.toml): a lint or format error fails the run.
+echo "ruff check + ruff format --check"
+.venv/bin/ruff check -q .
+.venv/bin/ruff format --check -q .
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -56,15 +56,27 @@ def db_path(tmp_path) -> Path:
     return tmp_path / "agent.sqlite"
 
 
-def run_cli(*args: str, timeout: float = 120, env: dict | None = None, cwd: str | Path | None = None,
-            input: str | bytes | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str,
+    timeout: float = 120,
+    env: dict | None = None,
+    cwd: str | Path | None = None,
+    input: str | bytes | None = None,
+) -> subprocess.CompletedProcess:
     """Run `edge-agent ARGS` in a subprocess (the real entry point) and return the result."""
     e = dict(os.environ)
     e.setdefault("EDGE_AGENT_MIRROR", str(mirror_dir()))
     if env:
         e.update(env)
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=isinstance(input, str) or input is None,
-                          timeout=timeout, env=e, cwd=cwd or ROOT, input=input)
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        capture_output=True,
+        text=isinstance(input, str) or input is None,
+        timeout=timeout,
+        env=e,
+        cwd=cwd or ROOT,
+        input=input,
+    )
 
 
 @pytest.fixture

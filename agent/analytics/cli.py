@@ -28,8 +28,11 @@ def parse_duration(text: str) -> float:
 
 def volumes(conn: sqlite3.Connection, since_ts: float, bin_s: int, camera: str | None = None) -> list[dict]:
     """Crossings since ``since_ts`` grouped into UTC-aligned bins of ``bin_s`` seconds."""
-    q = ("SELECT camera, line, direction, class, ts FROM crossings WHERE ts >= ?" + (" AND camera = ?" if camera else "")
-         + " ORDER BY ts")
+    q = (
+        "SELECT camera, line, direction, class, ts FROM crossings WHERE ts >= ?"
+        + (" AND camera = ?" if camera else "")
+        + " ORDER BY ts"
+    )
     args: tuple = (iso_utc(since_ts), camera) if camera else (iso_utc(since_ts),)
     from agent.analytics.store import parse_iso
 
@@ -37,8 +40,18 @@ def volumes(conn: sqlite3.Connection, since_ts: float, bin_s: int, camera: str |
     for cam, line, d, cls, ts in conn.execute(q, args):
         b = int(parse_iso(ts) // bin_s * bin_s)
         out[(b, cam, line, d, cls)] = out.get((b, cam, line, d, cls), 0) + 1
-    return [{"bin_start": iso_utc(b), "bin_minutes": bin_s / 60, "camera": cam, "line": line, "direction": d,
-             "class": cls, "count": n} for (b, cam, line, d, cls), n in sorted(out.items())]
+    return [
+        {
+            "bin_start": iso_utc(b),
+            "bin_minutes": bin_s / 60,
+            "camera": cam,
+            "line": line,
+            "direction": d,
+            "class": cls,
+            "count": n,
+        }
+        for (b, cam, line, d, cls), n in sorted(out.items())
+    ]
 
 
 @click.command("counts")
@@ -47,8 +60,16 @@ def volumes(conn: sqlite3.Connection, since_ts: float, bin_s: int, camera: str |
 @click.option("--camera", default=None, callback=check_name, help="Only this camera.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of a table.")
 @source_options
-def counts_cmd(since: str, bin_: str, camera: str | None, as_json: bool, config: str | None, url: str | None,
-               db: str | None, offline: bool) -> None:
+def counts_cmd(
+    since: str,
+    bin_: str,
+    camera: str | None,
+    as_json: bool,
+    config: str | None,
+    url: str | None,
+    db: str | None,
+    offline: bool,
+) -> None:
     """Vehicle and pedestrian counts per line, direction and class, in bins.
 
     Asks the running agent's API (found through --config); when it does not answer, reads the
@@ -59,19 +80,27 @@ def counts_cmd(since: str, bin_: str, camera: str | None, as_json: bool, config:
     if not 1 <= bin_s <= MAX_SPAN_S:
         raise click.BadParameter("must be between 1s and 400d", param_hint="--bin")
     start = since_param(since_s)
-    doc, _ = query(config, url, db, offline, "counts", lambda src: src.counts(since=start, bin_s=bin_s, camera=camera))
+    doc, _ = query(
+        config, url, db, offline, "counts", lambda src: src.counts(since=start, bin_s=bin_s, camera=camera)
+    )
     if doc.get("note"):
         click.echo(f"note: {doc['note']}", err=True)
     rows = doc["items"]
     if as_json:
-        click.echo(json.dumps({"since": doc["since"], "bin_minutes": doc["bin_seconds"] / 60, "rows": rows}, indent=2))
+        click.echo(
+            json.dumps(
+                {"since": doc["since"], "bin_minutes": doc["bin_seconds"] / 60, "rows": rows}, indent=2
+            )
+        )
         return
     if not rows:
         click.echo(f"no crossings in the last {since}")
         return
     click.echo(f"{'bin start (UTC)':24} {'camera':12} {'line':12} {'direction':12} {'class':10} {'count':>6}")
     for r in rows:
-        click.echo(f"{r['bin_start']:24} {r['camera']:12} {r['line']:12} {r['direction']:12} {r['class']:10} {r['count']:>6}")
+        click.echo(
+            f"{r['bin_start']:24} {r['camera']:12} {r['line']:12} {r['direction']:12} {r['class']:10} {r['count']:>6}"
+        )
 
 
 commands = [counts_cmd]

@@ -22,27 +22,86 @@ DEFAULT_CLASSES = ["car", "truck", "bus", "motorcycle", "bicycle", "person"]
 
 
 class TrackerConfig(Section):
-    high_threshold: float = Field(0.5, ge=0, le=1, description="Detections at or above this score are matched first and may start tracks (ByteTrack's high pass).")
-    low_threshold: float = Field(0.2, ge=0, le=1, description="Detections between this and high_threshold only extend existing tracks (ByteTrack's low pass). Set the camera's threshold at or below it so low-score detections reach the tracker.")
-    new_track_threshold: float = Field(0.55, ge=0, le=1, description="Least score of an unmatched detection that starts a new track.")
-    match_iou: float = Field(0.2, ge=0, le=1, description="Least overlap (IoU) between a track's predicted box and a high-score detection to match them.")
+    high_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Detections at or above this score are matched first and may start tracks (ByteTrack's high pass).",
+    )
+    low_threshold: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Detections between this and high_threshold only extend existing tracks (ByteTrack's low pass). Set the camera's threshold at or below it so low-score detections reach the tracker.",
+    )
+    new_track_threshold: float = Field(
+        0.55, ge=0, le=1, description="Least score of an unmatched detection that starts a new track."
+    )
+    match_iou: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Least overlap (IoU) between a track's predicted box and a high-score detection to match them.",
+    )
     low_match_iou: float = Field(0.5, ge=0, le=1, description="Least overlap for the low-score pass.")
-    max_center_dist: float = Field(1.0, ge=0, description="Fallback match for fast objects at low frame rates: centre distance at most this many box diagonals (0: off).")
-    max_overlap: float = Field(0.7, gt=0, le=1, description="A detection whose box lies this much (intersection over the smaller box) inside a higher-scoring one is a duplicate: it neither matches nor starts a track (1: off).")
-    lost_timeout_s: float = Field(1.5, gt=0, description="A track unseen this long is closed (it survives occlusions shorter than this).")
-    min_hits: int = Field(2, ge=1, description="Detections a new track needs before it is confirmed (counted and given to the pipeline).")
-    class_agnostic: bool = Field(True, description="Match detections to tracks whatever their labels (a truck seen as a bus keeps its track); the class is the track's majority vote.")
+    max_center_dist: float = Field(
+        1.0,
+        ge=0,
+        description="Fallback match for fast objects at low frame rates: centre distance at most this many box diagonals (0: off).",
+    )
+    max_overlap: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description="A detection whose box lies this much (intersection over the smaller box) inside a higher-scoring one is a duplicate: it neither matches nor starts a track (1: off).",
+    )
+    lost_timeout_s: float = Field(
+        1.5,
+        gt=0,
+        description="A track unseen this long is closed (it survives occlusions shorter than this).",
+    )
+    min_hits: int = Field(
+        2,
+        ge=1,
+        description="Detections a new track needs before it is confirmed (counted and given to the pipeline).",
+    )
+    class_agnostic: bool = Field(
+        True,
+        description="Match detections to tracks whatever their labels (a truck seen as a bus keeps its track); the class is the track's majority vote.",
+    )
 
 
 class LineConfig(Section):
     name: str = Field(..., pattern=NAME_PATTERN, description="Line name (a key in counts and summaries).")
-    points: list[Point] = Field(..., min_length=2, max_length=2, description="The two ends [[x1, y1], [x2, y2]]. The first direction is crossing towards the right-hand side of the line walked from its first point to its second (for a line drawn left to right: moving down the image).")
+    points: list[Point] = Field(
+        ...,
+        min_length=2,
+        max_length=2,
+        description="The two ends [[x1, y1], [x2, y2]]. The first direction is crossing towards the right-hand side of the line walked from its first point to its second (for a line drawn left to right: moving down the image).",
+    )
     units: Units = Field("auto", description="px, norm (0..1 of the frame) or auto.")
-    directions: tuple[str, str] = Field(("forward", "backward"), description="Names of the two crossing directions (first: towards the right-hand side, see points).")
-    classes: list[str] = Field(default_factory=lambda: list(DEFAULT_CLASSES), description="Labels counted by this line.")
-    anchor: Anchor = Field("bottom_center", description="Point of the box that crosses: bottom_center (where the object meets the ground) or center.")
-    hysteresis_px: float = Field(6.0, ge=0, description="A side of the line is only taken once the anchor is this far from it (pixels)...")
-    hysteresis_rel: float = Field(0.1, ge=0, le=1, description="... or this fraction of the box height, whichever is larger. Jitter inside this band never counts.")
+    directions: tuple[str, str] = Field(
+        ("forward", "backward"),
+        description="Names of the two crossing directions (first: towards the right-hand side, see points).",
+    )
+    classes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CLASSES), description="Labels counted by this line."
+    )
+    anchor: Anchor = Field(
+        "bottom_center",
+        description="Point of the box that crosses: bottom_center (where the object meets the ground) or center.",
+    )
+    hysteresis_px: float = Field(
+        6.0,
+        ge=0,
+        description="A side of the line is only taken once the anchor is this far from it (pixels)...",
+    )
+    hysteresis_rel: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="... or this fraction of the box height, whichever is larger. Jitter inside this band never counts.",
+    )
 
     @field_validator("directions")
     @classmethod
@@ -54,42 +113,94 @@ class LineConfig(Section):
 
 class ZoneConfig(Section):
     name: str = Field(..., pattern=NAME_PATTERN, description="Zone name.")
-    points: list[Point] = Field(..., min_length=3, description="Polygon corners [[x, y], ...] (at least three).")
+    points: list[Point] = Field(
+        ..., min_length=3, description="Polygon corners [[x, y], ...] (at least three)."
+    )
     units: Units = Field("auto", description="px, norm (0..1 of the frame) or auto.")
-    classes: list[str] = Field(default_factory=lambda: list(DEFAULT_CLASSES), description="Labels that occupy the zone.")
+    classes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CLASSES), description="Labels that occupy the zone."
+    )
     anchor: Anchor = Field("bottom_center", description="Point of the box tested against the polygon.")
-    speed: bool = Field(True, description="Measure each track's speed between its entry and exit (needs calibration).")
+    speed: bool = Field(
+        True, description="Measure each track's speed between its entry and exit (needs calibration)."
+    )
 
 
 class SpeedSegment(Section):
     name: str = Field(..., pattern=NAME_PATTERN, description="Segment name.")
     line_a: str = Field(..., description="Line crossed first (either direction).")
     line_b: str = Field(..., description="Line crossed second.")
-    distance_m: float | None = Field(None, gt=0, description="Distance between the lines along the road; default: measured through the calibration at the crossing points.", examples=[20.0])
+    distance_m: float | None = Field(
+        None,
+        gt=0,
+        description="Distance between the lines along the road; default: measured through the calibration at the crossing points.",
+        examples=[20.0],
+    )
 
 
 class CalibrationConfig(Section):
-    image_points: list[Point] = Field(..., min_length=4, max_length=4, description="Four image points (pixels or normalized, see units) on the road surface, no three in a line.")
-    world_points: list[Point] = Field(..., min_length=4, max_length=4, description="The same four points on the ground, in metres (any flat x/y frame, e.g. across/along the road).")
+    image_points: list[Point] = Field(
+        ...,
+        min_length=4,
+        max_length=4,
+        description="Four image points (pixels or normalized, see units) on the road surface, no three in a line.",
+    )
+    world_points: list[Point] = Field(
+        ...,
+        min_length=4,
+        max_length=4,
+        description="The same four points on the ground, in metres (any flat x/y frame, e.g. across/along the road).",
+    )
     units: Units = Field("auto", description="Units of image_points.")
 
 
 class ForecastConfig(Section):
-    enabled: bool = Field(True, description="Forecast the next 15, 30 and 60 minutes of each line and direction.")
-    history_days: int = Field(35, ge=1, le=120, description="History kept in memory (and loaded at start) for the forecast.")
-    backtest_days: float = Field(7.0, gt=0, description="Window of the rolling backtest error (MAE, MAPE) reported with each forecast.")
+    enabled: bool = Field(
+        True, description="Forecast the next 15, 30 and 60 minutes of each line and direction."
+    )
+    history_days: int = Field(
+        35, ge=1, le=120, description="History kept in memory (and loaded at start) for the forecast."
+    )
+    backtest_days: float = Field(
+        7.0, gt=0, description="Window of the rolling backtest error (MAE, MAPE) reported with each forecast."
+    )
 
 
 class CameraAnalytics(Section):
-    enabled: bool = Field(True, description="Track objects on this camera and run its lines, zones, speeds, bins and forecasts.")
-    tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="Multi-object tracker (ByteTrack-style).")
-    lines: list[LineConfig] = Field(default_factory=list, description="Counting lines.",
-                                    examples=[[{"name": "main", "points": [[0.0, 0.62], [1.0, 0.62]], "directions": ["inbound", "outbound"],
-                                                "classes": ["car", "truck", "bus", "motorcycle"]}]])
+    enabled: bool = Field(
+        True, description="Track objects on this camera and run its lines, zones, speeds, bins and forecasts."
+    )
+    tracker: TrackerConfig = Field(
+        default_factory=TrackerConfig, description="Multi-object tracker (ByteTrack-style)."
+    )
+    lines: list[LineConfig] = Field(
+        default_factory=list,
+        description="Counting lines.",
+        examples=[
+            [
+                {
+                    "name": "main",
+                    "points": [[0.0, 0.62], [1.0, 0.62]],
+                    "directions": ["inbound", "outbound"],
+                    "classes": ["car", "truck", "bus", "motorcycle"],
+                }
+            ]
+        ],
+    )
     zones: list[ZoneConfig] = Field(default_factory=list, description="Occupancy / dwell zones (polygons).")
-    speed_segments: list[SpeedSegment] = Field(default_factory=list, description="Speed between two counting lines.")
-    calibration: CalibrationConfig | None = Field(None, description="Ground-plane calibration for speeds (four image points and their positions in metres).")
-    bin_minutes: int = Field(15, ge=1, le=1440, description="Length of the volume bins in minutes (aligned to UTC midnight; 1440 must be a multiple).")
+    speed_segments: list[SpeedSegment] = Field(
+        default_factory=list, description="Speed between two counting lines."
+    )
+    calibration: CalibrationConfig | None = Field(
+        None,
+        description="Ground-plane calibration for speeds (four image points and their positions in metres).",
+    )
+    bin_minutes: int = Field(
+        15,
+        ge=1,
+        le=1440,
+        description="Length of the volume bins in minutes (aligned to UTC midnight; 1440 must be a multiple).",
+    )
     forecast: ForecastConfig = Field(default_factory=ForecastConfig, description="Short-term flow forecast.")
 
     @field_validator("bin_minutes")
@@ -100,7 +211,7 @@ class CameraAnalytics(Section):
         return v
 
     @model_validator(mode="after")
-    def _refs(self) -> "CameraAnalytics":
+    def _refs(self) -> CameraAnalytics:
         names = [ln.name for ln in self.lines]
         if len(set(names)) != len(names):
             raise ValueError("duplicate line name")

@@ -76,10 +76,18 @@ class LineCounter:
 
     def _along(self, pt: tuple[float, float]) -> float:
         x1, y1, dx, dy = self._p
-        return ((pt[0] - x1) * dx + (pt[1] - y1) * dy) / (self.length ** 2)
+        return ((pt[0] - x1) * dx + (pt[1] - y1) * dy) / (self.length**2)
 
-    def observe(self, track_id: int, pt: tuple[float, float], box_h: float, ts: float, frame: int,
-                label: str, confirmed: bool = True) -> Crossing | None:
+    def observe(
+        self,
+        track_id: int,
+        pt: tuple[float, float],
+        box_h: float,
+        ts: float,
+        frame: int,
+        label: str,
+        confirmed: bool = True,
+    ) -> Crossing | None:
         """Feed one observed anchor point of a track; return the crossing it completes, if any."""
         st = self._state.get(track_id)
         if st is None:
@@ -88,7 +96,10 @@ class LineCounter:
         if st.last_s is not None and (st.last_s < 0) != (s < 0) and s != st.last_s:
             f = st.last_s / (st.last_s - s)
             st.zero_ts = st.last_ts + f * (ts - st.last_ts)
-            st.zero_pt = (st.last_pt[0] + f * (pt[0] - st.last_pt[0]), st.last_pt[1] + f * (pt[1] - st.last_pt[1]))
+            st.zero_pt = (
+                st.last_pt[0] + f * (pt[0] - st.last_pt[0]),
+                st.last_pt[1] + f * (pt[1] - st.last_pt[1]),
+            )
         st.last_s, st.last_ts, st.last_pt = s, ts, pt
         band = max(self.cfg.hysteresis_px, self.cfg.hysteresis_rel * box_h)
         side = 1 if s > 0 else -1
@@ -108,7 +119,9 @@ class LineCounter:
             return None
         st.counted.add(side)
         direction = self.cfg.directions[0] if side > 0 else self.cfg.directions[1]
-        return Crossing(self.name, direction, label, track_id, float(zts), frame, (float(zpt[0]), float(zpt[1])))
+        return Crossing(
+            self.name, direction, label, track_id, float(zts), frame, (float(zpt[0]), float(zpt[1]))
+        )
 
     def forget(self, track_id: int) -> None:
         self._state.pop(track_id, None)

@@ -49,8 +49,15 @@ def horizons_for(bin_s: int) -> list[int]:
 class Forecaster:
     """Forecasts and backtests one series of bin volumes (one line, one direction)."""
 
-    def __init__(self, bin_s: int, *, history_days: int = 35, backtest_days: float = 7.0,
-                 alpha: float = 0.3, damping: float = 0.8) -> None:
+    def __init__(
+        self,
+        bin_s: int,
+        *,
+        history_days: int = 35,
+        backtest_days: float = 7.0,
+        alpha: float = 0.3,
+        damping: float = 0.8,
+    ) -> None:
         self.bin_s = bin_s
         self.history_days = history_days
         self.backtest_s = backtest_days * DAY
@@ -70,8 +77,11 @@ class Forecaster:
         key = int(start)
         weekly = [h[key - k * WEEK] for k in range(1, 5) if key - k * WEEK in h]
         wknd = _is_weekend(start)
-        daily = [h[key - k * DAY] for k in range(1, 8)
-                 if key - k * DAY in h and _is_weekend(start - k * DAY) == wknd]
+        daily = [
+            h[key - k * DAY]
+            for k in range(1, 8)
+            if key - k * DAY in h and _is_weekend(start - k * DAY) == wknd
+        ]
         if weekly and daily:
             return 0.6 * sum(weekly) / len(weekly) + 0.4 * sum(daily) / len(daily)
         if weekly:
@@ -134,7 +144,9 @@ class Forecaster:
         out = []
         for h in self.horizons:
             n = h * 60 // self.bin_s
-            p = Prediction(issued if issued is not None else start, h, start, start + n * self.bin_s, float(sum(exp[:n])))
+            p = Prediction(
+                issued if issued is not None else start, h, start, start + n * self.bin_s, float(sum(exp[:n]))
+            )
             out.append(p)
             self.pending.append(p)
         return out
@@ -149,7 +161,11 @@ class Forecaster:
                 continue
             errs = [abs(p.predicted - p.actual) for p in ps]  # type: ignore[operator]
             pct = [abs(p.predicted - p.actual) / p.actual for p in ps if p.actual]  # type: ignore[operator]
-            out[h] = {"mae": sum(errs) / len(errs), "mape": 100.0 * sum(pct) / len(pct) if pct else None, "n": len(ps)}
+            out[h] = {
+                "mae": sum(errs) / len(errs),
+                "mape": 100.0 * sum(pct) / len(pct) if pct else None,
+                "n": len(ps),
+            }
         return out
 
 

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def to_pixels(points: Sequence[Sequence[float]], units: str, frame_size: tuple[int, int] | None,
-              what: str) -> np.ndarray:
+def to_pixels(
+    points: Sequence[Sequence[float]], units: str, frame_size: tuple[int, int] | None, what: str
+) -> np.ndarray:
     """``points`` as an (N, 2) float array in pixels. ``frame_size`` is (width, height).
 
     ``units='auto'`` takes the points as normalized when every coordinate lies within 0..1.

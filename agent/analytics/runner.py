@@ -40,8 +40,14 @@ class AnalyticsRunner:
             first frame when not given.
     """
 
-    def __init__(self, camera_name: str, cfg: CameraAnalytics, writer: Any, *,
-                 frame_size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        camera_name: str,
+        cfg: CameraAnalytics,
+        writer: Any,
+        *,
+        frame_size: tuple[int, int] | None = None,
+    ) -> None:
         self.camera = camera_name
         self.cfg = cfg
         self.writer = writer
@@ -57,7 +63,9 @@ class AnalyticsRunner:
                 first_id = store.next_track_id(reader, camera_name)
                 since = iso_utc(time.time() - cfg.forecast.history_days * DAY)
                 self._history_rows = store.load_history(reader, camera_name, self.bin_s, since)
-                self._forecast_rows = store.load_forecasts(reader, camera_name, iso_utc(time.time() - cfg.forecast.backtest_days * DAY))
+                self._forecast_rows = store.load_forecasts(
+                    reader, camera_name, iso_utc(time.time() - cfg.forecast.backtest_days * DAY)
+                )
             finally:
                 reader.close()
         self.tracker = Tracker(cfg.tracker, first_id=first_id)
@@ -89,12 +97,16 @@ class AnalyticsRunner:
         self.lines = {}
         for lc in cfg.lines:
             prev = old_lines.get(lc.name)
-            self.lines[lc.name] = prev if prev is not None and prev.cfg == lc else LineCounter(lc, self.frame_size)
+            self.lines[lc.name] = (
+                prev if prev is not None and prev.cfg == lc else LineCounter(lc, self.frame_size)
+            )
         old_zones = self.zones
         self.zones = {}
         for zc in cfg.zones:
             prev_z = old_zones.get(zc.name)
-            self.zones[zc.name] = prev_z if prev_z is not None and prev_z.cfg == zc else Zone(zc, self.frame_size)
+            self.zones[zc.name] = (
+                prev_z if prev_z is not None and prev_z.cfg == zc else Zone(zc, self.frame_size)
+            )
         self.ground = GroundPlane.from_config(cfg.calibration, self.frame_size) if cfg.calibration else None
         keys = [(lc.name, d, c) for lc in cfg.lines for d in lc.directions for c in lc.classes]
         self.bins.set_keys(keys, list(self.zones))
@@ -106,15 +118,22 @@ class AnalyticsRunner:
         self._built = True
 
     def _new_forecaster(self, line: str, direction: str) -> Forecaster:
-        f = Forecaster(self.bin_s, history_days=self.cfg.forecast.history_days, backtest_days=self.cfg.forecast.backtest_days)
+        f = Forecaster(
+            self.bin_s,
+            history_days=self.cfg.forecast.history_days,
+            backtest_days=self.cfg.forecast.backtest_days,
+        )
         for ln, d, start, vol, cov in self._history_rows:
             if ln == line and d == direction and cov >= 0.95 * self.bin_s:
                 f.observe(store.parse_iso(start), vol)
         f.pending.clear()
         from agent.analytics.forecast import Prediction
+
         for ln, d, issued, h, ts0, ts1, pred, actual in self._forecast_rows:
             if ln == line and d == direction and h in f.horizons:
-                p = Prediction(store.parse_iso(issued), h, store.parse_iso(ts0), store.parse_iso(ts1), pred, actual)
+                p = Prediction(
+                    store.parse_iso(issued), h, store.parse_iso(ts0), store.parse_iso(ts1), pred, actual
+                )
                 (f.scored if actual is not None else f.pending).append(p)
         return f
 
@@ -199,14 +218,33 @@ class AnalyticsRunner:
                         v = segment_speed_kmh(dist, ts0, c.ts)
                         if v is not None:
                             self._speed(f"segment:{seg.name}", t.id, c.label, c.ts, v)
-        return {"ts": iso_utc(c.ts), "camera": self.camera, "line": c.line, "direction": c.direction, "class": c.label,
-                "track_id": c.track_id, "x": round(c.point[0], 1), "y": round(c.point[1], 1)}
+        return {
+            "ts": iso_utc(c.ts),
+            "camera": self.camera,
+            "line": c.line,
+            "direction": c.direction,
+            "class": c.label,
+            "track_id": c.track_id,
+            "x": round(c.point[0], 1),
+            "y": round(c.point[1], 1),
+        }
 
     def _speed(self, source: str, track_id: int, label: str, ts: float, v: float) -> None:
         self.speeds_recent = (self.speeds_recent + [v])[-200:]
         if self.writer is not None:
-            self.writer.submit_rows("speeds", [{"ts": iso_utc(ts), "camera": self.camera, "source": source,
-                                                "track_id": track_id, "class": label, "speed_kmh": round(v, 2)}])
+            self.writer.submit_rows(
+                "speeds",
+                [
+                    {
+                        "ts": iso_utc(ts),
+                        "camera": self.camera,
+                        "source": source,
+                        "track_id": track_id,
+                        "class": label,
+                        "speed_kmh": round(v, 2),
+                    }
+                ],
+            )
 
     def _on_visit(self, v: Any) -> None:
         speed = None
@@ -215,10 +253,21 @@ class AnalyticsRunner:
             if speed is not None:
                 self._speed(f"zone:{v.zone}", v.track_id, v.label, v.exit_ts, speed)
         if self.writer is not None:
-            self.writer.submit_rows("zone_visits", [{
-                "camera": self.camera, "zone": v.zone, "track_id": v.track_id, "class": v.label,
-                "enter_ts": iso_utc(v.enter_ts), "exit_ts": iso_utc(v.exit_ts), "dwell_s": round(v.dwell_s, 3),
-                "speed_kmh": round(speed, 2) if speed is not None else None}])
+            self.writer.submit_rows(
+                "zone_visits",
+                [
+                    {
+                        "camera": self.camera,
+                        "zone": v.zone,
+                        "track_id": v.track_id,
+                        "class": v.label,
+                        "enter_ts": iso_utc(v.enter_ts),
+                        "exit_ts": iso_utc(v.exit_ts),
+                        "dwell_s": round(v.dwell_s, 3),
+                        "speed_kmh": round(speed, 2) if speed is not None else None,
+                    }
+                ],
+            )
 
     def _persist_tracks(self, tracks: list[Track]) -> None:
         rows = []
@@ -244,12 +293,22 @@ class AnalyticsRunner:
             skill = f.skill()
             issued = f.forecast(b.start + b.bin_s)
             self.last_forecast[(line, direction)] = [
-                {"horizon_min": p.horizon_min, "expected": round(p.predicted, 1), "from": iso_utc(p.target_start),
-                 "mae": skill[p.horizon_min]["mae"], "mape": skill[p.horizon_min]["mape"], "n": skill[p.horizon_min]["n"]}
-                for p in issued]
+                {
+                    "horizon_min": p.horizon_min,
+                    "expected": round(p.predicted, 1),
+                    "from": iso_utc(p.target_start),
+                    "mae": skill[p.horizon_min]["mae"],
+                    "mape": skill[p.horizon_min]["mape"],
+                    "n": skill[p.horizon_min]["n"],
+                }
+                for p in issued
+            ]
             if self.writer is not None:
-                self.writer.submit_fn(store.forecast_writes(self.camera, line, direction, issued, scored, skill),
-                                      kind="forecasts", block=True)
+                self.writer.submit_fn(
+                    store.forecast_writes(self.camera, line, direction, issued, scored, skill),
+                    kind="forecasts",
+                    block=True,
+                )
 
     # -- lifecycle -------------------------------------------------------------------------------
     def flush(self) -> None:
@@ -279,8 +338,13 @@ class AnalyticsRunner:
             "bin_minutes": self.cfg.bin_minutes,
             "current_bin": current,
             "since_start": totals,
-            "zones": {z.name: {"occupancy": z.occupancy, "peak": max(z.peak, self.bins.zones.get(z.name).peak if z.name in self.bins.zones else 0)}
-                      for z in self.zones.values()},
+            "zones": {
+                z.name: {
+                    "occupancy": z.occupancy,
+                    "peak": max(z.peak, self.bins.zones.get(z.name).peak if z.name in self.bins.zones else 0),
+                }
+                for z in self.zones.values()
+            },
             "speed_kmh": {"p50": _pct(sp, 50), "p85": _pct(sp, 85), "n": len(sp)},
             "forecast": {f"{line}/{d}": v for (line, d), v in self.last_forecast.items()},
         }

@@ -25,7 +25,9 @@ from agent.analytics.geometry import to_pixels
 class GroundPlane:
     """Maps image pixels to ground metres through a homography from four point pairs."""
 
-    def __init__(self, image_points: Sequence[Sequence[float]], world_points: Sequence[Sequence[float]]) -> None:
+    def __init__(
+        self, image_points: Sequence[Sequence[float]], world_points: Sequence[Sequence[float]]
+    ) -> None:
         src = np.asarray(image_points, dtype=np.float32).reshape(4, 2)
         dst = np.asarray(world_points, dtype=np.float32).reshape(4, 2)
         if _degenerate(src) or _degenerate(dst):
@@ -33,7 +35,7 @@ class GroundPlane:
         self.H = cv2.getPerspectiveTransform(src, dst).astype(float)
 
     @classmethod
-    def from_config(cls, cfg: CalibrationConfig, frame_size: tuple[int, int] | None) -> "GroundPlane":
+    def from_config(cls, cfg: CalibrationConfig, frame_size: tuple[int, int] | None) -> GroundPlane:
         return cls(to_pixels(cfg.image_points, cfg.units, frame_size, "calibration"), cfg.world_points)
 
     def to_world(self, pts: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:

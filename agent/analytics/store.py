@@ -116,8 +116,16 @@ def track_row(camera: str, t: Any, meta: dict[str, Any]) -> dict[str, Any]:
     entry = tuple(round(v, 1) for v in meta["entry"]) if meta.get("entry") else (None, None)
     exit_ = tuple(round(v, 1) for v in meta["exit"]) if meta.get("exit") else (None, None)
     return {
-        "camera": camera, "id": t.id, "class": t.label, "first_ts": iso_utc(t.first_ts), "last_ts": iso_utc(t.last_ts),
-        "frames": t.frames, "entry_x": entry[0], "entry_y": entry[1], "exit_x": exit_[0], "exit_y": exit_[1],
+        "camera": camera,
+        "id": t.id,
+        "class": t.label,
+        "first_ts": iso_utc(t.first_ts),
+        "last_ts": iso_utc(t.last_ts),
+        "frames": t.frames,
+        "entry_x": entry[0],
+        "entry_y": entry[1],
+        "exit_x": exit_[0],
+        "exit_y": exit_[1],
         "crossings": meta.get("crossings", 0),
         "labels": json.dumps({k: round(v, 3) for k, v in t.votes.items()}, sort_keys=True),
     }
@@ -125,54 +133,94 @@ def track_row(camera: str, t: Any, meta: dict[str, Any]) -> dict[str, Any]:
 
 def upsert_tracks(rows: list[dict[str, Any]]):
     """A writer function that inserts or replaces track rows."""
+
     def fn(conn: sqlite3.Connection) -> None:
         if not rows:
             return
         cols = list(rows[0])
-        conn.executemany(f"INSERT OR REPLACE INTO tracks ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                         [tuple(r[c] for c in cols) for r in rows])
+        conn.executemany(
+            f"INSERT OR REPLACE INTO tracks ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [tuple(r[c] for c in cols) for r in rows],
+        )
+
     return fn
 
 
 def upsert_bin(camera: str, b: Any):
     """A writer function adding a closed bin's volumes and zone figures to the tables."""
     start = iso_utc(b.start)
-    vol = [(camera, line, d, cls, start, b.bin_s, n, b.coverage_s) for (line, d, cls), n in sorted(b.counts.items())]
-    zon = [(camera, name, start, b.bin_s, z.peak, z.occ_integral, z.entries, b.coverage_s) for name, z in sorted(b.zones.items())]
+    vol = [
+        (camera, line, d, cls, start, b.bin_s, n, b.coverage_s)
+        for (line, d, cls), n in sorted(b.counts.items())
+    ]
+    zon = [
+        (camera, name, start, b.bin_s, z.peak, z.occ_integral, z.entries, b.coverage_s)
+        for name, z in sorted(b.zones.items())
+    ]
 
     def fn(conn: sqlite3.Connection) -> None:
         conn.executemany(
             "INSERT INTO volume_bins (camera, line, direction, class, bin_start, bin_s, count, coverage_s)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (camera, line, direction, class, bin_start, bin_s)"
             " DO UPDATE SET count = count + excluded.count,"
-            " coverage_s = min(bin_s, coverage_s + excluded.coverage_s)", vol)
+            " coverage_s = min(bin_s, coverage_s + excluded.coverage_s)",
+            vol,
+        )
         conn.executemany(
             "INSERT INTO zone_bins (camera, zone, bin_start, bin_s, peak, occupancy_s, entries, coverage_s)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (camera, zone, bin_start, bin_s)"
             " DO UPDATE SET peak = max(peak, excluded.peak), occupancy_s = occupancy_s + excluded.occupancy_s,"
-            " entries = entries + excluded.entries, coverage_s = min(bin_s, coverage_s + excluded.coverage_s)", zon)
+            " entries = entries + excluded.entries, coverage_s = min(bin_s, coverage_s + excluded.coverage_s)",
+            zon,
+        )
+
     return fn
 
 
-def forecast_writes(camera: str, line: str, direction: str, issued: Iterable[Any], scored: Iterable[Any],
-                    skill: dict[int, dict[str, Any]]):
+def forecast_writes(
+    camera: str,
+    line: str,
+    direction: str,
+    issued: Iterable[Any],
+    scored: Iterable[Any],
+    skill: dict[int, dict[str, Any]],
+):
     """A writer function storing new forecasts (with the backtest at issue time) and scored actuals."""
-    new = [(camera, line, direction, iso_utc(p.issued), p.horizon_min, iso_utc(p.target_start), iso_utc(p.target_end),
-            round(p.predicted, 3), skill.get(p.horizon_min, {}).get("mae"), skill.get(p.horizon_min, {}).get("mape"),
-            skill.get(p.horizon_min, {}).get("n", 0)) for p in issued]
+    new = [
+        (
+            camera,
+            line,
+            direction,
+            iso_utc(p.issued),
+            p.horizon_min,
+            iso_utc(p.target_start),
+            iso_utc(p.target_end),
+            round(p.predicted, 3),
+            skill.get(p.horizon_min, {}).get("mae"),
+            skill.get(p.horizon_min, {}).get("mape"),
+            skill.get(p.horizon_min, {}).get("n", 0),
+        )
+        for p in issued
+    ]
     done = [(p.actual, camera, line, direction, p.horizon_min, iso_utc(p.target_start)) for p in scored]
 
     def fn(conn: sqlite3.Connection) -> None:
         conn.executemany(
             "UPDATE forecasts SET actual = ? WHERE camera = ? AND line = ? AND direction = ? AND horizon_min = ?"
-            " AND target_start = ?", done)
+            " AND target_start = ?",
+            done,
+        )
         conn.executemany(
             "INSERT OR REPLACE INTO forecasts (camera, line, direction, issued_ts, horizon_min, target_start, target_end,"
-            " predicted, bt_mae, bt_mape, bt_n) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", new)
+            " predicted, bt_mae, bt_mape, bt_n) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            new,
+        )
+
     return fn
 
 
 # -- reads ------------------------------------------------------------------------------------------
+
 
 def next_track_id(conn: sqlite3.Connection, camera: str) -> int:
     try:
@@ -182,21 +230,31 @@ def next_track_id(conn: sqlite3.Connection, camera: str) -> int:
     return int(row[0] or 0) + 1
 
 
-def load_history(conn: sqlite3.Connection, camera: str, bin_s: int, since_iso: str) -> list[tuple[str, str, str, int, float]]:
+def load_history(
+    conn: sqlite3.Connection, camera: str, bin_s: int, since_iso: str
+) -> list[tuple[str, str, str, int, float]]:
     """(line, direction, bin_start, volume, coverage_s) of stored bins since ``since_iso``."""
     try:
-        return list(conn.execute(
-            "SELECT line, direction, bin_start, sum(count), min(coverage_s) FROM volume_bins WHERE camera = ? AND bin_s = ?"
-            " AND bin_start >= ? GROUP BY line, direction, bin_start ORDER BY bin_start", (camera, bin_s, since_iso)))
+        return list(
+            conn.execute(
+                "SELECT line, direction, bin_start, sum(count), min(coverage_s) FROM volume_bins WHERE camera = ? AND bin_s = ?"
+                " AND bin_start >= ? GROUP BY line, direction, bin_start ORDER BY bin_start",
+                (camera, bin_s, since_iso),
+            )
+        )
     except sqlite3.OperationalError:
         return []
 
 
 def load_forecasts(conn: sqlite3.Connection, camera: str, since_iso: str) -> list[sqlite3.Row]:
     try:
-        return list(conn.execute(
-            "SELECT line, direction, issued_ts, horizon_min, target_start, target_end, predicted, actual FROM forecasts"
-            " WHERE camera = ? AND target_end >= ? ORDER BY target_start", (camera, since_iso)))
+        return list(
+            conn.execute(
+                "SELECT line, direction, issued_ts, horizon_min, target_start, target_end, predicted, actual FROM forecasts"
+                " WHERE camera = ? AND target_end >= ? ORDER BY target_start",
+                (camera, since_iso),
+            )
+        )
     except sqlite3.OperationalError:
         return []
 
@@ -205,15 +263,23 @@ def parse_iso(s: str) -> float:
     """The store's timestamp text -> seconds since the epoch."""
     import datetime as _dt
 
-    return _dt.datetime.strptime(s.rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=_dt.timezone.utc).timestamp()
+    return (
+        _dt.datetime.strptime(s.rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f")
+        .replace(tzinfo=_dt.timezone.utc)
+        .timestamp()
+    )
 
 
 def _prune_raw(conn, limit: int) -> int:
     from agent.sync.retention import prune_summarised
 
     # per-event rows; the 15-minute bins (volume_bins, zone_bins) and forecasts are kept
-    return prune_summarised(conn, limit, [("crossings", "ts"), ("speeds", "ts"), ("zone_visits", "exit_ts"),
-                                          ("tracks", "last_ts")], "pruned_track_events")
+    return prune_summarised(
+        conn,
+        limit,
+        [("crossings", "ts"), ("speeds", "ts"), ("zone_visits", "exit_ts"), ("tracks", "last_ts")],
+        "pruned_track_events",
+    )
 
 
 def _register_retention() -> None:

@@ -102,8 +102,15 @@ def greedy_match(score: np.ndarray, min_score: float) -> list[tuple[int, int]]:
 
 
 def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
-    return np.stack([(b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2,
-                     b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]], axis=-1)
+    return np.stack(
+        [
+            (b[..., 0] + b[..., 2]) / 2,
+            (b[..., 1] + b[..., 3]) / 2,
+            b[..., 2] - b[..., 0],
+            b[..., 3] - b[..., 1],
+        ],
+        axis=-1,
+    )
 
 
 @dataclass(eq=False)
@@ -196,7 +203,7 @@ class Tracker:
         mean[:4] = _xyxy_to_cxcywh(box)
         h = max(mean[3], 1.0)
         std = np.array([2 * _POS_W * h] * 4 + [10 * _VEL_W * h] * 4)
-        t = Track(self.next_id, mean, np.diag(std ** 2), ts, ts, frame, frame)
+        t = Track(self.next_id, mean, np.diag(std**2), ts, ts, frame, frame)
         t.votes[label] += score
         t.last_score = score
         t.confirmed = self.cfg.min_hits <= 1
@@ -204,8 +211,9 @@ class Tracker:
         return t
 
     # -- one frame -----------------------------------------------------------------------------
-    def update(self, boxes: np.ndarray, scores: np.ndarray, labels: list[str], ts: float,
-               frame: int) -> list[Track | None]:
+    def update(
+        self, boxes: np.ndarray, scores: np.ndarray, labels: list[str], ts: float, frame: int
+    ) -> list[Track | None]:
         """Associate this frame's detections (boxes N,4 x1y1x2y2) and return each one's track
         (``None`` for a detection that matched no confirmed track)."""
         cfg = self.cfg
@@ -231,7 +239,9 @@ class Tracker:
         for t in self.tracks:
             t.matched = False
 
-        def associate(tracks: list[Track], dets: list[int], min_iou: float, fallback: bool) -> tuple[list[Track], list[int]]:
+        def associate(
+            tracks: list[Track], dets: list[int], min_iou: float, fallback: bool
+        ) -> tuple[list[Track], list[int]]:
             if not tracks or not dets:
                 return tracks, dets
             m = np.stack([t.mean[:4] for t in tracks])
@@ -251,8 +261,12 @@ class Tracker:
                     tc = _xyxy_to_cxcywh(tb[rr])
                     dc = _xyxy_to_cxcywh(db[cc])
                     diag = np.hypot(tc[:, 2], tc[:, 3])[:, None]
-                    dist = np.hypot(tc[:, None, 0] - dc[None, :, 0], tc[:, None, 1] - dc[None, :, 1]) / np.maximum(diag, 1.0)
-                    ratio = np.minimum(tc[:, None, 3], dc[None, :, 3]) / np.maximum(tc[:, None, 3], dc[None, :, 3])
+                    dist = np.hypot(
+                        tc[:, None, 0] - dc[None, :, 0], tc[:, None, 1] - dc[None, :, 1]
+                    ) / np.maximum(diag, 1.0)
+                    ratio = np.minimum(tc[:, None, 3], dc[None, :, 3]) / np.maximum(
+                        tc[:, None, 3], dc[None, :, 3]
+                    )
                     ok = (dist <= cfg.max_center_dist) & (ratio > 0.5)
                     if not cfg.class_agnostic:
                         ok &= np.array([[tracks[r].label == labels[dets[c]] for c in cc] for r in rr])
@@ -271,7 +285,9 @@ class Tracker:
             self._update(upd_t, np.array(upd_z).reshape(-1, 4))
             for t in upd_t:
                 t.matched = True
-            return [t for i, t in enumerate(tracks) if i not in mr], [d for j, d in enumerate(dets) if j not in mc]
+            return [t for i, t in enumerate(tracks) if i not in mr], [
+                d for j, d in enumerate(dets) if j not in mc
+            ]
 
         rest_t, rest_high = associate(confirmed, high, cfg.match_iou, True)
         recent = [t for t in rest_t if t.last_frame == frame - 1 or ts - t.last_ts <= 1.5 * self._fps_dt]
@@ -289,7 +305,7 @@ class Tracker:
                 t.confirmed = True
         taken = np.array([t.box for t in det_track.values()]).reshape(-1, 4)
         for d in rest_high:
-            if len(taken) and ioa_matrix(boxes[d:d + 1], taken).max() > cfg.max_overlap:
+            if len(taken) and ioa_matrix(boxes[d : d + 1], taken).max() > cfg.max_overlap:
                 continue  # a duplicate of an object already tracked, not a new one
             if scores[d] >= cfg.new_track_threshold:
                 t = self._new_track(boxes[d], labels[d], float(scores[d]), ts, frame)

@@ -119,7 +119,7 @@ class Backoff:
 def _host_only(host_header: str) -> str:
     h = host_header.strip()
     if h.startswith("["):
-        return h[1:h.find("]")] if "]" in h else h
+        return h[1 : h.find("]")] if "]" in h else h
     return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
 
 
@@ -148,7 +148,9 @@ class AccessMiddleware:
             await _reply(send, 405, "read-only API: only GET and HEAD", {"allow": "GET, HEAD"})
             return
         if self.loopback and not self._host_ok(headers.get("host", b"").decode("latin-1")):
-            await _reply(send, 421, "Host header must name this unit's loopback address (localhost or 127.0.0.1)")
+            await _reply(
+                send, 421, "Host header must name this unit's loopback address (localhost or 127.0.0.1)"
+            )
             return
         if not self.need_token or path in OPEN_PATHS:
             await self.app(scope, receive, send)
@@ -157,8 +159,12 @@ class AccessMiddleware:
         wait = self.backoff.blocked_for(addr)
         if wait > 0:
             self.backoff.refused()
-            await _reply(send, 429, f"too many failed token checks from {addr}: wait {math.ceil(wait)} s",
-                         {"retry-after": str(math.ceil(wait))})
+            await _reply(
+                send,
+                429,
+                f"too many failed token checks from {addr}: wait {math.ceil(wait)} s",
+                {"retry-after": str(math.ceil(wait))},
+            )
             return
         presented = _bearer(headers.get("authorization", b""))
         if presented is not None and self.token_file.matches(presented):
@@ -171,7 +177,12 @@ class AccessMiddleware:
         extra = {"www-authenticate": 'Bearer realm="edge-agent"'}
         if wait > 0:
             extra["retry-after"] = str(math.ceil(wait))
-        await _reply(send, 401, f"{why}: send 'Authorization: Bearer TOKEN' (on the unit: edge-agent token show)", extra)
+        await _reply(
+            send,
+            401,
+            f"{why}: send 'Authorization: Bearer TOKEN' (on the unit: edge-agent token show)",
+            extra,
+        )
 
     def _host_ok(self, host: str) -> bool:
         return bool(host) and is_loopback(_host_only(host))
@@ -182,20 +193,27 @@ _SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
-    (b"content-security-policy", b"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                                 b"img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
-                                 b"frame-ancestors 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        b"img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+        b"frame-ancestors 'none'",
+    ),
 ]
 
 
 def _with_headers(send: Any) -> Any:
     """Add the security headers (no caching, no framing, no outside resources) to every response."""
+
     async def wrapped(message: dict) -> None:
         if message["type"] == "http.response.start":
             names = {k.lower() for k, _ in message.get("headers", [])}
             message = dict(message)
-            message["headers"] = list(message.get("headers", [])) + [h for h in _SECURITY_HEADERS if h[0] not in names]
+            message["headers"] = list(message.get("headers", [])) + [
+                h for h in _SECURITY_HEADERS if h[0] not in names
+            ]
         await send(message)
+
     return wrapped
 
 

@@ -22,21 +22,39 @@ from agent.api.client import ApiSource, DbSource, fetch, load, open_source
 from agent.api.queries import NAME_PATTERN
 
 _SYM = {"ok": ("●", "green"), "warn": ("●", "yellow"), "bad": ("●", "red"), "off": ("○", None)}
-_config_opt = click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
-                           help="Agent config file [default: $EDGE_AGENT_CONFIG, else /etc/edge-agent/config.toml, else built-in defaults].")
-_url_opt = click.option("--url", default=None, help="The API's base URL [default: from api.bind and api.port].")
-_db_opt = click.option("--db", type=click.Path(dir_okay=False), default=None, help="Database file when the agent is not running [default: storage.path].")
+_config_opt = click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Agent config file [default: $EDGE_AGENT_CONFIG, else /etc/edge-agent/config.toml, else built-in defaults].",
+)
+_url_opt = click.option(
+    "--url", default=None, help="The API's base URL [default: from api.bind and api.port]."
+)
+_db_opt = click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Database file when the agent is not running [default: storage.path].",
+)
 _offline_opt = click.option("--offline", is_flag=True, help="Read the database even if the agent runs.")
 
 
-_direct_db_opt = click.option("--db", type=click.Path(dir_okay=False), default=None,
-                              help="Read this database file directly (read-only), without asking the agent.")
+_direct_db_opt = click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Read this database file directly (read-only), without asking the agent.",
+)
 
 
 def check_name(_ctx: Any, param: Any, value: str | None) -> str | None:
     """A camera or sensor name as the config allows them (and the API accepts): both sources refuse the same."""
     if value is not None and not re.match(NAME_PATTERN, value):
-        raise click.BadParameter(f"{value!r}: names are letters, digits, '_', '.', '-' (at most 64)", param=param)
+        raise click.BadParameter(
+            f"{value!r}: names are letters, digits, '_', '.', '-' (at most 64)", param=param
+        )
     return value
 
 
@@ -48,7 +66,9 @@ def source_options(f: Any) -> Any:
     return f
 
 
-def query(config: str | None, url: str | None, db: str | None, offline: bool, what: str, call: Any) -> tuple[Any, ApiSource | DbSource]:
+def query(
+    config: str | None, url: str | None, db: str | None, offline: bool, what: str, call: Any
+) -> tuple[Any, ApiSource | DbSource]:
     """``call(source)`` on the running agent's API, or on its database (read-only) when the agent does
     not answer (or --db / --offline is given); says on stderr which one answered ("WHAT from ...").
     Returns (the answer, the source)."""
@@ -80,16 +100,23 @@ def _f(v: Any, unit: str = "") -> str:
 def print_status(st: dict[str, Any], where: str) -> None:
     dev = st.get("device") or {}
     overall = st.get("overall", "off")
-    click.echo(_light(overall, click.style(f"edge-agent {st.get('version')} on {dev.get('site')}/{dev.get('id')}", bold=True)
-                      + f"  ({'running' if st.get('running') else 'NOT RUNNING'}; from {where})"))
+    click.echo(
+        _light(
+            overall,
+            click.style(f"edge-agent {st.get('version')} on {dev.get('site')}/{dev.get('id')}", bold=True)
+            + f"  ({'running' if st.get('running') else 'NOT RUNNING'}; from {where})",
+        )
+    )
     for name, lt in (st.get("lights") or {}).items():
         click.echo("  " + _light(lt.get("state", "off"), f"{name:<12} {lt.get('why', '')}"))
     cams = st.get("cameras") or {}
     if cams:
         click.echo("cameras:")
         for name, c in cams.items():
-            line = (f"  {name:<12} {c.get('state', '-'):<12} fps {_f(c.get('fps'))}  latency p50/p95 "
-                    f"{_f(c.get('latency_p50_ms'))}/{_f(c.get('latency_p95_ms'))} ms  {c.get('model') or '-'} on {c.get('accelerator') or '-'}")
+            line = (
+                f"  {name:<12} {c.get('state', '-'):<12} fps {_f(c.get('fps'))}  latency p50/p95 "
+                f"{_f(c.get('latency_p50_ms'))}/{_f(c.get('latency_p95_ms'))} ms  {c.get('model') or '-'} on {c.get('accelerator') or '-'}"
+            )
             if c.get("last_frame_age_s") is not None:
                 line += f"  last frame {c['last_frame_age_s']:.1f} s ago"
             elif c.get("last_stats_ts"):
@@ -102,19 +129,32 @@ def print_status(st: dict[str, Any], where: str) -> None:
         click.echo("sensors:")
         for name, h in sensors.items():
             if isinstance(h, dict):
-                click.echo(f"  {name:<12} {'connected' if h.get('connected') else 'disconnected':<12} frames {h.get('frames_ok', '-')}"
-                           f" bad {h.get('frames_bad', '-')} reconnects {h.get('reconnects', '-')}"
-                           + (f"  last error: {h['last_error']}" if h.get("last_error") else ""))
+                click.echo(
+                    f"  {name:<12} {'connected' if h.get('connected') else 'disconnected':<12} frames {h.get('frames_ok', '-')}"
+                    f" bad {h.get('frames_bad', '-')} reconnects {h.get('reconnects', '-')}"
+                    + (f"  last error: {h['last_error']}" if h.get("last_error") else "")
+                )
     sync = st.get("sync") or {}
     ob = st.get("outbox") or {}
     if sync or ob:
         backlog = sync.get("backlog", ob.get("pending"))
-        state = ("connected" if sync.get("connected") else "disconnected") if sync.get("enabled") else "disabled" if sync else "-"
-        click.echo(f"sync: MQTT {state}, outbox backlog {_f(backlog)}" + (f", last error: {sync['last_error']}" if sync.get("last_error") else ""))
+        state = (
+            ("connected" if sync.get("connected") else "disconnected")
+            if sync.get("enabled")
+            else "disabled"
+            if sync
+            else "-"
+        )
+        click.echo(
+            f"sync: MQTT {state}, outbox backlog {_f(backlog)}"
+            + (f", last error: {sync['last_error']}" if sync.get("last_error") else "")
+        )
     db, disk = st.get("database") or {}, st.get("disk") or {}
     size = db.get("size_bytes")
-    click.echo(f"database: {db.get('path')} ({_f(size / 2**20 if size else None, ' MiB')}); disk free "
-               f"{_f(disk.get('free_bytes', 0) / 2**30 if disk.get('free_bytes') else None, ' GiB')}")
+    click.echo(
+        f"database: {db.get('path')} ({_f(size / 2**20 if size else None, ' MiB')}); disk free "
+        f"{_f(disk.get('free_bytes', 0) / 2**30 if disk.get('free_bytes') else None, ' GiB')}"
+    )
 
 
 @click.command("status")
@@ -152,7 +192,9 @@ def _fmt_det(d: dict[str, Any]) -> str:
 
 def _fmt_reading(r: dict[str, Any]) -> str:
     q = f"  [{','.join(r['quality'])}]" if r.get("quality") else ""
-    return f"{r['ts']}  reading  {r['sensor']:<12} {r['metric']:<12} {r['value']:.4g} {r.get('unit') or ''}{q}"
+    return (
+        f"{r['ts']}  reading  {r['sensor']:<12} {r['metric']:<12} {r['value']:.4g} {r.get('unit') or ''}{q}"
+    )
 
 
 @click.command("tail")
@@ -164,11 +206,31 @@ def _fmt_reading(r: dict[str, Any]) -> str:
 @click.option("--sensor", default=None, help="Only this sensor's readings.")
 @click.option("--detections/--no-detections", default=True, show_default=True, help="Show detections.")
 @click.option("--readings/--no-readings", default=True, show_default=True, help="Show sensor readings.")
-@click.option("-n", "--lines", type=click.IntRange(0, 1000), default=5, show_default=True, help="Recent rows of each kind shown first.")
-@click.option("--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True, help="Seconds between polls.")
-@click.option("--duration", type=click.FloatRange(0, None), default=None, help="Stop after this many seconds (default: until Ctrl-C).")
+@click.option(
+    "-n",
+    "--lines",
+    type=click.IntRange(0, 1000),
+    default=5,
+    show_default=True,
+    help="Recent rows of each kind shown first.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1, 60),
+    default=1.0,
+    show_default=True,
+    help="Seconds between polls.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(0, None),
+    default=None,
+    help="Stop after this many seconds (default: until Ctrl-C).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with a 'kind' key.")
-def tail_cmd(config, url, db, offline, camera, sensor, detections, readings, lines, interval, duration, as_json) -> None:
+def tail_cmd(
+    config, url, db, offline, camera, sensor, detections, readings, lines, interval, duration, as_json
+) -> None:
     """Detections and sensor readings as they arrive (from the running agent, or its database)."""
     cfg, _ = load(config)
     src = open_source(cfg, url=url, db=db, offline=offline)

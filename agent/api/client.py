@@ -64,7 +64,9 @@ class ApiSource:
 
     def get(self, path: str, **params: Any) -> Any:
         q = urllib.parse.urlencode({k: _param(v) for k, v in params.items() if v is not None})
-        req = urllib.request.Request(self.base + path + (f"?{q}" if q else ""), headers={"Accept": "application/json"})
+        req = urllib.request.Request(
+            self.base + path + (f"?{q}" if q else ""), headers={"Accept": "application/json"}
+        )
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         with urllib.request.urlopen(req, timeout=self.timeout_s) as r:  # noqa: S310 - our own loopback URL
@@ -84,8 +86,12 @@ class ApiSource:
             except (ValueError, AttributeError, OSError):
                 detail = None
             if isinstance(detail, list):  # FastAPI's validation errors
-                detail = "; ".join(f"{'.'.join(str(x) for x in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
-            raise AgentError(f"the agent's API refused the request (HTTP {exc.code}): {detail or exc.reason}") from None
+                detail = "; ".join(
+                    f"{'.'.join(str(x) for x in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
+                )
+            raise AgentError(
+                f"the agent's API refused the request (HTTP {exc.code}): {detail or exc.reason}"
+            ) from None
 
     def status(self) -> dict[str, Any]:
         return self.get("/api/status")
@@ -93,14 +99,23 @@ class ApiSource:
     def detections(self, **kw: Any) -> list[dict[str, Any]]:
         return self.get("/api/detections", **kw)["items"]
 
-    def readings(self, *, sensor: str | None = None, metric: str | None = None, since: str | None = None,
-                 after_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def readings(
+        self,
+        *,
+        sensor: str | None = None,
+        metric: str | None = None,
+        since: str | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
         """As :meth:`DbSource.readings`: the newest ``limit`` since ``since`` (default: 400 days), or
         the first ``limit`` after ``after_id``; over the route's largest page, fetched in pages."""
         kw = {"sensor": sensor, "metric": metric, "since": since or "400d"}
         if limit <= self.MAX_READINGS:
             return self.query("/api/readings", **kw, after_id=after_id, limit=limit)["items"]
-        keep: deque[dict[str, Any]] | list[dict[str, Any]] = [] if after_id is not None else deque(maxlen=limit)
+        keep: deque[dict[str, Any]] | list[dict[str, Any]] = (
+            [] if after_id is not None else deque(maxlen=limit)
+        )
         after = after_id or 0
         while True:  # oldest first, page by page: all of them after after_id, or the newest `limit`
             page = self.query("/api/readings", **kw, after_id=after, limit=self.MAX_READINGS)["items"]
@@ -113,13 +128,22 @@ class ApiSource:
         """Crossings per bin: ``{since, bin_seconds, items, totals, note}`` (the ``/api/counts`` document)."""
         return self.query("/api/counts", since=since, bin_seconds=bin_s, camera=camera)
 
-    def outbox(self, *, state: str | None = None, kind: str | None = None, from_seq: int | None = None,
-               limit: int = 50, payload: bool = False) -> dict[str, Any]:
+    def outbox(
+        self,
+        *,
+        state: str | None = None,
+        kind: str | None = None,
+        from_seq: int | None = None,
+        limit: int = 50,
+        payload: bool = False,
+    ) -> dict[str, Any]:
         """Outbox statistics and rows: ``{stats, items, note}`` (the ``/api/outbox`` document)."""
         kw = {"state": state, "kind": kind, "payload": payload}
         if limit <= self.MAX_OUTBOX:
             return self.query("/api/outbox", **kw, from_seq=from_seq, limit=limit)
-        keep: deque[dict[str, Any]] | list[dict[str, Any]] = [] if from_seq is not None else deque(maxlen=limit)
+        keep: deque[dict[str, Any]] | list[dict[str, Any]] = (
+            [] if from_seq is not None else deque(maxlen=limit)
+        )
         start = from_seq or 0
         while True:  # ascending pages: from from_seq on, or all of them keeping the newest `limit`
             doc = self.query("/api/outbox", **kw, from_seq=start, limit=self.MAX_OUTBOX)
@@ -145,9 +169,13 @@ class DbSource:
 
         if not path.exists():
             if not unreachable:
-                raise StoreError(f"database {path} does not exist", "pass --db PATH or --config FILE (storage.path)")
-            raise StoreError(f"the agent is not reachable ({reason}) and its database {path} does not exist",
-                             "start the agent (systemctl start edge-agent) or pass --config with the right storage.path")
+                raise StoreError(
+                    f"database {path} does not exist", "pass --db PATH or --config FILE (storage.path)"
+                )
+            raise StoreError(
+                f"the agent is not reachable ({reason}) and its database {path} does not exist",
+                "start the agent (systemctl start edge-agent) or pass --config with the right storage.path",
+            )
         self.cfg = cfg
         self.path = path
         self.reason = reason
@@ -163,20 +191,40 @@ class DbSource:
 
         return offline_status(self.conn, self.cfg, self.path)
 
-    def detections(self, *, camera: str | None = None, after_id: int | None = None, limit: int = 100, **_: Any) -> list[dict]:
+    def detections(
+        self, *, camera: str | None = None, after_id: int | None = None, limit: int = 100, **_: Any
+    ) -> list[dict]:
         return queries.detections(self.conn, camera=camera, after_id=after_id, limit=limit)["items"]
 
-    def readings(self, *, sensor: str | None = None, metric: str | None = None, since: str | None = None,
-                 after_id: int | None = None, limit: int = 100) -> list[dict]:
+    def readings(
+        self,
+        *,
+        sensor: str | None = None,
+        metric: str | None = None,
+        since: str | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+    ) -> list[dict]:
         t = _since(since, "400d") if since is not None else None
-        return queries.readings(self.conn, sensor=sensor, metric=metric, since=t, after_id=after_id, limit=limit)["items"]
+        return queries.readings(
+            self.conn, sensor=sensor, metric=metric, since=t, after_id=after_id, limit=limit
+        )["items"]
 
     def counts(self, *, since: str, bin_s: int, camera: str | None = None) -> dict[str, Any]:
         return queries.counts_doc(self.conn, since=_since(since, "6h"), bin_s=bin_s, camera=camera)
 
-    def outbox(self, *, state: str | None = None, kind: str | None = None, from_seq: int | None = None,
-               limit: int = 50, payload: bool = False) -> dict[str, Any]:
-        return queries.outbox(self.conn, state=state, kind=kind, from_seq=from_seq, limit=limit, payload=payload)
+    def outbox(
+        self,
+        *,
+        state: str | None = None,
+        kind: str | None = None,
+        from_seq: int | None = None,
+        limit: int = 50,
+        payload: bool = False,
+    ) -> dict[str, Any]:
+        return queries.outbox(
+            self.conn, state=state, kind=kind, from_seq=from_seq, limit=limit, payload=payload
+        )
 
     def close(self) -> None:
         self.conn.close()
@@ -207,8 +255,9 @@ def _token_for(cfg: Any) -> tuple[str | None, str | None]:
         return None, str(exc)
 
 
-def open_source(cfg: Any, *, url: str | None = None, db: str | None = None, offline: bool = False,
-                db_direct: bool = False) -> ApiSource | DbSource:
+def open_source(
+    cfg: Any, *, url: str | None = None, db: str | None = None, offline: bool = False, db_direct: bool = False
+) -> ApiSource | DbSource:
     """The daemon's API if it answers, else its database (read-only).
 
     ``db_direct``: a ``db`` given is read directly, without asking the API (the console commands'
@@ -254,7 +303,9 @@ def running_agent(cfg: Any, url: str | None = None) -> ApiSource | None:
     return src
 
 
-def fetch(cfg: Any, src: ApiSource | DbSource, call: Any, *, db: str | None = None) -> tuple[Any, ApiSource | DbSource]:
+def fetch(
+    cfg: Any, src: ApiSource | DbSource, call: Any, *, db: str | None = None
+) -> tuple[Any, ApiSource | DbSource]:
     """``call(src)``; when the API stops answering in between (or answers 5xx), the same call on the
     database instead. Returns (the answer, the source that gave it)."""
     if isinstance(src, DbSource):

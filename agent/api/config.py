@@ -26,29 +26,61 @@ def is_loopback(host: str) -> bool:
 
 class ApiConfig(Section):
     enabled: bool = Field(True, description="Serve the local HTTP API and status page.")
-    bind: str = Field("127.0.0.1", description="Address to listen on. Any address other than loopback (127.0.0.1, ::1, localhost) "
-                      "requires the bearer token on every request: `Authorization: Bearer $(edge-agent token show)`.",
-                      examples=["0.0.0.0"])
+    bind: str = Field(
+        "127.0.0.1",
+        description="Address to listen on. Any address other than loopback (127.0.0.1, ::1, localhost) "
+        "requires the bearer token on every request: `Authorization: Bearer $(edge-agent token show)`.",
+        examples=["0.0.0.0"],
+    )
     port: int = Field(8754, ge=1, le=65535, description="TCP port.")
-    token_file: Path | None = Field(None, description="The bearer token file (created 0600 on first run when missing). "
-                                    "Default: $EDGE_AGENT_TOKEN_FILE or /var/lib/edge-agent/api-token.",
-                                    examples=["/var/lib/edge-agent/api-token"])
-    require_token: bool = Field(False, description="Require the token even on loopback (always required off loopback).")
-    max_auth_failures: int = Field(5, ge=1, le=1000, description="Failed token checks from one client address before it is "
-                                   "refused (429) for a while, whatever it sends.")
-    auth_backoff_s: float = Field(30.0, gt=0, le=3600, description="First refusal period after too many failures; "
-                                  "it doubles with each further failure, up to auth_backoff_max_s.")
+    token_file: Path | None = Field(
+        None,
+        description="The bearer token file (created 0600 on first run when missing). "
+        "Default: $EDGE_AGENT_TOKEN_FILE or /var/lib/edge-agent/api-token.",
+        examples=["/var/lib/edge-agent/api-token"],
+    )
+    require_token: bool = Field(
+        False, description="Require the token even on loopback (always required off loopback)."
+    )
+    max_auth_failures: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Failed token checks from one client address before it is "
+        "refused (429) for a while, whatever it sends.",
+    )
+    auth_backoff_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="First refusal period after too many failures; "
+        "it doubles with each further failure, up to auth_backoff_max_s.",
+    )
     auth_backoff_max_s: float = Field(900.0, gt=0, le=86400, description="Longest refusal period.")
     snapshot_quality: int = Field(80, ge=20, le=95, description="JPEG quality of /api/snapshot images.")
-    snapshot_workers: int = Field(2, ge=1, le=8, description="Snapshots encoded at the same time (more requests wait); "
-                                  "keeps JPEG work from starving inference on a small board.")
-    page_refresh_s: float = Field(2.0, ge=0.5, le=600, description="How often the status page refreshes itself.")
+    snapshot_workers: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Snapshots encoded at the same time (more requests wait); "
+        "keeps JPEG work from starving inference on a small board.",
+    )
+    page_refresh_s: float = Field(
+        2.0, ge=0.5, le=600, description="How often the status page refreshes itself."
+    )
 
 
 class PrivacyConfig(Section):
     blur: Literal["people", "faces", "off"] = Field(
-        "people", description="What is blurred in snapshots: people (every person box), faces (faces found by OpenCV's Haar "
-        "cascade; where this OpenCV has no face detector, people are blurred instead), or off.")
-    snapshots: bool = Field(True, description="Serve camera snapshots at all (/api/snapshot). Images never leave the unit "
-                            "any other way.")
-    blur_labels: list[str] = Field(default_factory=lambda: ["person"], description="Detector labels treated as people.")
+        "people",
+        description="What is blurred in snapshots: people (every person box), faces (faces found by OpenCV's Haar "
+        "cascade; where this OpenCV has no face detector, people are blurred instead), or off.",
+    )
+    snapshots: bool = Field(
+        True,
+        description="Serve camera snapshots at all (/api/snapshot). Images never leave the unit "
+        "any other way.",
+    )
+    blur_labels: list[str] = Field(
+        default_factory=lambda: ["person"], description="Detector labels treated as people."
+    )

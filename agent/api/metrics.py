@@ -27,13 +27,19 @@ _CAM_STATES = ("starting", "up", "reconnecting", "down", "ended", "stopped")
 
 
 def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else (1.0 if v is True else 0.0 if v is False else None)
+    return (
+        float(v)
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+        else (1.0 if v is True else 0.0 if v is False else None)
+    )
 
 
 class StatusCollector:
     """Reads the status document when Prometheus scrapes."""
 
-    def __init__(self, status: Callable[[], dict[str, Any]], extra: Callable[[], dict[str, float]] | None = None) -> None:
+    def __init__(
+        self, status: Callable[[], dict[str, Any]], extra: Callable[[], dict[str, float]] | None = None
+    ) -> None:
         self.status = status
         self.extra = extra
 
@@ -53,8 +59,15 @@ class StatusCollector:
         ok.add_metric([], 1)
         yield ok
         info = InfoMetricFamily("edge_agent_build", "Agent version, device and config hash")
-        info.add_metric([], {"version": str(st.get("version")), "config_hash": str(st.get("config_hash")),
-                             "device": str((st.get("device") or {}).get("id")), "site": str((st.get("device") or {}).get("site"))})
+        info.add_metric(
+            [],
+            {
+                "version": str(st.get("version")),
+                "config_hash": str(st.get("config_hash")),
+                "device": str((st.get("device") or {}).get("id")),
+                "site": str((st.get("device") or {}).get("site")),
+            },
+        )
         yield info
         g = GaugeMetricFamily("edge_agent_uptime_seconds", "Seconds since the agent started")
         g.add_metric([], float(st.get("uptime_s") or 0))
@@ -65,35 +78,62 @@ class StatusCollector:
         yield from self._sync(st.get("sync"))
         yield from self._sensors(st.get("sensors"))
         lights = st.get("lights") or {}
-        lg = GaugeMetricFamily("edge_agent_health", "Health light per concern: 0 off, 1 ok, 2 warn, 3 bad", labels=["concern"])
+        lg = GaugeMetricFamily(
+            "edge_agent_health", "Health light per concern: 0 off, 1 ok, 2 warn, 3 bad", labels=["concern"]
+        )
         for k, v in lights.items():
             lg.add_metric([k], {"off": 0, "ok": 1, "warn": 2, "bad": 3}.get(v.get("state"), 0))
         yield lg
         clock = st.get("clock") or {}
         if clock.get("synced") is not None:
-            c = GaugeMetricFamily("edge_agent_clock_synced", "1 when the kernel reports the clock synchronised")
+            c = GaugeMetricFamily(
+                "edge_agent_clock_synced", "1 when the kernel reports the clock synchronised"
+            )
             c.add_metric([], 1 if clock["synced"] else 0)
             yield c
         if self.extra:
             for name, (kind, help_, value) in self.extra().items():
-                fam = CounterMetricFamily(name, help_) if kind == "counter" else GaugeMetricFamily(name, help_)
+                fam = (
+                    CounterMetricFamily(name, help_) if kind == "counter" else GaugeMetricFamily(name, help_)
+                )
                 fam.add_metric([], value)
                 yield fam
 
     def _cameras(self, cams: dict[str, Any]):
-        fps = GaugeMetricFamily("edge_agent_camera_fps", "Frames inferred per second (last stats window)", labels=["camera"])
-        state = GaugeMetricFamily("edge_agent_camera_state", "1 for the camera's current state", labels=["camera", "state"])
-        frames = CounterMetricFamily("edge_agent_camera_frames_inferred", "Frames inferred", labels=["camera"])
-        read = CounterMetricFamily("edge_agent_camera_frames_read", "Frames decoded from the source", labels=["camera"])
-        dropped = CounterMetricFamily("edge_agent_camera_frames_dropped", "Frames replaced before inference took them (latest frame wins)", labels=["camera"])
+        fps = GaugeMetricFamily(
+            "edge_agent_camera_fps", "Frames inferred per second (last stats window)", labels=["camera"]
+        )
+        state = GaugeMetricFamily(
+            "edge_agent_camera_state", "1 for the camera's current state", labels=["camera", "state"]
+        )
+        frames = CounterMetricFamily(
+            "edge_agent_camera_frames_inferred", "Frames inferred", labels=["camera"]
+        )
+        read = CounterMetricFamily(
+            "edge_agent_camera_frames_read", "Frames decoded from the source", labels=["camera"]
+        )
+        dropped = CounterMetricFamily(
+            "edge_agent_camera_frames_dropped",
+            "Frames replaced before inference took them (latest frame wins)",
+            labels=["camera"],
+        )
         rec = CounterMetricFamily("edge_agent_camera_reconnects", "Source reopen attempts", labels=["camera"])
-        age = GaugeMetricFamily("edge_agent_camera_last_frame_age_seconds", "Seconds since the last decoded frame", labels=["camera"])
+        age = GaugeMetricFamily(
+            "edge_agent_camera_last_frame_age_seconds",
+            "Seconds since the last decoded frame",
+            labels=["camera"],
+        )
         for name, c in cams.items():
             if _num(c.get("fps")) is not None:
                 fps.add_metric([name], float(c["fps"]))
             for s in _CAM_STATES:
                 state.add_metric([name, s], 1 if c.get("state") == s else 0)
-            for fam, key in ((frames, "frames_inferred"), (read, "frames_read"), (dropped, "frames_replaced"), (rec, "reconnects")):
+            for fam, key in (
+                (frames, "frames_inferred"),
+                (read, "frames_read"),
+                (dropped, "frames_replaced"),
+                (rec, "reconnects"),
+            ):
                 if _num(c.get(key)) is not None:
                     fam.add_metric([name], float(c[key]))
             if _num(c.get("last_frame_age_s")) is not None:
@@ -101,19 +141,33 @@ class StatusCollector:
         yield from (fps, state, frames, read, dropped, rec, age)
 
     def _inference(self, inf: dict[str, Any], models: dict[str, Any]):
-        err = CounterMetricFamily("edge_agent_inference_errors", "Frames whose inference failed", labels=["model"])
-        drop = CounterMetricFamily("edge_agent_inference_dropped_results", "Results dropped because the results stage was full", labels=["model"])
+        err = CounterMetricFamily(
+            "edge_agent_inference_errors", "Frames whose inference failed", labels=["model"]
+        )
+        drop = CounterMetricFamily(
+            "edge_agent_inference_dropped_results",
+            "Results dropped because the results stage was full",
+            labels=["model"],
+        )
         for name, w in inf.items():
             err.add_metric([name], float(w.get("errors") or 0))
             drop.add_metric([name], float(w.get("dropped_results") or 0))
-        acc = GaugeMetricFamily("edge_agent_model_accelerator", "1 for the accelerator each model runs on", labels=["model", "accelerator"])
+        acc = GaugeMetricFamily(
+            "edge_agent_model_accelerator",
+            "1 for the accelerator each model runs on",
+            labels=["model", "accelerator"],
+        )
         for name, m in models.items():
             acc.add_metric([name, str(m.get("accelerator"))], 1)
         yield from (err, drop, acc)
 
     def _store(self, st: dict[str, Any]):
         w = st.get("writer") or {}
-        wd = CounterMetricFamily("edge_agent_writer_dropped_rows", "Rows dropped because the writer queue was full", labels=["table"])
+        wd = CounterMetricFamily(
+            "edge_agent_writer_dropped_rows",
+            "Rows dropped because the writer queue was full",
+            labels=["table"],
+        )
         for t, n in (w.get("dropped") or {}).items():
             wd.add_metric([t], float(n))
         yield wd
@@ -136,11 +190,12 @@ class StatusCollector:
         if not isinstance(sync, dict) or "backlog" not in sync:
             return
         for name, help_, key, kind in (
-                ("edge_agent_mqtt_connected", "1 when connected to the broker", "connected", "g"),
-                ("edge_agent_outbox_backlog", "Messages waiting in the outbox", "backlog", "g"),
-                ("edge_agent_mqtt_reconnects", "Broker reconnects", "reconnects", "c"),
-                ("edge_agent_mqtt_published", "Messages published", "published", "c"),
-                ("edge_agent_mqtt_acked", "Messages acknowledged by the broker", "acked", "c")):
+            ("edge_agent_mqtt_connected", "1 when connected to the broker", "connected", "g"),
+            ("edge_agent_outbox_backlog", "Messages waiting in the outbox", "backlog", "g"),
+            ("edge_agent_mqtt_reconnects", "Broker reconnects", "reconnects", "c"),
+            ("edge_agent_mqtt_published", "Messages published", "published", "c"),
+            ("edge_agent_mqtt_acked", "Messages acknowledged by the broker", "acked", "c"),
+        ):
             v = _num(sync.get(key))
             if v is None:
                 continue
@@ -151,9 +206,15 @@ class StatusCollector:
     def _sensors(self, sensors: Any):
         if not isinstance(sensors, dict):
             return
-        con = GaugeMetricFamily("edge_agent_sensor_connected", "1 when the sensor's port is open", labels=["sensor"])
+        con = GaugeMetricFamily(
+            "edge_agent_sensor_connected", "1 when the sensor's port is open", labels=["sensor"]
+        )
         ok = CounterMetricFamily("edge_agent_sensor_frames", "Frames decoded", labels=["sensor"])
-        bad = CounterMetricFamily("edge_agent_sensor_bad_frames", "Frames rejected (checksum, truncation, garbage)", labels=["sensor"])
+        bad = CounterMetricFamily(
+            "edge_agent_sensor_bad_frames",
+            "Frames rejected (checksum, truncation, garbage)",
+            labels=["sensor"],
+        )
         rec = CounterMetricFamily("edge_agent_sensor_reconnects", "Port reopens", labels=["sensor"])
         for name, h in sensors.items():
             if not isinstance(h, dict):
@@ -168,12 +229,24 @@ class StatusCollector:
 class Metrics:
     """The registry behind ``/metrics``."""
 
-    def __init__(self, status: Callable[[], dict[str, Any]], extra: Callable[[], dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, status: Callable[[], dict[str, Any]], extra: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.latency = Histogram("edge_agent_inference_latency_seconds", "invoke() time per frame",
-                                 ["camera", "model"], buckets=_BUCKETS, registry=self.registry)
-        self.frame_time = Histogram("edge_agent_frame_processing_seconds", "Preprocess + invoke + postprocess per frame",
-                                    ["camera", "model"], buckets=_BUCKETS, registry=self.registry)
+        self.latency = Histogram(
+            "edge_agent_inference_latency_seconds",
+            "invoke() time per frame",
+            ["camera", "model"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.frame_time = Histogram(
+            "edge_agent_frame_processing_seconds",
+            "Preprocess + invoke + postprocess per frame",
+            ["camera", "model"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(StatusCollector(status, extra))
 
     def observe(self, result: Any) -> None:

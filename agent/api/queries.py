@@ -20,14 +20,29 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_SPAN_S = 400 * 86400
 
 #: what ``since`` accepts (the API documents this pattern): a duration back from now, or a UTC time
-SINCE_PATTERN = (r"^(\d{1,6}(\.\d{1,3})?[smhdw]|[12]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
-                 r"(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?)$")
-_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(Z|[+-]\d{2}:\d{2})?)?$")
+SINCE_PATTERN = (
+    r"^(\d{1,6}(\.\d{1,3})?[smhdw]|[12]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+    r"(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?)$"
+)
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(Z|[+-]\d{2}:\d{2})?)?$"
+)
 #: camera and sensor names (as the config allows them)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 #: bin lengths of /api/counts (they divide a day, like the analytics bins)
-BINS = {"1m": 60, "5m": 300, "10m": 600, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "3h": 10800,
-        "6h": 21600, "12h": 43200, "1d": 86400}
+BINS = {
+    "1m": 60,
+    "5m": 300,
+    "10m": 600,
+    "15m": 900,
+    "30m": 1800,
+    "1h": 3600,
+    "2h": 7200,
+    "3h": 10800,
+    "6h": 21600,
+    "12h": 43200,
+    "1d": 86400,
+}
 
 
 class QueryError(ValueError):
@@ -53,12 +68,21 @@ def parse_since(text: str | None, default: str = "1h", now: float | None = None)
         return now - parse_duration(text, "since")
     m = _ISO.match(text)
     if not m:
-        raise QueryError(f"since {text!r}: give a duration (30m, 6h, 2d) or an ISO-8601 time "
-                         "(2026-11-23T17:00:00Z)")
+        raise QueryError(
+            f"since {text!r}: give a duration (30m, 6h, 2d) or an ISO-8601 time (2026-11-23T17:00:00Z)"
+        )
     y, mo, d, hh, mm, ss, frac, off = m.groups()
     try:
-        t = _dt.datetime(int(y), int(mo), 1, int(hh or 0), int(mm or 0), int(ss or 0),
-                         int((frac or "0").ljust(6, "0")), tzinfo=_dt.timezone.utc) + _dt.timedelta(days=int(d) - 1)
+        t = _dt.datetime(
+            int(y),
+            int(mo),
+            1,
+            int(hh or 0),
+            int(mm or 0),
+            int(ss or 0),
+            int((frac or "0").ljust(6, "0")),
+            tzinfo=_dt.timezone.utc,
+        ) + _dt.timedelta(days=int(d) - 1)
     except ValueError as exc:
         raise QueryError(f"since {text!r}: {exc}") from None
     if off and off != "Z":
@@ -73,22 +97,37 @@ def _missing(exc: sqlite3.OperationalError) -> str | None:
 
 
 def has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+    return (
+        conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
+        is not None
+    )
 
 
-def detections(conn: sqlite3.Connection, *, camera: str | None = None, since: float | None = None,
-               after_id: int | None = None, limit: int = 100) -> dict[str, Any]:
+def detections(
+    conn: sqlite3.Connection,
+    *,
+    camera: str | None = None,
+    since: float | None = None,
+    after_id: int | None = None,
+    limit: int = 100,
+) -> dict[str, Any]:
     """Detections, oldest first: the newest ``limit`` since ``since``, or the first ``limit`` after ``after_id``."""
     where, args = [], []
     if camera:
-        where.append("camera = ?"); args.append(camera)  # noqa: E702
+        where.append("camera = ?")
+        args.append(camera)  # noqa: E702
     if since is not None:
-        where.append("ts >= ?"); args.append(iso_utc(max(since, 0)))  # noqa: E702
+        where.append("ts >= ?")
+        args.append(iso_utc(max(since, 0)))  # noqa: E702
     if after_id is not None:
-        where.append("id > ?"); args.append(after_id)  # noqa: E702
+        where.append("id > ?")
+        args.append(after_id)  # noqa: E702
     order = "ASC" if after_id is not None else "DESC"
-    sql = ("SELECT id, ts, camera, frame, model, label, class_id, score, x1, y1, x2, y2, track_id FROM detections"
-           + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY id {order} LIMIT ?")
+    sql = (
+        "SELECT id, ts, camera, frame, model, label, class_id, score, x1, y1, x2, y2, track_id FROM detections"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY id {order} LIMIT ?"
+    )
     try:
         rows = conn.execute(sql, (*args, limit)).fetchall()
     except sqlite3.OperationalError as exc:
@@ -96,19 +135,38 @@ def detections(conn: sqlite3.Connection, *, camera: str | None = None, since: fl
             return {"items": [], "note": "no detections table in this database"}
         raise
     rows.sort(key=lambda r: r[0])
-    items = [{"id": r[0], "ts": r[1], "camera": r[2], "frame": r[3], "model": r[4], "label": r[5], "class_id": r[6],
-              "score": round(r[7], 4), "box": [r[8], r[9], r[10], r[11]], "track_id": r[12]} for r in rows]
+    items = [
+        {
+            "id": r[0],
+            "ts": r[1],
+            "camera": r[2],
+            "frame": r[3],
+            "model": r[4],
+            "label": r[5],
+            "class_id": r[6],
+            "score": round(r[7], 4),
+            "box": [r[8], r[9], r[10], r[11]],
+            "track_id": r[12],
+        }
+        for r in rows
+    ]
     return {"items": items, "note": None}
 
 
-def counts(conn: sqlite3.Connection, *, since: float, bin_s: int, camera: str | None = None) -> dict[str, Any]:
+def counts(
+    conn: sqlite3.Connection, *, since: float, bin_s: int, camera: str | None = None
+) -> dict[str, Any]:
     """Line crossings in UTC-aligned bins (analytics' own query), plus per-bin totals for charts."""
     try:
         from agent.analytics.cli import volumes
     except ImportError:
         return {"items": [], "totals": [], "note": "analytics is not installed in this build"}
     if not has_table(conn, "crossings"):
-        return {"items": [], "totals": [], "note": "no crossings table in this database (analytics never ran on it)"}
+        return {
+            "items": [],
+            "totals": [],
+            "note": "no crossings table in this database (analytics never ran on it)",
+        }
     try:
         rows = volumes(conn, since, bin_s, camera)
     except sqlite3.OperationalError as exc:
@@ -118,39 +176,75 @@ def counts(conn: sqlite3.Connection, *, since: float, bin_s: int, camera: str | 
     totals: dict[str, int] = {}
     for r in rows:
         totals[r["bin_start"]] = totals.get(r["bin_start"], 0) + int(r["count"])
-    return {"items": rows, "totals": [{"bin_start": k, "count": v} for k, v in sorted(totals.items())], "note": None}
+    return {
+        "items": rows,
+        "totals": [{"bin_start": k, "count": v} for k, v in sorted(totals.items())],
+        "note": None,
+    }
 
 
-def counts_doc(conn: sqlite3.Connection, *, since: float, bin_s: int, camera: str | None = None) -> dict[str, Any]:
+def counts_doc(
+    conn: sqlite3.Connection, *, since: float, bin_s: int, camera: str | None = None
+) -> dict[str, Any]:
     """The ``/api/counts`` document: :func:`counts` with the window it covers."""
-    return {"since": iso_utc(max(since, 0)), "bin_seconds": bin_s, **counts(conn, since=since, bin_s=bin_s, camera=camera)}
+    return {
+        "since": iso_utc(max(since, 0)),
+        "bin_seconds": bin_s,
+        **counts(conn, since=since, bin_s=bin_s, camera=camera),
+    }
 
 
-def readings(conn: sqlite3.Connection, *, sensor: str | None = None, metric: str | None = None,
-             since: float | None = None, after_id: int | None = None, limit: int = 500) -> dict[str, Any]:
+def readings(
+    conn: sqlite3.Connection,
+    *,
+    sensor: str | None = None,
+    metric: str | None = None,
+    since: float | None = None,
+    after_id: int | None = None,
+    limit: int = 500,
+) -> dict[str, Any]:
     """Sensor readings (firmware_bridge's ``readings`` table), oldest first."""
     if not has_table(conn, "readings"):
         return {"items": [], "note": "no readings table in this database (no serial sensors have run on it)"}
     where, args = [], []
     if sensor:
-        where.append("sensor = ?"); args.append(sensor)  # noqa: E702
+        where.append("sensor = ?")
+        args.append(sensor)  # noqa: E702
     if metric:
-        where.append("metric = ?"); args.append(metric)  # noqa: E702
+        where.append("metric = ?")
+        args.append(metric)  # noqa: E702
     if since is not None:
-        where.append("ts >= ?"); args.append(iso_utc(max(since, 0)))  # noqa: E702
+        where.append("ts >= ?")
+        args.append(iso_utc(max(since, 0)))  # noqa: E702
     if after_id is not None:
-        where.append("id > ?"); args.append(after_id)  # noqa: E702
+        where.append("id > ?")
+        args.append(after_id)  # noqa: E702
     order = "ASC" if after_id is not None else "DESC"
-    sql = ("SELECT id, ts, sensor, metric, value, unit, quality FROM readings"
-           + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY id {order} LIMIT ?")
+    sql = (
+        "SELECT id, ts, sensor, metric, value, unit, quality FROM readings"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY id {order} LIMIT ?"
+    )
     rows = sorted(conn.execute(sql, (*args, limit)).fetchall())
     try:
         from firmware_bridge.events import quality_names
     except ImportError:  # pragma: no cover - firmware_bridge ships with the agent
+
         def quality_names(q: int) -> list[str]:
             return [] if not q else [f"0x{q:x}"]
-    items = [{"id": r[0], "ts": r[1], "sensor": r[2], "metric": r[3], "value": r[4], "unit": r[5],
-              "quality": list(quality_names(r[6]))} for r in rows]
+
+    items = [
+        {
+            "id": r[0],
+            "ts": r[1],
+            "sensor": r[2],
+            "metric": r[3],
+            "value": r[4],
+            "unit": r[5],
+            "quality": list(quality_names(r[6])),
+        }
+        for r in rows
+    ]
     return {"items": items, "note": None}
 
 
@@ -159,9 +253,11 @@ def latest_readings(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     if not has_table(conn, "readings"):
         return {}
     out: dict[str, dict[str, Any]] = {}
-    rows = conn.execute("SELECT r.sensor, r.metric, r.value, r.unit, r.ts FROM readings r JOIN (SELECT sensor, metric, "
-                        "max(id) AS id FROM readings WHERE ts >= ? GROUP BY sensor, metric) m ON r.id = m.id",
-                        (iso_utc(time.time() - 86400),))
+    rows = conn.execute(
+        "SELECT r.sensor, r.metric, r.value, r.unit, r.ts FROM readings r JOIN (SELECT sensor, metric, "
+        "max(id) AS id FROM readings WHERE ts >= ? GROUP BY sensor, metric) m ON r.id = m.id",
+        (iso_utc(time.time() - 86400),),
+    )
     for sensor, metric, value, unit, ts in rows:
         out.setdefault(sensor, {})[metric] = {"value": value, "unit": unit, "ts": ts}
     return out
@@ -171,8 +267,18 @@ def sensor_health(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     """The last health snapshot of each sensor, as the daemon wrote it (for when it is not running)."""
     if not has_table(conn, "sensor_health"):
         return {}
-    cols = ("driver", "port", "updated_ts", "connected", "last_reading_ts", "frames_ok", "frames_bad", "resyncs",
-            "reconnects", "last_error")
+    cols = (
+        "driver",
+        "port",
+        "updated_ts",
+        "connected",
+        "last_reading_ts",
+        "frames_ok",
+        "frames_bad",
+        "resyncs",
+        "reconnects",
+        "last_error",
+    )
     out = {}
     for r in conn.execute(f"SELECT sensor, {', '.join(cols)} FROM sensor_health ORDER BY sensor"):
         d = dict(zip(cols, r[1:]))
@@ -181,8 +287,15 @@ def sensor_health(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     return out
 
 
-def outbox(conn: sqlite3.Connection, *, state: str | None = None, kind: str | None = None, from_seq: int | None = None,
-           limit: int = 50, payload: bool = False) -> dict[str, Any]:
+def outbox(
+    conn: sqlite3.Connection,
+    *,
+    state: str | None = None,
+    kind: str | None = None,
+    from_seq: int | None = None,
+    limit: int = 50,
+    payload: bool = False,
+) -> dict[str, Any]:
     """Outbox statistics and rows (sync's own queries): the newest ``limit``, or the first ``limit``
     from ``from_seq`` on; in seq order. ``payload``: each row's message too."""
     try:
@@ -196,8 +309,13 @@ def outbox(conn: sqlite3.Connection, *, state: str | None = None, kind: str | No
         found: dict[int, str] = {}
         seqs = [r["seq"] for r in items]
         for i in range(0, len(seqs), 500):
-            chunk = seqs[i:i + 500]
-            found.update(conn.execute(f"SELECT seq, payload FROM outbox_payload WHERE seq IN ({','.join('?' * len(chunk))})", chunk))
+            chunk = seqs[i : i + 500]
+            found.update(
+                conn.execute(
+                    f"SELECT seq, payload FROM outbox_payload WHERE seq IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+            )
         for r in items:
             r["payload"] = found.get(r["seq"])  # None: pruned in between
     return {"stats": ob.stats(conn), "items": items, "note": None}
@@ -207,10 +325,21 @@ def last_stats(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     """The newest inference_stats row of each camera (fps, latency) for the offline status."""
     if not has_table(conn, "inference_stats"):
         return {}
-    cols = ("ts_end", "model", "accelerator", "frames", "fps", "latency_p50_ms", "latency_p95_ms", "detections",
-            "dropped_frames")
-    rows = conn.execute(f"SELECT s.camera, {', '.join('s.' + c for c in cols)} FROM inference_stats s JOIN "
-                        "(SELECT camera, max(id) AS id FROM inference_stats GROUP BY camera) m ON s.id = m.id")
+    cols = (
+        "ts_end",
+        "model",
+        "accelerator",
+        "frames",
+        "fps",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "detections",
+        "dropped_frames",
+    )
+    rows = conn.execute(
+        f"SELECT s.camera, {', '.join('s.' + c for c in cols)} FROM inference_stats s JOIN "
+        "(SELECT camera, max(id) AS id FROM inference_stats GROUP BY camera) m ON s.id = m.id"
+    )
     return {r[0]: dict(zip(cols, r[1:])) for r in rows}
 
 
@@ -218,5 +347,7 @@ def max_ids(conn: sqlite3.Connection) -> dict[str, int]:
     """Highest row ids of detections and readings (where `tail` starts)."""
     out = {}
     for table in ("detections", "readings"):
-        out[table] = (conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0) if has_table(conn, table) else 0
+        out[table] = (
+            (conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0) if has_table(conn, table) else 0
+        )
     return out

@@ -57,8 +57,10 @@ class ApiServer:
             except AgentError:
                 raise
             except OSError as exc:
-                raise AgentError(f"cannot create the API token file {path}: {exc.strerror or exc}",
-                                 "set api.token_file to a writable path, or bind the API to 127.0.0.1") from None
+                raise AgentError(
+                    f"cannot create the API token file {path}: {exc.strerror or exc}",
+                    "set api.token_file to a writable path, or bind the API to 127.0.0.1",
+                ) from None
         self.backoff = Backoff(api.max_auth_failures, api.auth_backoff_s, api.auth_backoff_max_s)
         self.snapshots = SnapshotRenderer(api.snapshot_workers)
         self.metrics = Metrics(lambda: live_status(pipeline), self._api_counters)
@@ -70,16 +72,33 @@ class ApiServer:
         self._detach = lambda: None
 
     def _api_counters(self) -> dict[str, tuple[str, str, float]]:
-        return {"edge_agent_api_auth_failures": ("counter", "Failed token checks", float(self.backoff.total_failures)),
-                "edge_agent_api_auth_refused": ("counter", "Requests refused during back-off", float(self.backoff.total_refused)),
-                "edge_agent_api_snapshots_encoded": ("counter", "Snapshot JPEG encodes", float(self.snapshots.encoded))}
+        return {
+            "edge_agent_api_auth_failures": (
+                "counter",
+                "Failed token checks",
+                float(self.backoff.total_failures),
+            ),
+            "edge_agent_api_auth_refused": (
+                "counter",
+                "Requests refused during back-off",
+                float(self.backoff.total_refused),
+            ),
+            "edge_agent_api_snapshots_encoded": (
+                "counter",
+                "Snapshot JPEG encodes",
+                float(self.snapshots.encoded),
+            ),
+        }
 
     def _bind(self) -> socket.socket:
         host, port = self.cfg.api.bind, self.cfg.api.port
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         except socket.gaierror as exc:
-            raise AgentError(f"API bind address {host!r} cannot be resolved: {exc}", "set api.bind to an IP address such as 127.0.0.1") from None
+            raise AgentError(
+                f"API bind address {host!r} cannot be resolved: {exc}",
+                "set api.bind to an IP address such as 127.0.0.1",
+            ) from None
         fam, _, _, _, addr = infos[0]
         sock = socket.socket(fam, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -87,18 +106,29 @@ class ApiServer:
             sock.bind(addr)
         except OSError as exc:
             sock.close()
-            raise AgentError(f"the local API cannot listen on {host}:{port}: {exc.strerror}",
-                             "another program (or another agent) uses that port: stop it or change api.port") from None
+            raise AgentError(
+                f"the local API cannot listen on {host}:{port}: {exc.strerror}",
+                "another program (or another agent) uses that port: stop it or change api.port",
+            ) from None
         sock.listen(64)
         sock.set_inheritable(True)
         self.port = sock.getsockname()[1]
         return sock
 
-    def start(self) -> "ApiServer":
+    def start(self) -> ApiServer:
         sock = self._bind()
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off", server_header=False,
-                                date_header=True, proxy_headers=False, timeout_keep_alive=5, limit_concurrency=64,
-                                ws="none")
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            date_header=True,
+            proxy_headers=False,
+            timeout_keep_alive=5,
+            limit_concurrency=64,
+            ws="none",
+        )
         self._server = _ThreadServer(config)
         self._thread = threading.Thread(target=self._serve, args=(sock,), name="api", daemon=True)
         self._thread.start()
@@ -109,8 +139,11 @@ class ApiServer:
             raise AgentError("the local API did not start within 10 s", "see the log above for the reason")
         self._detach = attach_observer(getattr(self.pipeline, "results", None), self.metrics.observe)
         where = f"http://{'[' + self.cfg.api.bind + ']' if ':' in self.cfg.api.bind else self.cfg.api.bind}:{self.port}/"
-        log.info("local API and status page on %s (%s)", where,
-                 "bearer token required" if self.need_token else "loopback only, no token")
+        log.info(
+            "local API and status page on %s (%s)",
+            where,
+            "bearer token required" if self.need_token else "loopback only, no token",
+        )
         return self
 
     def _serve(self, sock: socket.socket) -> None:

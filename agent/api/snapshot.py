@@ -23,8 +23,14 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-_COLORS = {"person": (60, 60, 230), "car": (230, 160, 40), "truck": (40, 200, 230), "bus": (40, 230, 120),
-           "motorcycle": (200, 60, 200), "bicycle": (200, 200, 60)}
+_COLORS = {
+    "person": (60, 60, 230),
+    "car": (230, 160, 40),
+    "truck": (40, 200, 230),
+    "bus": (40, 230, 120),
+    "motorcycle": (200, 60, 200),
+    "bicycle": (200, 200, 60),
+}
 _CASCADE_DIRS = ("/usr/share/opencv4/haarcascades", "/usr/share/opencv/haarcascades")
 
 
@@ -118,7 +124,9 @@ def _color(label: str) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
-def _geometry(cam_cfg: Any, size: tuple[int, int]) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:
+def _geometry(
+    cam_cfg: Any, size: tuple[int, int]
+) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:
     """Counting lines and zones of a camera in source-frame pixels (empty where analytics is absent)."""
     an = getattr(cam_cfg, "analytics", None)
     if an is None:
@@ -186,8 +194,17 @@ class SnapshotRenderer:
         self._lock = threading.Lock()
         self.encoded = 0
 
-    def render(self, camera: str, result: Any, cam_cfg: Any, *, blur: str, blur_labels: list[str], quality: int,
-               max_width: int | None = None) -> Rendered:
+    def render(
+        self,
+        camera: str,
+        result: Any,
+        cam_cfg: Any,
+        *,
+        blur: str,
+        blur_labels: list[str],
+        quality: int,
+        max_width: int | None = None,
+    ) -> Rendered:
         f = result.frame
         key = (f.index, f.ts, f.epoch, blur, tuple(blur_labels), quality, max_width)
         with self._lock:
@@ -201,7 +218,9 @@ class SnapshotRenderer:
             scale = 1.0
             if max_width and img.shape[1] > max_width:
                 scale = max_width / img.shape[1]
-                img = cv2.resize(img, (max_width, max(1, round(img.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+                img = cv2.resize(
+                    img, (max_width, max(1, round(img.shape[0] * scale))), interpolation=cv2.INTER_AREA
+                )
             from agent.sections import iso_utc
 
             caption = f"{camera}  {iso_utc(f.ts)}  frame {f.index}  {len(dets)} detection(s)"

@@ -47,11 +47,20 @@ def jsonable(obj: Any) -> Any:
 
 def versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"agent": __version__, "python": platform.python_version()}
-    for name, mod in (("opencv", "cv2"), ("numpy", "numpy"), ("litert", "ai_edge_litert"), ("tflite_runtime", "tflite_runtime")):
+    for name, mod in (
+        ("opencv", "cv2"),
+        ("numpy", "numpy"),
+        ("litert", "ai_edge_litert"),
+        ("tflite_runtime", "tflite_runtime"),
+    ):
         try:
             from importlib.metadata import PackageNotFoundError, version
 
-            dist = {"cv2": "opencv-python-headless", "ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}.get(mod, mod)
+            dist = {
+                "cv2": "opencv-python-headless",
+                "ai_edge_litert": "ai-edge-litert",
+                "tflite_runtime": "tflite-runtime",
+            }.get(mod, mod)
             out[name] = version(dist)
         except (ImportError, PackageNotFoundError):
             out[name] = None
@@ -69,8 +78,12 @@ def disk(path: Path) -> dict[str, Any]:
         u = shutil.disk_usage(target)
     except OSError as exc:
         return {"path": str(target), "error": str(exc)}
-    return {"path": str(target), "total_bytes": u.total, "free_bytes": u.free,
-            "free_pct": round(100 * u.free / u.total, 1) if u.total else None}
+    return {
+        "path": str(target),
+        "total_bytes": u.total,
+        "free_bytes": u.free,
+        "free_pct": round(100 * u.free / u.total, 1) if u.total else None,
+    }
 
 
 def clock(pipeline: Any = None) -> dict[str, Any]:
@@ -98,8 +111,14 @@ def _now_iso() -> str:
 
 
 def lights(st: dict[str, Any], cfg: Any) -> dict[str, dict[str, str]]:
-    out = {"camera": _camera_light(st), "accelerator": _accel_light(st, cfg), "sensors": _sensor_light(st, cfg),
-           "broker": _broker_light(st, cfg), "disk": _disk_light(st, cfg), "clock": _clock_light(st)}
+    out = {
+        "camera": _camera_light(st),
+        "accelerator": _accel_light(st, cfg),
+        "sensors": _sensor_light(st, cfg),
+        "broker": _broker_light(st, cfg),
+        "disk": _disk_light(st, cfg),
+        "clock": _clock_light(st),
+    }
     return out
 
 
@@ -107,9 +126,14 @@ def _camera_light(st: dict[str, Any]) -> dict[str, str]:
     cams = st.get("cameras") or {}
     if not cams:
         return _light("off", "no camera configured")
-    bad = [f"{n}: {c.get('state')}" + (f" ({c['last_error']})" if c.get("last_error") else "")
-           for n, c in cams.items() if c.get("state") in ("down", "stopped")]
-    warn = [f"{n}: {c.get('state')}" for n, c in cams.items() if c.get("state") in ("reconnecting", "starting")]
+    bad = [
+        f"{n}: {c.get('state')}" + (f" ({c['last_error']})" if c.get("last_error") else "")
+        for n, c in cams.items()
+        if c.get("state") in ("down", "stopped")
+    ]
+    warn = [
+        f"{n}: {c.get('state')}" for n, c in cams.items() if c.get("state") in ("reconnecting", "starting")
+    ]
     if bad:
         return _light("bad", "; ".join(bad))
     if warn:
@@ -138,15 +162,26 @@ def _accel_light(st: dict[str, Any], cfg: Any) -> dict[str, str]:
 def _sensor_light(st: dict[str, Any], cfg: Any) -> dict[str, str]:
     sensors = st.get("sensors")
     if not sensors:
-        return _light("off", "no serial sensor configured" if not getattr(cfg, "sensors", None) else "sensors not reporting")
+        return _light(
+            "off",
+            "no serial sensor configured" if not getattr(cfg, "sensors", None) else "sensors not reporting",
+        )
     if "error" in sensors and not isinstance(sensors.get("error"), dict):
         return _light("bad", f"sensor service: {sensors['error']}")
-    down = [f"{n}: {h.get('last_error') or 'disconnected'}" for n, h in sensors.items()
-            if isinstance(h, dict) and not h.get("connected")]
+    down = [
+        f"{n}: {h.get('last_error') or 'disconnected'}"
+        for n, h in sensors.items()
+        if isinstance(h, dict) and not h.get("connected")
+    ]
     if down:
         return _light("bad", "; ".join(down))
-    noisy = [f"{n}: {h.get('frames_bad')} bad frames" for n, h in sensors.items()
-             if isinstance(h, dict) and h.get("frames_bad") and h["frames_bad"] > 0.05 * max(1, h.get("frames_ok") or 0)]
+    noisy = [
+        f"{n}: {h.get('frames_bad')} bad frames"
+        for n, h in sensors.items()
+        if isinstance(h, dict)
+        and h.get("frames_bad")
+        and h["frames_bad"] > 0.05 * max(1, h.get("frames_ok") or 0)
+    ]
     if noisy:
         return _light("warn", "; ".join(noisy))
     return _light("ok", f"{len(sensors)} connected")
@@ -212,7 +247,7 @@ def live_status(pipeline: Any) -> dict[str, Any]:
     cfg = pipeline.cfg
     now = time.time()
     engines = st.get("models") or {}
-    for name, cam in (st.get("cameras") or {}).items():
+    for _name, cam in (st.get("cameras") or {}).items():
         m = engines.get(cam.get("model"))
         cam["accelerator"] = m.get("accelerator") if m else None
         ts = cam.get("last_frame_ts")
@@ -238,29 +273,51 @@ def offline_status(conn: sqlite3.Connection, cfg: Any, db_path: Path) -> dict[st
 
     cams = {}
     for name, s in queries.last_stats(conn).items():
-        cams[name] = {"state": "not running", "fps": s["fps"], "latency_p50_ms": s["latency_p50_ms"],
-                      "latency_p95_ms": s["latency_p95_ms"], "model": s["model"], "accelerator": s["accelerator"],
-                      "last_stats_ts": s["ts_end"], "last_error": None}
+        cams[name] = {
+            "state": "not running",
+            "fps": s["fps"],
+            "latency_p50_ms": s["latency_p50_ms"],
+            "latency_p95_ms": s["latency_p95_ms"],
+            "model": s["model"],
+            "accelerator": s["accelerator"],
+            "last_stats_ts": s["ts_end"],
+            "last_error": None,
+        }
     sensors = queries.sensor_health(conn)
     ob = queries.outbox(conn, limit=0)
     try:
-        size = sum(os.stat(str(db_path) + sfx).st_size for sfx in ("", "-wal", "-shm") if os.path.exists(str(db_path) + sfx))
+        size = sum(
+            os.stat(str(db_path) + sfx).st_size
+            for sfx in ("", "-wal", "-shm")
+            if os.path.exists(str(db_path) + sfx)
+        )
     except OSError:
         size = None
     st: dict[str, Any] = {
-        "version": __version__, "running": False, "source": "database",
-        "device": {"id": cfg.device.id, "site": cfg.device.site}, "config_hash": cfg.config_hash(),
-        "cameras": cams, "models": {}, "model_errors": {},
+        "version": __version__,
+        "running": False,
+        "source": "database",
+        "device": {"id": cfg.device.id, "site": cfg.device.site},
+        "config_hash": cfg.config_hash(),
+        "cameras": cams,
+        "models": {},
+        "model_errors": {},
         "database": {"path": str(db_path), "size_bytes": size},
         "sensors": sensors or None,
         "outbox": ob["stats"],
-        "disk": disk(db_path), "clock": clock(None), "versions": versions(),
+        "disk": disk(db_path),
+        "clock": clock(None),
+        "versions": versions(),
     }
     ls = lights(st, cfg)
     ls["camera"] = _light("bad", "the agent is not running") if cfg.cameras else ls["camera"]
     ls["accelerator"] = _light("off", "the agent is not running")
-    ls["broker"] = _light("off", f"the agent is not running; outbox backlog {ob['stats']['pending']}" if ob["stats"]
-                          else "the agent is not running")
+    ls["broker"] = _light(
+        "off",
+        f"the agent is not running; outbox backlog {ob['stats']['pending']}"
+        if ob["stats"]
+        else "the agent is not running",
+    )
     if sensors:
         ls["sensors"] = _light("off", "the agent is not running (last health from the database)")
     st["lights"] = ls

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Engine", "load_engine"]
 
 
-def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str | None = None) -> "Engine":
+def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str | None = None) -> Engine:
     """Load a model for inference (see :func:`agent.inference.engine.load_engine`)."""
     from agent.inference.engine import load_engine as _load
 

@@ -23,9 +23,10 @@ import shutil
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from agent.errors import ModelError
 
@@ -78,8 +79,10 @@ class Catalog:
         except KeyError:
             models = ", ".join(sorted(e.name for e in self.entries.values() if e.kind == "model"))
             media = ", ".join(sorted(e.name for e in self.entries.values() if e.kind == "media"))
-            raise ModelError(f"{name!r} is not in the model catalog ({self.path})",
-                             f"models: {models}; media: {media}; or give the path of a .tflite file") from None
+            raise ModelError(
+                f"{name!r} is not in the model catalog ({self.path})",
+                f"models: {models}; media: {media}; or give the path of a .tflite file",
+            ) from None
 
     def models(self) -> list[CatalogEntry]:
         return [e for e in self.entries.values() if e.kind == "model"]
@@ -102,14 +105,19 @@ def catalog_path(models_cfg: Any = None) -> Path:
     if custom:
         p = Path(custom)
         if not p.is_file():
-            raise ModelError(f"models.catalog {p} does not exist", "fix the path or remove the key to use the built-in catalog")
+            raise ModelError(
+                f"models.catalog {p} does not exist",
+                "fix the path or remove the key to use the built-in catalog",
+            )
         return p
     for d in _builtin_dirs():
         if (d / "catalog.toml").is_file():
             return d / "catalog.toml"
-    raise ModelError("the built-in model catalog (models/catalog.toml) was not found in "
-                     + " or ".join(str(d) for d in _builtin_dirs()),
-                     "reinstall edge-agent, or set models.catalog to a catalog file")
+    raise ModelError(
+        "the built-in model catalog (models/catalog.toml) was not found in "
+        + " or ".join(str(d) for d in _builtin_dirs()),
+        "reinstall edge-agent, or set models.catalog to a catalog file",
+    )
 
 
 def labels_dir(models_cfg: Any = None) -> Path:
@@ -135,7 +143,9 @@ def load_catalog(models_cfg: Any = None) -> Catalog:
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelError(f"cannot read the model catalog {path}: {exc}", "check the file") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ModelError(f"{path}: not valid TOML: {exc}", "fix the syntax at the line and column named") from None
+        raise ModelError(
+            f"{path}: not valid TOML: {exc}", "fix the syntax at the line and column named"
+        ) from None
     entries: dict[str, CatalogEntry] = {}
     fields = set(CatalogEntry.__dataclass_fields__) - {"name", "kind"}
     for section, kind in (("models", "model"), ("media", "media")):
@@ -143,15 +153,24 @@ def load_catalog(models_cfg: Any = None) -> Catalog:
             missing = [k for k in _REQUIRED if not e.get(k)]
             unknown = sorted(set(e) - fields)
             if missing or unknown:
-                raise ModelError(f"{path}: [{section}.{name}] " + (f"lacks {', '.join(missing)}" if missing else
-                                                                    f"has unknown keys {', '.join(unknown)}"),
-                                 "fix the catalog entry (see the comments at the top of the catalog)")
+                raise ModelError(
+                    f"{path}: [{section}.{name}] "
+                    + (
+                        f"lacks {', '.join(missing)}" if missing else f"has unknown keys {', '.join(unknown)}"
+                    ),
+                    "fix the catalog entry (see the comments at the top of the catalog)",
+                )
             if len(e["sha256"]) != 64:
-                raise ModelError(f"{path}: [{section}.{name}] sha256 is not 64 hex digits", "fix the catalog entry")
+                raise ModelError(
+                    f"{path}: [{section}.{name}] sha256 is not 64 hex digits", "fix the catalog entry"
+                )
             entries[name] = CatalogEntry(name=name, kind=kind, **e)
     for e in entries.values():
         if e.edgetpu_variant and e.edgetpu_variant not in entries:
-            raise ModelError(f"{path}: {e.name}.edgetpu_variant {e.edgetpu_variant!r} is not an entry", "fix the catalog entry")
+            raise ModelError(
+                f"{path}: {e.name}.edgetpu_variant {e.edgetpu_variant!r} is not an entry",
+                "fix the catalog entry",
+            )
     return Catalog(path, entries, path.parent / "labels")
 
 
@@ -184,8 +203,10 @@ def sha256_file(path: Path) -> str:
 def _copy_from_mirror(entry: CatalogEntry, mirror: Path, tmp: Path) -> str:
     src = mirror / entry.subdir / entry.file
     if not src.is_file():
-        raise ModelError(f"{entry.name}: {src} is not in the mirror {mirror}",
-                         f"copy {entry.file} into {mirror / entry.subdir}, or pull without a mirror to download {entry.url}")
+        raise ModelError(
+            f"{entry.name}: {src} is not in the mirror {mirror}",
+            f"copy {entry.file} into {mirror / entry.subdir}, or pull without a mirror to download {entry.url}",
+        )
     shutil.copyfile(src, tmp)
     return str(src)
 
@@ -208,22 +229,32 @@ def _download(entry: CatalogEntry, tmp: Path, progress: bool) -> str:
                 shutil.copyfileobj(resp, out, 1 << 16)
     except OSError as exc:
         target.unlink(missing_ok=True)
-        raise ModelError(f"{entry.name}: download of {entry.url} failed: {exc}",
-                         "check the network, or pull from a mirror: `edge-agent models pull --mirror DIR`") from None
+        raise ModelError(
+            f"{entry.name}: download of {entry.url} failed: {exc}",
+            "check the network, or pull from a mirror: `edge-agent models pull --mirror DIR`",
+        ) from None
     if entry.member:
         try:
             with zipfile.ZipFile(target) as z, z.open(entry.member) as src, open(tmp, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 16)
         except (zipfile.BadZipFile, KeyError) as exc:
-            raise ModelError(f"{entry.name}: {entry.url} is not a zip holding {entry.member}: {exc}",
-                             "the upstream file changed; fix the catalog entry or use a mirror") from None
+            raise ModelError(
+                f"{entry.name}: {entry.url} is not a zip holding {entry.member}: {exc}",
+                "the upstream file changed; fix the catalog entry or use a mirror",
+            ) from None
         finally:
             target.unlink(missing_ok=True)
     return entry.url
 
 
-def pull_entry(entry: CatalogEntry, models_cfg: Any, mirror: Path | None = None, *, progress: bool = False,
-               force: bool = False) -> Path:
+def pull_entry(
+    entry: CatalogEntry,
+    models_cfg: Any,
+    mirror: Path | None = None,
+    *,
+    progress: bool = False,
+    force: bool = False,
+) -> Path:
     """Install one entry, verified, atomically.
 
     Args:
@@ -246,7 +277,9 @@ def pull_entry(entry: CatalogEntry, models_cfg: Any, mirror: Path | None = None,
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ModelError(f"cannot create {dest.parent}: {exc}", "set models.dir to a writable folder") from None
+        raise ModelError(
+            f"cannot create {dest.parent}: {exc}", "set models.dir to a writable folder"
+        ) from None
     fd, name = tempfile.mkstemp(prefix=f".{entry.file}.", suffix=".part", dir=dest.parent)
     os.close(fd)
     tmp = Path(name)
@@ -254,9 +287,11 @@ def pull_entry(entry: CatalogEntry, models_cfg: Any, mirror: Path | None = None,
         source = _copy_from_mirror(entry, mirror, tmp) if mirror else _download(entry, tmp, progress)
         got = sha256_file(tmp)
         if got != entry.sha256:
-            raise ModelError(f"{entry.name}: sha256 mismatch for {source}: expected {entry.sha256}, got {got}; "
-                             "the file is tampered, truncated or a different version; not installed",
-                             "get the file from a trusted source (re-copy the mirror or pull from upstream)")
+            raise ModelError(
+                f"{entry.name}: sha256 mismatch for {source}: expected {entry.sha256}, got {got}; "
+                "the file is tampered, truncated or a different version; not installed",
+                "get the file from a trusted source (re-copy the mirror or pull from upstream)",
+            )
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
         log.info("installed %s -> %s (from %s)", entry.name, dest, source)
@@ -265,8 +300,15 @@ def pull_entry(entry: CatalogEntry, models_cfg: Any, mirror: Path | None = None,
         tmp.unlink(missing_ok=True)
 
 
-def pull(names: Iterable[str], models_cfg: Any, mirror: str | Path | None = None, *, progress: bool = False,
-         force: bool = False, on_done: Callable[[CatalogEntry, Path], None] | None = None) -> list[Path]:
+def pull(
+    names: Iterable[str],
+    models_cfg: Any,
+    mirror: str | Path | None = None,
+    *,
+    progress: bool = False,
+    force: bool = False,
+    on_done: Callable[[CatalogEntry, Path], None] | None = None,
+) -> list[Path]:
     """Install catalog entries (their Edge TPU variants too) from a mirror or upstream.
 
     Args:
@@ -283,7 +325,9 @@ def pull(names: Iterable[str], models_cfg: Any, mirror: str | Path | None = None
     cat = load_catalog(models_cfg)
     m = mirror_from(mirror, models_cfg)
     if m is not None and not m.is_dir():
-        raise ModelError(f"mirror {m} is not a folder", "give the mirror folder (it holds models/ and media/)")
+        raise ModelError(
+            f"mirror {m} is not a folder", "give the mirror folder (it holds models/ and media/)"
+        )
     out = []
     for name in names:
         entry = cat.get(name)
@@ -334,8 +378,10 @@ def resolve(name: str, models_cfg: Any, *, auto_pull: bool | None = None) -> tup
         return entry, path
     allowed = getattr(models_cfg, "auto_pull", True) if auto_pull is None else auto_pull
     if not allowed:
-        raise ModelError(f"model {name} is not installed ({path} does not exist)",
-                         f"run `edge-agent models pull {name}` (add --mirror DIR offline), or set models.auto_pull = true")
+        raise ModelError(
+            f"model {name} is not installed ({path} does not exist)",
+            f"run `edge-agent models pull {name}` (add --mirror DIR offline), or set models.auto_pull = true",
+        )
     log.info("model %s is missing; pulling it", name)
     pull_entry(entry, models_cfg, mirror_from(None, models_cfg))
     return entry, path
@@ -355,7 +401,9 @@ def ensure_media(name: str, models_cfg: Any) -> Path:
         ModelError: unknown name, or it cannot be fetched or verified.
     """
     cat = load_catalog(models_cfg)
-    entry = cat.entries.get(name) or next((e for e in cat.entries.values() if e.kind == "media" and e.file == name), None)
+    entry = cat.entries.get(name) or next(
+        (e for e in cat.entries.values() if e.kind == "media" and e.file == name), None
+    )
     if entry is None:
         entry = cat.get(name)  # raises with the list of names
     return resolve(entry.name, models_cfg, auto_pull=True)[1]

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
@@ -30,12 +31,19 @@ def _configs(config_file: str | None, models_dir: str | None, **inference: Any):
     return cfg
 
 
-_config_opt = click.option("--config", "config_file", type=click.Path(dir_okay=False),
-                           help="Config file (models.dir, mirror, inference settings). Default: built-in defaults.")
-_dir_opt = click.option("--models-dir", type=click.Path(file_okay=False), help="Override models.dir (where models are installed).")
+_config_opt = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="Config file (models.dir, mirror, inference settings). Default: built-in defaults.",
+)
+_dir_opt = click.option(
+    "--models-dir", type=click.Path(file_okay=False), help="Override models.dir (where models are installed)."
+)
 
 
 # -- models --------------------------------------------------------------------------------------
+
 
 @click.group("models")
 def models_group() -> None:
@@ -55,11 +63,26 @@ def models_list(config_file: str | None, models_dir: str | None, as_json: bool) 
     for e in c.entries.values():
         installed = cat.installed_path(e, cfg.models).is_file()
         if as_json:
-            click.echo(json.dumps({"name": e.name, "kind": e.kind, "task": e.task, "family": e.family, "file": e.file,
-                                   "license": e.license, "installed": installed, "url": e.url, "sha256": e.sha256}))
+            click.echo(
+                json.dumps(
+                    {
+                        "name": e.name,
+                        "kind": e.kind,
+                        "task": e.task,
+                        "family": e.family,
+                        "file": e.file,
+                        "license": e.license,
+                        "installed": installed,
+                        "url": e.url,
+                        "sha256": e.sha256,
+                    }
+                )
+            )
         else:
-            click.echo(f"{e.name:28} {e.kind:6} {(e.task or '-'):9} {e.license:11} "
-                       f"{'installed' if installed else 'not installed':14} {e.description}")
+            click.echo(
+                f"{e.name:28} {e.kind:6} {(e.task or '-'):9} {e.license:11} "
+                f"{'installed' if installed else 'not installed':14} {e.description}"
+            )
     if not as_json:
         click.echo(f"catalog: {c.path}; install dir: {cat.install_dir(cfg.models)}")
 
@@ -67,12 +90,22 @@ def models_list(config_file: str | None, models_dir: str | None, as_json: bool) 
 @models_group.command("pull")
 @click.argument("names", nargs=-1)
 @click.option("--all", "pull_all", is_flag=True, help="Every catalog entry (models and media).")
-@click.option("--mirror", type=click.Path(file_okay=False), help="Copy from this mirror (models/, media/) instead of downloading. Default: models.mirror or EDGE_AGENT_MIRROR.")
+@click.option(
+    "--mirror",
+    type=click.Path(file_okay=False),
+    help="Copy from this mirror (models/, media/) instead of downloading. Default: models.mirror or EDGE_AGENT_MIRROR.",
+)
 @click.option("--force", is_flag=True, help="Reinstall even when a verified file is present.")
 @_config_opt
 @_dir_opt
-def models_pull(names: tuple[str, ...], pull_all: bool, mirror: str | None, force: bool, config_file: str | None,
-                models_dir: str | None) -> None:
+def models_pull(
+    names: tuple[str, ...],
+    pull_all: bool,
+    mirror: str | None,
+    force: bool,
+    config_file: str | None,
+    models_dir: str | None,
+) -> None:
     """Install catalog entries NAME... (sha256-verified; a mismatching file is refused)."""
     from agent.inference import catalog as cat
 
@@ -81,8 +114,14 @@ def models_pull(names: tuple[str, ...], pull_all: bool, mirror: str | None, forc
         names = tuple(cat.load_catalog(cfg.models).entries)
     if not names:
         raise AgentError("no model named", "give catalog names (`edge-agent models list`) or --all")
-    cat.pull(names, cfg.models, mirror, progress=sys.stderr.isatty(), force=force,
-             on_done=lambda e, p: click.echo(f"ok: {e.name} -> {p} (sha256 verified)"))
+    cat.pull(
+        names,
+        cfg.models,
+        mirror,
+        progress=sys.stderr.isatty(),
+        force=force,
+        on_done=lambda e, p: click.echo(f"ok: {e.name} -> {p} (sha256 verified)"),
+    )
 
 
 @models_group.command("verify")
@@ -99,11 +138,14 @@ def models_verify(config_file: str | None, models_dir: str | None) -> None:
         if status not in ("ok", "missing"):
             bad.append(e.name)
     if bad:
-        raise AgentError(f"{len(bad)} installed file(s) do not match the catalog: {', '.join(bad)}",
-                         f"reinstall them: `edge-agent models pull --force {' '.join(bad)}`")
+        raise AgentError(
+            f"{len(bad)} installed file(s) do not match the catalog: {', '.join(bad)}",
+            f"reinstall them: `edge-agent models pull --force {' '.join(bad)}`",
+        )
 
 
 # -- detect / classify -----------------------------------------------------------------------------
+
 
 def _frames(path: Path) -> Iterator[tuple[int, str, Any]]:
     """``(frame number, source name, BGR image)`` of an image, a folder of images or a video."""
@@ -114,7 +156,9 @@ def _frames(path: Path) -> Iterator[tuple[int, str, Any]]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXT)
         if not files:
-            raise SourceError(f"{path} holds no images ({', '.join(sorted(IMAGE_EXT))})", "give a folder of images")
+            raise SourceError(
+                f"{path} holds no images ({', '.join(sorted(IMAGE_EXT))})", "give a folder of images"
+            )
         for i, f in enumerate(files):
             img = cv2.imread(str(f), cv2.IMREAD_COLOR)
             if img is None:
@@ -124,7 +168,9 @@ def _frames(path: Path) -> Iterator[tuple[int, str, Any]]:
     if path.suffix.lower() in VIDEO_EXT:
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
-            raise SourceError(f"cannot open video {path}", "check the file and that OpenCV can decode its codec")
+            raise SourceError(
+                f"cannot open video {path}", "check the file and that OpenCV can decode its codec"
+            )
         try:
             i = 0
             while True:
@@ -140,7 +186,9 @@ def _frames(path: Path) -> Iterator[tuple[int, str, Any]]:
         return
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
-        raise SourceError(f"cannot decode {path} as an image", "give a .jpg/.png/.bmp image, a folder or a video")
+        raise SourceError(
+            f"cannot decode {path} as an image", "give a .jpg/.png/.bmp image, a folder or a video"
+        )
     yield 0, str(path), img
 
 
@@ -151,8 +199,16 @@ def _annotate(img, dets) -> Any:
     for d in dets:
         x1, y1, x2, y2 = (int(round(v)) for v in d.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), (0, 200, 255), 2)
-        cv2.putText(out, f"{d.label} {d.score:.2f}", (x1 + 2, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    (0, 200, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            f"{d.label} {d.score:.2f}",
+            (x1 + 2, max(12, y1 - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            (0, 200, 255),
+            1,
+            cv2.LINE_AA,
+        )
     return out
 
 
@@ -180,7 +236,9 @@ class _Writer:
                 cap.release()
                 self.video = cv2.VideoWriter(str(self.out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
                 if not self.video.isOpened():
-                    raise SourceError(f"cannot write video {self.out}", "use an .mp4 or .avi file name in a writable folder")
+                    raise SourceError(
+                        f"cannot write video {self.out}", "use an .mp4 or .avi file name in a writable folder"
+                    )
             self.video.write(img)
             return
         else:
@@ -194,13 +252,28 @@ class _Writer:
 
 
 _model_opts = [
-    click.option("--model", "-m", default=None, help="Catalog name or .tflite path (default: inference.model)."),
+    click.option(
+        "--model", "-m", default=None, help="Catalog name or .tflite path (default: inference.model)."
+    ),
     click.option("--threshold", "-t", type=click.FloatRange(0, 1), default=None, help="Minimum score."),
-    click.option("--accelerator", type=click.Choice(["auto", "cpu", "edgetpu", "gpu"]), default=None,
-                 help="auto tries edgetpu, gpu, then cpu."),
-    click.option("--family", type=click.Choice(["auto", "ssd", "yolo", "classifier", "recurrent"]), default=None,
-                 help="Model family (default: from the catalog or the model's tensors)."),
-    click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Label file for a model given by path."),
+    click.option(
+        "--accelerator",
+        type=click.Choice(["auto", "cpu", "edgetpu", "gpu"]),
+        default=None,
+        help="auto tries edgetpu, gpu, then cpu.",
+    ),
+    click.option(
+        "--family",
+        type=click.Choice(["auto", "ssd", "yolo", "classifier", "recurrent"]),
+        default=None,
+        help="Model family (default: from the catalog or the model's tensors).",
+    ),
+    click.option(
+        "--labels",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Label file for a model given by path.",
+    ),
     click.option("--threads", type=click.IntRange(1, 64), default=None, help="CPU threads."),
     click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout."),
     _config_opt,
@@ -213,6 +286,7 @@ def _with(opts):
         for o in reversed(opts):
             f = o(f)
         return f
+
     return deco
 
 
@@ -236,9 +310,15 @@ def _summary(eng, frames: int, ms: list[float]) -> str:
 @click.command("detect")
 @click.argument("path", type=click.Path())
 @_with(_model_opts)
-@click.option("--out", type=click.Path(), default=None,
-              help="Annotated output: an image file (image input), a video file (video) or a folder (folder).")
-def detect_cmd(path, model, threshold, accelerator, family, labels, threads, as_json, config_file, models_dir, out) -> None:
+@click.option(
+    "--out",
+    type=click.Path(),
+    default=None,
+    help="Annotated output: an image file (image input), a video file (video) or a folder (folder).",
+)
+def detect_cmd(
+    path, model, threshold, accelerator, family, labels, threads, as_json, config_file, models_dir, out
+) -> None:
     """Detect objects in PATH (an image, a folder of images or a video).
 
     With --json: one object per detection per line,
@@ -246,7 +326,9 @@ def detect_cmd(path, model, threshold, accelerator, family, labels, threads, as_
     """
     eng = _engine(model, threshold, accelerator, family, labels, threads, config_file, models_dir)
     if eng.task != "detect":
-        raise AgentError(f"model {eng.name} is a classifier", f"use `edge-agent classify {path} --model {eng.name}`")
+        raise AgentError(
+            f"model {eng.name} is a classifier", f"use `edge-agent classify {path} --model {eng.name}`"
+        )
     src = Path(path)
     writer = _Writer(out, src)
     ms: list[float] = []
@@ -263,7 +345,9 @@ def detect_cmd(path, model, threshold, accelerator, family, labels, threads, as_
                         obj["file"] = Path(name).name
                     click.echo(json.dumps(obj))
                 else:
-                    click.echo(f"frame {n_frame}: {d.label} {d.score:.2f} [{', '.join(f'{v:.0f}' for v in d.box)}]")
+                    click.echo(
+                        f"frame {n_frame}: {d.label} {d.score:.2f} [{', '.join(f'{v:.0f}' for v in d.box)}]"
+                    )
             writer.write(n_frame, name, _annotate(img, dets))
     finally:
         writer.close()
@@ -273,17 +357,35 @@ def detect_cmd(path, model, threshold, accelerator, family, labels, threads, as_
 @click.command("classify")
 @click.argument("path", type=click.Path())
 @_with(_model_opts)
-@click.option("--top-k", "-k", type=click.IntRange(1, 1000), default=None, help="Classes per frame (default: inference.top_k).")
-def classify_cmd(path, model, threshold, accelerator, family, labels, threads, as_json, config_file, models_dir, top_k) -> None:
+@click.option(
+    "--top-k",
+    "-k",
+    type=click.IntRange(1, 1000),
+    default=None,
+    help="Classes per frame (default: inference.top_k).",
+)
+def classify_cmd(
+    path, model, threshold, accelerator, family, labels, threads, as_json, config_file, models_dir, top_k
+) -> None:
     """Classify PATH (an image, a folder of images or a video): the top-k classes, best first.
 
     With --json: one object per class per line, {"frame", "label", "class_id", "score"}.
     The default threshold is 0 (report the top-k); --threshold raises it.
     """
-    eng = _engine(model or "mobilenet_v2_imagenet", 0.0 if threshold is None else threshold, accelerator, family,
-                  labels, threads, config_file, models_dir)
+    eng = _engine(
+        model or "mobilenet_v2_imagenet",
+        0.0 if threshold is None else threshold,
+        accelerator,
+        family,
+        labels,
+        threads,
+        config_file,
+        models_dir,
+    )
     if eng.task != "classify":
-        raise AgentError(f"model {eng.name} is a detector", f"use `edge-agent detect {path} --model {eng.name}`")
+        raise AgentError(
+            f"model {eng.name} is a detector", f"use `edge-agent detect {path} --model {eng.name}`"
+        )
     ms: list[float] = []
     n = 0
     for n_frame, _name, img in _frames(Path(path)):

@@ -43,8 +43,16 @@ class Engine:
         labels: ``{class_id: name}``.
     """
 
-    def __init__(self, name: str, info: InterpreterInfo, adapter: Adapter, labels: dict[int, str],
-                 inference_cfg: Any, *, label_offset: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        info: InterpreterInfo,
+        adapter: Adapter,
+        labels: dict[int, str],
+        inference_cfg: Any,
+        *,
+        label_offset: int = 0,
+    ) -> None:
         self.name = name
         self.path = info.model_path
         self.interpreter = info.interpreter
@@ -57,16 +65,24 @@ class Engine:
         self.labels = labels
         self.label_offset = label_offset
         self.cfg = inference_cfg
-        self._pre = Preprocessor(self.interpreter, adapter.image_input, mean=adapter.mean, std=adapter.std,
-                                 resize=inference_cfg.resize, pad_value=adapter.pad_value)
+        self._pre = Preprocessor(
+            self.interpreter,
+            adapter.image_input,
+            mean=adapter.mean,
+            std=adapter.std,
+            resize=inference_cfg.resize,
+            pad_value=adapter.pad_value,
+        )
         self.input_size = (self._pre.w, self._pre.h)
         self._keep = set(inference_cfg.labels_keep or ())
         self._skip_background = tuple(i for i, n in labels.items() if n.lower() == "background")
         self._transform: Transform | None = None
 
     def __repr__(self) -> str:
-        return (f"Engine({self.name!r}, family={self.family}, accelerator={self.accelerator}, "
-                f"input={self.input_size[0]}x{self.input_size[1]})")
+        return (
+            f"Engine({self.name!r}, family={self.family}, accelerator={self.accelerator}, "
+            f"input={self.input_size[0]}x{self.input_size[1]})"
+        )
 
     # -- raw access (benchmark) ---------------------------------------------------------------
     def set_input_from(self, image_bgr: np.ndarray, *, state_key: str = "default") -> Transform:
@@ -89,12 +105,20 @@ class Engine:
             self.interpreter.invoke()
         except (RuntimeError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ModelError(f"model {self.name} failed while running: {first}",
-                             "the model or its delegate is broken; re-pull it or use inference.accelerator = \"cpu\"") from None
+            raise ModelError(
+                f"model {self.name} failed while running: {first}",
+                'the model or its delegate is broken; re-pull it or use inference.accelerator = "cpu"',
+            ) from None
 
     # -- results -------------------------------------------------------------------------------
-    def run(self, image_bgr: np.ndarray, *, state_key: str = "default", threshold: float | None = None,
-            top_k: int | None = None) -> tuple[list[Detection], list[Classification], dict[str, float]]:
+    def run(
+        self,
+        image_bgr: np.ndarray,
+        *,
+        state_key: str = "default",
+        threshold: float | None = None,
+        top_k: int | None = None,
+    ) -> tuple[list[Detection], list[Classification], dict[str, float]]:
         """Preprocess, invoke and decode one frame.
 
         Args:
@@ -122,19 +146,34 @@ class Engine:
         else:
             classes = self._classes(thr, top_k or self.cfg.top_k)
         t3 = time.perf_counter()
-        return dets, classes, {"preprocess_ms": (t1 - t0) * 1e3, "invoke_ms": (t2 - t1) * 1e3,
-                               "postprocess_ms": (t3 - t2) * 1e3}
+        return (
+            dets,
+            classes,
+            {
+                "preprocess_ms": (t1 - t0) * 1e3,
+                "invoke_ms": (t2 - t1) * 1e3,
+                "postprocess_ms": (t3 - t2) * 1e3,
+            },
+        )
 
-    def detect(self, image_bgr: np.ndarray, *, state_key: str = "default", threshold: float | None = None) -> list[Detection]:
+    def detect(
+        self, image_bgr: np.ndarray, *, state_key: str = "default", threshold: float | None = None
+    ) -> list[Detection]:
         """Detections in a frame (see :meth:`run`)."""
         if self.task != "detect":
-            raise ModelError(f"model {self.name} is a classifier, not a detector", "use classify, or a detection model")
+            raise ModelError(
+                f"model {self.name} is a classifier, not a detector", "use classify, or a detection model"
+            )
         return self.run(image_bgr, state_key=state_key, threshold=threshold)[0]
 
-    def classify(self, image_bgr: np.ndarray, *, threshold: float | None = None, top_k: int | None = None) -> list[Classification]:
+    def classify(
+        self, image_bgr: np.ndarray, *, threshold: float | None = None, top_k: int | None = None
+    ) -> list[Classification]:
         """The top-k classes of a frame, best first (see :meth:`run`)."""
         if self.task != "classify":
-            raise ModelError(f"model {self.name} is a detector, not a classifier", "use detect, or a classification model")
+            raise ModelError(
+                f"model {self.name} is a detector, not a classifier", "use detect, or a classification model"
+            )
         return self.run(image_bgr, threshold=threshold, top_k=top_k)[1]
 
     def reset_state(self, state_key: str | None = None) -> None:
@@ -230,7 +269,9 @@ def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str 
         entry, path = cat.resolve(model, models_cfg)
         name = entry.name
         if entry.kind != "model":
-            raise ModelError(f"{model} is a media file, not a model", "give a model name (`edge-agent models list`)")
+            raise ModelError(
+                f"{model} is a media file, not a model", "give a model name (`edge-agent models list`)"
+            )
         catalog = cat.load_catalog(models_cfg)
         if entry.edgetpu_variant and accel in ("auto", "edgetpu"):
             variant = catalog.get(entry.edgetpu_variant)
@@ -247,10 +288,16 @@ def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str 
                 entry, path = cat.resolve(parent[0].name, models_cfg)
 
     info = make_interpreter(
-        path, runtime=inference_cfg.runtime, accelerator=accel, num_threads=inference_cfg.num_threads,
-        edgetpu_device=inference_cfg.edgetpu_device, gpu_delegate_path=inference_cfg.gpu_delegate_path,
-        delegate_path=inference_cfg.delegate_path, delegate_options=dict(inference_cfg.delegate_options),
-        edgetpu_model_path=tpu_path)
+        path,
+        runtime=inference_cfg.runtime,
+        accelerator=accel,
+        num_threads=inference_cfg.num_threads,
+        edgetpu_device=inference_cfg.edgetpu_device,
+        gpu_delegate_path=inference_cfg.gpu_delegate_path,
+        delegate_path=inference_cfg.delegate_path,
+        delegate_options=dict(inference_cfg.delegate_options),
+        edgetpu_model_path=tpu_path,
+    )
 
     fam = family or (entry.family if entry and entry.family else None)
     if fam is None and inference_cfg.family != "auto":
@@ -264,13 +311,25 @@ def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str 
         labels = read_labels(inference_cfg.labels)
     else:
         labels = None
-    adapter = make_adapter(fam, info.interpreter, num_classes=len(labels) if labels else None,
-                           iou_threshold=inference_cfg.iou_threshold, max_detections=inference_cfg.max_detections)
+    adapter = make_adapter(
+        fam,
+        info.interpreter,
+        num_classes=len(labels) if labels else None,
+        iou_threshold=inference_cfg.iou_threshold,
+        max_detections=inference_cfg.max_detections,
+    )
     if labels is None:
         labels = _default_labels(fam, adapter)
-    engine = Engine(name, info, adapter, labels, inference_cfg, label_offset=entry.label_offset if entry else 0)
-    log.info("loaded %r from %s (%s runtime)%s", engine, engine.path, engine.runtime,
-             f"; skipped: {'; '.join(engine.accelerator_reasons)}" if engine.accelerator_reasons else "")
+    engine = Engine(
+        name, info, adapter, labels, inference_cfg, label_offset=entry.label_offset if entry else 0
+    )
+    log.info(
+        "loaded %r from %s (%s runtime)%s",
+        engine,
+        engine.path,
+        engine.runtime,
+        f"; skipped: {'; '.join(engine.accelerator_reasons)}" if engine.accelerator_reasons else "",
+    )
     return engine
 
 

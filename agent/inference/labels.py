@@ -34,9 +34,13 @@ def read_labels(path: str | Path) -> dict[int, str]:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ModelError(f"label file {p} does not exist", "fix inference.labels (or the catalog's labels entry)") from None
+        raise ModelError(
+            f"label file {p} does not exist", "fix inference.labels (or the catalog's labels entry)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"cannot read label file {p}: {exc}", "give a UTF-8 text file, one label per line") from None
+        raise ModelError(
+            f"cannot read label file {p}: {exc}", "give a UTF-8 text file, one label per line"
+        ) from None
     if p.suffix == ".pbtxt" or "item {" in text[:200]:
         return _parse_pbtxt(text)
     lines = text.splitlines()

@@ -87,17 +87,28 @@ class Preprocessor:
         pad_value: letterbox border value (pixel units).
     """
 
-    def __init__(self, interpreter: Any, input_index: int = 0, *, mean: float = 127.5, std: float = 127.5,
-                 resize: str = "stretch", pad_value: int = 114) -> None:
+    def __init__(
+        self,
+        interpreter: Any,
+        input_index: int = 0,
+        *,
+        mean: float = 127.5,
+        std: float = 127.5,
+        resize: str = "stretch",
+        pad_value: int = 114,
+    ) -> None:
         self.interpreter = interpreter
         self.detail = interpreter.get_input_details()[input_index]
         _, self.h, self.w, self.c = (int(x) for x in self.detail["shape"])
         if self.c != 3:
             from agent.errors import ModelError
-            raise ModelError(f"the model's image input has {self.c} channels, not 3 (RGB)",
-                             "use an RGB image model")
+
+            raise ModelError(
+                f"the model's image input has {self.c} channels, not 3 (RGB)", "use an RGB image model"
+            )
         if resize not in ("stretch", "letterbox"):
             from agent.errors import ModelError
+
             raise ModelError(f"unknown resize mode {resize!r}", "use stretch or letterbox")
         self.resize = resize
         self.pad_value = pad_value
@@ -109,8 +120,14 @@ class Preprocessor:
         """The model-sized RGB uint8 image (a reused buffer) and its transform."""
         import cv2
 
-        if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] not in (3, 4) or image_bgr.size == 0:
+        if (
+            image_bgr is None
+            or image_bgr.ndim != 3
+            or image_bgr.shape[2] not in (3, 4)
+            or image_bgr.size == 0
+        ):
             from agent.errors import ModelError
+
             shape = None if image_bgr is None else image_bgr.shape
             raise ModelError(f"expected a BGR image HxWx3, got shape {shape}", "pass a decoded colour frame")
         if image_bgr.shape[2] == 4:
@@ -128,7 +145,7 @@ class Preprocessor:
         px, py = (self.w - nw) // 2, (self.h - nh) // 2
         self._rgb[:] = self.pad_value
         small = cv2.resize(image_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        self._rgb[py:py + nh, px:px + nw] = small[:, :, ::-1]
+        self._rgb[py : py + nh, px : px + nw] = small[:, :, ::-1]
         return self._rgb, Transform(sw, sh, self.w, self.h, s, s, float(px), float(py))
 
     def set_input(self, image_bgr: np.ndarray) -> Transform:

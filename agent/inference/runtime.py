@@ -79,21 +79,29 @@ def load_runtime(runtime: str = "auto") -> tuple[Any, Any, str]:
     if runtime in ("auto", "litert"):
         try:
             from ai_edge_litert.interpreter import Interpreter, load_delegate
+
             return Interpreter, load_delegate, "litert"
         except ImportError:
             if runtime == "litert":
-                raise ModelError("the LiteRT runtime (ai-edge-litert) is not installed",
-                                 "pip install ai-edge-litert, or set inference.runtime = \"tflite-runtime\"") from None
+                raise ModelError(
+                    "the LiteRT runtime (ai-edge-litert) is not installed",
+                    'pip install ai-edge-litert, or set inference.runtime = "tflite-runtime"',
+                ) from None
     try:
         from tflite_runtime.interpreter import Interpreter, load_delegate
+
         return Interpreter, load_delegate, "tflite-runtime"
     except ImportError:
         if runtime == "tflite-runtime":
-            raise ModelError("inference.runtime is \"tflite-runtime\" but the tflite_runtime package is not installed",
-                             "pip install 'edge-agent[tflite-runtime]' (or the tflite-runtime wheel for this Python), "
-                             "or set inference.runtime = \"auto\" to use LiteRT") from None
-        raise ModelError("no TFLite runtime is installed (neither ai-edge-litert nor tflite-runtime)",
-                         "pip install ai-edge-litert") from None
+            raise ModelError(
+                'inference.runtime is "tflite-runtime" but the tflite_runtime package is not installed',
+                "pip install 'edge-agent[tflite-runtime]' (or the tflite-runtime wheel for this Python), "
+                'or set inference.runtime = "auto" to use LiteRT',
+            ) from None
+        raise ModelError(
+            "no TFLite runtime is installed (neither ai-edge-litert nor tflite-runtime)",
+            "pip install ai-edge-litert",
+        ) from None
 
 
 def _library_loadable(lib: str, *, plugin: bool = False) -> str | None:
@@ -119,34 +127,46 @@ def _load_delegate(load_delegate: Any, lib: str, options: dict[str, str], what: 
         return load_delegate(lib, options or {})
     except (ValueError, RuntimeError, OSError, AttributeError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AcceleratorError(f"{what}: {lib} loaded but no delegate was created ({msg})", _delegate_hint(what, lib)) from None
+        raise AcceleratorError(
+            f"{what}: {lib} loaded but no delegate was created ({msg})", _delegate_hint(what, lib)
+        ) from None
 
 
 def _delegate_hint(what: str, lib: str) -> str:
     if what == "edgetpu":
-        return ("plug in the Coral (USB: check `lsusb` for 1a6e/18d1; PCIe: /dev/apex_0) and install the Edge TPU "
-                "runtime (apt install libedgetpu1-std), or set inference.accelerator = \"cpu\" (or \"auto\" to fall back)")
+        return (
+            "plug in the Coral (USB: check `lsusb` for 1a6e/18d1; PCIe: /dev/apex_0) and install the Edge TPU "
+            'runtime (apt install libedgetpu1-std), or set inference.accelerator = "cpu" (or "auto" to fall back)'
+        )
     if what == "gpu":
-        return ("install a TFLite GPU delegate built as an external delegate (it must export "
-                "tflite_plugin_create_delegate; the plain bazel libtensorflowlite_gpu_delegate.so does not) and set "
-                "inference.gpu_delegate_path to it, or set inference.accelerator = \"cpu\" (or \"auto\" to fall back)")
+        return (
+            "install a TFLite GPU delegate built as an external delegate (it must export "
+            "tflite_plugin_create_delegate; the plain bazel libtensorflowlite_gpu_delegate.so does not) and set "
+            'inference.gpu_delegate_path to it, or set inference.accelerator = "cpu" (or "auto" to fall back)'
+        )
     return f"check that {lib} exists and matches this runtime version, or remove inference.delegate_path"
 
 
 def _read_model(path: Path) -> bytes:
     if not path.exists():
-        raise ModelError(f"model file {path} does not exist",
-                         "pull it with `edge-agent models pull NAME` (see `edge-agent models list`) or fix the path")
+        raise ModelError(
+            f"model file {path} does not exist",
+            "pull it with `edge-agent models pull NAME` (see `edge-agent models list`) or fix the path",
+        )
     if path.is_dir():
-        raise ModelError(f"model path {path} is a directory, not a .tflite file", "give the path of the .tflite file")
+        raise ModelError(
+            f"model path {path} is a directory, not a .tflite file", "give the path of the .tflite file"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read model file {path}: {exc}", "check the file's permissions") from None
     # A FlatBuffer TFLite model carries the identifier "TFL3" at bytes 4..8.
     if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelError(f"{path} is not a TFLite model (no TFL3 identifier; {len(data)} bytes): corrupt or wrong file",
-                         "re-download it with `edge-agent models pull NAME` (checks the sha256), or give a .tflite file")
+        raise ModelError(
+            f"{path} is not a TFLite model (no TFL3 identifier; {len(data)} bytes): corrupt or wrong file",
+            "re-download it with `edge-agent models pull NAME` (checks the sha256), or give a .tflite file",
+        )
     return data
 
 
@@ -158,7 +178,9 @@ def has_edgetpu_op(model_bytes: bytes) -> bool:
 def _build(Interpreter: Any, path: Path, delegates: list[Any], num_threads: int) -> Any:
     """Create and allocate an interpreter; runtime errors become ModelError."""
     try:
-        interp = Interpreter(model_path=str(path), experimental_delegates=delegates or None, num_threads=num_threads)
+        interp = Interpreter(
+            model_path=str(path), experimental_delegates=delegates or None, num_threads=num_threads
+        )
     except (ValueError, RuntimeError) as exc:
         raise _model_error(path, exc) from None
     try:
@@ -175,16 +197,27 @@ def _model_error(path: Path, exc: Exception) -> ModelError:
         return AcceleratorError(
             f"{path.name} is compiled for the Edge TPU (edgetpu-custom-op) and no Edge TPU delegate is loaded",
             "connect a Coral and install libedgetpu (apt install libedgetpu1-std) with inference.accelerator = "
-            "\"edgetpu\" or \"auto\", or use the CPU model (the catalog entry without _edgetpu)")
+            '"edgetpu" or "auto", or use the CPU model (the catalog entry without _edgetpu)',
+        )
     if "unresolved custom op" in text.lower():
-        return ModelError(f"{path.name} cannot run on this runtime: {first.rstrip('.')}",
-                          "the model needs a custom operator this runtime does not have; use a model converted "
-                          "with built-in ops only (or the runtime/delegate it was built for)")
-    if "Model provided has model identifier" in text or "Could not open" in text or "flatbuffer" in text.lower():
-        return ModelError(f"{path} is not a valid TFLite model: {first}",
-                          "re-download it with `edge-agent models pull NAME` (checks the sha256)")
-    return ModelError(f"cannot load model {path.name}: {first}",
-                      "check that the file is a complete .tflite model for this runtime (re-pull it to verify its sha256)")
+        return ModelError(
+            f"{path.name} cannot run on this runtime: {first.rstrip('.')}",
+            "the model needs a custom operator this runtime does not have; use a model converted "
+            "with built-in ops only (or the runtime/delegate it was built for)",
+        )
+    if (
+        "Model provided has model identifier" in text
+        or "Could not open" in text
+        or "flatbuffer" in text.lower()
+    ):
+        return ModelError(
+            f"{path} is not a valid TFLite model: {first}",
+            "re-download it with `edge-agent models pull NAME` (checks the sha256)",
+        )
+    return ModelError(
+        f"cannot load model {path.name}: {first}",
+        "check that the file is a complete .tflite model for this runtime (re-pull it to verify its sha256)",
+    )
 
 
 def make_interpreter(
@@ -228,7 +261,9 @@ def make_interpreter(
 
     if delegate_path:
         dlg = _load_delegate(load_delegate, delegate_path, dict(delegate_options or {}), "delegate")
-        return InterpreterInfo(_build(Interpreter, path, [dlg], num_threads), "delegate", reasons, rt_name, path)
+        return InterpreterInfo(
+            _build(Interpreter, path, [dlg], num_threads), "delegate", reasons, rt_name, path
+        )
 
     cpu_is_tpu_model = has_edgetpu_op(data)
     tpu_path = Path(edgetpu_model_path) if edgetpu_model_path else (path if cpu_is_tpu_model else None)
@@ -238,12 +273,16 @@ def make_interpreter(
         try:
             lib_err = _library_loadable(edgetpu_library())
             if lib_err is not None:
-                raise AcceleratorError(f"edgetpu: cannot load {edgetpu_library()}: {lib_err}",
-                                       _delegate_hint("edgetpu", edgetpu_library()))
+                raise AcceleratorError(
+                    f"edgetpu: cannot load {edgetpu_library()}: {lib_err}",
+                    _delegate_hint("edgetpu", edgetpu_library()),
+                )
             if tpu_path is None:
-                raise AcceleratorError(f"edgetpu: no Edge TPU variant of {path.name} is known",
-                                       "compile the model with edgetpu_compiler and set edgetpu_variant in its catalog "
-                                       "entry (or load the _edgetpu.tflite file), or use accelerator \"auto\"/\"cpu\"")
+                raise AcceleratorError(
+                    f"edgetpu: no Edge TPU variant of {path.name} is known",
+                    "compile the model with edgetpu_compiler and set edgetpu_variant in its catalog "
+                    'entry (or load the _edgetpu.tflite file), or use accelerator "auto"/"cpu"',
+                )
             if tpu_path != path:
                 _read_model(tpu_path)
             opts = {"device": edgetpu_device} if edgetpu_device else {}
@@ -289,8 +328,13 @@ def make_interpreter(
             f"{path.name} is compiled for the Edge TPU (edgetpu-custom-op) and cannot run on the CPU; "
             + (f"no Edge TPU is usable ({reasons[0]})" if reasons else "no Edge TPU is usable"),
             "connect a Coral and install libedgetpu (apt install libedgetpu1-std), or use the CPU model "
-            "(the catalog entry's plain file; models compiled with edgetpu_compiler keep a CPU original)")
+            "(the catalog entry's plain file; models compiled with edgetpu_compiler keep a CPU original)",
+        )
     interp = _build(Interpreter, path, [], num_threads)
-    log.info("inference: %s on the CPU (XNNPACK, %d threads)%s", path.name, num_threads,
-             f"; skipped: {'; '.join(reasons)}" if reasons else "")
+    log.info(
+        "inference: %s on the CPU (XNNPACK, %d threads)%s",
+        path.name,
+        num_threads,
+        f"; skipped: {'; '.join(reasons)}" if reasons else "",
+    )
     return InterpreterInfo(interp, "cpu", reasons, rt_name, path)

@@ -39,12 +39,30 @@ FLAG_KEYS: dict[str, list[str]] = {
     "username": ["mqtt.username", "mqtt.user"],
     "password": ["mqtt.password"],
     "password_file": ["mqtt.password_file"],
-    "ca_cert": ["mqtt.ca_file", "mqtt.cafile", "mqtt.ca_certs", "mqtt.tls.ca_file", "mqtt.tls.cafile",
-                "mqtt.tls.ca_certs"],
-    "client_cert": ["mqtt.cert_file", "mqtt.certfile", "mqtt.client_cert", "mqtt.tls.cert_file",
-                    "mqtt.tls.certfile", "mqtt.tls.client_cert"],
-    "client_key": ["mqtt.key_file", "mqtt.keyfile", "mqtt.client_key", "mqtt.tls.key_file",
-                   "mqtt.tls.keyfile", "mqtt.tls.client_key"],
+    "ca_cert": [
+        "mqtt.ca_file",
+        "mqtt.cafile",
+        "mqtt.ca_certs",
+        "mqtt.tls.ca_file",
+        "mqtt.tls.cafile",
+        "mqtt.tls.ca_certs",
+    ],
+    "client_cert": [
+        "mqtt.cert_file",
+        "mqtt.certfile",
+        "mqtt.client_cert",
+        "mqtt.tls.cert_file",
+        "mqtt.tls.certfile",
+        "mqtt.tls.client_cert",
+    ],
+    "client_key": [
+        "mqtt.key_file",
+        "mqtt.keyfile",
+        "mqtt.client_key",
+        "mqtt.tls.key_file",
+        "mqtt.tls.keyfile",
+        "mqtt.tls.client_key",
+    ],
     "mqtt_enabled": ["mqtt.enabled"],
     "host": ["mqtt.host"],
     "port": ["mqtt.port"],
@@ -64,40 +82,56 @@ class _Item(str):
 
 # -- bundle ----------------------------------------------------------------------------------------
 
+
 def load_bundle(path: Path) -> tuple[dict[str, Any], str | None]:
     """Read a bundle; return (config dict, api_token). Raises ConfigError naming what is wrong."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"bundle {path} does not exist", "check the path (is the USB stick mounted?)") from None
+        raise ConfigError(
+            f"bundle {path} does not exist", "check the path (is the USB stick mounted?)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read bundle {path}: {exc}", "check the file is readable UTF-8 JSON") from None
+        raise ConfigError(
+            f"cannot read bundle {path}: {exc}", "check the file is readable UTF-8 JSON"
+        ) from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                          "fix the syntax there (a JSON linter helps)") from None
+        raise ConfigError(
+            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            "fix the syntax there (a JSON linter helps)",
+        ) from None
     if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: a bundle is a JSON object with a \"config\" object",
-                          'see docs/install.md, "Provisioning bundle"')
+        raise ConfigError(
+            f'{path}: a bundle is a JSON object with a "config" object',
+            'see docs/install.md, "Provisioning bundle"',
+        )
     unknown = sorted(set(doc) - BUNDLE_KEYS)
     if unknown:
-        raise ConfigError(f"{path}: unknown bundle key(s) {', '.join(unknown)} (expected {', '.join(sorted(BUNDLE_KEYS))})",
-                          'config tables go inside "config"; see docs/install.md')
+        raise ConfigError(
+            f"{path}: unknown bundle key(s) {', '.join(unknown)} (expected {', '.join(sorted(BUNDLE_KEYS))})",
+            'config tables go inside "config"; see docs/install.md',
+        )
     version = doc.get("version", BUNDLE_VERSION)
     if version != BUNDLE_VERSION:
-        raise ConfigError(f"{path}: bundle version {version!r} is not supported (this agent reads version {BUNDLE_VERSION})",
-                          "make the bundle with this agent's docs/install.md, or update the agent")
+        raise ConfigError(
+            f"{path}: bundle version {version!r} is not supported (this agent reads version {BUNDLE_VERSION})",
+            "make the bundle with this agent's docs/install.md, or update the agent",
+        )
     config = doc.get("config", {})
     if not isinstance(config, dict):
-        raise ConfigError(f"{path}: \"config\" must be a JSON object", 'see docs/install.md, "Provisioning bundle"')
+        raise ConfigError(
+            f'{path}: "config" must be a JSON object', 'see docs/install.md, "Provisioning bundle"'
+        )
     token = doc.get("api_token")
     if token is not None and not isinstance(token, str):
-        raise ConfigError(f"{path}: \"api_token\" must be a string", "remove it to have one generated")
+        raise ConfigError(f'{path}: "api_token" must be a string', "remove it to have one generated")
     return config, token
 
 
 # -- schema lookups --------------------------------------------------------------------------------
+
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -137,21 +171,27 @@ def require_key(flag: str, model: type[BaseModel] | None = None) -> str:
     key = schema_key(flag, model)
     if key is None:
         names = ", ".join(FLAG_KEYS[flag])
-        raise ConfigError(f"--{flag.replace('_', '-')}: this version's config schema has no key for it (looked for {names})",
-                          "set it in the bundle's \"config\" (keys: `edge-agent config example`) or with --set KEY=VALUE")
+        raise ConfigError(
+            f"--{flag.replace('_', '-')}: this version's config schema has no key for it (looked for {names})",
+            'set it in the bundle\'s "config" (keys: `edge-agent config example`) or with --set KEY=VALUE',
+        )
     return key
 
 
 # -- setting values by path ------------------------------------------------------------------------
+
 
 def parse_path(path: str) -> list[str | int]:
     """``cameras[north].analytics.lines`` -> ["cameras", "north", "analytics", "lines"]; ``[0]`` -> 0."""
     parts: list[str | int] = []
     pos = 0
     for m in _TOKEN.finditer(path):
-        between = path[pos:m.start()]
+        between = path[pos : m.start()]
         if between not in ("", "."):
-            raise ConfigError(f"--set {path}: cannot read the key path", "write it like mqtt.port or cameras[north].detect_fps")
+            raise ConfigError(
+                f"--set {path}: cannot read the key path",
+                "write it like mqtt.port or cameras[north].detect_fps",
+            )
         word, bracket = m.group(1), m.group(2)
         if bracket is not None:
             parts.append(int(bracket) if bracket.isdigit() else _Item(bracket))
@@ -159,20 +199,26 @@ def parse_path(path: str) -> list[str | int]:
             parts.append(word)
         pos = m.end()
     if not parts or path[pos:]:
-        raise ConfigError(f"--set {path}: cannot read the key path", "write it like mqtt.port or cameras[north].detect_fps")
+        raise ConfigError(
+            f"--set {path}: cannot read the key path", "write it like mqtt.port or cameras[north].detect_fps"
+        )
     return parts
 
 
 def _find_item(items: list[Any], key: str | int, path: str) -> Any:
     if isinstance(key, int):
         if key >= len(items):
-            raise ConfigError(f"{path}: index {key} is out of range ({len(items)} item(s))",
-                              "add the item first (e.g. --camera NAME=SOURCE) or use its name")
+            raise ConfigError(
+                f"{path}: index {key} is out of range ({len(items)} item(s))",
+                "add the item first (e.g. --camera NAME=SOURCE) or use its name",
+            )
         return items[key]
     for item in items:
         if isinstance(item, dict) and key in (item.get("name"), item.get("id")):
             return item
-    raise ConfigError(f"{path}: no item named {key!r}", "add it first (e.g. --camera NAME=SOURCE), then set its keys")
+    raise ConfigError(
+        f"{path}: no item named {key!r}", "add it first (e.g. --camera NAME=SOURCE), then set its keys"
+    )
 
 
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:
@@ -187,13 +233,17 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
             node = _find_item(node, part, path)
             continue
         if not isinstance(node, dict) or isinstance(part, int):
-            raise ConfigError(f"{path}: {'.'.join(map(str, parts[:i])) or 'top level'} is not a table",
-                              "check the key path against `edge-agent config example`")
+            raise ConfigError(
+                f"{path}: {'.'.join(map(str, parts[:i])) or 'top level'} is not a table",
+                "check the key path against `edge-agent config example`",
+            )
         if last:
             node[part] = value
         elif part not in node and isinstance(parts[i + 1], (int, _Item)):
-            raise ConfigError(f"{path}: there is no {part} item {parts[i + 1]!s}",
-                              "add it first (e.g. --camera NAME=SOURCE), then set its keys")
+            raise ConfigError(
+                f"{path}: there is no {part} item {parts[i + 1]!s}",
+                "add it first (e.g. --camera NAME=SOURCE), then set its keys",
+            )
         else:
             node = node.setdefault(part, {})
 
@@ -210,10 +260,13 @@ def upsert_camera(data: dict[str, Any], spec: str) -> None:
     """``--camera NAME=SOURCE``: add a camera, or change the source of the one with that name."""
     name, sep, source = spec.partition("=")
     if not sep or not name or not source:
-        raise ConfigError(f"--camera {spec!r}: expected NAME=SOURCE", "e.g. --camera north=/dev/video0 or --camera east=rtsp://10.0.0.5/stream")
+        raise ConfigError(
+            f"--camera {spec!r}: expected NAME=SOURCE",
+            "e.g. --camera north=/dev/video0 or --camera east=rtsp://10.0.0.5/stream",
+        )
     cams = data.setdefault("cameras", [])
     if not isinstance(cams, list):
-        raise ConfigError("cameras: must be a list of tables", "fix the bundle's \"cameras\"")
+        raise ConfigError("cameras: must be a list of tables", 'fix the bundle\'s "cameras"')
     for cam in cams:
         if isinstance(cam, dict) and cam.get("name") == name:
             cam["source"] = source
@@ -223,25 +276,39 @@ def upsert_camera(data: dict[str, Any], spec: str) -> None:
 
 # -- broker URL ------------------------------------------------------------------------------------
 
+
 def check_broker_url(url: Any, where: str) -> list[str]:
     """Raise ConfigError when ``url`` is not a usable broker URL; return warnings."""
     if not isinstance(url, str) or not url:
-        raise ConfigError(f"{where}: the broker URL must be a non-empty string", "e.g. mqtts://broker.city.example:8883")
+        raise ConfigError(
+            f"{where}: the broker URL must be a non-empty string", "e.g. mqtts://broker.city.example:8883"
+        )
     parts = urlsplit(url)
     if parts.scheme not in BROKER_SCHEMES:
-        raise ConfigError(f"{where}: {url!r} has scheme {parts.scheme or '(none)'!r}; expected one of {', '.join(BROKER_SCHEMES)}",
-                          "write it like mqtts://broker.city.example:8883 (mqtts/wss for TLS)")
+        raise ConfigError(
+            f"{where}: {url!r} has scheme {parts.scheme or '(none)'!r}; expected one of {', '.join(BROKER_SCHEMES)}",
+            "write it like mqtts://broker.city.example:8883 (mqtts/wss for TLS)",
+        )
     if not parts.hostname:
-        raise ConfigError(f"{where}: {url!r} has no host name", "write it like mqtts://broker.city.example:8883")
+        raise ConfigError(
+            f"{where}: {url!r} has no host name", "write it like mqtts://broker.city.example:8883"
+        )
     try:
-        parts.port
+        _ = parts.port  # raises ValueError for an out-of-range port
     except ValueError:
-        raise ConfigError(f"{where}: {url!r} has an invalid port", "use a number 1-65535 after the host, e.g. :8883") from None
+        raise ConfigError(
+            f"{where}: {url!r} has an invalid port", "use a number 1-65535 after the host, e.g. :8883"
+        ) from None
     if parts.password:
-        raise ConfigError(f"{where}: the broker URL contains a password", "give it with --password-file or in the bundle's mqtt table")
+        raise ConfigError(
+            f"{where}: the broker URL contains a password",
+            "give it with --password-file or in the bundle's mqtt table",
+        )
     warnings = []
     if parts.scheme in ("mqtt", "ws"):
-        warnings.append(f"{where}: {url} is not encrypted (use mqtts:// or wss:// unless the network is private)")
+        warnings.append(
+            f"{where}: {url} is not encrypted (use mqtts:// or wss:// unless the network is private)"
+        )
     return warnings
 
 
@@ -268,19 +335,27 @@ def apply_broker(data: dict[str, Any], url: str) -> list[str]:
         port = schema_key("port")
         if parts.port is not None:
             if port is None:
-                raise ConfigError(f"--broker {url}: this version's config has no mqtt port key", "leave the port out of the URL")
+                raise ConfigError(
+                    f"--broker {url}: this version's config has no mqtt port key",
+                    "leave the port out of the URL",
+                )
             set_path(data, port, parts.port)
         tls = schema_key("tls")
         secure = parts.scheme in ("mqtts", "wss")
         if tls is not None:
             set_path(data, tls, secure)
         elif secure:
-            raise ConfigError(f"--broker {url}: this version's config has no TLS switch", "use mqtt:// or set the TLS keys with --set")
+            raise ConfigError(
+                f"--broker {url}: this version's config has no TLS switch",
+                "use mqtt:// or set the TLS keys with --set",
+            )
         if parts.scheme in ("ws", "wss"):
             transport = schema_key("transport")
             if transport is None:
-                raise ConfigError(f"--broker {url}: this agent's MQTT client has no websocket transport",
-                                  "use mqtts://host:8883 (or mqtt://) instead")
+                raise ConfigError(
+                    f"--broker {url}: this agent's MQTT client has no websocket transport",
+                    "use mqtts://host:8883 (or mqtt://) instead",
+                )
             set_path(data, transport, "websockets")
     enabled = schema_key("mqtt_enabled")
     if enabled:

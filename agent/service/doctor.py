@@ -44,8 +44,13 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         r = self.result
-        d: dict[str, Any] = {"name": self.name, "group": self.group, "status": r.status, "detail": r.detail,
-                             "duration_s": round(self.duration_s, 3)}
+        d: dict[str, Any] = {
+            "name": self.name,
+            "group": self.group,
+            "status": r.status,
+            "detail": r.detail,
+            "duration_s": round(self.duration_s, 3),
+        }
         if r.hint:
             d["hint"] = r.hint
         if r.data:
@@ -63,8 +68,10 @@ def run_check(check: Check) -> tuple[threading.Thread, dict[str, Any]]:
         except AgentError as exc:
             res = fail(exc.message, exc.hint or "see the message")
         except Exception as exc:  # noqa: BLE001 - a bug in one check must not hide the others
-            res = fail(f"the check itself failed: {type(exc).__name__}: {exc}",
-                       "a bug in edge-agent doctor: report it with this line")
+            res = fail(
+                f"the check itself failed: {type(exc).__name__}: {exc}",
+                "a bug in edge-agent doctor: report it with this line",
+            )
         box["result"] = res
         box["end"] = time.monotonic()
 
@@ -83,9 +90,17 @@ def run_all(checks: list[Check]) -> tuple[list[Outcome], bool]:
             out.append(Outcome(c.name, c.group, box["result"], box["end"] - box["start"]))
         else:
             hung = True
-            out.append(Outcome(c.name, c.group, fail(f"no answer within {c.timeout_s:g} s (hung device or network?)",
-                                                      "check the device or the network path; --timeout S gives slow ones longer"),
-                               time.monotonic() - box["start"]))
+            out.append(
+                Outcome(
+                    c.name,
+                    c.group,
+                    fail(
+                        f"no answer within {c.timeout_s:g} s (hung device or network?)",
+                        "check the device or the network path; --timeout S gives slow ones longer",
+                    ),
+                    time.monotonic() - box["start"],
+                )
+            )
     return out, hung
 
 
@@ -104,13 +119,19 @@ def load(config: str | None) -> tuple[Any, Outcome]:
     try:
         cfg = load_config(path)
     except AgentError as exc:
-        return None, Outcome("config", "config", fail(exc.message, exc.hint or "fix the config"), time.monotonic() - t0)
+        return None, Outcome(
+            "config", "config", fail(exc.message, exc.hint or "fix the config"), time.monotonic() - t0
+        )
     took = time.monotonic() - t0
-    what = (f"{path}: device {cfg.device.site}/{cfg.device.id}, {len(cfg.cameras)} camera(s), {len(cfg.sensors)} sensor(s), "
-            f"hash {cfg.config_hash()}")
+    what = (
+        f"{path}: device {cfg.device.site}/{cfg.device.id}, {len(cfg.cameras)} camera(s), {len(cfg.sensors)} sensor(s), "
+        f"hash {cfg.config_hash()}"
+    )
     if path is None:
-        res = warn(f"no config file ({DEFAULT_CONFIG} does not exist): built-in defaults",
-                   "provision the unit: edge-agent provision --bundle FILE --device-id ID (or pass --config FILE)")
+        res = warn(
+            f"no config file ({DEFAULT_CONFIG} does not exist): built-in defaults",
+            "provision the unit: edge-agent provision --bundle FILE --device-id ID (or pass --config FILE)",
+        )
     else:
         res = ok(what, path=str(path), config_hash=cfg.config_hash())
     return cfg, Outcome("config", "config", res, took)
@@ -132,7 +153,11 @@ def report(cfg: Any, outcomes: list[Outcome], config_path: str | None) -> dict[s
         "agent_version": __version__,
         "config_hash": cfg.config_hash() if cfg else None,
         "config_file": config_path,
-        "host": {"hostname": platform.node(), "machine": platform.machine(), "python": platform.python_version()},
+        "host": {
+            "hostname": platform.node(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+        },
         "status": overall(outcomes),
         "counts": counts,
         "checks": [o.to_dict() for o in outcomes],
@@ -162,18 +187,49 @@ def topic_of(cfg: Any) -> str:
 
 
 @click.command("doctor")
-@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="EDGE_AGENT_CONFIG",
-              help=f"Config file [default: {DEFAULT_CONFIG} if it exists, else the built-in defaults].")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (every check and the overall status).")
-@click.option("--publish", is_flag=True, help="Send the report, retained (QoS 1), to {prefix}/{site}/{device}/doctor "
-              "as the unit's as-installed record, and wait for the broker's PUBACK.")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(0.5, 600), default=DEFAULT_TIMEOUT_S, show_default=True,
-              help="Seconds each camera, sensor or broker check may take (models get max(2x, 60 s)).")
-@click.option("--only", multiple=True, metavar="CHECK",
-              help=f"Run only these checks (repeatable): a group ({', '.join(GROUPS)}) or a name like camera:north.")
-@click.option("--user", default=None, help="Check device permissions for this user [default: edge-agent if it exists, else you].")
-def doctor_cmd(config: str | None, as_json: bool, publish: bool, timeout_s: float, only: tuple[str, ...],
-               user: str | None) -> None:
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    envvar="EDGE_AGENT_CONFIG",
+    help=f"Config file [default: {DEFAULT_CONFIG} if it exists, else the built-in defaults].",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object (every check and the overall status)."
+)
+@click.option(
+    "--publish",
+    is_flag=True,
+    help="Send the report, retained (QoS 1), to {prefix}/{site}/{device}/doctor "
+    "as the unit's as-installed record, and wait for the broker's PUBACK.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(0.5, 600),
+    default=DEFAULT_TIMEOUT_S,
+    show_default=True,
+    help="Seconds each camera, sensor or broker check may take (models get max(2x, 60 s)).",
+)
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="CHECK",
+    help=f"Run only these checks (repeatable): a group ({', '.join(GROUPS)}) or a name like camera:north.",
+)
+@click.option(
+    "--user",
+    default=None,
+    help="Check device permissions for this user [default: edge-agent if it exists, else you].",
+)
+def doctor_cmd(
+    config: str | None,
+    as_json: bool,
+    publish: bool,
+    timeout_s: float,
+    only: tuple[str, ...],
+    user: str | None,
+) -> None:
     """Check that this unit works: cameras, models, sensors, broker, clock, disk, database, permissions.
 
     Prints a table (or --json). Exit status 0 when no check failed (warnings allowed), 1 otherwise.
@@ -181,7 +237,9 @@ def doctor_cmd(config: str | None, as_json: bool, publish: bool, timeout_s: floa
     """
     bad = [o for o in only if o.split(":")[0] not in GROUPS and o != "service-user"]
     if bad:
-        raise click.BadParameter(f"unknown check {bad[0]!r}; groups: {', '.join(GROUPS)}", param_hint="--only")
+        raise click.BadParameter(
+            f"unknown check {bad[0]!r}; groups: {', '.join(GROUPS)}", param_hint="--only"
+        )
     cfg, cfg_outcome = load(config)
     config_path = cfg_outcome.result.data.get("path")
     outcomes = [cfg_outcome]
@@ -203,10 +261,17 @@ def doctor_cmd(config: str | None, as_json: bool, publish: bool, timeout_s: floa
             from agent.service.doctor_checks.broker import publish as do_publish
 
             try:
-                pub_line = do_publish(cfg, topic_of(cfg), json.dumps(rep, sort_keys=True).encode(),
-                                      min(timeout_s, cfg.mqtt.connect_timeout_s))
+                pub_line = do_publish(
+                    cfg,
+                    topic_of(cfg),
+                    json.dumps(rep, sort_keys=True).encode(),
+                    min(timeout_s, cfg.mqtt.connect_timeout_s),
+                )
             except AgentError as exc:
-                pub_ok, pub_line = False, f"not published: {exc.message}" + (f"\n  fix: {exc.hint}" if exc.hint else "")
+                pub_ok, pub_line = (
+                    False,
+                    f"not published: {exc.message}" + (f"\n  fix: {exc.hint}" if exc.hint else ""),
+                )
     if as_json:
         out = dict(rep)
         if publish:
@@ -215,7 +280,9 @@ def doctor_cmd(config: str | None, as_json: bool, publish: bool, timeout_s: floa
     else:
         click.echo(render_table(outcomes))
         n = rep["counts"]
-        click.echo(f"\n{rep['status'].upper()}: {n[OK]} ok, {n[WARN]} warning(s), {n[FAIL]} failed, {n[SKIP]} skipped")
+        click.echo(
+            f"\n{rep['status'].upper()}: {n[OK]} ok, {n[WARN]} warning(s), {n[FAIL]} failed, {n[SKIP]} skipped"
+        )
         if pub_line:
             click.echo(pub_line, err=not pub_ok)
     code = 1 if rep["status"] == FAIL or not pub_ok else 0

@@ -79,8 +79,9 @@ def ensure_dir(path: Path, mode: int, owner: tuple[int, int] | None = None) -> P
         if owner is not None:
             os.chown(path, *owner)
     except OSError as exc:
-        raise AgentError(f"cannot create directory {path}: {exc.strerror}",
-                         "run as root (sudo), or choose another path") from None
+        raise AgentError(
+            f"cannot create directory {path}: {exc.strerror}", "run as root (sudo), or choose another path"
+        ) from None
     return path
 
 
@@ -91,8 +92,10 @@ def atomic_write(path: Path, data: bytes | str, mode: int, owner: tuple[int, int
         data = data.encode("utf-8")
     parent = path.parent
     if not parent.is_dir():
-        raise AgentError(f"cannot write {path}: directory {parent} does not exist",
-                         f"create it (mkdir -p {parent}) or run scripts/install.sh first")
+        raise AgentError(
+            f"cannot write {path}: directory {parent} does not exist",
+            f"create it (mkdir -p {parent}) or run scripts/install.sh first",
+        )
     fd = -1
     tmp = ""
     try:
@@ -111,8 +114,10 @@ def atomic_write(path: Path, data: bytes | str, mode: int, owner: tuple[int, int
         tmp = ""
         fsync_dir(parent)
     except OSError as exc:
-        raise AgentError(f"cannot write {path}: {exc.strerror or exc}",
-                         "check the disk is not full or read-only and that you may write there (sudo)") from None
+        raise AgentError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            "check the disk is not full or read-only and that you may write there (sudo)",
+        ) from None
     finally:
         if fd >= 0:
             os.close(fd)

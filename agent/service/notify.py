@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 Probe = Callable[[], "float | None"]
 
 _lock = threading.Lock()
-_last_status: str | None = None   # the last STATUS= the agent itself set (restored after a stall clears)
+_last_status: str | None = None  # the last STATUS= the agent itself set (restored after a stall clears)
 _warned = False
 
 
@@ -132,8 +132,13 @@ class Watchdog:
     reconnect, or inference waiting on an empty queue, must still record progress.
     """
 
-    def __init__(self, probes: dict[str, Probe] | None = None, interval_s: float | None = None,
-                 stall_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        probes: dict[str, Probe] | None = None,
+        interval_s: float | None = None,
+        stall_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.interval_s = interval_s if interval_s is not None else watchdog_interval()
         if self.interval_s is not None and self.interval_s <= 0:
             raise ValueError(f"watchdog interval must be > 0 seconds, got {self.interval_s}")
@@ -199,11 +204,15 @@ class Watchdog:
             self._stalled = []
             self.pings += 1
             return True
-        desc = ", ".join(f"{n} (no progress for {a:.0f}s)" if a is not None else f"{n} (probe failed)"
-                         for n, a in stalled)
+        desc = ", ".join(
+            f"{n} (no progress for {a:.0f}s)" if a is not None else f"{n} (probe failed)" for n, a in stalled
+        )
         if names != self._stalled:
-            log.error("watchdog: stalled thread(s): %s; not pinging systemd, which restarts the agent "
-                      "after WatchdogSec unless they recover", desc)
+            log.error(
+                "watchdog: stalled thread(s): %s; not pinging systemd, which restarts the agent "
+                "after WatchdogSec unless they recover",
+                desc,
+            )
         self._stalled = names
         notify(STATUS=f"stalled: {desc}")
         return False

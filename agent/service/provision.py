@@ -29,7 +29,7 @@ from agent.service.fsutil import CONFIG_DIR, STATE_DIR, atomic_write, ensure_dir
 from agent.service.tomlwrite import dumps
 
 DEFAULT_OUTPUT = CONFIG_DIR / "config.toml"
-FILE_SECTIONS = ("mqtt", "api")          # sections whose *file keys name files to install
+FILE_SECTIONS = ("mqtt", "api")  # sections whose *file keys name files to install
 SECRET_WORDS = ("password", "token", "secret")
 
 
@@ -60,17 +60,18 @@ class Options:
 class Plan:
     """A checked config, ready to write."""
 
-    data: dict[str, Any]                      # as it will be written (installed file paths)
+    data: dict[str, Any]  # as it will be written (installed file paths)
     config: AgentConfig
-    files: list[tuple[Path, Path]]            # (source, destination)
+    files: list[tuple[Path, Path]]  # (source, destination)
     output: Path
     token_file: Path
-    token: str | None                         # explicit token to write, else keep/create
+    token: str | None  # explicit token to write, else keep/create
     rotate_token: bool
     warnings: list[str] = field(default_factory=list)
 
 
 # -- building --------------------------------------------------------------------------------------
+
 
 def _base_dir(opts: Options) -> Path:
     return opts.bundle.resolve().parent if opts.bundle else Path.cwd()
@@ -93,7 +94,10 @@ def _apply_flags(data: dict[str, Any], opts: Options) -> list[str]:
     for item in opts.sets:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE", "e.g. --set mqtt.keepalive_s=30 or --set 'cameras[north].detect_fps=2.5'")
+            raise ConfigError(
+                f"--set {item!r}: expected KEY=VALUE",
+                "e.g. --set mqtt.keepalive_s=30 or --set 'cameras[north].detect_fps=2.5'",
+            )
         B.set_path(data, key.strip(), B.parse_value(raw.strip()))
     return warnings
 
@@ -119,8 +123,10 @@ def _check_identity(data: dict[str, Any]) -> None:
     if not dev.get("site") or dev.get("site") == "default":
         raise ConfigError("device.site is not set", "pass --site NAME or put device.site in the bundle")
     if not dev.get("id"):
-        raise ConfigError("device.id is not set (units flashed from one image share a hostname, so it is never guessed)",
-                          "pass --device-id NAME (e.g. the label on the cabinet)")
+        raise ConfigError(
+            "device.id is not set (units flashed from one image share a hostname, so it is never guessed)",
+            "pass --device-id NAME (e.g. the label on the cabinet)",
+        )
 
 
 def _is_file_key(key: str) -> bool:
@@ -154,18 +160,28 @@ def _check_file(path: str, src: Path) -> None:
         with open(src, "rb") as fh:
             head = fh.read(64 * 1024)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file {src} does not exist", "check the path (relative paths are relative to the bundle)") from None
+        raise ConfigError(
+            f"{path}: file {src} does not exist", "check the path (relative paths are relative to the bundle)"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read {src}: {exc.strerror}", "check its permissions") from None
     if not head.strip():
-        raise ConfigError(f"{path}: file {src} is empty", "copy the right file from the city's PKI / broker admin")
+        raise ConfigError(
+            f"{path}: file {src} is empty", "copy the right file from the city's PKI / broker admin"
+        )
     key = path.rsplit(".", 1)[-1]
     if "password" in key:
         return
     if ("cert" in key or key.startswith("ca")) and b"-----BEGIN CERTIFICATE-----" not in head:
-        raise ConfigError(f"{path}: {src} is not a PEM certificate", "use the .pem/.crt file that starts with -----BEGIN CERTIFICATE-----")
+        raise ConfigError(
+            f"{path}: {src} is not a PEM certificate",
+            "use the .pem/.crt file that starts with -----BEGIN CERTIFICATE-----",
+        )
     if "key" in key and b"PRIVATE KEY-----" not in head:
-        raise ConfigError(f"{path}: {src} is not a PEM private key", "use the key file that starts with -----BEGIN ... PRIVATE KEY-----")
+        raise ConfigError(
+            f"{path}: {src} is not a PEM private key",
+            "use the key file that starts with -----BEGIN ... PRIVATE KEY-----",
+        )
 
 
 def _check_tls(section: dict[str, Any], where: str) -> None:
@@ -182,15 +198,23 @@ def _check_tls(section: dict[str, Any], where: str) -> None:
         try:
             ctx.load_verify_locations(cafile=ca)
         except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(f"{where}: CA certificate {ca} cannot be loaded: {exc}", "use the broker's CA bundle in PEM form") from None
+            raise ConfigError(
+                f"{where}: CA certificate {ca} cannot be loaded: {exc}",
+                "use the broker's CA bundle in PEM form",
+            ) from None
     if key and not cert:
-        raise ConfigError(f"{where}: a client key is given without a client certificate", "give both (--client-cert and --client-key) or neither")
+        raise ConfigError(
+            f"{where}: a client key is given without a client certificate",
+            "give both (--client-cert and --client-key) or neither",
+        )
     if cert:
         try:
             ctx.load_cert_chain(cert, key, password=flat.get("key_password") or None)
         except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(f"{where}: client certificate {cert} and key {key or '(in the same file)'} do not load together: {exc}",
-                              "check the key belongs to the certificate (and key_password if it is encrypted)") from None
+            raise ConfigError(
+                f"{where}: client certificate {cert} and key {key or '(in the same file)'} do not load together: {exc}",
+                "check the key belongs to the certificate (and key_password if it is encrypted)",
+            ) from None
 
 
 def build(opts: Options) -> Plan:
@@ -216,15 +240,18 @@ def build(opts: Options) -> Plan:
     files: list[tuple[Path, Path]] = []
     installed = copy.deepcopy(data)
     for section in FILE_SECTIONS:
-        for (path, node, key), (_, inode, _) in zip(_file_refs(data.get(section), section),
-                                                    _file_refs(installed.get(section), section)):
+        for (path, node, key), (_, inode, _) in zip(
+            _file_refs(data.get(section), section), _file_refs(installed.get(section), section)
+        ):
             src = Path(node[key]).expanduser()
             src = src if src.is_absolute() else (base / src)
             _check_file(path, src)
             node[key] = str(src)
             dst = certs_dir / src.name
             if any(d == dst and s.resolve() != src.resolve() for s, d in files):
-                raise ConfigError(f"{path}: two different files are both named {src.name}", "rename one of them")
+                raise ConfigError(
+                    f"{path}: two different files are both named {src.name}", "rename one of them"
+                )
             files.append((src, dst))
             inode[key] = str(dst)
         if isinstance(data.get(section), dict):
@@ -234,18 +261,39 @@ def build(opts: Options) -> Plan:
     config = parse_config(data, source)  # with the source files, which exist now
     for cam in config.cameras:
         if cam.source.startswith("/dev/") and not Path(cam.source).exists():
-            warnings.append(f"camera {cam.name}: {cam.source} does not exist now (plug the camera in before `edge-agent doctor`)")
-    return Plan(data=installed, config=config, files=files, output=opts.output, token_file=token_file,
-                token=token, rotate_token=opts.rotate_token, warnings=warnings)
+            warnings.append(
+                f"camera {cam.name}: {cam.source} does not exist now (plug the camera in before `edge-agent doctor`)"
+            )
+    return Plan(
+        data=installed,
+        config=config,
+        files=files,
+        output=opts.output,
+        token_file=token_file,
+        token=token,
+        rotate_token=opts.rotate_token,
+        warnings=warnings,
+    )
 
 
 # -- writing ---------------------------------------------------------------------------------------
 
+
 def masked(data: Any) -> Any:
     """A copy with secret values replaced by '***' (for --dry-run output)."""
     if isinstance(data, dict):
-        return {k: ("***" if isinstance(v, str) and v and any(w in k for w in SECRET_WORDS) and not _is_file_key(k)
-                    and not k.endswith("_env") else masked(v)) for k, v in data.items()}
+        return {
+            k: (
+                "***"
+                if isinstance(v, str)
+                and v
+                and any(w in k for w in SECRET_WORDS)
+                and not _is_file_key(k)
+                and not k.endswith("_env")
+                else masked(v)
+            )
+            for k, v in data.items()
+        }
     if isinstance(data, list):
         return [masked(x) for x in data]
     return data
@@ -253,9 +301,11 @@ def masked(data: Any) -> Any:
 
 def render(plan: Plan, mask: bool = False) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S %z")
-    head = (f"edge-agent configuration, written by `edge-agent provision` (agent {__version__}) on {stamp}.\n"
-            "Edit by re-running provision, or by hand followed by `edge-agent config check`.\n"
-            "Every key: `edge-agent config example`.")
+    head = (
+        f"edge-agent configuration, written by `edge-agent provision` (agent {__version__}) on {stamp}.\n"
+        "Edit by re-running provision, or by hand followed by `edge-agent config check`.\n"
+        "Every key: `edge-agent config example`."
+    )
     return dumps(masked(plan.data) if mask else plan.data, comment=head)
 
 
@@ -294,7 +344,9 @@ def write(plan: Plan) -> list[str]:
     else:
         existed = plan.token_file.exists()
         tokens.load_or_create(plan.token_file)
-        done.append(f"{'kept the' if existed else 'created an'} API token in {plan.token_file} (see `edge-agent token show`)")
+        done.append(
+            f"{'kept the' if existed else 'created an'} API token in {plan.token_file} (see `edge-agent token show`)"
+        )
     return done
 
 
@@ -308,8 +360,10 @@ def restart_service(unit: str = "edge-agent.service") -> str | None:
     subprocess.run(["systemctl", "reset-failed", unit], capture_output=True)
     res = subprocess.run(["systemctl", "restart", unit], capture_output=True, text=True)
     if res.returncode != 0:
-        raise AgentError(f"the config is written but {unit} did not restart: {res.stderr.strip()}",
-                         f"see `journalctl -u {unit} -n 50`, fix, then `systemctl restart {unit}`")
+        raise AgentError(
+            f"the config is written but {unit} did not restart: {res.stderr.strip()}",
+            f"see `journalctl -u {unit} -n 50`, fix, then `systemctl restart {unit}`",
+        )
     return f"restarted {unit}"
 
 

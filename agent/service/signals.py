@@ -37,6 +37,7 @@ def install_stop_handlers(stop: threading.Event, on_reload: Callable[[], None] |
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if on_reload is not None:
+
         def _hup(_signum: int, _frame: object) -> None:
             log.info("SIGHUP received: reloading")
             on_reload()

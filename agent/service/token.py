@@ -40,8 +40,10 @@ def check(token: str) -> str:
     """Return ``token`` stripped, or raise AgentError when it is unfit for a bearer header."""
     token = token.strip()
     if not _VALID.fullmatch(token):
-        raise AgentError("the API token must be 16-256 characters of letters, digits and -._~+/=",
-                         "leave it out to have one generated, or use `edge-agent token rotate`")
+        raise AgentError(
+            "the API token must be 16-256 characters of letters, digits and -._~+/=",
+            "leave it out to have one generated, or use `edge-agent token rotate`",
+        )
     return token
 
 
@@ -51,15 +53,22 @@ def read(path: str | Path | None = None) -> str:
     try:
         text = p.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        raise AgentError(f"no API token at {p}",
-                         "start the agent once (it creates one) or run `edge-agent token rotate`") from None
+        raise AgentError(
+            f"no API token at {p}", "start the agent once (it creates one) or run `edge-agent token rotate`"
+        ) from None
     except PermissionError:
-        raise AgentError(f"cannot read the API token {p}: permission denied",
-                         "run as root (sudo edge-agent token show) or as the edge-agent user") from None
+        raise AgentError(
+            f"cannot read the API token {p}: permission denied",
+            "run as root (sudo edge-agent token show) or as the edge-agent user",
+        ) from None
     except OSError as exc:
-        raise AgentError(f"cannot read the API token {p}: {exc.strerror}", "check the file and the disk") from None
+        raise AgentError(
+            f"cannot read the API token {p}: {exc.strerror}", "check the file and the disk"
+        ) from None
     if not text:
-        raise AgentError(f"the API token file {p} is empty", "run `edge-agent token rotate` to write a new one")
+        raise AgentError(
+            f"the API token file {p} is empty", "run `edge-agent token rotate` to write a new one"
+        )
     return text
 
 
@@ -83,12 +92,16 @@ def load_or_create(path: str | Path | None = None) -> str:
         write(p, token)
         return token
     if stat.S_IMODE(st.st_mode) & 0o077:
-        log.warning("API token %s was readable by others (mode %o); setting 0600", p, stat.S_IMODE(st.st_mode))
+        log.warning(
+            "API token %s was readable by others (mode %o); setting 0600", p, stat.S_IMODE(st.st_mode)
+        )
         try:
             os.chmod(p, 0o600)
         except OSError as exc:
-            raise AgentError(f"the API token {p} is readable by others and cannot be fixed: {exc.strerror}",
-                             f"chmod 600 {p}") from None
+            raise AgentError(
+                f"the API token {p} is readable by others and cannot be fixed: {exc.strerror}",
+                f"chmod 600 {p}",
+            ) from None
     try:
         return read(p)
     except AgentError:

@@ -72,8 +72,11 @@ def value(v: Any) -> str:
 
 
 def _table(data: Mapping[str, Any], path: list[str], out: list[str], header: str | None) -> None:
-    scalars = [(k, v) for k, v in data.items()
-               if v is not None and not isinstance(v, Mapping) and not _is_table_array(v)]
+    scalars = [
+        (k, v)
+        for k, v in data.items()
+        if v is not None and not isinstance(v, Mapping) and not _is_table_array(v)
+    ]
     tables = [(k, v) for k, v in data.items() if isinstance(v, Mapping)]
     arrays = [(k, v) for k, v in data.items() if _is_table_array(v)]
     if header is not None:

@@ -31,7 +31,7 @@ DOWN_AFTER_FAILURES = 3
 
 
 class CameraSource:
-    def __init__(self, cfg: "CameraConfig", slot: FrameSlot | None = None) -> None:
+    def __init__(self, cfg: CameraConfig, slot: FrameSlot | None = None) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.kind = guess_kind(cfg.source) if cfg.kind == "auto" else cfg.kind
@@ -54,7 +54,7 @@ class CameraSource:
         self._ended = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> "CameraSource":
+    def start(self) -> CameraSource:
         self._thread = threading.Thread(target=self._run, name=f"camera:{self.name}", daemon=True)
         self._thread.start()
         return self
@@ -103,7 +103,9 @@ class CameraSource:
         self.state = "down" if self.failures_in_row >= DOWN_AFTER_FAILURES else "reconnecting"
 
     def _backoff(self) -> float:
-        base = min(self.cfg.reconnect_max_s, self.cfg.reconnect_initial_s * (2 ** max(0, self.failures_in_row - 1)))
+        base = min(
+            self.cfg.reconnect_max_s, self.cfg.reconnect_initial_s * (2 ** max(0, self.failures_in_row - 1))
+        )
         return base * random.uniform(0.75, 1.25)
 
     def _sleep(self, seconds: float) -> None:
@@ -119,8 +121,14 @@ class CameraSource:
         looped = False
         while not self._stop.is_set():
             try:
-                reader = open_reader(self.cfg.source, self.kind, width=self.cfg.width, height=self.cfg.height,
-                                     fourcc=self.cfg.fourcc, timeout_s=self.cfg.read_timeout_s)
+                reader = open_reader(
+                    self.cfg.source,
+                    self.kind,
+                    width=self.cfg.width,
+                    height=self.cfg.height,
+                    fourcc=self.cfg.fourcc,
+                    timeout_s=self.cfg.read_timeout_s,
+                )
             except SourceError as exc:
                 self._fail(str(exc.message))
                 delay = self._backoff()
@@ -201,8 +209,15 @@ class CameraSource:
             self.state = "up"
             if self.resolution is None or self.frames_read == 1:
                 self.resolution = (int(img.shape[1]), int(img.shape[0]))
-            frame = Frame(camera=self.name, index=index, ts=self.last_frame_ts, mono=now, image=img,
-                          pos_s=(index * frame_dt if not live else None), epoch=self.epoch)
+            frame = Frame(
+                camera=self.name,
+                index=index,
+                ts=self.last_frame_ts,
+                mono=now,
+                image=img,
+                pos_s=(index * frame_dt if not live else None),
+                epoch=self.epoch,
+            )
             index += 1
             if live:
                 if now >= next_offer:

@@ -17,11 +17,11 @@ import re
 from pathlib import Path
 
 import cv2
-
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 import numpy as np
 
 from agent.errors import SourceError
+
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 _URL = re.compile(r"^(rtsps?|https?|rtmp|udp|tcp|srt)://", re.I)
@@ -67,9 +67,18 @@ class Reader:
 
 
 class OpenCVReader(Reader):
-    def __init__(self, source: str | int, api: int, *, live: bool, params: list[int] | None = None,
-                 describe: str = "", width: int | None = None, height: int | None = None,
-                 fourcc: str | None = None) -> None:
+    def __init__(
+        self,
+        source: str | int,
+        api: int,
+        *,
+        live: bool,
+        params: list[int] | None = None,
+        describe: str = "",
+        width: int | None = None,
+        height: int | None = None,
+        fourcc: str | None = None,
+    ) -> None:
         self.describe = describe or str(source)
         self.live = live
         cap = cv2.VideoCapture(source, api, params or [])
@@ -94,8 +103,10 @@ class OpenCVReader(Reader):
         ok, img = self.cap.read()
         if not ok or img is None:
             if self.live:
-                raise SourceError(f"{self.describe}: no frame (stream ended or camera disconnected)",
-                                  "the agent reconnects with backoff; check the cable / network if it persists")
+                raise SourceError(
+                    f"{self.describe}: no frame (stream ended or camera disconnected)",
+                    "the agent reconnects with backoff; check the cable / network if it persists",
+                )
             return None
         return img
 
@@ -122,8 +133,10 @@ class ImageFolderReader(Reader):
         self.folder = Path(folder)
         self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
         if not self.files:
-            raise SourceError(f"folder {folder} has no images ({', '.join(sorted(IMAGE_EXTS))})",
-                              "point the camera at a folder of images, or use a video file")
+            raise SourceError(
+                f"folder {folder} has no images ({', '.join(sorted(IMAGE_EXTS))})",
+                "point the camera at a folder of images, or use a video file",
+            )
         self.i = 0
         self.fps = 1.0
         self.frame_count = len(self.files)
@@ -158,25 +171,44 @@ def _open_hint(describe: str, api: int) -> str:
     return "check the path and that the file is a video OpenCV/FFmpeg can decode"
 
 
-def open_reader(source: str, kind: str = "auto", *, width: int | None = None, height: int | None = None,
-                fourcc: str | None = None, timeout_s: float = 10.0) -> Reader:
+def open_reader(
+    source: str,
+    kind: str = "auto",
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    fourcc: str | None = None,
+    timeout_s: float = 10.0,
+) -> Reader:
     """Open a reader for ``source``. Raises SourceError naming the problem and the fix."""
     kind = guess_kind(source) if kind == "auto" else kind
     tmo = int(timeout_s * 1000)
     if kind == "v4l2":
         dev: str | int = int(source) if source.strip().isdigit() else source
         if isinstance(dev, str) and not os.path.exists(dev):
-            raise SourceError(f"camera device {dev} does not exist", "check the cable and `ls /dev/video*`; a udev rule can give it a stable name")
-        return OpenCVReader(dev, cv2.CAP_V4L2, live=True, describe=f"V4L2 camera {source}",
-                            width=width, height=height, fourcc=fourcc)
+            raise SourceError(
+                f"camera device {dev} does not exist",
+                "check the cable and `ls /dev/video*`; a udev rule can give it a stable name",
+            )
+        return OpenCVReader(
+            dev,
+            cv2.CAP_V4L2,
+            live=True,
+            describe=f"V4L2 camera {source}",
+            width=width,
+            height=height,
+            fourcc=fourcc,
+        )
     if kind == "url":
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, tmo, cv2.CAP_PROP_READ_TIMEOUT_MSEC, tmo]
         return OpenCVReader(source, cv2.CAP_FFMPEG, live=True, params=params, describe=redact_url(source))
     if kind == "gstreamer":
         pipe = source[4:].strip() if source.startswith("gst:") else source
         if "GStreamer:                   YES" not in cv2.getBuildInformation():
-            raise SourceError("this OpenCV build has no GStreamer support, so the pipeline cannot be opened",
-                              "install an OpenCV with GStreamer (on Jetson: the JetPack python3-opencv) or use a V4L2/RTSP source")
+            raise SourceError(
+                "this OpenCV build has no GStreamer support, so the pipeline cannot be opened",
+                "install an OpenCV with GStreamer (on Jetson: the JetPack python3-opencv) or use a V4L2/RTSP source",
+            )
         return OpenCVReader(pipe, cv2.CAP_GSTREAMER, live=True, describe=f"GStreamer pipeline '{pipe[:60]}'")
     if kind == "images":
         if not os.path.isdir(source):
@@ -184,7 +216,10 @@ def open_reader(source: str, kind: str = "auto", *, width: int | None = None, he
         return ImageFolderReader(source)
     if kind == "file":
         if not os.path.exists(source):
-            raise SourceError(f"video file {source} does not exist", "check the path (relative paths are relative to the working directory)")
+            raise SourceError(
+                f"video file {source} does not exist",
+                "check the path (relative paths are relative to the working directory)",
+            )
         r = OpenCVReader(source, cv2.CAP_FFMPEG, live=False, describe=f"video file {source}")
         return r
     raise SourceError(f"unknown source kind {kind!r}", "use one of v4l2, url, gstreamer, file, images")

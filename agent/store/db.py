@@ -79,7 +79,9 @@ def connect(path: str | Path, *, readonly: bool = False, timeout_s: float = 10.0
             conn = sqlite3.connect(uri, uri=True, timeout=timeout_s, check_same_thread=False)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), timeout=timeout_s, check_same_thread=False, isolation_level=None)
+            conn = sqlite3.connect(
+                str(path), timeout=timeout_s, check_same_thread=False, isolation_level=None
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")

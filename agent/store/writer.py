@@ -54,8 +54,9 @@ class Writer:
         max_delay_s: how long a write may wait for its batch to fill before it is committed.
     """
 
-    def __init__(self, database: Database, *, max_queue: int = 2000, max_batch: int = 500,
-                 max_delay_s: float = 0.25) -> None:
+    def __init__(
+        self, database: Database, *, max_queue: int = 2000, max_batch: int = 500, max_delay_s: float = 0.25
+    ) -> None:
         self.database = database
         self._q: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self.max_batch = max_batch
@@ -74,7 +75,7 @@ class Writer:
         self.disk_full = False
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> "Writer":
+    def start(self) -> Writer:
         self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
         self._thread.start()
         return self
@@ -125,8 +126,15 @@ class Writer:
             return True
         return self._put(_Op(self._next_seq(), kind or table, table=table, rows=list(rows)))
 
-    def submit_fn(self, fn: WriteFn, *, kind: str = "fn", block: bool = False, timeout_s: float = 5.0,
-                  urgent: bool = False) -> bool:
+    def submit_fn(
+        self,
+        fn: WriteFn,
+        *,
+        kind: str = "fn",
+        block: bool = False,
+        timeout_s: float = 5.0,
+        urgent: bool = False,
+    ) -> bool:
         """Queue a function run in the writer's transaction. ``block`` waits for room instead of dropping
         (for rare, must-keep writes such as a summary and its bookkeeping). ``urgent`` commits the batch
         it joins without waiting out ``max_delay_s`` (for a rare write another thread waits on, such as
@@ -213,7 +221,12 @@ class Writer:
                         self.failed[op.kind] += 1
                     break
                 self.disk_full = "full" in msg
-                log.warning("database write failed (%s); keeping %d writes, retrying in %.1f s", msg, len(batch), delay)
+                log.warning(
+                    "database write failed (%s); keeping %d writes, retrying in %.1f s",
+                    msg,
+                    len(batch),
+                    delay,
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 if stopping and delay >= 30.0:
@@ -240,8 +253,10 @@ class Writer:
                     except Exception as exc:
                         # SQLite rolls the whole transaction back on SQLITE_FULL / I/O errors: then the
                         # batch must be retried as a whole (re-raise), never reported as one failed write
-                        if not conn.in_transaction or (isinstance(exc, sqlite3.OperationalError)
-                                                       and ("full" in str(exc) or "disk I/O" in str(exc))):
+                        if not conn.in_transaction or (
+                            isinstance(exc, sqlite3.OperationalError)
+                            and ("full" in str(exc) or "disk I/O" in str(exc))
+                        ):
                             raise
                         conn.execute("ROLLBACK TO op")
                         conn.execute("RELEASE op")

@@ -18,12 +18,17 @@ def _read(path: Path) -> sqlite3.Connection:
     from agent.store.db import connect
 
     if not path.exists():
-        raise StoreError(f"database {path} does not exist", "give --db PATH or --config FILE (storage.path), or start the agent once")
+        raise StoreError(
+            f"database {path} does not exist",
+            "give --db PATH or --config FILE (storage.path), or start the agent once",
+        )
     conn = connect(path, readonly=True)
     try:
         conn.execute("SELECT 1 FROM outbox LIMIT 1")
     except sqlite3.OperationalError:
-        raise StoreError(f"{path} has no outbox table", "is this the agent's database? (storage.path)") from None
+        raise StoreError(
+            f"{path} has no outbox table", "is this the agent's database? (storage.path)"
+        ) from None
     return conn
 
 
@@ -35,7 +40,10 @@ def outbox_group() -> None:
 def _outbox(config: str | None, url: str | None, db: str | None, offline: bool, what: str, **kw) -> dict:
     doc, _ = query(config, url, db, offline, what, lambda src: src.outbox(**kw))
     if doc["stats"] is None:
-        raise StoreError(doc.get("note") or "no outbox in this database", "is this the agent's database? (storage.path, or --db PATH)")
+        raise StoreError(
+            doc.get("note") or "no outbox in this database",
+            "is this the agent's database? (storage.path, or --db PATH)",
+        )
     return doc
 
 
@@ -59,43 +67,80 @@ def outbox_status(config: str | None, url: str | None, db: str | None, offline: 
     click.echo(f"delivered:       {st['delivered']}  (kept; pruned oldest first over the storage budget)")
     click.echo(f"rejected:        {st['rejected']}")
     pr = st["pruned"]
-    click.echo(f"pruned:          detections {pr.get('detections', 0)}, delivered {pr.get('delivered', 0)}, "
-               f"undelivered {pr.get('undelivered', 0)}")
+    click.echo(
+        f"pruned:          detections {pr.get('detections', 0)}, delivered {pr.get('delivered', 0)}, "
+        f"undelivered {pr.get('undelivered', 0)}"
+    )
     click.echo(f"gaps recorded:   {st['gaps']} ({st['pruned_undelivered_seqs']} seqs pruned before delivery)")
 
 
 @outbox_group.command("list")
 @source_options
-@click.option("--state", type=click.Choice(["pending", "delivered", "rejected"]), help="Only rows in this state.")
+@click.option(
+    "--state", type=click.Choice(["pending", "delivered", "rejected"]), help="Only rows in this state."
+)
 @click.option("--kind", type=click.Choice(["summary", "health", "event"]), help="Only this kind.")
-@click.option("--from", "from_seq", type=click.IntRange(min=0), help="Start at this seq (ascending); default: the newest rows.")
+@click.option(
+    "--from",
+    "from_seq",
+    type=click.IntRange(min=0),
+    help="Start at this seq (ascending); default: the newest rows.",
+)
 @click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
 @click.option("--payload", is_flag=True, help="Print each payload (JSON lines).")
-def outbox_list(config: str | None, url: str | None, db: str | None, offline: bool, state: str | None, kind: str | None,
-                from_seq: int | None, limit: int, payload: bool) -> None:
+def outbox_list(
+    config: str | None,
+    url: str | None,
+    db: str | None,
+    offline: bool,
+    state: str | None,
+    kind: str | None,
+    from_seq: int | None,
+    limit: int,
+    payload: bool,
+) -> None:
     """List outbox rows (seq, kind, state, created, delivered, size).
 
     From the running agent's API or, when it does not answer, the database (read-only); stderr says
     which one answered."""
-    rows = _outbox(config, url, db, offline, "outbox rows", state=state, kind=kind, from_seq=from_seq, limit=limit,
-                   payload=payload)["items"]
+    rows = _outbox(
+        config,
+        url,
+        db,
+        offline,
+        "outbox rows",
+        state=state,
+        kind=kind,
+        from_seq=from_seq,
+        limit=limit,
+        payload=payload,
+    )["items"]
     if payload:
         for r in rows:
             if r.get("payload") is not None:
                 click.echo(r["payload"])
         return
-    click.echo(f"{'SEQ':>8}  {'KIND':<8} {'STATE':<10} {'PRIO':>4}  {'CREATED':<24}  {'DELIVERED':<24}  {'BYTES':>6}  TOPIC")
+    click.echo(
+        f"{'SEQ':>8}  {'KIND':<8} {'STATE':<10} {'PRIO':>4}  {'CREATED':<24}  {'DELIVERED':<24}  {'BYTES':>6}  TOPIC"
+    )
     for r in rows:
-        click.echo(f"{r['seq']:>8}  {r['kind']:<8} {r['state']:<10} {r['priority']:>4}  {r['created']:<24}  "
-                   f"{r['delivered'] or '-':<24}  {r['bytes']:>6}  {r['topic']}")
+        click.echo(
+            f"{r['seq']:>8}  {r['kind']:<8} {r['state']:<10} {r['priority']:>4}  {r['created']:<24}  "
+            f"{r['delivered'] or '-':<24}  {r['bytes']:>6}  {r['topic']}"
+        )
     if not rows:
         click.echo("(no rows)")
 
 
 @outbox_group.command("replay")
-@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
-              help="Agent config file: its database (storage.path) and its API (to tell whether it runs) "
-                   "[default: $EDGE_AGENT_CONFIG, else /etc/edge-agent/config.toml, else built-in defaults].")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Agent config file: its database (storage.path) and its API (to tell whether it runs) "
+    "[default: $EDGE_AGENT_CONFIG, else /etc/edge-agent/config.toml, else built-in defaults].",
+)
 @click.option("--db", type=click.Path(dir_okay=False), help="The database file (overrides storage.path).")
 @click.option("--from", "from_seq", type=click.IntRange(min=1), required=True, help="First seq.")
 @click.option("--to", "to_seq", type=click.IntRange(min=1), required=True, help="Last seq.")
@@ -118,11 +163,15 @@ def outbox_replay(config: str | None, db: str | None, from_seq: int, to_seq: int
     try:
         conn.execute("BEGIN IMMEDIATE")
         n = outbox.requeue(conn, from_seq, to_seq)
-        pending = conn.execute("SELECT COUNT(*) FROM outbox WHERE seq BETWEEN ? AND ? AND state = 'pending'", (from_seq, to_seq)).fetchone()[0]
+        pending = conn.execute(
+            "SELECT COUNT(*) FROM outbox WHERE seq BETWEEN ? AND ? AND state = 'pending'", (from_seq, to_seq)
+        ).fetchone()[0]
         missing = outbox.missing_in_range(conn, from_seq, to_seq)
         conn.execute("COMMIT")
     except sqlite3.OperationalError as exc:
-        raise StoreError(f"cannot update the outbox: {exc}", "retry; if the disk is full, free space first") from None
+        raise StoreError(
+            f"cannot update the outbox: {exc}", "retry; if the disk is full, free space first"
+        ) from None
     finally:
         conn.close()
     click.echo(f"re-queued {n} message(s) in {from_seq}..{to_seq}; {pending} now pending")
@@ -132,32 +181,80 @@ def outbox_replay(config: str | None, db: str | None, from_seq: int, to_seq: int
         return  # not the configured agent's database: whether its agent runs is unknown here
     agent = running_agent(cfg)
     if agent is not None:
-        click.echo(f"note: the agent is running ({agent.base}); its publisher picks the re-queued messages up within ~10 s")
+        click.echo(
+            f"note: the agent is running ({agent.base}); its publisher picks the re-queued messages up within ~10 s"
+        )
     else:
         click.echo("note: the agent is not running; it sends the re-queued messages when it starts")
 
 
 @click.command("hub")
 @click.option("--broker", required=True, help="mqtt://[user:pass@]host[:port] or mqtts://host[:port] (TLS).")
-@click.option("--topic", default="city/#", show_default=True, help="Subscription, e.g. 'city/#' or 'city/site-7/#'.")
-@click.option("--prefix", help="The agents' topic prefix (default: the topic's levels before the first wildcard).")
-@click.option("--db", default="hub.sqlite", show_default=True, type=click.Path(dir_okay=False), help="The hub's own SQLite file.")
-@click.option("--share", metavar="GROUP", help="Join MQTT 5 shared subscription $share/GROUP/<topic> (several hub workers).")
+@click.option(
+    "--topic", default="city/#", show_default=True, help="Subscription, e.g. 'city/#' or 'city/site-7/#'."
+)
+@click.option(
+    "--prefix", help="The agents' topic prefix (default: the topic's levels before the first wildcard)."
+)
+@click.option(
+    "--db",
+    default="hub.sqlite",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The hub's own SQLite file.",
+)
+@click.option(
+    "--share",
+    metavar="GROUP",
+    help="Join MQTT 5 shared subscription $share/GROUP/<topic> (several hub workers).",
+)
 @click.option("--username", help="Broker user name.")
-@click.option("--password-file", type=click.Path(exists=True, dir_okay=False), help="File holding the broker password.")
+@click.option(
+    "--password-file", type=click.Path(exists=True, dir_okay=False), help="File holding the broker password."
+)
 @click.option("--password-env", help="Environment variable holding the broker password.")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="CA of the broker's certificate (mqtts://).")
+@click.option(
+    "--ca-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CA of the broker's certificate (mqtts://).",
+)
 @click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="Client certificate (mutual TLS).")
 @click.option("--key", type=click.Path(exists=True, dir_okay=False), help="Client key (mutual TLS).")
-@click.option("--client-id", help="Fixed client id: a persistent session, so the broker queues messages while the hub is down.")
+@click.option(
+    "--client-id",
+    help="Fixed client id: a persistent session, so the broker queues messages while the hub is down.",
+)
 @click.option("--protocol", type=click.Choice(["5", "3.1.1"]), default="5", show_default=True)
 @click.option("--replay/--no-replay", default=True, show_default=True, help="Ask devices to re-send gaps.")
-@click.option("--refresh", type=float, default=2.0, show_default=True, help="Seconds between table refreshes.")
+@click.option(
+    "--refresh", type=float, default=2.0, show_default=True, help="Seconds between table refreshes."
+)
 @click.option("--duration", type=float, help="Stop after this many seconds (default: run until Ctrl-C).")
-@click.option("--json", "as_json", is_flag=True, help="Print the device list as JSON at each refresh instead of a table.")
-def hub_command(broker: str, topic: str, prefix: str | None, db: str, share: str | None, username: str | None,
-                password_file: str | None, password_env: str | None, ca_file: str | None, cert: str | None, key: str | None,
-                client_id: str | None, protocol: str, replay: bool, refresh: float, duration: float | None, as_json: bool) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the device list as JSON at each refresh instead of a table.",
+)
+def hub_command(
+    broker: str,
+    topic: str,
+    prefix: str | None,
+    db: str,
+    share: str | None,
+    username: str | None,
+    password_file: str | None,
+    password_env: str | None,
+    ca_file: str | None,
+    cert: str | None,
+    key: str | None,
+    client_id: str | None,
+    protocol: str,
+    replay: bool,
+    refresh: float,
+    duration: float | None,
+    as_json: bool,
+) -> None:
     """Reference hub: track every device's status, session and seq; report gaps and duplicates;
     ask devices to replay gaps; store summaries in --db; show a live table."""
     from agent.configbase import resolve_secret
@@ -165,8 +262,21 @@ def hub_command(broker: str, topic: str, prefix: str | None, db: str, share: str
 
     password = resolve_secret(None, password_file, password_env, "hub password")
     try:
-        hub = Hub(broker, topic, db, prefix=prefix, share=share, username=username, password=password, ca_file=ca_file,
-                  cert_file=cert, key_file=key, client_id=client_id, protocol=protocol, replay=replay)
+        hub = Hub(
+            broker,
+            topic,
+            db,
+            prefix=prefix,
+            share=share,
+            username=username,
+            password=password,
+            ca_file=ca_file,
+            cert_file=cert,
+            key_file=key,
+            client_id=client_id,
+            protocol=protocol,
+            replay=replay,
+        )
     except ValueError as exc:
         raise AgentError(str(exc)) from None
     hub.start()

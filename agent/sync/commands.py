@@ -70,9 +70,16 @@ def _int_arg(args: dict[str, Any], key: str) -> int:
 
 # -- the built-in commands (ctx is the SyncService) ------------------------------------------------
 
+
 def _ping(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     h = ctx.health()
-    return {"pong": True, "session": h["session"], "last_seq": h["last_seq"], "backlog": h["backlog"], "uptime_s": h["uptime_s"]}
+    return {
+        "pong": True,
+        "session": h["session"],
+        "last_seq": h["last_seq"],
+        "backlog": h["backlog"],
+        "uptime_s": h["uptime_s"],
+    }
 
 
 def _config_get(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
@@ -94,16 +101,24 @@ def _replay(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
         raise CommandError("bad_request", "args.to_seq must be >= args.from_seq")
     limit = ctx.cfg.mqtt.max_replay
     if b - a + 1 > limit:
-        raise CommandError("too_large", f"a replay may ask for at most {limit} messages (mqtt.max_replay); split the range")
+        raise CommandError(
+            "too_large", f"a replay may ask for at most {limit} messages (mqtt.max_replay); split the range"
+        )
     return ctx.replay(a, b)
 
 
 register_command("ping", _ping, read_only=True, doc="Answer with the session, last seq, backlog and uptime.")
-register_command("config/get", _config_get, read_only=True, doc="The effective configuration, secrets redacted.")
+register_command(
+    "config/get", _config_get, read_only=True, doc="The effective configuration, secrets redacted."
+)
 register_command("health/get", _health_get, read_only=True, doc="The sync service's health.")
 register_command("rebirth", _rebirth, read_only=True, doc="Publish the birth (status online) again.")
-register_command("replay", _replay, read_only=False,
-                 doc="Re-send the stored messages with from_seq <= seq <= to_seq; the reply lists what is no longer stored and why.")
+register_command(
+    "replay",
+    _replay,
+    read_only=False,
+    doc="Re-send the stored messages with from_seq <= seq <= to_seq; the reply lists what is no longer stored and why.",
+)
 
 
 class CommandProcessor:
@@ -117,8 +132,15 @@ class CommandProcessor:
         session: returns the current session id (for the reply).
     """
 
-    def __init__(self, ctx: Any, topics: Topics, allowed: list[str], reply: Callable[[str, bytes, bytes | None], Any],
-                 session: Callable[[], int | None], max_queue: int = 32) -> None:
+    def __init__(
+        self,
+        ctx: Any,
+        topics: Topics,
+        allowed: list[str],
+        reply: Callable[[str, bytes, bytes | None], Any],
+        session: Callable[[], int | None],
+        max_queue: int = 32,
+    ) -> None:
         self.ctx = ctx
         self.topics = topics
         self.allowed = set(allowed)
@@ -157,9 +179,14 @@ class CommandProcessor:
         if not topic.startswith(prefix) or topic.endswith("/reply"):
             return
         try:
-            self._q.put_nowait((topic[len(prefix):], payload, corr))
+            self._q.put_nowait((topic[len(prefix) :], payload, corr))
         except queue.Full:
-            self._send(topic[len(prefix):], None, corr, error=("busy", "too many commands queued; try again shortly"))
+            self._send(
+                topic[len(prefix) :],
+                None,
+                corr,
+                error=("busy", "too many commands queued; try again shortly"),
+            )
 
     def _run(self) -> None:
         while True:
@@ -184,7 +211,9 @@ class CommandProcessor:
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise CommandError("bad_json", f"request is not JSON: {exc}") from None
             if not isinstance(req, dict):
-                raise CommandError("bad_request", "request must be a JSON object like {\"id\": \"...\", \"args\": {...}}")
+                raise CommandError(
+                    "bad_request", 'request must be a JSON object like {"id": "...", "args": {...}}'
+                )
             req_id = req.get("id")
             if req_id is not None and not isinstance(req_id, (str, int)):
                 req_id = None
@@ -194,9 +223,13 @@ class CommandProcessor:
                 raise CommandError("bad_request", "args must be a JSON object")
             cmd = _COMMANDS.get(name)
             if cmd is None:
-                raise CommandError("unknown_command", f"unknown command {name!r}; known: {', '.join(sorted(_COMMANDS))}")
+                raise CommandError(
+                    "unknown_command", f"unknown command {name!r}; known: {', '.join(sorted(_COMMANDS))}"
+                )
             if name not in self.allowed:
-                raise CommandError("disabled", f"command {name!r} is not enabled on this unit (mqtt.commands)")
+                raise CommandError(
+                    "disabled", f"command {name!r} is not enabled on this unit (mqtt.commands)"
+                )
             result = cmd.handler(self.ctx, args)
         except CommandError as exc:
             self.errors += 1
@@ -208,11 +241,25 @@ class CommandProcessor:
         self.handled += 1
         return self._send(name, req_id, corr, result=result)
 
-    def _send(self, name: str, req_id: Any, corr: bytes | None, *, result: dict | None = None,
-              error: tuple[str, str] | None = None) -> dict[str, Any]:
-        doc: dict[str, Any] = {"schema": SCHEMAS["reply"], "device": self.topics.device, "site": self.topics.site,
-                               "ts": iso_utc(time.time()), "session": self._session() or 0, "command": name,
-                               "id": req_id, "ok": error is None}
+    def _send(
+        self,
+        name: str,
+        req_id: Any,
+        corr: bytes | None,
+        *,
+        result: dict | None = None,
+        error: tuple[str, str] | None = None,
+    ) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "schema": SCHEMAS["reply"],
+            "device": self.topics.device,
+            "site": self.topics.site,
+            "ts": iso_utc(time.time()),
+            "session": self._session() or 0,
+            "command": name,
+            "id": req_id,
+            "ok": error is None,
+        }
         if error is None:
             doc["result"] = result or {}
         else:

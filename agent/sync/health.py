@@ -130,7 +130,7 @@ def collect(conn: sqlite3.Connection) -> dict[str, Any]:
         "db_bytes": db_file_bytes(path),
         "db_used_bytes": db_used_bytes(conn),
         "outbox_backlog": backlog,
-        "pruned": {k[len("pruned_"):]: v for k, v in pruned.items()},
+        "pruned": {k[len("pruned_") :]: v for k, v in pruned.items()},
         "uptime_s": agent_uptime_s(),
         "system_uptime_s": system_uptime_s(),
         "clock_synced": clock_synced(),

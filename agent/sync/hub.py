@@ -73,10 +73,25 @@ class Hub:
         prefix: the agents' topic prefix (default: from ``topic``).
     """
 
-    def __init__(self, broker: str, topic: str, db: str | Path, *, prefix: str | None = None, share: str | None = None,
-                 username: str | None = None, password: str | None = None, ca_file: str | None = None,
-                 cert_file: str | None = None, key_file: str | None = None, client_id: str | None = None,
-                 protocol: str = "5", replay: bool = True, gap_grace_s: float = 3.0, replay_retry_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        broker: str,
+        topic: str,
+        db: str | Path,
+        *,
+        prefix: str | None = None,
+        share: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        client_id: str | None = None,
+        protocol: str = "5",
+        replay: bool = True,
+        gap_grace_s: float = 3.0,
+        replay_retry_s: float = 30.0,
+    ) -> None:
         u = urlparse(broker)
         if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
             raise ValueError(f"broker URL {broker!r}: use mqtt://host:port or mqtts://host:port")
@@ -111,8 +126,11 @@ class Hub:
     # -- connection ------------------------------------------------------------------------------
     def _make_client(self) -> paho.Client:
         v5 = self.protocol == "5"
-        kw: dict[str, Any] = {"callback_api_version": CallbackAPIVersion.VERSION2, "client_id": self.client_id,
-                              "protocol": paho.MQTTv5 if v5 else paho.MQTTv311}
+        kw: dict[str, Any] = {
+            "callback_api_version": CallbackAPIVersion.VERSION2,
+            "client_id": self.client_id,
+            "protocol": paho.MQTTv5 if v5 else paho.MQTTv311,
+        }
         if not v5:
             kw["clean_session"] = not self.persistent
         c = paho.Client(**kw)
@@ -120,14 +138,21 @@ class Hub:
         if self.username:
             c.username_pw_set(self.username, self.password)
         if self.tls:
-            c.tls_set(ca_certs=self.ca_file, certfile=self.cert_file, keyfile=self.key_file, cert_reqs=ssl.CERT_REQUIRED)
+            c.tls_set(
+                ca_certs=self.ca_file,
+                certfile=self.cert_file,
+                keyfile=self.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
         c.reconnect_delay_set(1, 30)
         c.on_connect = self._on_connect
         c.on_disconnect = lambda *a: self.connected.clear()
         c.on_message = lambda cl, ud, msg: self._q.put((msg.topic, msg.payload))
         return c
 
-    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if reason.is_failure:
             self.last_error = f"broker refused the hub: {reason}"
             log.error(self.last_error)
@@ -136,12 +161,14 @@ class Hub:
         client.subscribe(self.topic, qos=1)
         self.connected.set()
 
-    def start(self) -> "Hub":
+    def start(self) -> Hub:
         props = None
         if self.protocol == "5":
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 86400 if self.persistent else 0
-            self.client.connect_async(self.host, self.port, 30, clean_start=not self.persistent, properties=props)
+            self.client.connect_async(
+                self.host, self.port, 30, clean_start=not self.persistent, properties=props
+            )
         else:
             self.client.connect_async(self.host, self.port, 30)
         self.client.loop_start()
@@ -195,8 +222,10 @@ class Hub:
             return
         now = iso_utc(time.time())
         if p.kind == "reply":
-            self.db.execute("INSERT INTO replies (site, device, command, received, payload) VALUES (?, ?, ?, ?, ?)",
-                            (p.site, p.device, p.command, now, payload.decode("utf-8", "replace")))
+            self.db.execute(
+                "INSERT INTO replies (site, device, command, received, payload) VALUES (?, ?, ?, ?, ?)",
+                (p.site, p.device, p.command, now, payload.decode("utf-8", "replace")),
+            )
             return
         if p.kind == "cmd" or not payload:
             return  # commands (ours or another hub's), or a cleared retained status
@@ -206,31 +235,45 @@ class Hub:
         if p.kind == "status":
             session = int(doc.get("session", 0))
             if dev["session"] is not None and session < dev["session"]:
-                self.db.execute("UPDATE devices SET stale_status = stale_status + 1 WHERE site = ? AND device = ?", key)
+                self.db.execute(
+                    "UPDATE devices SET stale_status = stale_status + 1 WHERE site = ? AND device = ?", key
+                )
                 return  # e.g. the last will of an older connection, delivered late
             baseline = dev["baseline_seq"]
             if baseline is None and doc.get("state") == "online" and doc.get("seq_first_pending") is not None:
                 baseline = int(doc["seq_first_pending"])
-            self.db.execute("UPDATE devices SET state = ?, session = ?, last_status = ?, last_seen = ?, baseline_seq = ?"
-                            " WHERE site = ? AND device = ?", (doc.get("state"), session, payload.decode(), now, baseline, *key))
+            self.db.execute(
+                "UPDATE devices SET state = ?, session = ?, last_status = ?, last_seen = ?, baseline_seq = ?"
+                " WHERE site = ? AND device = ?",
+                (doc.get("state"), session, payload.decode(), now, baseline, *key),
+            )
             return
         seq = doc.get("seq")
         if not isinstance(seq, int):
             return
-        cur = self.db.execute("INSERT OR IGNORE INTO messages (site, device, seq, kind, session, received, replay, payload)"
-                              " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                              (*key, seq, p.kind, doc.get("session"), now, int(bool(doc.get("replay"))), payload.decode()))
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO messages (site, device, seq, kind, session, received, replay, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (*key, seq, p.kind, doc.get("session"), now, int(bool(doc.get("replay"))), payload.decode()),
+        )
         dup = cur.rowcount == 0
-        self.db.execute("UPDATE devices SET received = received + ?, duplicates = duplicates + ?, last_seen = ?,"
-                        " max_seq = MAX(COALESCE(max_seq, 0), ?), baseline_seq = MIN(COALESCE(baseline_seq, ?), ?)"
-                        " WHERE site = ? AND device = ?", (0 if dup else 1, 1 if dup else 0, now, seq, seq, seq, *key))
+        self.db.execute(
+            "UPDATE devices SET received = received + ?, duplicates = duplicates + ?, last_seen = ?,"
+            " max_seq = MAX(COALESCE(max_seq, 0), ?), baseline_seq = MIN(COALESCE(baseline_seq, ?), ?)"
+            " WHERE site = ? AND device = ?",
+            (0 if dup else 1, 1 if dup else 0, now, seq, seq, seq, *key),
+        )
         if p.kind == "event" and doc.get("type") == "gap" and not dup:
             d = doc.get("data") or {}
-            self.db.execute("INSERT OR REPLACE INTO lost (site, device, from_seq, to_seq, reason) VALUES (?, ?, ?, ?, ?)",
-                            (*key, int(d["from_seq"]), int(d["to_seq"]), str(d.get("reason", "pruned"))))
+            self.db.execute(
+                "INSERT OR REPLACE INTO lost (site, device, from_seq, to_seq, reason) VALUES (?, ?, ?, ?, ?)",
+                (*key, int(d["from_seq"]), int(d["to_seq"]), str(d.get("reason", "pruned"))),
+            )
             # the lost range counts as a (known) gap even if it lies before what this hub has seen
-            self.db.execute("UPDATE devices SET baseline_seq = MIN(baseline_seq, ?) WHERE site = ? AND device = ?",
-                            (int(d["from_seq"]), *key))
+            self.db.execute(
+                "UPDATE devices SET baseline_seq = MIN(baseline_seq, ?) WHERE site = ? AND device = ?",
+                (int(d["from_seq"]), *key),
+            )
 
     # -- queries ---------------------------------------------------------------------------------
     def devices(self) -> list[dict[str, Any]]:
@@ -246,24 +289,43 @@ class Hub:
 
     def seqs(self, site: str, device: str, kind: str | None = None) -> list[int]:
         with self.lock:
-            q = "SELECT seq FROM messages WHERE site = ? AND device = ?" + (" AND kind = ?" if kind else "") + " ORDER BY seq"
+            q = (
+                "SELECT seq FROM messages WHERE site = ? AND device = ?"
+                + (" AND kind = ?" if kind else "")
+                + " ORDER BY seq"
+            )
             return [r[0] for r in self.db.execute(q, (site, device, kind) if kind else (site, device))]
 
     def payloads(self, site: str, device: str, kind: str) -> list[dict[str, Any]]:
         with self.lock:
-            return [json.loads(r[0]) for r in self.db.execute(
-                "SELECT payload FROM messages WHERE site = ? AND device = ? AND kind = ? ORDER BY seq", (site, device, kind))]
+            return [
+                json.loads(r[0])
+                for r in self.db.execute(
+                    "SELECT payload FROM messages WHERE site = ? AND device = ? AND kind = ? ORDER BY seq",
+                    (site, device, kind),
+                )
+            ]
 
     def gaps(self, site: str, device: str) -> list[dict[str, Any]]:
         """Missing seq ranges between the baseline and the highest seq seen; ``state`` is missing or lost."""
         with self.lock:
-            row = self.db.execute("SELECT baseline_seq, max_seq FROM devices WHERE site = ? AND device = ?", (site, device)).fetchone()
+            row = self.db.execute(
+                "SELECT baseline_seq, max_seq FROM devices WHERE site = ? AND device = ?", (site, device)
+            ).fetchone()
             if not row or row[1] is None:
                 return []
             base, top = row[0] or 1, row[1]
-            have = [r[0] for r in self.db.execute("SELECT seq FROM messages WHERE site = ? AND device = ? AND seq BETWEEN ? AND ?"
-                                                  " ORDER BY seq", (site, device, base, top))]
-            lost = self.db.execute("SELECT from_seq, to_seq, reason FROM lost WHERE site = ? AND device = ?", (site, device)).fetchall()
+            have = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT seq FROM messages WHERE site = ? AND device = ? AND seq BETWEEN ? AND ?"
+                    " ORDER BY seq",
+                    (site, device, base, top),
+                )
+            ]
+            lost = self.db.execute(
+                "SELECT from_seq, to_seq, reason FROM lost WHERE site = ? AND device = ?", (site, device)
+            ).fetchall()
         out: list[dict[str, Any]] = []
         have_set = set(have)
         for s in range(base, top + 1):
@@ -273,10 +335,12 @@ class Hub:
             if out and out[-1]["to_seq"] == s - 1 and out[-1]["reason"] == reason:
                 out[-1]["to_seq"] = s
             else:
-                out.append({"from_seq": s, "to_seq": s, "state": "lost" if reason else "missing", "reason": reason})
+                out.append(
+                    {"from_seq": s, "to_seq": s, "state": "lost" if reason else "missing", "reason": reason}
+                )
         return out
 
-    def wait_for(self, pred: Callable[["Hub"], bool], timeout_s: float) -> bool:
+    def wait_for(self, pred: Callable[[Hub], bool], timeout_s: float) -> bool:
         """Wait until ``pred(hub)`` is true, re-checked after each processed batch."""
         deadline = time.monotonic() + timeout_s
         with self.changed:
@@ -290,7 +354,9 @@ class Hub:
     # -- replay requests -------------------------------------------------------------------------
     def request_replay(self, site: str, device: str, from_seq: int, to_seq: int) -> str:
         req_id = uuid.uuid4().hex[:12]
-        body = json.dumps({"schema": "edge-agent/command/1", "id": req_id, "args": {"from_seq": from_seq, "to_seq": to_seq}})
+        body = json.dumps(
+            {"schema": "edge-agent/command/1", "id": req_id, "args": {"from_seq": from_seq, "to_seq": to_seq}}
+        )
         self.client.publish(f"{self.prefix}/{site}/{device}/cmd/replay", body, qos=1)
         self.replays_requested += 1
         log.info("hub: asked %s/%s to replay %d..%d (%s)", site, device, from_seq, to_seq, req_id)
@@ -317,9 +383,15 @@ class Hub:
         head = f"{'SITE':<14} {'DEVICE':<16} {'STATE':<8} {'SESSION':>7} {'MAX SEQ':>8} {'RECEIVED':>9} {'DUPES':>6} {'MISSING':>8} {'LOST':>6}  LAST SEEN"
         lines = [head, "-" * len(head)]
         for r in rows:
-            lines.append(f"{r['site']:<14} {r['device']:<16} {r['state'] or '?':<8} {r['session'] or 0:>7} {r['max_seq'] or 0:>8} "
-                         f"{r['received']:>9} {r['duplicates']:>6} {r['missing']:>8} {r['lost']:>6}  {r['last_seen'] or ''}")
-        conn = "connected" if self.connected.is_set() else f"not connected ({self.last_error or 'connecting'})"
-        lines.append(f"{len(rows)} device(s); hub {conn} to {self.host}:{self.port}, topic {self.topic}; "
-                     f"replays requested: {self.replays_requested}")
+            lines.append(
+                f"{r['site']:<14} {r['device']:<16} {r['state'] or '?':<8} {r['session'] or 0:>7} {r['max_seq'] or 0:>8} "
+                f"{r['received']:>9} {r['duplicates']:>6} {r['missing']:>8} {r['lost']:>6}  {r['last_seen'] or ''}"
+            )
+        conn = (
+            "connected" if self.connected.is_set() else f"not connected ({self.last_error or 'connecting'})"
+        )
+        lines.append(
+            f"{len(rows)} device(s); hub {conn} to {self.host}:{self.port}, topic {self.topic}; "
+            f"replays requested: {self.replays_requested}"
+        )
         return "\n".join(lines)

@@ -27,16 +27,16 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from agent.sync.config import MqttConfig
 from agent.sync.topics import Topics
 
 log = logging.getLogger(__name__)
 
-AckFn = Callable[[int, int, bool, Any], None]          # (generation, mid, ok, reason code)
-MessageFn = Callable[[str, bytes, Any], None]           # (topic, payload, properties)
+AckFn = Callable[[int, int, bool, Any], None]  # (generation, mid, ok, reason code)
+MessageFn = Callable[[str, bytes, Any], None]  # (topic, payload, properties)
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random | None = None) -> float:
@@ -50,8 +50,10 @@ def describe_connect_error(exc: BaseException, host: str, port: int) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         why = getattr(exc, "verify_message", None) or str(exc)
         if "hostname" in why.lower() or "ip address mismatch" in why.lower():
-            return (f"TLS: the broker's certificate does not name {host} ({why}); connect by the name in the certificate, "
-                    "or set mqtt.tls.verify_hostname = false for a test bench only")
+            return (
+                f"TLS: the broker's certificate does not name {host} ({why}); connect by the name in the certificate, "
+                "or set mqtt.tls.verify_hostname = false for a test bench only"
+            )
         return f"TLS: the broker's certificate is not trusted ({why}); check mqtt.tls.ca_file (the CA that signed the broker's certificate)"
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake with {host}:{port} failed ({exc.reason or exc}); check mqtt.tls (client certificate and key, TLS port)"
@@ -92,9 +94,20 @@ class MqttLink:
         subscriptions: topic filters subscribed on every connect.
     """
 
-    def __init__(self, cfg: MqttConfig, client_id: str, topics: Topics, *, next_session: Callable[[], int],
-                 birth: Callable[[int], dict], death: Callable[[int], dict], on_ack: AckFn, on_message: MessageFn,
-                 on_state: Callable[[bool], None] = lambda up: None, subscriptions: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        client_id: str,
+        topics: Topics,
+        *,
+        next_session: Callable[[], int],
+        birth: Callable[[int], dict],
+        death: Callable[[int], dict],
+        on_ack: AckFn,
+        on_message: MessageFn,
+        on_state: Callable[[bool], None] = lambda up: None,
+        subscriptions: list[str] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.client_id = client_id
         self.topics = topics
@@ -143,14 +156,21 @@ class MqttLink:
             self._thread = None
 
     # -- publishing (any thread) -----------------------------------------------------------------
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
-                properties: Properties | None = None) -> tuple[int, int] | None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> tuple[int, int] | None:
         """Hand a message to the current connection. Returns (generation, mid) or None if not connected."""
         gen, mids = self.publish_many([(topic, payload, qos, retain)], properties)
         return (gen, mids[0]) if mids else None
 
-    def publish_many(self, msgs: list[tuple[str, bytes, int, bool]],
-                     properties: Properties | None = None) -> tuple[int, list[int]]:
+    def publish_many(
+        self, msgs: list[tuple[str, bytes, int, bool]], properties: Properties | None = None
+    ) -> tuple[int, list[int]]:
         """Hand several ``(topic, payload, qos, retain)`` to the current connection (a backlog drains in
         bursts of hundreds: one look at the connection for all). Returns (generation, mids): the mids of
         those taken, in order; fewer than given if the connection went away on the way."""
@@ -180,8 +200,12 @@ class MqttLink:
     # -- the thread ------------------------------------------------------------------------------
     def _make_client(self, session: int) -> paho.Client:
         v5 = self.cfg.protocol == "5"
-        kw: dict[str, Any] = {"callback_api_version": CallbackAPIVersion.VERSION2, "client_id": self.client_id,
-                              "protocol": paho.MQTTv5 if v5 else paho.MQTTv311, "reconnect_on_failure": False}
+        kw: dict[str, Any] = {
+            "callback_api_version": CallbackAPIVersion.VERSION2,
+            "client_id": self.client_id,
+            "protocol": paho.MQTTv5 if v5 else paho.MQTTv311,
+            "reconnect_on_failure": False,
+        }
         if not v5:
             kw["clean_session"] = not self.cfg.persistent_session
         c = paho.Client(**kw)
@@ -193,9 +217,14 @@ class MqttLink:
             c.username_pw_set(self.cfg.username, self._password)
         t = self.cfg.tls
         if t.enabled:
-            c.tls_set(ca_certs=str(t.ca_file) if t.ca_file else None, certfile=str(t.cert_file) if t.cert_file else None,
-                      keyfile=str(t.key_file) if t.key_file else None, cert_reqs=ssl.CERT_REQUIRED,
-                      tls_version=ssl.PROTOCOL_TLS_CLIENT, keyfile_password=self._key_password)
+            c.tls_set(
+                ca_certs=str(t.ca_file) if t.ca_file else None,
+                certfile=str(t.cert_file) if t.cert_file else None,
+                keyfile=str(t.key_file) if t.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+                keyfile_password=self._key_password,
+            )
             c.tls_insecure_set(not t.verify_hostname)
         c.will_set(self.topics.status, json.dumps(self._death(session)), qos=1, retain=True)
         c.on_connect = self._cb_connect
@@ -236,7 +265,13 @@ class MqttLink:
             if self.cfg.protocol == "5":
                 props = Properties(PacketTypes.CONNECT)
                 props.SessionExpiryInterval = self.cfg.session_expiry_s if self.cfg.persistent_session else 0
-                client.connect(host, port, self.cfg.keepalive_s, clean_start=not self.cfg.persistent_session, properties=props)
+                client.connect(
+                    host,
+                    port,
+                    self.cfg.keepalive_s,
+                    clean_start=not self.cfg.persistent_session,
+                    properties=props,
+                )
             else:
                 client.connect(host, port, self.cfg.keepalive_s)
         except (OSError, ssl.SSLError, ValueError) as exc:
@@ -296,7 +331,9 @@ class MqttLink:
         self.last_error = msg
 
     # -- paho callbacks (paho's thread) ----------------------------------------------------------
-    def _cb_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+    def _cb_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if reason.is_failure:
             self._error(describe_connack(reason))
             self._ended.set()
@@ -312,11 +349,18 @@ class MqttLink:
         subs = [(t, 1) for t in self.subscriptions]
         if subs:
             client.subscribe(subs)
-        log.info("mqtt: connected to %s:%d (session %d, session present: %s)", self.cfg.host, self.cfg.effective_port,
-                 session, getattr(flags, "session_present", "?"))
+        log.info(
+            "mqtt: connected to %s:%d (session %d, session present: %s)",
+            self.cfg.host,
+            self.cfg.effective_port,
+            session,
+            getattr(flags, "session_present", "?"),
+        )
         self._set_connected(True)
 
-    def _cb_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+    def _cb_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if not self._stop.is_set() and self._connack_at is not None:
             self._error(f"connection lost: {reason}")
         self._set_connected(False)

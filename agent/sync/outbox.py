@@ -29,8 +29,8 @@ from agent.store.db import Migration, register_migrations
 from agent.sync.topics import SCHEMAS
 
 #: priority classes (lower goes first in live-first delivery)
-LIVE = 0      # health, events
-SUMMARY = 1   # summaries (a backlog of them is the "backfill")
+LIVE = 0  # health, events
+SUMMARY = 1  # summaries (a backlog of them is the "backfill")
 
 register_migrations(
     "sync",
@@ -113,10 +113,13 @@ register_migrations(
 SendRow = tuple[int, Any, Any, int, int, int]
 
 _COLS = "o.seq, o.topic, p.payload, o.qos, o.retain, o.priority"
-_FROM = "outbox o LEFT JOIN outbox_payload p ON p.seq = o.seq"  # LEFT: a row whose text is missing still shows
+_FROM = (
+    "outbox o LEFT JOIN outbox_payload p ON p.seq = o.seq"  # LEFT: a row whose text is missing still shows
+)
 
 
 # -- writing (inside the writer's transaction) -----------------------------------------------------
+
 
 def full_safe(fn: Callable[[sqlite3.Connection], Any]) -> Callable[[sqlite3.Connection], Any]:
     """Wrap a ``Writer.submit_fn`` function so SQLITE_FULL is retried, not lost.
@@ -126,6 +129,7 @@ def full_safe(fn: Callable[[sqlite3.Connection], Any]) -> Callable[[sqlite3.Conn
     checks ``conn.in_transaction`` first, this re-opens the transaction and the writer's savepoint
     so the writer sees the "full" error, rolls back and retries the batch when space returns.
     """
+
     def run(conn: sqlite3.Connection) -> Any:
         try:
             return fn(conn)
@@ -134,20 +138,43 @@ def full_safe(fn: Callable[[sqlite3.Connection], Any]) -> Callable[[sqlite3.Conn
                 conn.execute("BEGIN IMMEDIATE")
                 conn.execute("SAVEPOINT op")
             raise
+
     return run
 
 
-def submit(writer: Any, fn: Callable[[sqlite3.Connection], Any], *, kind: str, block: bool = False, timeout_s: float = 5.0,
-           urgent: bool = False) -> bool:
+def submit(
+    writer: Any,
+    fn: Callable[[sqlite3.Connection], Any],
+    *,
+    kind: str,
+    block: bool = False,
+    timeout_s: float = 5.0,
+    urgent: bool = False,
+) -> bool:
     """``writer.submit_fn`` with :func:`full_safe`."""
     return writer.submit_fn(full_safe(fn), kind=kind, block=block, timeout_s=timeout_s, urgent=urgent)
 
 
-def enqueue(conn: sqlite3.Connection, topic: str, kind: str, body: dict[str, Any], *, priority: int,
-            retain: bool = False, qos: int = 1, now: float | None = None) -> int:
+def enqueue(
+    conn: sqlite3.Connection,
+    topic: str,
+    kind: str,
+    body: dict[str, Any],
+    *,
+    priority: int,
+    retain: bool = False,
+    qos: int = 1,
+    now: float | None = None,
+) -> int:
     """Add a message; returns its ``seq``. ``body`` gets ``schema`` (if absent) and ``seq`` added."""
-    seq = conn.execute("UPDATE sync_state SET value = value + 1 WHERE key = 'last_seq' RETURNING value").fetchone()[0]
-    doc = {"schema": SCHEMAS[kind], "seq": seq, **{k: v for k, v in body.items() if k not in ("seq", "session")}}
+    seq = conn.execute(
+        "UPDATE sync_state SET value = value + 1 WHERE key = 'last_seq' RETURNING value"
+    ).fetchone()[0]
+    doc = {
+        "schema": SCHEMAS[kind],
+        "seq": seq,
+        **{k: v for k, v in body.items() if k not in ("seq", "session")},
+    }
     if "schema" in body:
         doc["schema"] = body["schema"]
     payload = json.dumps(doc, separators=(",", ":"), allow_nan=False)
@@ -165,56 +192,88 @@ def mark(conn: sqlite3.Connection, seqs: Iterable[int], state: str, now: float |
     ts = iso_utc(now if now is not None else time.time())
     n = 0
     for i in range(0, len(seqs), 500):
-        chunk = seqs[i:i + 500]
+        chunk = seqs[i : i + 500]
         # "+state": find the rows by seq (primary key), not through the outbox_state index, which SQLite
         # would otherwise pick and walk across every pending row for each chunk (~1.4x slower on a backlog)
-        cur = conn.execute(f"UPDATE outbox SET state = ?, delivered = ? WHERE +state = 'pending' AND seq IN ({','.join('?' * len(chunk))})",
-                           (state, ts, *chunk))
+        cur = conn.execute(
+            f"UPDATE outbox SET state = ?, delivered = ? WHERE +state = 'pending' AND seq IN ({','.join('?' * len(chunk))})",
+            (state, ts, *chunk),
+        )
         n += cur.rowcount
     return n
 
 
 def requeue(conn: sqlite3.Connection, from_seq: int, to_seq: int) -> int:
     """Set delivered/rejected rows in ``[from_seq, to_seq]`` back to pending (a technician's replay)."""
-    return conn.execute("UPDATE outbox SET state = 'pending', delivered = NULL WHERE seq BETWEEN ? AND ? AND state != 'pending'",
-                        (from_seq, to_seq)).rowcount
+    return conn.execute(
+        "UPDATE outbox SET state = 'pending', delivered = NULL WHERE seq BETWEEN ? AND ? AND state != 'pending'",
+        (from_seq, to_seq),
+    ).rowcount
 
 
 def next_session(conn: sqlite3.Connection) -> int:
     """Increment and return the connection-session id (Sparkplug's bdSeq, but never wrapping)."""
-    return conn.execute("UPDATE sync_state SET value = value + 1 WHERE key = 'session' RETURNING value").fetchone()[0]
+    return conn.execute(
+        "UPDATE sync_state SET value = value + 1 WHERE key = 'session' RETURNING value"
+    ).fetchone()[0]
 
 
 def add_counter(conn: sqlite3.Connection, key: str, n: int) -> None:
-    conn.execute("INSERT INTO sync_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value", (key, n))
+    conn.execute(
+        "INSERT INTO sync_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+        (key, n),
+    )
 
 
 def prune_delivered(conn: sqlite3.Connection, limit: int) -> int:
     """Delete the oldest delivered (or rejected) messages. Returns how many."""
-    n = conn.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE state != 'pending' ORDER BY seq LIMIT ?)",
-                     (limit,)).rowcount
+    n = conn.execute(
+        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE state != 'pending' ORDER BY seq LIMIT ?)",
+        (limit,),
+    ).rowcount
     add_counter(conn, "pruned_delivered", n)
     return n
 
 
-def prune_undelivered(conn: sqlite3.Connection, limit: int, reason: str, topic_event: str,
-                      device: dict[str, str]) -> list[tuple[int, int]]:
+def prune_undelivered(
+    conn: sqlite3.Connection, limit: int, reason: str, topic_event: str, device: dict[str, str]
+) -> list[tuple[int, int]]:
     """Delete the oldest undelivered summaries, record the gap(s) and queue a ``gap`` event for each.
 
     Returns the pruned ``(from_seq, to_seq)`` ranges.
     """
-    seqs = [r[0] for r in conn.execute("SELECT seq FROM outbox WHERE state = 'pending' AND kind = 'summary' ORDER BY seq LIMIT ?", (limit,))]
+    seqs = [
+        r[0]
+        for r in conn.execute(
+            "SELECT seq FROM outbox WHERE state = 'pending' AND kind = 'summary' ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+    ]
     if not seqs:
         return []
     ranges = contiguous(seqs)
     now = time.time()
     for a, b in ranges:
-        n = conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ? AND state = 'pending' AND kind = 'summary'", (a, b)).rowcount
-        conn.execute("INSERT INTO outbox_gaps (from_seq, to_seq, count, kind, reason, ts) VALUES (?, ?, ?, 'summary', ?, ?)",
-                     (a, b, n, reason, iso_utc(now)))
-        enqueue(conn, topic_event, "event", {**device, "ts": iso_utc(now), "type": "gap",
-                                             "data": {"from_seq": a, "to_seq": b, "count": n, "kind": "summary", "reason": reason}},
-                priority=LIVE, now=now)
+        n = conn.execute(
+            "DELETE FROM outbox WHERE seq BETWEEN ? AND ? AND state = 'pending' AND kind = 'summary'", (a, b)
+        ).rowcount
+        conn.execute(
+            "INSERT INTO outbox_gaps (from_seq, to_seq, count, kind, reason, ts) VALUES (?, ?, ?, 'summary', ?, ?)",
+            (a, b, n, reason, iso_utc(now)),
+        )
+        enqueue(
+            conn,
+            topic_event,
+            "event",
+            {
+                **device,
+                "ts": iso_utc(now),
+                "type": "gap",
+                "data": {"from_seq": a, "to_seq": b, "count": n, "kind": "summary", "reason": reason},
+            },
+            priority=LIVE,
+            now=now,
+        )
     add_counter(conn, "pruned_undelivered", len(seqs))
     return ranges
 
@@ -243,19 +302,28 @@ def contiguous(seqs: list[int]) -> list[tuple[int, int]]:
 # and the batch is read again row by row.
 _RS = b"\x1e"
 _DIGITS = bytes.maketrans(b"0123456789", bytes(range(10)))
-_PACKED = ("SELECT count(*), count(payload), group_concat(seq), group_concat(qos || retain || priority, ''),"
-           " group_concat(topic, char(30)), group_concat(payload, char(30)) FROM"
-           " (SELECT o.seq, o.qos, o.retain, o.priority, o.topic, p.payload FROM " + _FROM +
-           " WHERE o.state = 'pending' {pri} AND o.seq > ? ORDER BY o.seq LIMIT ?)")
+_PACKED = (
+    "SELECT count(*), count(payload), group_concat(seq), group_concat(qos || retain || priority, ''),"
+    " group_concat(topic, char(30)), group_concat(payload, char(30)) FROM"
+    " (SELECT o.seq, o.qos, o.retain, o.priority, o.topic, p.payload FROM "
+    + _FROM
+    + " WHERE o.state = 'pending' {pri} AND o.seq > ? ORDER BY o.seq LIMIT ?)"
+)
 
 
-def fetch_pending(conn: sqlite3.Connection, after_seq: int, limit: int, priority: int | None = None) -> list[SendRow]:
+def fetch_pending(
+    conn: sqlite3.Connection, after_seq: int, limit: int, priority: int | None = None
+) -> list[SendRow]:
     """Pending rows with ``seq > after_seq`` in seq order (of one priority class, or all).
 
     On a connection with ``text_factory = bytes`` (the publisher's) the batch is read in one step
     (see above); otherwise, and whenever that read does not check out, row by row."""
     if conn.text_factory is bytes:
-        pri, args = ("", (after_seq, limit)) if priority is None else ("AND o.priority = ?", (priority, after_seq, limit))
+        pri, args = (
+            ("", (after_seq, limit))
+            if priority is None
+            else ("AND o.priority = ?", (priority, after_seq, limit))
+        )
         n, n_payload, seqs, flags, topics, payloads = conn.execute(_PACKED.format(pri=pri), args).fetchone()
         if not n:
             return []
@@ -268,19 +336,29 @@ def fetch_pending(conn: sqlite3.Connection, after_seq: int, limit: int, priority
     return fetch_pending_rows(conn, after_seq, limit, priority)
 
 
-def fetch_pending_rows(conn: sqlite3.Connection, after_seq: int, limit: int, priority: int | None = None) -> list[SendRow]:
+def fetch_pending_rows(
+    conn: sqlite3.Connection, after_seq: int, limit: int, priority: int | None = None
+) -> list[SendRow]:
     """:func:`fetch_pending` row by row (the plain query; what the packed read falls back to)."""
     if priority is None:
-        q = conn.execute(f"SELECT {_COLS} FROM {_FROM} WHERE o.state = 'pending' AND o.seq > ? ORDER BY o.seq LIMIT ?", (after_seq, limit))
+        q = conn.execute(
+            f"SELECT {_COLS} FROM {_FROM} WHERE o.state = 'pending' AND o.seq > ? ORDER BY o.seq LIMIT ?",
+            (after_seq, limit),
+        )
     else:
-        q = conn.execute(f"SELECT {_COLS} FROM {_FROM} WHERE o.state = 'pending' AND o.priority = ? AND o.seq > ? ORDER BY o.seq LIMIT ?",
-                         (priority, after_seq, limit))
+        q = conn.execute(
+            f"SELECT {_COLS} FROM {_FROM} WHERE o.state = 'pending' AND o.priority = ? AND o.seq > ? ORDER BY o.seq LIMIT ?",
+            (priority, after_seq, limit),
+        )
     return q.fetchall()
 
 
 def fetch_range(conn: sqlite3.Connection, from_seq: int, to_seq: int, limit: int = 1000) -> list[SendRow]:
     """Stored rows (any state) in ``[from_seq, to_seq]``."""
-    return conn.execute(f"SELECT {_COLS} FROM {_FROM} WHERE o.seq BETWEEN ? AND ? ORDER BY o.seq LIMIT ?", (from_seq, to_seq, limit)).fetchall()
+    return conn.execute(
+        f"SELECT {_COLS} FROM {_FROM} WHERE o.seq BETWEEN ? AND ? ORDER BY o.seq LIMIT ?",
+        (from_seq, to_seq, limit),
+    ).fetchall()
 
 
 def state_value(conn: sqlite3.Connection, key: str) -> int:
@@ -292,16 +370,26 @@ def missing_in_range(conn: sqlite3.Connection, from_seq: int, to_seq: int) -> li
     """Why seqs of a range are not in the outbox: pruned before delivery (with the reason), deleted
     after delivery, or not assigned yet. Ranges, in seq order."""
     last = state_value(conn, "last_seq")
-    present = [r[0] for r in conn.execute("SELECT seq FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq", (from_seq, to_seq))]
-    gaps = conn.execute("SELECT from_seq, to_seq, reason FROM outbox_gaps WHERE to_seq >= ? AND from_seq <= ? ORDER BY from_seq",
-                        (from_seq, to_seq)).fetchall()
+    present = [
+        r[0]
+        for r in conn.execute(
+            "SELECT seq FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq", (from_seq, to_seq)
+        )
+    ]
+    gaps = conn.execute(
+        "SELECT from_seq, to_seq, reason FROM outbox_gaps WHERE to_seq >= ? AND from_seq <= ? ORDER BY from_seq",
+        (from_seq, to_seq),
+    ).fetchall()
     out: list[dict[str, Any]] = []
     have = set(present)
     top = min(to_seq, last, from_seq + 200_000)
     for s in range(from_seq, top + 1):
         if s in have:
             continue
-        reason = next((f"pruned before delivery: {gr}" for ga, gb, gr in gaps if ga <= s <= gb), "deleted after delivery (retention)")
+        reason = next(
+            (f"pruned before delivery: {gr}" for ga, gb, gr in gaps if ga <= s <= gb),
+            "deleted after delivery (retention)",
+        )
         if out and out[-1]["to_seq"] == s - 1 and out[-1]["reason"] == reason:
             out[-1]["to_seq"] = s
         else:
@@ -332,22 +420,37 @@ def stats(conn: sqlite3.Connection) -> dict[str, Any]:
         "oldest_pending_seq": oldest[0],
         "oldest_pending_created": oldest[1],
         "gaps": gaps[0],
-        "pruned": {k[len("pruned_"):]: v for k, v in counters.items() if k.startswith("pruned_")},
+        "pruned": {k[len("pruned_") :]: v for k, v in counters.items() if k.startswith("pruned_")},
         "pruned_undelivered_seqs": gaps[1],
     }
 
 
-def list_rows(conn: sqlite3.Connection, *, state: str | None = None, kind: str | None = None,
-              from_seq: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+def list_rows(
+    conn: sqlite3.Connection,
+    *,
+    state: str | None = None,
+    kind: str | None = None,
+    from_seq: int | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
     where, args = [], []
     if state:
-        where.append("state = ?"); args.append(state)  # noqa: E702
+        where.append("state = ?")
+        args.append(state)  # noqa: E702
     if kind:
-        where.append("kind = ?"); args.append(kind)  # noqa: E702
+        where.append("kind = ?")
+        args.append(kind)  # noqa: E702
     if from_seq is not None:
-        where.append("o.seq >= ?"); args.append(from_seq)  # noqa: E702
-    sql = ("SELECT o.seq, kind, topic, priority, state, created, delivered, length(p.payload) FROM " + _FROM
-           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY o.seq " + ("ASC" if from_seq is not None else "DESC") + " LIMIT ?")
+        where.append("o.seq >= ?")
+        args.append(from_seq)  # noqa: E702
+    sql = (
+        "SELECT o.seq, kind, topic, priority, state, created, delivered, length(p.payload) FROM "
+        + _FROM
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY o.seq "
+        + ("ASC" if from_seq is not None else "DESC")
+        + " LIMIT ?"
+    )
     rows = conn.execute(sql, (*args, limit)).fetchall()
     keys = ("seq", "kind", "topic", "priority", "state", "created", "delivered", "bytes")
     return [dict(zip(keys, r)) for r in sorted(rows)]

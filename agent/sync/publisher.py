@@ -38,13 +38,13 @@ from agent.sync.mqtt import MqttLink
 log = logging.getLogger(__name__)
 
 _FETCH = 1000
-_HANDOFF = 1024       # most messages handed to paho at once (on the wire: at most max_inflight) ...
+_HANDOFF = 1024  # most messages handed to paho at once (on the wire: at most max_inflight) ...
 _HANDOFF_BYTES = 2 << 20  # ... and about this many bytes of them (but always two windows' worth)
-_ACK_BATCH = 256      # paho's thread wakes the publisher once per this many acks (paho still holds the rest)
+_ACK_BATCH = 256  # paho's thread wakes the publisher once per this many acks (paho still holds the rest)
 _MARK_BATCH = 200
 _MARK_DELAY_S = 0.1
-_REFRESH_S = 1.0      # look for new rows at least this often
-_RESCAN_S = 10.0      # look again from the first pending row (rows re-queued by a technician)
+_REFRESH_S = 1.0  # look for new rows at least this often
+_RESCAN_S = 10.0  # look again from the first pending row (rows re-queued by a technician)
 
 
 class _Bucket:
@@ -74,7 +74,9 @@ class _Bucket:
 class Publisher:
     """Sends outbox rows over ``link``; see the module docstring."""
 
-    def __init__(self, cfg: MqttConfig, link: MqttLink, writer: Writer, reader: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(
+        self, cfg: MqttConfig, link: MqttLink, writer: Writer, reader: Callable[[], sqlite3.Connection]
+    ) -> None:
         self.cfg = cfg
         self.link = link
         self.writer = writer
@@ -89,14 +91,14 @@ class Publisher:
         self._dirty = True
         self.idle = threading.Event()  # set when nothing is in flight, buffered or waiting to be marked
         self.inflight: dict[int, int] = {}  # paho's mid -> seq, for the connection self._gen
-        self.busy: set[int] = set()          # in flight, or acknowledged but not yet marked
+        self.busy: set[int] = set()  # in flight, or acknowledged but not yet marked
         self._bufs: dict[int | None, deque[outbox.SendRow]] = {}
         self._cursor: dict[int | None, int] = {}
-        self._more: dict[int | None, bool] = {}   # the last fetch of a class was full: more rows may wait
+        self._more: dict[int | None, bool] = {}  # the last fetch of a class was full: more rows may wait
         self._to_mark: dict[str, list[int]] = {"delivered": [], "rejected": []}
         self._mark_since = 0.0
         self._suffix: dict[tuple[int, bool], bytes] = {}  # (session, replay) -> b',"session":N}'
-        self._topics: dict[bytes, str] = {}                # topic as read (bytes) -> str for paho
+        self._topics: dict[bytes, str] = {}  # topic as read (bytes) -> str for paho
         self._gen = -1
         self._handoff = max(2 * cfg.max_inflight, _HANDOFF)
         self._bucket = _Bucket(cfg.backfill_rate_per_s, cfg.max_inflight)
@@ -201,8 +203,12 @@ class Publisher:
                 self.last_progress = time.monotonic()
                 if wait > 0:
                     with self.cond:
-                        if (len(self._acks) < self._wake_acks and not self._dirty and not self._marked
-                                and not self._stop.is_set()):
+                        if (
+                            len(self._acks) < self._wake_acks
+                            and not self._dirty
+                            and not self._marked
+                            and not self._stop.is_set()
+                        ):
                             self.cond.wait(wait)
             self._flush_marks(force=True)
         finally:
@@ -333,7 +339,9 @@ class Publisher:
         if not buf:
             return [], False, 0.0
         n = min(room, len(buf))
-        if self._bucket.rate > 0:  # the backfill cap: summaries take a token each (live rows in "seq" mode do not)
+        if (
+            self._bucket.rate > 0
+        ):  # the backfill cap: summaries take a token each (live rows in "seq" mode do not)
             tokens, wait = self._bucket.take_up_to(n)
             out = []
             while buf and len(out) < n:
@@ -362,7 +370,9 @@ class Publisher:
                 self._to_mark["rejected"].append(seq)
                 self.busy.add(seq)  # released when the mark is committed, like an acknowledged row
                 self.rejected += 1
-                self.last_error = f"outbox seq {seq} has no message text (outbox_payload row missing); marked rejected"
+                self.last_error = (
+                    f"outbox seq {seq} has no message text (outbox_payload row missing); marked rejected"
+                )
                 log.error(self.last_error)
                 continue
             if isinstance(topic, bytes):  # read with text_factory=bytes; a device has a handful of topics
@@ -375,7 +385,7 @@ class Publisher:
         if gen != self._gen:  # a connection we have not taken stock of yet: its acks are not counted
             mids = []
         self.inflight.update(zip(mids, seqs))
-        self.busy.update(seqs[:len(mids)])
+        self.busy.update(seqs[: len(mids)])
         self.published += len(mids)
         if len(mids) < len(msgs):  # connection went away: those rows are still pending, they go again later
             self._dirty = True
@@ -409,11 +419,19 @@ class Publisher:
             with self.cond:  # wake the publisher to release them (no new rows: not dirty)
                 self.cond.notify_all()
 
-        if outbox.submit(self.writer, committed_hook, kind="outbox-ack", block=force, timeout_s=2.0, urgent=urgent or force):
+        if outbox.submit(
+            self.writer, committed_hook, kind="outbox-ack", block=force, timeout_s=2.0, urgent=urgent or force
+        ):
             for k in self._to_mark:
                 self._to_mark[k] = []
             self._mark_since = 0.0
 
     def stats(self) -> dict[str, Any]:
-        return {"in_flight": len(self.inflight), "published": self.published, "acked": self.acked,
-                "rejected": self.rejected, "republished": self.republished, "replays_queued": len(self._replays)}
+        return {
+            "in_flight": len(self.inflight),
+            "published": self.published,
+            "acked": self.acked,
+            "rejected": self.rejected,
+            "republished": self.republished,
+            "replays_queued": len(self._replays),
+        }

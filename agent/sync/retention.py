@@ -60,7 +60,9 @@ def _summarised_until(conn: sqlite3.Connection) -> str | None:
     return r[0] if r else None
 
 
-def prune_summarised(conn: sqlite3.Connection, limit: int, tables: list[tuple[str, str]], counter: str) -> int:
+def prune_summarised(
+    conn: sqlite3.Connection, limit: int, tables: list[tuple[str, str]], counter: str
+) -> int:
     """Delete up to ``limit`` oldest rows of each ``(table, ts_column)`` that a written summary already
     covers (rows newer than the last summary window are never pruned here). Counted under ``counter``."""
     until = _summarised_until(conn)
@@ -68,17 +70,25 @@ def prune_summarised(conn: sqlite3.Connection, limit: int, tables: list[tuple[st
         return 0
     n = 0
     for table, ts_col in tables:
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone() is None:
+        if (
+            conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone()
+            is None
+        ):
             continue
-        n += conn.execute(f"DELETE FROM [{table}] WHERE rowid IN (SELECT rowid FROM [{table}] WHERE [{ts_col}] < ?"
-                          f" ORDER BY [{ts_col}], rowid LIMIT ?)", (until, limit)).rowcount
+        n += conn.execute(
+            f"DELETE FROM [{table}] WHERE rowid IN (SELECT rowid FROM [{table}] WHERE [{ts_col}] < ?"
+            f" ORDER BY [{ts_col}], rowid LIMIT ?)",
+            (until, limit),
+        ).rowcount
     outbox.add_counter(conn, counter, n)
     return n
 
 
 def prune_raw_detections(conn: sqlite3.Connection, limit: int) -> int:
     """Oldest detections and classifications already covered by a written summary."""
-    return prune_summarised(conn, limit, [("detections", "ts"), ("classifications", "ts")], "pruned_detections")
+    return prune_summarised(
+        conn, limit, [("detections", "ts"), ("classifications", "ts")], "pruned_detections"
+    )
 
 
 register_prune_step(10, "detections", prune_raw_detections)
@@ -97,8 +107,14 @@ class Retention:
         chunk: rows deleted per transaction.
     """
 
-    def __init__(self, max_db_mb: float, writer: Writer, reader: Callable[[], sqlite3.Connection], topics: Topics,
-                 chunk: int = 2000) -> None:
+    def __init__(
+        self,
+        max_db_mb: float,
+        writer: Writer,
+        reader: Callable[[], sqlite3.Connection],
+        topics: Topics,
+        chunk: int = 2000,
+    ) -> None:
         self.budget = int(max_db_mb * 2**20)
         self.writer = writer
         self.reader = reader
@@ -109,8 +125,13 @@ class Retention:
         self.last_error: str | None = None
 
     def _undelivered(self, conn: sqlite3.Connection, limit: int) -> int:
-        ranges = outbox.prune_undelivered(conn, limit, f"storage budget {self.budget / 2**20:.1f} MB exceeded",
-                                          self.topics.kind("event"), {"device": self.topics.device, "site": self.topics.site})
+        ranges = outbox.prune_undelivered(
+            conn,
+            limit,
+            f"storage budget {self.budget / 2**20:.1f} MB exceeded",
+            self.topics.kind("event"),
+            {"device": self.topics.device, "site": self.topics.site},
+        )
         return sum(b - a + 1 for a, b in ranges)
 
     def used(self) -> int:
@@ -129,7 +150,9 @@ class Retention:
         self.runs += 1
         target = int(self.budget * 0.9)
         steps = prune_steps() + [PruneStep(90, "undelivered summaries", self._undelivered)]
-        log.warning("database uses %.1f MB, over its budget of %.1f MB: pruning", used / 2**20, self.budget / 2**20)
+        log.warning(
+            "database uses %.1f MB, over its budget of %.1f MB: pruning", used / 2**20, self.budget / 2**20
+        )
         for step in steps:
             while used > target:
                 box: dict[str, int] = {}
@@ -137,8 +160,12 @@ class Retention:
                 def fn(conn: sqlite3.Connection, step: PruneStep = step, box: dict[str, int] = box) -> None:
                     box["n"] = step.fn(conn, self.chunk)
 
-                if not outbox.submit(self.writer, fn, kind="retention", block=True, timeout_s=10.0) or not self.writer.flush(30.0):
-                    self.last_error = f"pruning {step.name} did not complete (writer: {self.writer.last_error})"
+                if not outbox.submit(
+                    self.writer, fn, kind="retention", block=True, timeout_s=10.0
+                ) or not self.writer.flush(30.0):
+                    self.last_error = (
+                        f"pruning {step.name} did not complete (writer: {self.writer.last_error})"
+                    )
                     log.warning(self.last_error)
                     report["used_after"] = self.used()
                     self.last = report

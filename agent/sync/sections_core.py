@@ -18,11 +18,15 @@ def counts_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str, 
     tracking fills ``detections.track_id``)."""
     cams: dict[str, dict[str, Any]] = {}
     for cam, frames in conn.execute(
-            "SELECT camera, SUM(frames) FROM inference_stats WHERE ts_end >= ? AND ts_end < ? GROUP BY camera", (start, end)):
+        "SELECT camera, SUM(frames) FROM inference_stats WHERE ts_end >= ? AND ts_end < ? GROUP BY camera",
+        (start, end),
+    ):
         cams.setdefault(cam, {"frames": 0, "labels": {}})["frames"] = int(frames or 0)
     for cam, label, n, tracked, objects in conn.execute(
-            "SELECT camera, label, COUNT(*), COUNT(track_id), COUNT(DISTINCT track_id) FROM detections"
-            " WHERE ts >= ? AND ts < ? GROUP BY camera, label ORDER BY camera, label", (start, end)):
+        "SELECT camera, label, COUNT(*), COUNT(track_id), COUNT(DISTINCT track_id) FROM detections"
+        " WHERE ts >= ? AND ts < ? GROUP BY camera, label ORDER BY camera, label",
+        (start, end),
+    ):
         entry = cams.setdefault(cam, {"frames": 0, "labels": {}})
         entry["labels"][label] = {"detections": n, "objects": objects if tracked else None}
     return {"cameras": cams}
@@ -52,7 +56,8 @@ def inference_section(conn: sqlite3.Connection, start: str, end: str) -> dict[st
     rows = conn.execute(
         "SELECT camera, ts_start, ts_end, model, accelerator, frames, latency_p50_ms, latency_p95_ms, detections,"
         " dropped_frames, dropped_writes FROM inference_stats WHERE ts_end >= ? AND ts_end < ? ORDER BY camera, ts_end",
-        (start, end)).fetchall()
+        (start, end),
+    ).fetchall()
     out: dict[str, dict[str, Any]] = {}
     per: dict[str, list[tuple]] = {}
     for r in rows:

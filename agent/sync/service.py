@@ -42,8 +42,15 @@ log = logging.getLogger(__name__)
 class SyncService:
     """Store-and-forward to the city's broker. See the module docstring and docs/mqtt.md."""
 
-    def __init__(self, cfg: AgentConfig, db_path: str | Path, writer: Writer, status: Callable[[], dict] | None = None,
-                 *, retention_interval_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        db_path: str | Path,
+        writer: Writer,
+        status: Callable[[], dict] | None = None,
+        *,
+        retention_interval_s: float = 30.0,
+    ) -> None:
         self.cfg = cfg
         self.db_path = Path(db_path)
         self.writer = writer
@@ -52,10 +59,18 @@ class SyncService:
         self.topics = Topics(cfg.mqtt.topic_prefix, cfg.device.site, cfg.device.id)
         unknown = [c for c in cfg.mqtt.commands if c not in known_commands()]
         if unknown:
-            raise ConfigError(f"mqtt.commands: unknown command(s) {', '.join(unknown)}",
-                              f"known commands: {', '.join(sorted(known_commands()))}")
-        self.builder = SummaryBuilder(interval_s=cfg.summary.interval_s, writer=writer, reader=self._reader, topics=self.topics,
-                                      catchup_windows=cfg.summary.catchup_windows, flush_timeout_s=cfg.summary.flush_timeout_s)
+            raise ConfigError(
+                f"mqtt.commands: unknown command(s) {', '.join(unknown)}",
+                f"known commands: {', '.join(sorted(known_commands()))}",
+            )
+        self.builder = SummaryBuilder(
+            interval_s=cfg.summary.interval_s,
+            writer=writer,
+            reader=self._reader,
+            topics=self.topics,
+            catchup_windows=cfg.summary.catchup_windows,
+            flush_timeout_s=cfg.summary.flush_timeout_s,
+        )
         self.retention = Retention(cfg.storage.max_db_mb, writer, self._reader, self.topics)
         conn = self._reader()
         try:
@@ -66,12 +81,25 @@ class SyncService:
         self.publisher: Publisher | None = None
         self.commands: CommandProcessor | None = None
         if cfg.mqtt.enabled:
-            self.commands = CommandProcessor(self, self.topics, cfg.mqtt.commands, self._publish_reply, lambda: self._session)
-            self.link = MqttLink(cfg.mqtt, cfg.device.id, self.topics, next_session=self._next_session, birth=self._birth,
-                                 death=self._death, on_ack=lambda *ack: None, on_message=self._on_message,
-                                 on_state=self._on_state, subscriptions=self.commands.filters() + [self.topics.status])
+            self.commands = CommandProcessor(
+                self, self.topics, cfg.mqtt.commands, self._publish_reply, lambda: self._session
+            )
+            self.link = MqttLink(
+                cfg.mqtt,
+                cfg.device.id,
+                self.topics,
+                next_session=self._next_session,
+                birth=self._birth,
+                death=self._death,
+                on_ack=lambda *ack: None,
+                on_message=self._on_message,
+                on_state=self._on_state,
+                subscriptions=self.commands.filters() + [self.topics.status],
+            )
             self.publisher = Publisher(cfg.mqtt, self.link, writer, self._reader)
-            self.link.on_ack = self.publisher.on_ack  # straight to the publisher: runs once per message in paho's thread
+            self.link.on_ack = (
+                self.publisher.on_ack
+            )  # straight to the publisher: runs once per message in paho's thread
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self.last_progress = time.monotonic()
@@ -81,7 +109,7 @@ class SyncService:
         self._next_retention = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> "SyncService":
+    def start(self) -> SyncService:
         self._stop.clear()
         if self.publisher and self.link and self.commands:
             self.commands.start()
@@ -109,10 +137,20 @@ class SyncService:
     # -- public helpers --------------------------------------------------------------------------
     def publish_event(self, type_: str, data: dict[str, Any], *, block: bool = False) -> bool:
         """Queue an event (an alert) for the hub: live priority, through the outbox, with a seq."""
-        body = {"device": self.topics.device, "site": self.topics.site, "ts": iso_utc(time.time()), "type": type_, "data": data}
+        body = {
+            "device": self.topics.device,
+            "site": self.topics.site,
+            "ts": iso_utc(time.time()),
+            "type": type_,
+            "data": data,
+        }
         topic = self.topics.kind("event")
-        ok = outbox.submit(self.writer, lambda c: outbox.enqueue(c, topic, "event", body, priority=outbox.LIVE),
-                           kind="event", block=block)
+        ok = outbox.submit(
+            self.writer,
+            lambda c: outbox.enqueue(c, topic, "event", body, priority=outbox.LIVE),
+            kind="event",
+            block=block,
+        )
         if ok and self.publisher:
             self.publisher.notify()
         return ok
@@ -121,7 +159,9 @@ class SyncService:
         """Re-send stored messages in ``[from_seq, to_seq]`` (the replay command)."""
         conn = self._reader()
         try:
-            present = conn.execute("SELECT COUNT(*) FROM outbox WHERE seq BETWEEN ? AND ?", (from_seq, to_seq)).fetchone()[0]
+            present = conn.execute(
+                "SELECT COUNT(*) FROM outbox WHERE seq BETWEEN ? AND ?", (from_seq, to_seq)
+            ).fetchone()[0]
             missing = outbox.missing_in_range(conn, from_seq, to_seq)
         finally:
             conn.close()
@@ -139,13 +179,20 @@ class SyncService:
         return {
             "enabled": self.cfg.mqtt.enabled,
             "connected": bool(link and link.connected.is_set()),
-            "broker": f"{self.cfg.mqtt.host}:{self.cfg.mqtt.effective_port}" if self.cfg.mqtt.enabled else None,
-            "last_error": (link.last_error if link else None) or (pub.last_error if pub else None) or self.last_error
-            or self.builder.last_error or self.retention.last_error,
+            "broker": f"{self.cfg.mqtt.host}:{self.cfg.mqtt.effective_port}"
+            if self.cfg.mqtt.enabled
+            else None,
+            "last_error": (link.last_error if link else None)
+            or (pub.last_error if pub else None)
+            or self.last_error
+            or self.builder.last_error
+            or self.retention.last_error,
             "session": link.session if link and link.session is not None else self._session,
             "reconnects": link.reconnects if link else 0,
             "connect_attempts": link.attempts if link else 0,
-            "next_attempt_in_s": round(link.next_attempt_in, 1) if link and link.next_attempt_in and not link.connected.is_set() else None,
+            "next_attempt_in_s": round(link.next_attempt_in, 1)
+            if link and link.next_attempt_in and not link.connected.is_set()
+            else None,
             "backlog": st["pending"],
             "backlog_by_kind": st["pending_by_kind"],
             "oldest_pending_created": st["oldest_pending_created"],
@@ -178,8 +225,13 @@ class SyncService:
     def _next_session(self) -> int:
         self._session += 1
         s = self._session
-        if outbox.submit(self.writer, lambda c: c.execute("UPDATE sync_state SET value = MAX(value, ?) WHERE key = 'session'", (s,)),
-                         kind="sync-session", block=True, timeout_s=2.0):
+        if outbox.submit(
+            self.writer,
+            lambda c: c.execute("UPDATE sync_state SET value = MAX(value, ?) WHERE key = 'session'", (s,)),
+            kind="sync-session",
+            block=True,
+            timeout_s=2.0,
+        ):
             self.writer.flush(2.0)
         return s
 
@@ -194,17 +246,33 @@ class SyncService:
                 conn.close()
         except sqlite3.Error:
             last, first = None, None
-        return {"schema": SCHEMAS["status"], "state": "online", "device": self.topics.device, "site": self.topics.site,
-                "ts": iso_utc(time.time()), "session": session, "agent_version": __version__,
-                "model": live.get("model", self.cfg.inference.model), "accelerator": live.get("accelerator"),
-                "config_hash": self.cfg.config_hash(), "seq_last": last,
-                "seq_first_pending": first if first is not None else (last + 1 if last is not None else None),
-                "summary_interval_s": self.cfg.summary.interval_s, "mqtt_protocol": self.cfg.mqtt.protocol}
+        return {
+            "schema": SCHEMAS["status"],
+            "state": "online",
+            "device": self.topics.device,
+            "site": self.topics.site,
+            "ts": iso_utc(time.time()),
+            "session": session,
+            "agent_version": __version__,
+            "model": live.get("model", self.cfg.inference.model),
+            "accelerator": live.get("accelerator"),
+            "config_hash": self.cfg.config_hash(),
+            "seq_last": last,
+            "seq_first_pending": first if first is not None else (last + 1 if last is not None else None),
+            "summary_interval_s": self.cfg.summary.interval_s,
+            "mqtt_protocol": self.cfg.mqtt.protocol,
+        }
 
     def _death(self, session: int) -> dict[str, Any]:
-        return {"schema": SCHEMAS["status"], "state": "offline", "device": self.topics.device, "site": self.topics.site,
-                "ts": iso_utc(time.time()), "session": session,
-                "reason": "stopped" if self._stop.is_set() else "connection lost (last will)"}
+        return {
+            "schema": SCHEMAS["status"],
+            "state": "offline",
+            "device": self.topics.device,
+            "site": self.topics.site,
+            "ts": iso_utc(time.time()),
+            "session": session,
+            "reason": "stopped" if self._stop.is_set() else "connection lost (last will)",
+        }
 
     def _on_state(self, up: bool) -> None:
         if self.publisher:
@@ -217,9 +285,18 @@ class SyncService:
             except ValueError:
                 return
             link = self.link
-            if (link and link.connected.is_set() and isinstance(doc, dict) and doc.get("state") == "offline"
-                    and doc.get("session") != link.session and not self._stop.is_set()):
-                log.info("a stale offline status (session %s) replaced our birth: publishing it again", doc.get("session"))
+            if (
+                link
+                and link.connected.is_set()
+                and isinstance(doc, dict)
+                and doc.get("state") == "offline"
+                and doc.get("session") != link.session
+                and not self._stop.is_set()
+            ):
+                log.info(
+                    "a stale offline status (session %s) replaced our birth: publishing it again",
+                    doc.get("session"),
+                )
                 link.republish_birth()
             return
         if self.commands:
@@ -244,12 +321,26 @@ class SyncService:
             h = _health.collect(conn)
         finally:
             conn.close()
-        body = {"device": self.topics.device, "site": self.topics.site, "ts": iso_utc(time.time()), "health": h,
-                "sync": {k: v for k, v in self.health().items() if k in ("connected", "backlog", "in_flight", "reconnects", "last_error", "session")},
-                "writer": self.writer.stats(), "pipeline": self._live_status()}
+        body = {
+            "device": self.topics.device,
+            "site": self.topics.site,
+            "ts": iso_utc(time.time()),
+            "health": h,
+            "sync": {
+                k: v
+                for k, v in self.health().items()
+                if k in ("connected", "backlog", "in_flight", "reconnects", "last_error", "session")
+            },
+            "writer": self.writer.stats(),
+            "pipeline": self._live_status(),
+        }
         topic = self.topics.kind("health")
         body = json.loads(json.dumps(body, default=str))
-        if outbox.submit(self.writer, lambda c: outbox.enqueue(c, topic, "health", body, priority=outbox.LIVE), kind="health"):
+        if outbox.submit(
+            self.writer,
+            lambda c: outbox.enqueue(c, topic, "health", body, priority=outbox.LIVE),
+            kind="health",
+        ):
             if self.publisher:
                 self.publisher.notify()
 
@@ -265,8 +356,12 @@ class SyncService:
     def _tick_loop(self) -> None:
         while not self._stop.is_set():
             now = time.monotonic()
-            for what, fn in (("summary", self._tick_summary), ("health", self._tick_health),
-                             ("retention", self._tick_retention), ("supervise", self._supervise)):
+            for what, fn in (
+                ("summary", self._tick_summary),
+                ("health", self._tick_health),
+                ("retention", self._tick_retention),
+                ("supervise", self._supervise),
+            ):
                 try:
                     fn()
                 except Exception as exc:  # noqa: BLE001 - one failing duty must not stop the others
@@ -274,7 +369,9 @@ class SyncService:
                     log.exception("sync %s failed", what)
             self.last_progress = time.monotonic()
             until_summary = self.builder.next_due() - time.time()
-            self._stop.wait(max(0.05, min(1.0, until_summary, self._next_health - now, self._next_retention - now)))
+            self._stop.wait(
+                max(0.05, min(1.0, until_summary, self._next_health - now, self._next_retention - now))
+            )
 
     def _tick_summary(self) -> None:
         if self.builder.run_due() and self.publisher:
@@ -308,10 +405,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retention-interval", type=float, default=30.0)
     ns = ap.parse_args(argv)
     cfg = load_config(ns.config)
-    logging.basicConfig(level=getattr(logging, cfg.logging.level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, cfg.logging.level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     db_path = Path(ns.db) if ns.db else cfg.storage.path
     database = Database(db_path, check=cfg.storage.integrity_check)
-    writer = Writer(database, max_queue=cfg.storage.writer_queue, max_delay_s=cfg.storage.commit_interval_s).start()
+    writer = Writer(
+        database, max_queue=cfg.storage.writer_queue, max_delay_s=cfg.storage.commit_interval_s
+    ).start()
     svc = SyncService(cfg, db_path, writer, retention_interval_s=ns.retention_interval).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

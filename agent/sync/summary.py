@@ -62,8 +62,17 @@ class SummaryBuilder:
         clock: wall clock (seconds since the epoch).
     """
 
-    def __init__(self, *, interval_s: float, writer: Writer, reader: Callable[[], sqlite3.Connection], topics: Topics,
-                 catchup_windows: int = 60, flush_timeout_s: float = 5.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        interval_s: float,
+        writer: Writer,
+        reader: Callable[[], sqlite3.Connection],
+        topics: Topics,
+        catchup_windows: int = 60,
+        flush_timeout_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.interval = float(interval_s)
         self.writer = writer
         self.reader = reader
@@ -87,8 +96,11 @@ class SummaryBuilder:
             return current
         nxt = parse_iso(row[0])
         if nxt > now + self.interval:  # the clock went back (e.g. NTP after a boot with a stale clock)
-            log.warning("last summary window ends at %s, after now: the clock went back; restarting windows at %s",
-                        row[0], iso_utc(current))
+            log.warning(
+                "last summary window ends at %s, after now: the clock went back; restarting windows at %s",
+                row[0],
+                iso_utc(current),
+            )
             return current
         return max(nxt, current - self.catchup_windows * self.interval)
 
@@ -144,7 +156,9 @@ class SummaryBuilder:
             doc["errors"] = errors
         return doc
 
-    def _write_window(self, conn: sqlite3.Connection, start: float, end: float, *, catchup: bool) -> int | None | bool:
+    def _write_window(
+        self, conn: sqlite3.Connection, start: float, end: float, *, catchup: bool
+    ) -> int | None | bool:
         body = self.body(conn, start, end, catchup=catchup)
         s, e = body["window"]["start"], body["window"]["end"]
         topic = self.topics.kind("summary")
@@ -152,8 +166,10 @@ class SummaryBuilder:
 
         def write(c: sqlite3.Connection) -> None:
             result.clear()
-            cur = c.execute("INSERT OR IGNORE INTO summary_windows (start, end, seq, written) VALUES (?, ?, 0, ?)",
-                            (s, e, iso_utc(time.time())))
+            cur = c.execute(
+                "INSERT OR IGNORE INTO summary_windows (start, end, seq, written) VALUES (?, ?, 0, ?)",
+                (s, e, iso_utc(time.time())),
+            )
             if cur.rowcount == 0:
                 result["duplicate"] = True
                 return

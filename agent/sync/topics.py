@@ -72,7 +72,7 @@ def parse(topic: str, prefix: str) -> Parsed | None:
     """Split a device topic under ``prefix``; None if it is not one of ours."""
     if not topic.startswith(prefix + "/"):
         return None
-    parts = topic[len(prefix) + 1:].split("/")
+    parts = topic[len(prefix) + 1 :].split("/")
     if len(parts) < 3:
         return None
     site, device, rest = parts[0], parts[1], parts[2:]

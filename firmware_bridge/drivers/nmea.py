@@ -19,7 +19,7 @@ import math
 from firmware_bridge.drivers.base import Driver
 from firmware_bridge.events import Q_NO_FIX, Measurement, Message
 
-MAX_SENTENCE = 100   # the standard says 82; leave room for receivers that exceed it
+MAX_SENTENCE = 100  # the standard says 82; leave room for receivers that exceed it
 MAX_UBX_PAYLOAD = 1024
 UBX_SYNC = b"\xb5\x62"
 KNOT_MPS = 1852.0 / 3600.0
@@ -112,7 +112,7 @@ class Nmea(Driver):
                     self._consume(1)
                     continue
                 return
-            self._sentence(bytes(buf[:end + 1]))
+            self._sentence(bytes(buf[: end + 1]))
             self._consume(end + 1)
 
     def _ubx(self) -> bool:
@@ -127,7 +127,7 @@ class Nmea(Driver):
         if len(buf) < 8 + n:
             return False
         a = b = 0
-        for x in buf[2:6 + n]:
+        for x in buf[2 : 6 + n]:
             a = (a + x) & 0xFF
             b = (b + a) & 0xFF
         if buf[6 + n] != a or buf[7 + n] != b:
@@ -149,7 +149,7 @@ class Nmea(Driver):
             self._error("no_checksum", len(raw))
             return
         try:
-            want = int(text[star + 1:], 16)
+            want = int(text[star + 1 :], 16)
         except ValueError:
             self._error("bad_checksum", len(raw), "checksum is not hex")
             return
@@ -178,15 +178,25 @@ class Nmea(Driver):
         sats = int(p[7]) if p[7] else 0
         hdop, alt = _float(p[8]), _float(p[9])
         flag = Q_NO_FIX if q == 0 else 0
-        ms = [Measurement("gps_fix_quality", float(q), "code"), Measurement("gps_satellites", float(sats), "count", flag)]
+        ms = [
+            Measurement("gps_fix_quality", float(q), "code"),
+            Measurement("gps_satellites", float(sats), "count", flag),
+        ]
         if hdop is not None:
             ms.append(Measurement("gps_hdop", hdop, "", flag))
         if lat is not None and lon is not None:
             ms += [Measurement("latitude", lat, "deg", flag), Measurement("longitude", lon, "deg", flag)]
         if alt is not None:
             ms.append(Measurement("altitude", alt, "m", flag))
-        fields = {"time": t.isoformat() if t else None, "fix_quality": q, "satellites": sats, "hdop": hdop,
-                  "lat": lat, "lon": lon, "altitude_m": alt}
+        fields = {
+            "time": t.isoformat() if t else None,
+            "fix_quality": q,
+            "satellites": sats,
+            "hdop": hdop,
+            "lat": lat,
+            "lon": lon,
+            "altitude_m": alt,
+        }
         return fields, ms
 
     def _rmc(self, p: list[str]) -> tuple[dict, list[Measurement]]:
@@ -206,8 +216,14 @@ class Nmea(Driver):
             ms.append(Measurement("gps_speed", round(sog * KNOT_MPS, 3), "m/s", flag))
         if cog is not None:
             ms.append(Measurement("gps_course", cog, "deg", flag))
-        fields = {"valid": valid, "utc": utc.isoformat().replace("+00:00", "Z") if utc else None,
-                  "lat": lat, "lon": lon, "speed_knots": sog, "course_deg": cog}
+        fields = {
+            "valid": valid,
+            "utc": utc.isoformat().replace("+00:00", "Z") if utc else None,
+            "lat": lat,
+            "lon": lon,
+            "speed_knots": sog,
+            "course_deg": cog,
+        }
         return fields, ms
 
     def _gsa(self, p: list[str]) -> tuple[dict, list[Measurement]]:
@@ -219,5 +235,12 @@ class Nmea(Driver):
         for name, v in (("gps_pdop", pdop), ("gps_vdop", vdop)):
             if v is not None:
                 ms.append(Measurement(name, v, "", flag))
-        fields = {"mode": p[1], "fix_type": fix, "satellites_used": prns, "pdop": pdop, "hdop": hdop, "vdop": vdop}
+        fields = {
+            "mode": p[1],
+            "fix_type": fix,
+            "satellites_used": prns,
+            "pdop": pdop,
+            "hdop": hdop,
+            "vdop": vdop,
+        }
         return fields, ms

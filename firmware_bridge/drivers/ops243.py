@@ -23,10 +23,23 @@ from firmware_bridge.events import Measurement, Message
 MAX_LINE = 512
 TO_KMH = {"mps": 3.6, "kmh": 1.0, "mph": 1.609344, "fps": 1.09728, "cmps": 0.036}
 UNIT_ALIASES = {
-    "mps": "mps", "m-per-sec": "mps", "m/s": "mps", "ms": "mps",
-    "kph": "kmh", "kmh": "kmh", "km-per-hr": "kmh", "km/h": "kmh", "kmph": "kmh",
-    "mph": "mph", "fps": "fps", "ft-per-sec": "fps", "ft/s": "fps",
-    "cps": "cmps", "cmps": "cmps", "cm-per-sec": "cmps", "cm/s": "cmps",
+    "mps": "mps",
+    "m-per-sec": "mps",
+    "m/s": "mps",
+    "ms": "mps",
+    "kph": "kmh",
+    "kmh": "kmh",
+    "km-per-hr": "kmh",
+    "km/h": "kmh",
+    "kmph": "kmh",
+    "mph": "mph",
+    "fps": "fps",
+    "ft-per-sec": "fps",
+    "ft/s": "fps",
+    "cps": "cmps",
+    "cmps": "cmps",
+    "cm-per-sec": "cmps",
+    "cm/s": "cmps",
 }
 UNIT_COMMANDS = {"UM": "mps", "UK": "kmh", "US": "mph", "UF": "fps", "UC": "cmps"}
 MAX_KMH = 400.0  # faster than any road vehicle: a decoding error, not a speed
@@ -61,7 +74,7 @@ class Ops243(Driver):
                     self._consume(MAX_LINE)
                     continue
                 return
-            line = bytes(buf[:end + 1])
+            line = bytes(buf[: end + 1])
             self._line(line)
             self._consume(end + 1)
 
@@ -140,8 +153,13 @@ class Ops243(Driver):
                 d = "inbound" if (s >= 0) == inbound_positive else "outbound"
             ms.append(Measurement(f"speed_{d}", round(kmh, 3), "km/h"))
             out.append({"speed": s, "direction": d, "speed_kmh": round(kmh, 3)})
-        fields = {"unit": self.unit, **extra, "speed": out[0]["speed"], "direction": out[0]["direction"],
-                  "speed_kmh": out[0]["speed_kmh"]}
+        fields = {
+            "unit": self.unit,
+            **extra,
+            "speed": out[0]["speed"],
+            "direction": out[0]["direction"],
+            "speed_kmh": out[0]["speed_kmh"],
+        }
         if len(out) > 1:
             fields["targets"] = out
         self._emit(Message("reading", self._base, fields, ms))

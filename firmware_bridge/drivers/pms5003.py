@@ -19,8 +19,8 @@ from firmware_bridge.drivers.base import Driver
 from firmware_bridge.events import Q_OUT_OF_RANGE, Q_WARMING_UP, Measurement, Message
 
 HEADER = b"\x42\x4d"
-DATA_LEN = 28       # frame length field of a data frame
-ANSWER_LEN = 4      # frame length field of a command answer
+DATA_LEN = 28  # frame length field of a data frame
+ANSWER_LEN = 4  # frame length field of a command answer
 CMD_READ, CMD_MODE, CMD_SLEEP = 0xE2, 0xE1, 0xE4
 
 PM_FIELDS = ("pm1_0_cf1", "pm2_5_cf1", "pm10_cf1", "pm1_0", "pm2_5", "pm10")
@@ -91,7 +91,7 @@ class Pms5003(Driver):
             if len(buf) < total:
                 return
             want = (buf[total - 2] << 8) | buf[total - 1]
-            got = sum(buf[:total - 2]) & 0xFFFF
+            got = sum(buf[: total - 2]) & 0xFFFF
             if want != got:
                 nxt = buf.find(HEADER, 2, total)
                 if nxt > 0:
@@ -115,6 +115,10 @@ class Pms5003(Driver):
             ms.append(Measurement(name, float(v), "ug/m3", warm | (Q_OUT_OF_RANGE if v > PM_MAX else 0)))
         for name, v in zip(COUNT_FIELDS, words[6:]):
             ms.append(Measurement(name, float(v), "count/0.1L", warm))
-        fields = {"pm": dict(zip(PM_FIELDS, words[:6])), "counts": dict(zip(COUNT_FIELDS, words[6:])),
-                  "version": version, "error_code": error}
+        fields = {
+            "pm": dict(zip(PM_FIELDS, words[:6])),
+            "counts": dict(zip(COUNT_FIELDS, words[6:])),
+            "version": version,
+            "error_code": error,
+        }
         return Message("reading", self._base, fields, ms)

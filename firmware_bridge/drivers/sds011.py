@@ -77,7 +77,9 @@ class Sds011(Driver):
                 return
             if buf[9] != TAIL:
                 nxt = buf.find(HEAD, 1, 10)
-                self._error("truncated" if nxt > 0 else "bad_frame", nxt if nxt > 0 else 10, "no 0xAB at byte 9")
+                self._error(
+                    "truncated" if nxt > 0 else "bad_frame", nxt if nxt > 0 else 10, "no 0xAB at byte 9"
+                )
                 self._consume(nxt if nxt > 0 else 1)
                 continue
             if sum(buf[2:8]) & 0xFF != buf[8]:
@@ -90,9 +92,13 @@ class Sds011(Driver):
     def _decode(self, f: bytes) -> Message:
         dev = f"{f[6]:02X}{f[7]:02X}"
         if f[1] == CMD_REPLY:
-            return Message("reply", self._base, {"command": f[2], "data": [f[3], f[4], f[5]], "device_id": dev})
+            return Message(
+                "reply", self._base, {"command": f[2], "data": [f[3], f[4], f[5]], "device_id": dev}
+            )
         pm25 = (f[2] | f[3] << 8) / 10.0
         pm10 = (f[4] | f[5] << 8) / 10.0
-        ms = [Measurement("pm2_5", pm25, "ug/m3", Q_OUT_OF_RANGE if pm25 > PM_MAX else 0),
-              Measurement("pm10", pm10, "ug/m3", Q_OUT_OF_RANGE if pm10 > PM_MAX else 0)]
+        ms = [
+            Measurement("pm2_5", pm25, "ug/m3", Q_OUT_OF_RANGE if pm25 > PM_MAX else 0),
+            Measurement("pm10", pm10, "ug/m3", Q_OUT_OF_RANGE if pm10 > PM_MAX else 0),
+        ]
         return Message("reading", self._base, {"pm2_5": pm25, "pm10": pm10, "device_id": dev}, ms)

@@ -43,8 +43,14 @@ def clip_detections(media_path, model_path, tmp_path_factory):
                 raw = json.loads(f.read_text())
                 cache[name] = [[Detection(d[0], d[1], d[2], tuple(d[3])) for d in fr] for fr in raw]
             else:
-                cache[name] = _detect_clip(media_path(name), model_path("ssd_mobilenet_v1_coco_quant.tflite"), 0.3)
-                f.write_text(json.dumps([[[d.label, d.class_id, d.score, list(d.box)] for d in fr] for fr in cache[name]]))
+                cache[name] = _detect_clip(
+                    media_path(name), model_path("ssd_mobilenet_v1_coco_quant.tflite"), 0.3
+                )
+                f.write_text(
+                    json.dumps(
+                        [[[d.label, d.class_id, d.score, list(d.box)] for d in fr] for fr in cache[name]]
+                    )
+                )
         return cache[name]
 
     return get

@@ -18,7 +18,9 @@ def feed(runner, frames: list[list[Detection]], fps: float, t0: float = 1_700_00
     return ids
 
 
-def match(truth: list[dict], counted: list[tuple[int, float]], tol_frames: int = 25, tol_x: float = 120) -> tuple[int, int, int]:
+def match(
+    truth: list[dict], counted: list[tuple[int, float]], tol_frames: int = 25, tol_x: float = 120
+) -> tuple[int, int, int]:
     """Greedy one-to-one matching of (frame, x) events. Returns (matched, missed, extra)."""
     used = set()
     matched = 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from agent.analytics.config import CameraAnalytics
 from agent.analytics.runner import AnalyticsRunner
 from tests.analytics.conftest import load_truth
@@ -14,11 +12,20 @@ TRACKER = {"high_threshold": 0.4, "new_track_threshold": 0.45, "low_threshold": 
 
 def _traffic_runner(truth: dict, writer=None) -> AnalyticsRunner:
     ln = truth["line"]
-    cfg = CameraAnalytics.model_validate({
-        "tracker": TRACKER,
-        "lines": [{"name": "main", "points": ln["points"], "anchor": ln["anchor"], "directions": ln["directions"],
-                   "classes": ["car", "truck", "bus", "motorcycle"]}],
-    })
+    cfg = CameraAnalytics.model_validate(
+        {
+            "tracker": TRACKER,
+            "lines": [
+                {
+                    "name": "main",
+                    "points": ln["points"],
+                    "anchor": ln["anchor"],
+                    "directions": ln["directions"],
+                    "classes": ["car", "truck", "bus", "motorcycle"],
+                }
+            ],
+        }
+    )
     return AnalyticsRunner("cam", cfg, writer, frame_size=tuple(truth["frame_size"]))
 
 
@@ -53,7 +60,11 @@ def test_4ku_traffic_counts_match_ground_truth(clip_detections):
     got = {d: sum(counts.get(d, {}).values()) for d in truth["line"]["directions"]}
     print("counter:", got, "truth:", {d: len(v) for d, v in truth["crossings"].items()})
     from agent.analytics.store import parse_iso
-    rows = [{"ts": parse_iso(x["ts"]), "x": x["x"], "direction": x["direction"]} for x in w.rows.get("crossings", [])]
+
+    rows = [
+        {"ts": parse_iso(x["ts"]), "x": x["x"], "direction": x["direction"]}
+        for x in w.rows.get("crossings", [])
+    ]
     for d, events in truth["crossings"].items():
         m, missed, extra = match(events, _counted(rows, d, 1_700_000_000.0, truth["fps"]))
         print(f"{d}: truth {len(events)} counted {got[d]} matched {m} missed {missed} extra {extra}")
@@ -65,19 +76,40 @@ def test_person_clip_counts_people_leaving(clip_detections):
     truth = load_truth("intel_person_counts.json")
     frames = clip_detections(truth["clip"])
     ln = truth["line"]
-    cfg = CameraAnalytics.model_validate({"tracker": {"lost_timeout_s": 2.0},
-                                          "lines": [{"name": "exit", "points": ln["points"], "directions": ln["directions"],
-                                                     "classes": ["person"]}]})
+    cfg = CameraAnalytics.model_validate(
+        {
+            "tracker": {"lost_timeout_s": 2.0},
+            "lines": [
+                {
+                    "name": "exit",
+                    "points": ln["points"],
+                    "directions": ln["directions"],
+                    "classes": ["person"],
+                }
+            ],
+        }
+    )
     w = _Rows()
     r = AnalyticsRunner("cam", cfg, w, frame_size=tuple(truth["frame_size"]))
     feed(r, frames, truth["fps"])
     counts = r.state()["since_start"].get("exit", {})
     from agent.analytics.store import parse_iso
-    rows = [{"ts": parse_iso(x["ts"]), "x": x["x"], "direction": x["direction"]} for x in w.rows.get("crossings", [])]
+
+    rows = [
+        {"ts": parse_iso(x["ts"]), "x": x["x"], "direction": x["direction"]}
+        for x in w.rows.get("crossings", [])
+    ]
     for d in ln["directions"]:
         events = truth["crossings"].get(d, [])
         got = sum(counts.get(d, {}).values())
-        print(d, "counted", got, "truth", len(events), [(round((x["ts"] - 1.7e9) * truth["fps"])) for x in rows if x["direction"] == d])
+        print(
+            d,
+            "counted",
+            got,
+            "truth",
+            len(events),
+            [(round((x["ts"] - 1.7e9) * truth["fps"])) for x in rows if x["direction"] == d],
+        )
         assert got == len(events)
         m, _, _ = match(events, _counted(rows, d, 1_700_000_000.0, truth["fps"]), tol_frames=15, tol_x=200)
         assert m == len(events)

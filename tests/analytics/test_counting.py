@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 
 import numpy as np
@@ -15,7 +14,14 @@ from agent.analytics.speed import GroundPlane
 from agent.analytics.zones import Zone
 from agent.types import Detection, Frame, InferenceResult
 
-LINE = LineConfig(name="l", points=[(0, 100), (200, 100)], directions=("down", "up"), anchor="center", hysteresis_px=5, hysteresis_rel=0)
+LINE = LineConfig(
+    name="l",
+    points=[(0, 100), (200, 100)],
+    directions=("down", "up"),
+    anchor="center",
+    hysteresis_px=5,
+    hysteresis_rel=0,
+)
 
 
 def _run(ys, line=LINE, x=100.0):
@@ -30,7 +36,11 @@ def test_clean_crossing_counts_once_with_direction():
 
 def test_jitter_on_the_line_counts_once():
     rng = random.Random(1)
-    ys = [70 + i for i in range(28)] + [100 + rng.uniform(-4.5, 4.5) for _ in range(200)] + [100 + i for i in range(6, 40)]
+    ys = (
+        [70 + i for i in range(28)]
+        + [100 + rng.uniform(-4.5, 4.5) for _ in range(200)]
+        + [100 + i for i in range(6, 40)]
+    )
     assert _run(ys) == ["down"]
 
 
@@ -63,14 +73,21 @@ def _runner(cfg: dict, size=(1000, 1000)):
 
 
 def _frame(i, ts, boxes, label="car"):
-    return InferenceResult(Frame("cam", i, ts, ts, np.zeros((1, 1, 3), np.uint8)), "m",
-                           [Detection(label, 2, 0.9, tuple(b)) for b in boxes])
+    return InferenceResult(
+        Frame("cam", i, ts, ts, np.zeros((1, 1, 3), np.uint8)),
+        "m",
+        [Detection(label, 2, 0.9, tuple(b)) for b in boxes],
+    )
 
 
 def test_runner_jittery_detections_through_tracker_count_once():
     r = _runner({"lines": [{"name": "l", "points": [[0, 500], [1000, 500]], "directions": ["down", "up"]}]})
     rng = np.random.default_rng(3)
-    ys = list(np.linspace(300, 500, 40)) + [500 + rng.uniform(-12, 12) for _ in range(60)] + list(np.linspace(500, 700, 40))
+    ys = (
+        list(np.linspace(300, 500, 40))
+        + [500 + rng.uniform(-12, 12) for _ in range(60)]
+        + list(np.linspace(500, 700, 40))
+    )
     for i, y in enumerate(ys):  # box bottom follows y with +-3 px jitter on every edge
         j = rng.uniform(-3, 3, 4)
         r.process(_frame(i, 1000 + i * 0.1, [(480 + j[0], y - 60 + j[1], 560 + j[2], y + j[3])]))
@@ -89,9 +106,17 @@ def test_zone_speed_of_synthetic_track_within_2_percent(kmh):
     gp = GroundPlane(img, world)
     Hinv = np.linalg.inv(gp.H)
     zone = [(250, 450), (750, 450), (850, 850), (150, 850)]
-    r = AnalyticsRunner("cam", CameraAnalytics.model_validate({
-        "zones": [{"name": "z", "points": zone}],
-        "calibration": {"image_points": img, "world_points": world}}), None, frame_size=(1000, 1000))
+    r = AnalyticsRunner(
+        "cam",
+        CameraAnalytics.model_validate(
+            {
+                "zones": [{"name": "z", "points": zone}],
+                "calibration": {"image_points": img, "world_points": world},
+            }
+        ),
+        None,
+        frame_size=(1000, 1000),
+    )
     v = kmh / 3.6
     fps = 12.0
     rng = np.random.default_rng(0)
@@ -114,13 +139,24 @@ def test_segment_speed_between_two_lines():
     img, world = _homography()
     gp = GroundPlane(img, world)
     Hinv = np.linalg.inv(gp.H)
+
     def px(wx, wy):
-        p = Hinv @ np.array([wx, wy, 1.0]); return [p[0] / p[2], p[1] / p[2]]
+        p = Hinv @ np.array([wx, wy, 1.0])
+        return [p[0] / p[2], p[1] / p[2]]
+
     a, b = [px(-2, 40), px(12, 40)], [px(-2, 10), px(12, 10)]  # 30 m apart
-    r = AnalyticsRunner("cam", CameraAnalytics.model_validate({
-        "lines": [{"name": "a", "points": a}, {"name": "b", "points": b}],
-        "speed_segments": [{"name": "ab", "line_a": "a", "line_b": "b"}],
-        "calibration": {"image_points": img, "world_points": world}}), None, frame_size=(1000, 1000))
+    r = AnalyticsRunner(
+        "cam",
+        CameraAnalytics.model_validate(
+            {
+                "lines": [{"name": "a", "points": a}, {"name": "b", "points": b}],
+                "speed_segments": [{"name": "ab", "line_a": "a", "line_b": "b"}],
+                "calibration": {"image_points": img, "world_points": world},
+            }
+        ),
+        None,
+        frame_size=(1000, 1000),
+    )
     v = 72 / 3.6
     for i in range(60):
         wy = 55 - v * i / 10

@@ -16,7 +16,12 @@ T0 = 1_700_006_400 - (1_700_006_400 % DAY)  # a UTC midnight
 def volume(ts: float, rng) -> float:
     tod = (ts % DAY) / DAY
     dow = ((int(ts) // DAY) + 3) % 7
-    daily = 5 + 60 * math.exp(-((tod - 0.33) / 0.05) ** 2) + 45 * math.exp(-((tod - 0.72) / 0.07) ** 2) + 25 * math.sin(math.pi * tod) ** 2
+    daily = (
+        5
+        + 60 * math.exp(-(((tod - 0.33) / 0.05) ** 2))
+        + 45 * math.exp(-(((tod - 0.72) / 0.07) ** 2))
+        + 25 * math.sin(math.pi * tod) ** 2
+    )
     weekly = 0.45 if dow >= 5 else 1.0
     return float(rng.poisson(daily * weekly))
 
@@ -47,10 +52,17 @@ def test_forecast_beats_flat_mean_and_reports_its_own_backtest():
     skill = f.skill()
     for h in (15, 30, 60):
         assert skill[h]["n"] == len(mine[h]) > 600
-        assert skill[h]["mae"] == pytest.approx(np.mean(mine[h]), rel=1e-9)  # the reported error is the real one
+        assert skill[h]["mae"] == pytest.approx(
+            np.mean(mine[h]), rel=1e-9
+        )  # the reported error is the real one
         assert np.mean(mine[h]) < 0.5 * np.mean(flat[h]), (h, np.mean(mine[h]), np.mean(flat[h]))
         assert skill[h]["mape"] is not None and 0 < skill[h]["mape"] < 60
-    print({h: (round(skill[h]["mae"], 2), round(np.mean(flat[h]), 2), round(skill[h]["mape"], 1)) for h in (15, 30, 60)})
+    print(
+        {
+            h: (round(skill[h]["mae"], 2), round(np.mean(flat[h]), 2), round(skill[h]["mape"], 1))
+            for h in (15, 30, 60)
+        }
+    )
 
 
 def test_partial_bins_neither_teach_nor_score():

@@ -14,13 +14,19 @@ from agent.store.db import open_database
 from agent.store.writer import Writer
 from agent.types import Detection, Frame, InferenceResult
 
-CFG = {"lines": [{"name": "l", "points": [[0, 0.5], [1, 0.5]], "directions": ["down", "up"]}],
-       "zones": [{"name": "z", "points": [[0, 0], [1, 0], [1, 0.45], [0, 0.45]]}], "bin_minutes": 1}
+CFG = {
+    "lines": [{"name": "l", "points": [[0, 0.5], [1, 0.5]], "directions": ["down", "up"]}],
+    "zones": [{"name": "z", "points": [[0, 0], [1, 0], [1, 0.45], [0, 0.45]]}],
+    "bin_minutes": 1,
+}
 
 
 def _frame(i, ts, boxes):
-    return InferenceResult(Frame("cam", i, ts, ts, np.zeros((200, 400, 3), np.uint8)), "m",
-                           [Detection("car", 2, 0.9, tuple(b)) for b in boxes])
+    return InferenceResult(
+        Frame("cam", i, ts, ts, np.zeros((200, 400, 3), np.uint8)),
+        "m",
+        [Detection("car", 2, 0.9, tuple(b)) for b in boxes],
+    )
 
 
 def _drive(r, t0, n_cars, start_frame=0):
@@ -42,24 +48,35 @@ def test_runner_writes_tracks_crossings_bins_and_summary(tmp_path, cli):
     w = Writer(db).start()
     t0 = 1_800_000_000.0 - (1_800_000_000 % 60)
     r = AnalyticsRunner("cam", CameraAnalytics.model_validate(CFG), w)
-    i = _drive(r, t0, 3)                       # 15 s
-    r.reconfigure(CameraAnalytics.model_validate({**CFG, "lines": CFG["lines"] + [
-        {"name": "l2", "points": [[0, 0.8], [1, 0.8]]}]}))
-    i = _drive(r, t0, 2, i)                    # 10 s more, same bin
+    i = _drive(r, t0, 3)  # 15 s
+    r.reconfigure(
+        CameraAnalytics.model_validate(
+            {**CFG, "lines": CFG["lines"] + [{"name": "l2", "points": [[0, 0.8], [1, 0.8]]}]}
+        )
+    )
+    i = _drive(r, t0, 2, i)  # 10 s more, same bin
     st = r.state()
     assert st["current_bin"]["l"] == {"down": {"car": 5}}
     assert st["current_bin"]["l2"] == {"forward": {"car": 2}}
-    _drive(r, t0 + 60, 1, i)                   # next bin: closes the first
+    _drive(r, t0 + 60, 1, i)  # next bin: closes the first
     r.flush()
     w.stop()
     conn = db.reader()
     assert conn.execute("SELECT count(*) FROM tracks WHERE camera='cam'").fetchone()[0] == 6
-    row = conn.execute("SELECT class, frames, crossings, entry_y, exit_y FROM tracks ORDER BY id LIMIT 1").fetchone()
+    row = conn.execute(
+        "SELECT class, frames, crossings, entry_y, exit_y FROM tracks ORDER BY id LIMIT 1"
+    ).fetchone()
     assert row[0] == "car" and row[1] == 30 and row[2] == 1 and row[3] < row[4]
-    bins = conn.execute("SELECT line, direction, count, coverage_s FROM volume_bins WHERE class='car' AND count > 0 ORDER BY bin_start, line").fetchall()
-    assert bins[0][:3] == ("l", "down", 5) and 24 < bins[0][3] < 26  # 25 s observed, then an outage: a partial bin
+    bins = conn.execute(
+        "SELECT line, direction, count, coverage_s FROM volume_bins WHERE class='car' AND count > 0 ORDER BY bin_start, line"
+    ).fetchall()
+    assert (
+        bins[0][:3] == ("l", "down", 5) and 24 < bins[0][3] < 26
+    )  # 25 s observed, then an outage: a partial bin
     assert conn.execute("SELECT count(*) FROM crossings").fetchone()[0] == 5 + 2 + 2
-    fc = conn.execute("SELECT horizon_min, predicted FROM forecasts WHERE line='l' AND direction='down'").fetchall()
+    fc = conn.execute(
+        "SELECT horizon_min, predicted FROM forecasts WHERE line='l' AND direction='down'"
+    ).fetchall()
     assert fc  # issued at the first bin close (1-minute bins: one horizon per multiple)
     sec = analytics_section(conn, iso_utc(t0), iso_utc(t0 + 3600))
     assert "analytics" in summary_sections()
@@ -99,8 +116,12 @@ def test_config_rejects_bad_references():
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError):
-        CameraAnalytics.model_validate({**CFG, "speed_segments": [{"name": "s", "line_a": "l", "line_b": "nope"}]})
+        CameraAnalytics.model_validate(
+            {**CFG, "speed_segments": [{"name": "s", "line_a": "l", "line_b": "nope"}]}
+        )
     with pytest.raises(ValidationError):
         CameraAnalytics.model_validate({**CFG, "bin_minutes": 7})
     with pytest.raises(ValidationError):
-        CameraAnalytics.model_validate({**CFG, "lines": [{"name": "l", "points": [[0, 0], [1, 1]], "speed": 3}]})
+        CameraAnalytics.model_validate(
+            {**CFG, "lines": [{"name": "l", "points": [[0, 0], [1, 1]], "speed": 3}]}
+        )

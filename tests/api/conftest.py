@@ -52,10 +52,10 @@ def write_config(tmp: Path, port: int, body: str = "", api: str = "", privacy: s
 id = "pole-7"
 site = "main-st"
 [storage]
-path = "{tmp / 'agent.sqlite'}"
+path = "{tmp / "agent.sqlite"}"
 stats_interval_s = 1.0
 [models]
-dir = "{tmp / 'models'}"
+dir = "{tmp / "models"}"
 mirror = "{mirror_dir()}"
 [inference]
 num_threads = 1
@@ -79,11 +79,23 @@ class Agent:
         self.base = f"http://127.0.0.1:{port}"
         self.log = open(tmp / "agent.log", "w")
         env = dict(os.environ, PYTHONUNBUFFERED="1", EDGE_AGENT_MIRROR=str(mirror_dir()))
-        self.proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)], cwd=ROOT,
-                                     env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
-    def get(self, path: str, token: str | None = None, method: str = "GET", headers: dict | None = None,
-            timeout: float = 10) -> tuple[int, dict, bytes]:
+    def get(
+        self,
+        path: str,
+        token: str | None = None,
+        method: str = "GET",
+        headers: dict | None = None,
+        timeout: float = 10,
+    ) -> tuple[int, dict, bytes]:
         req = urllib.request.Request(self.base + path, method=method, headers=headers or {})
         if token is not None:
             req.add_header("Authorization", f"Bearer {token}")
@@ -156,9 +168,29 @@ def artifacts() -> Path:
 def start_simulator(tmp: Path) -> tuple[subprocess.Popen, Path]:
     link = tmp / "pms-link"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, "-m", "agent.cli", "simulate-serial", "--device", "pms5003", "--link", str(link),
-                          "--noise", "0.2", "--seed", "7", "--rate", "2"], cwd=ROOT, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "simulate-serial",
+            "--device",
+            "pms5003",
+            "--link",
+            str(link),
+            "--noise",
+            "0.2",
+            "--seed",
+            "7",
+            "--rate",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 20
     while not link.exists():
         assert p.poll() is None, p.stderr.read()
@@ -174,13 +206,18 @@ def live_agent(tmp_path_factory, media_path):
     tmp = tmp_path_factory.mktemp("live")
     sim, link = start_simulator(tmp)
     port = free_port()
-    cfg = write_config(tmp, port, TRAFFIC_CAMERA.format(clip=media_path("4ku_traffic.mp4")) + f"""
+    cfg = write_config(
+        tmp,
+        port,
+        TRAFFIC_CAMERA.format(clip=media_path("4ku_traffic.mp4"))
+        + f"""
 [[sensors]]
 name = "air"
 driver = "pms5003"
 port = "{link}"
 warmup_s = 0
-""")
+""",
+    )
     agent = Agent(cfg, port, tmp)
     try:
         agent.wait_up()

@@ -15,8 +15,19 @@ import pytest
 from tests.api.conftest import Agent, free_port, write_config
 from tests.conftest import run_cli
 
-ROUTES = ["/healthz", "/api/status", "/api/config", "/api/detections", "/api/counts", "/api/readings", "/api/outbox",
-          "/api/snapshot/road.jpg", "/metrics", "/openapi.json", "/api/nothing"]
+ROUTES = [
+    "/healthz",
+    "/api/status",
+    "/api/config",
+    "/api/detections",
+    "/api/counts",
+    "/api/readings",
+    "/api/outbox",
+    "/api/snapshot/road.jpg",
+    "/metrics",
+    "/openapi.json",
+    "/api/nothing",
+]
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +35,12 @@ def exposed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("exposed")
     port = free_port()
     token_file = tmp / "api-token"
-    cfg = write_config(tmp, port, api=f'bind = "0.0.0.0"\ntoken_file = "{token_file}"\nmax_auth_failures = 4\n'
-                                      'auth_backoff_s = 1.0\nauth_backoff_max_s = 4.0')
+    cfg = write_config(
+        tmp,
+        port,
+        api=f'bind = "0.0.0.0"\ntoken_file = "{token_file}"\nmax_auth_failures = 4\n'
+        "auth_backoff_s = 1.0\nauth_backoff_max_s = 4.0",
+    )
     agent = Agent(cfg, port, tmp)
     agent.token_file = token_file
     try:
@@ -71,7 +86,9 @@ def test_backoff_after_repeated_failures_refuses_even_the_right_token(exposed):
     assert exposed.get("/api/status", token=good)[0] == 200
     replies = [exposed.get("/api/status", token=bad) for _ in range(4)]
     assert [r[0] for r in replies] == [401] * 4
-    assert "retry-after" not in replies[2][1] and replies[3][1]["retry-after"] == "1"  # the 4th failure starts it
+    assert (
+        "retry-after" not in replies[2][1] and replies[3][1]["retry-after"] == "1"
+    )  # the 4th failure starts it
     code, headers, body = exposed.get("/api/status", token=good)
     assert code == 429 and "too many failed token checks" in json.loads(body)["detail"]
     assert headers["retry-after"] == "1"
@@ -83,7 +100,11 @@ def test_backoff_after_repeated_failures_refuses_even_the_right_token(exposed):
     assert exposed.get("/api/status", token=good)[0] == 429  # still within the 2 s
     time.sleep(1.0)
     st = exposed.json("/api/status", token=good)  # served again; success clears the record
-    assert st["api"]["auth_failures"] >= 5 and st["api"]["auth_refused"] >= 2 and st["api"]["token_required"] is True
+    assert (
+        st["api"]["auth_failures"] >= 5
+        and st["api"]["auth_refused"] >= 2
+        and st["api"]["token_required"] is True
+    )
     assert exposed.get("/api/status", token=bad)[1].get("retry-after") is None
 
 

@@ -22,8 +22,13 @@ def _total_counts(agent) -> int:
 
 
 def test_status_reports_cameras_models_sensors_sync_disk_clock(live_agent):
-    st = live_agent.wait_for(lambda: (s := live_agent.json("/api/status"))["cameras"]["road"].get("fps") and
-                             (s.get("sensors") or {}).get("air", {}).get("frames_ok") and s)
+    st = live_agent.wait_for(
+        lambda: (
+            (s := live_agent.json("/api/status"))["cameras"]["road"].get("fps")
+            and (s.get("sensors") or {}).get("air", {}).get("frames_ok")
+            and s
+        )
+    )
     cam = st["cameras"]["road"]
     assert cam["state"] == "up" and cam["fps"] > 0 and cam["last_error"] is None
     assert cam["latency_p50_ms"] > 0 and cam["latency_p95_ms"] >= cam["latency_p50_ms"]
@@ -48,7 +53,10 @@ def test_counts_detections_readings_outbox(live_agent):
     assert live_agent.wait_for(lambda: _total_counts(live_agent) > 0, timeout=60)
     c = live_agent.json("/api/counts?since=2h&bin=5m&camera=road")
     assert c["bin_seconds"] == 300 and c["note"] is None
-    assert {r["line"] for r in c["items"]} == {"main"} and {r["direction"] for r in c["items"]} <= {"toward", "away"}
+    assert {r["line"] for r in c["items"]} == {"main"} and {r["direction"] for r in c["items"]} <= {
+        "toward",
+        "away",
+    }
     assert live_agent.json("/api/counts?camera=elsewhere")["items"] == []
 
     d = live_agent.json("/api/detections?camera=road&limit=50")["items"]
@@ -66,11 +74,20 @@ def test_counts_detections_readings_outbox(live_agent):
     assert ob["stats"]["pending"] >= 0 and isinstance(ob["items"], list) and ob["note"] is None
 
 
-@pytest.mark.parametrize("path, code", [
-    ("/api/counts?bin=7x", 422), ("/api/counts?bin=10s", 422), ("/api/counts?since=yesterday", 422),
-    ("/api/detections?limit=0", 422), ("/api/detections?camera=../etc", 422), ("/api/readings?after_id=-1", 422),
-    ("/api/outbox?state=lost", 422), ("/api/snapshot/nope.jpg", 404), ("/api/nothing", 404),
-])
+@pytest.mark.parametrize(
+    "path, code",
+    [
+        ("/api/counts?bin=7x", 422),
+        ("/api/counts?bin=10s", 422),
+        ("/api/counts?since=yesterday", 422),
+        ("/api/detections?limit=0", 422),
+        ("/api/detections?camera=../etc", 422),
+        ("/api/readings?after_id=-1", 422),
+        ("/api/outbox?state=lost", 422),
+        ("/api/snapshot/nope.jpg", 404),
+        ("/api/nothing", 404),
+    ],
+)
 def test_bad_requests_get_clear_4xx(live_agent, path, code):
     got, _, body = live_agent.get(path)
     assert got == code, body
@@ -79,8 +96,11 @@ def test_bad_requests_get_clear_4xx(live_agent, path, code):
 
 def test_read_only_and_no_cors(live_agent):
     for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
-        code, headers, _ = live_agent.get("/api/status", method=method,
-                                          headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"})
+        code, headers, _ = live_agent.get(
+            "/api/status",
+            method=method,
+            headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"},
+        )
         assert code == 405 and headers["allow"] == "GET, HEAD"
         assert not any(h.startswith("access-control-") for h in headers)
     code, headers, _ = live_agent.get("/api/status", headers={"Origin": "http://evil.example"})
@@ -111,12 +131,24 @@ def test_metrics_prometheus_text(live_agent):
     code, headers, body = live_agent.get("/metrics")
     assert code == 200 and headers["content-type"].startswith("text/plain")
     fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
-    for name in ("edge_agent_camera_fps", "edge_agent_inference_latency_seconds", "edge_agent_camera_frames_dropped",
-                 "edge_agent_outbox_backlog", "edge_agent_mqtt_reconnects", "edge_agent_sensor_bad_frames",
-                 "edge_agent_sensor_reconnects", "edge_agent_health", "edge_agent_database_bytes"):
+    for name in (
+        "edge_agent_camera_fps",
+        "edge_agent_inference_latency_seconds",
+        "edge_agent_camera_frames_dropped",
+        "edge_agent_outbox_backlog",
+        "edge_agent_mqtt_reconnects",
+        "edge_agent_sensor_bad_frames",
+        "edge_agent_sensor_reconnects",
+        "edge_agent_health",
+        "edge_agent_database_bytes",
+    ):
         assert name in fams, name
     count = [s for s in fams["edge_agent_inference_latency_seconds"].samples if s.name.endswith("_count")]
-    assert count and count[0].labels == {"camera": "road", "model": "ssd_mobilenet_v1_coco"} and count[0].value > 0
+    assert (
+        count
+        and count[0].labels == {"camera": "road", "model": "ssd_mobilenet_v1_coco"}
+        and count[0].value > 0
+    )
     bad = [s for s in fams["edge_agent_sensor_bad_frames"].samples if s.labels.get("sensor") == "air"]
     assert bad and bad[0].value >= 0
 
@@ -124,8 +156,16 @@ def test_metrics_prometheus_text(live_agent):
 def test_openapi_document(live_agent):
     doc = live_agent.json("/openapi.json")
     paths = set(doc["paths"])
-    assert {"/healthz", "/api/status", "/api/detections", "/api/counts", "/api/readings", "/api/outbox",
-            "/api/snapshot/{camera}.jpg", "/metrics"} <= paths
+    assert {
+        "/healthz",
+        "/api/status",
+        "/api/detections",
+        "/api/counts",
+        "/api/readings",
+        "/api/outbox",
+        "/api/snapshot/{camera}.jpg",
+        "/metrics",
+    } <= paths
     assert all(set(ops) == {"get"} for ops in doc["paths"].values())
     assert live_agent.get("/docs")[0] == 404  # no CDN-backed Swagger UI
 
@@ -136,20 +176,42 @@ def test_status_page_in_chromium_shows_snapshot_and_counts(live_agent, chromium,
     assert live_agent.wait_for(lambda: _total_counts(live_agent) > 0, timeout=60)
     shot = artifacts / "status-page.png"
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = pw.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1250})
             outside: list[str] = []
-            page.on("request", lambda r: None if r.url.startswith((live_agent.base, "blob:", "data:")) else outside.append(r.url))
+            page.on(
+                "request",
+                lambda r: (
+                    None if r.url.startswith((live_agent.base, "blob:", "data:")) else outside.append(r.url)
+                ),
+            )
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(live_agent.base + "/")
-            page.wait_for_function("() => { const i = document.querySelector('img[data-camera=\"road\"]');"
-                                   " return i && i.dataset.loaded === '1' && i.naturalWidth > 0; }", timeout=30_000)
-            page.wait_for_function("() => Number(document.getElementById('counts-total').textContent) > 0", timeout=30_000)
-            page.wait_for_function("() => document.getElementById('sensors').textContent.includes('pm2_5')", timeout=20_000)
+            page.wait_for_function(
+                "() => { const i = document.querySelector('img[data-camera=\"road\"]');"
+                " return i && i.dataset.loaded === '1' && i.naturalWidth > 0; }",
+                timeout=30_000,
+            )
+            page.wait_for_function(
+                "() => Number(document.getElementById('counts-total').textContent) > 0", timeout=30_000
+            )
+            page.wait_for_function(
+                "() => document.getElementById('sensors').textContent.includes('pm2_5')", timeout=20_000
+            )
             assert page.get_attribute("#light-camera", "data-state") == "ok"
             assert page.locator("#lights .light").count() == 6
             width = page.evaluate("document.querySelector('img[data-camera=\"road\"]').naturalWidth")
@@ -165,8 +227,17 @@ def test_status_page_in_chromium_shows_snapshot_and_counts(live_agent, chromium,
     assert shot.stat().st_size > 50_000
 
 
-OPERATIONS = ["/healthz", "/api/status", "/api/config", "/api/detections", "/api/counts", "/api/readings", "/api/outbox",
-              "/api/snapshot/{camera}.jpg", "/metrics"]
+OPERATIONS = [
+    "/healthz",
+    "/api/status",
+    "/api/config",
+    "/api/detections",
+    "/api/counts",
+    "/api/readings",
+    "/api/outbox",
+    "/api/snapshot/{camera}.jpg",
+    "/metrics",
+]
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +254,13 @@ def test_fuzz_from_own_openapi(api_schema, path):
     op = api_schema[path]["GET"]
 
     @given(case=op.as_strategy())
-    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None,
-              phases=[Phase.explicit, Phase.generate])
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+    )
     def check(case):
         case.call_and_validate(timeout=30)
 
@@ -198,10 +274,23 @@ def test_no_crash_after_fuzzing(live_agent):
 
 
 #: console data commands run with the agent running, then stopped: their stderr names the source
-CONSOLE = {"counts": ["counts", "--since", "1h", "--json"],
-           "readings": ["readings", "--since", "1h", "--sensor", "air", "--metric", "pm2_5", "--limit", "100000", "--json"],
-           "outbox status": ["outbox", "status", "--json"],
-           "outbox rows": ["outbox", "list", "--from", "1", "--limit", "1000"]}
+CONSOLE = {
+    "counts": ["counts", "--since", "1h", "--json"],
+    "readings": [
+        "readings",
+        "--since",
+        "1h",
+        "--sensor",
+        "air",
+        "--metric",
+        "pm2_5",
+        "--limit",
+        "100000",
+        "--json",
+    ],
+    "outbox status": ["outbox", "status", "--json"],
+    "outbox rows": ["outbox", "list", "--from", "1", "--limit", "1000"],
+}
 _SEEN: dict = {}
 
 
@@ -220,7 +309,11 @@ def test_console_commands_with_daemon_running(live_agent):
     cfg = str(live_agent.cfg)
     r = run_cli("status", "--config", cfg, timeout=60)
     assert r.returncode in (0, 1), r.stderr  # ok, or warn (this machine's clock may be unsynchronised)
-    assert "running; from the running agent (http://127.0.0.1" in r.stdout and "road" in r.stdout and "fps" in r.stdout
+    assert (
+        "running; from the running agent (http://127.0.0.1" in r.stdout
+        and "road" in r.stdout
+        and "fps" in r.stdout
+    )
     st = json.loads(run_cli("status", "--config", cfg, "--json").stdout)
     assert st["_source"] == "api" and st["running"] is True
     r = run_cli("tail", "--config", cfg, "--duration", "3", "--interval", "0.5", "--json", timeout=60)
@@ -230,7 +323,9 @@ def test_console_commands_with_daemon_running(live_agent):
     kinds = {x["kind"] for x in rows}
     assert kinds == {"detection", "reading"}
     dets = [x["id"] for x in rows if x["kind"] == "detection"]
-    assert len(dets) > 5 and dets == sorted(dets) and len(set(dets)) == len(dets)  # new rows arrived, none twice
+    assert (
+        len(dets) > 5 and dets == sorted(dets) and len(set(dets)) == len(dets)
+    )  # new rows arrived, none twice
     assert live_agent.wait_for(lambda: _total_counts(live_agent) > 0, timeout=60)
     out = _console(cfg)
     for name, r in out.items():
@@ -249,7 +344,11 @@ def test_console_commands_with_daemon_stopped(live_agent):
     assert live_agent.stop() == 0
     r = run_cli("status", "--config", cfg, timeout=60)
     assert r.returncode == 2
-    assert "NOT RUNNING" in r.stdout and "read-only; agent not reachable" in r.stdout and "Connection refused" in r.stdout
+    assert (
+        "NOT RUNNING" in r.stdout
+        and "read-only; agent not reachable" in r.stdout
+        and "Connection refused" in r.stdout
+    )
     assert re.search(r"road\s+not running\s+fps \d", r.stdout)
     assert "air" in r.stdout  # last sensor health, from the database
     r = run_cli("tail", "--config", cfg, "--duration", "0", "-n", "3", timeout=60)
@@ -259,19 +358,26 @@ def test_console_commands_with_daemon_stopped(live_agent):
     out = _console(cfg)
     for name, r in out.items():
         assert r.returncode == 0, (name, r.stderr)
-        assert f"{name} from the database {live_agent.tmp / 'agent.sqlite'} (read-only; agent not reachable: nothing answers" in r.stderr
+        assert (
+            f"{name} from the database {live_agent.tmp / 'agent.sqlite'} (read-only; agent not reachable: nothing answers"
+            in r.stderr
+        )
     # the same data as the API gave while the agent ran, plus what it stored after that
-    counts = {tuple(x[k] for k in ("bin_start", "camera", "line", "direction", "class")): x["count"]
-              for x in json.loads(out["counts"].stdout)["rows"]}
+    counts = {
+        tuple(x[k] for k in ("bin_start", "camera", "line", "direction", "class")): x["count"]
+        for x in json.loads(out["counts"].stdout)["rows"]
+    }
     assert sum(counts.values()) >= n_before
     for x in json.loads(_SEEN["counts"].stdout)["rows"]:
-        assert counts[tuple(x[k] for k in ("bin_start", "camera", "line", "direction", "class"))] >= x["count"]
+        assert (
+            counts[tuple(x[k] for k in ("bin_start", "camera", "line", "direction", "class"))] >= x["count"]
+        )
     api_lines = _SEEN["readings"].stdout.splitlines()
-    assert api_lines and out["readings"].stdout.splitlines()[:len(api_lines)] == api_lines
+    assert api_lines and out["readings"].stdout.splitlines()[: len(api_lines)] == api_lines
     api_st, db_st = json.loads(_SEEN["outbox status"].stdout), json.loads(out["outbox status"].stdout)
     assert set(api_st) == set(db_st) and db_st["last_seq"] >= api_st["last_seq"]
     api_lines = _SEEN["outbox rows"].stdout.splitlines()
-    assert out["outbox rows"].stdout.splitlines()[:len(api_lines)] == api_lines
+    assert out["outbox rows"].stdout.splitlines()[: len(api_lines)] == api_lines
 
 
 def test_console_commands_same_output_from_api_and_database(live_agent, tmp_path):
@@ -298,17 +404,32 @@ def test_console_commands_same_output_from_api_and_database(live_agent, tmp_path
     health = dict(dst.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind")).get("health", 0)
     dst.close()
     port = free_port()
-    cfg = write_config(tmp_path, port, "[summary]\ninterval_s = 86400\ncatchup_windows = 0\n[mqtt]\nhealth_interval_s = 86400\n")
+    cfg = write_config(
+        tmp_path,
+        port,
+        "[summary]\ninterval_s = 86400\ncatchup_windows = 0\n[mqtt]\nhealth_interval_s = 86400\n",
+    )
     idle = Agent(cfg, port, tmp_path)
     try:
         idle.wait_up()
-        idle.wait_for(lambda: idle.json("/api/outbox?kind=health")["stats"]["pending_by_kind"].get("health", 0) > health, timeout=20)
-        runs = [["counts", "--since", "2h", "--bin", "7m"], ["counts", "--since", "2h", "--bin", "1h", "--camera", "road", "--json"],
-                ["readings", "--since", "1h"], ["readings", "--since", "1h", "--sensor", "air", "--metric", "pm2_5", "--json"],
-                ["outbox", "status"], ["outbox", "status", "--json"], ["outbox", "list", "--kind", "event", "--limit", "9"],
-                ["outbox", "list", "--state", "pending", "--kind", "event", "--from", str(last - 7), "--payload"]]
+        idle.wait_for(
+            lambda: (
+                idle.json("/api/outbox?kind=health")["stats"]["pending_by_kind"].get("health", 0) > health
+            ),
+            timeout=20,
+        )
+        runs = [
+            ["counts", "--since", "2h", "--bin", "7m"],
+            ["counts", "--since", "2h", "--bin", "1h", "--camera", "road", "--json"],
+            ["readings", "--since", "1h"],
+            ["readings", "--since", "1h", "--sensor", "air", "--metric", "pm2_5", "--json"],
+            ["outbox", "status"],
+            ["outbox", "status", "--json"],
+            ["outbox", "list", "--kind", "event", "--limit", "9"],
+            ["outbox", "list", "--state", "pending", "--kind", "event", "--from", str(last - 7), "--payload"],
+        ]
         both = _parallel([[*a, "--config", str(cfg)] for a in runs] + [[*a, "--db", str(db)] for a in runs])
-        for a, api, direct in zip(runs, both[:len(runs)], both[len(runs):]):
+        for a, api, direct in zip(runs, both[: len(runs)], both[len(runs) :]):
             assert api.returncode == 0 and direct.returncode == 0, (a, api.stderr, direct.stderr)
             assert f"from the running agent ({idle.base})" in api.stderr, (a, api.stderr)
             assert f"from the database {db} (read-only; --db given)" in direct.stderr, (a, direct.stderr)
@@ -322,7 +443,10 @@ def test_console_commands_same_output_from_api_and_database(live_agent, tmp_path
         # pages: the API's routes cap `limit`; the client pages and gets what one database query gives
         api, dbs = ApiSource(idle.base, None), DbSource(load(str(cfg))[0], db, "test", unreachable=False)
         api.MAX_READINGS, api.MAX_OUTBOX = 10, 3
-        for kw in ({"sensor": "air", "metric": "pm2_5", "since": "2h", "limit": 25}, {"sensor": "air", "after_id": 5, "limit": 45}):
+        for kw in (
+            {"sensor": "air", "metric": "pm2_5", "since": "2h", "limit": 25},
+            {"sensor": "air", "after_id": 5, "limit": 45},
+        ):
             assert len(dbs.readings(**kw)) > 10
             assert api.readings(**kw) == dbs.readings(**kw), kw
         for kw in ({"limit": 10}, {"kind": "event", "from_seq": last - 9, "limit": 8, "payload": True}):
@@ -332,8 +456,13 @@ def test_console_commands_same_output_from_api_and_database(live_agent, tmp_path
         assert r.returncode == 2 and "names are letters" in r.stderr
         r = run_cli("outbox", "replay", "--config", str(cfg), "--from", str(last - 11), "--to", str(last - 9))
         assert r.returncode == 0 and "re-queued 3 message(s)" in r.stdout, r.stderr
-        assert f"the agent is running ({idle.base}); its publisher picks the re-queued messages up within ~10 s" in r.stdout
+        assert (
+            f"the agent is running ({idle.base}); its publisher picks the re-queued messages up within ~10 s"
+            in r.stdout
+        )
     finally:
         idle.stop()
     r = run_cli("outbox", "replay", "--config", str(cfg), "--from", str(last - 8), "--to", str(last - 6))
-    assert r.returncode == 0 and "re-queued 3 message(s)" in r.stdout and "the agent is not running" in r.stdout, r.stderr
+    assert (
+        r.returncode == 0 and "re-queued 3 message(s)" in r.stdout and "the agent is not running" in r.stdout
+    ), r.stderr

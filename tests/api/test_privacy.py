@@ -21,7 +21,9 @@ def _sharpness(img: np.ndarray, box) -> float:
     half, clear of the outlines and labels drawn on the snapshot."""
     x1, y1, x2, y2 = (int(v) for v in box)
     w, h = x2 - x1, y2 - y1
-    roi = cv2.cvtColor(img[y1 + h // 10:y1 + h // 2, x1 + 3 * w // 10:x2 - 3 * w // 10], cv2.COLOR_BGR2GRAY)
+    roi = cv2.cvtColor(
+        img[y1 + h // 10 : y1 + h // 2, x1 + 3 * w // 10 : x2 - 3 * w // 10], cv2.COLOR_BGR2GRAY
+    )
     return float(cv2.Laplacian(roi, cv2.CV_64F).var())
 
 
@@ -36,14 +38,16 @@ def person_pipeline(tmp_path_factory, media_path):
     folder.mkdir()
     shutil.copy(media_path("grace_hopper.bmp"), folder / "grace_hopper.bmp")
     port = free_port()
-    cfg = parse_config({
-        "storage": {"path": str(tmp / "agent.sqlite")},
-        "models": {"dir": str(tmp / "models"), "mirror": str(mirror_dir())},
-        "inference": {"num_threads": 1, "accelerator": "cpu"},
-        "mqtt": {"enabled": False},
-        "api": {"port": port},
-        "cameras": [{"name": "door", "source": str(folder), "loop": True, "detect_fps": 2}],
-    })
+    cfg = parse_config(
+        {
+            "storage": {"path": str(tmp / "agent.sqlite")},
+            "models": {"dir": str(tmp / "models"), "mirror": str(mirror_dir())},
+            "inference": {"num_threads": 1, "accelerator": "cpu"},
+            "mqtt": {"enabled": False},
+            "api": {"port": port},
+            "cameras": [{"name": "door", "source": str(folder), "loop": True, "detect_fps": 2}],
+        }
+    )
     pipe = Pipeline(cfg).start()
     try:
         deadline = time.monotonic() + 60
@@ -82,14 +86,16 @@ def test_people_blurred_by_default_and_not_when_off(person_pipeline, media_path)
         pipe.cfg.privacy.blur = "people"
     assert how_off == "off"
     s_orig, s_clear, s_blur = _sharpness(original, box), _sharpness(clear, box), _sharpness(blurred, box)
-    print(f"Laplacian variance in the person box: original {s_orig:.0f}, off {s_clear:.0f}, people {s_blur:.0f}")
+    print(
+        f"Laplacian variance in the person box: original {s_orig:.0f}, off {s_clear:.0f}, people {s_blur:.0f}"
+    )
     assert s_clear > 0.5 * s_orig  # 'off' shows the person (JPEG softens a little)
     assert s_blur < 0.1 * s_clear  # 'people' leaves no detail
     # the blur stays in the box: pixels far from it are unchanged apart from JPEG noise
     x1, y1, x2, y2 = (int(v) for v in box)
     mask = np.ones(original.shape[:2], bool)
     pad = int(0.15 * max(x2 - x1, y2 - y1))
-    mask[max(0, y1 - pad - 30):y2 + pad, max(0, x1 - pad):x2 + pad] = False
+    mask[max(0, y1 - pad - 30) : y2 + pad, max(0, x1 - pad) : x2 + pad] = False
     mask[-40:, :] = False  # the caption
     if mask.sum() > 1000:
         diff = np.abs(blurred.astype(int) - clear.astype(int))[mask]

@@ -29,9 +29,20 @@ def test_backoff_doubles_up_to_the_cap_and_success_clears():
     assert b.blocked_for("a") == 0.0 and b.failure("a") == 0.0
 
 
-@pytest.mark.parametrize("host, loop", [("127.0.0.1", True), ("127.8.9.1", True), ("::1", True), ("[::1]", True),
-                                        ("localhost", True), ("0.0.0.0", False), ("::", False), ("10.0.0.5", False),
-                                        ("unit.local", False)])
+@pytest.mark.parametrize(
+    "host, loop",
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.5", False),
+        ("unit.local", False),
+    ],
+)
 def test_loopback_rule(host, loop):
     assert is_loopback(host) is loop
 
@@ -51,13 +62,25 @@ def test_since_parsing():
 
 
 def test_lights_say_what_is_wrong():
-    cfg = parse_config({"cameras": [{"name": "a", "source": "x.mp4"}], "inference": {"accelerator": "edgetpu"}})
-    st = {"cameras": {"a": {"state": "down", "last_error": "cannot open x.mp4"}},
-          "models": {"m": {"accelerator": "cpu", "reasons": ["no Edge TPU found"]}}, "model_errors": {},
-          "sensors": {"air": {"connected": False, "last_error": "port vanished"}},
-          "sync": {"enabled": True, "connected": False, "broker": "hub:8883", "last_error": "refused", "backlog": 12},
-          "disk": {"free_bytes": 100 * 2**20, "free_pct": 2.0}, "database": {"size_bytes": 10},
-          "clock": {"synced": False, "gps": {"trusted": False, "offset_s": 42.0}}}
+    cfg = parse_config(
+        {"cameras": [{"name": "a", "source": "x.mp4"}], "inference": {"accelerator": "edgetpu"}}
+    )
+    st = {
+        "cameras": {"a": {"state": "down", "last_error": "cannot open x.mp4"}},
+        "models": {"m": {"accelerator": "cpu", "reasons": ["no Edge TPU found"]}},
+        "model_errors": {},
+        "sensors": {"air": {"connected": False, "last_error": "port vanished"}},
+        "sync": {
+            "enabled": True,
+            "connected": False,
+            "broker": "hub:8883",
+            "last_error": "refused",
+            "backlog": 12,
+        },
+        "disk": {"free_bytes": 100 * 2**20, "free_pct": 2.0},
+        "database": {"size_bytes": 10},
+        "clock": {"synced": False, "gps": {"trusted": False, "offset_s": 42.0}},
+    }
     ls = lights(st, cfg)
     assert ls["camera"] == {"state": "bad", "why": "a: down (cannot open x.mp4)"}
     assert ls["accelerator"]["state"] == "warn" and "no Edge TPU found" in ls["accelerator"]["why"]

@@ -29,7 +29,9 @@ def test_defaults_are_valid():
 
 
 def test_error_names_path_value_and_expectation():
-    msg = _err({"cameras": [{"name": "a", "source": "x.mp4"}, {"name": "b", "source": "y.mp4", "detect_fps": -3}]})
+    msg = _err(
+        {"cameras": [{"name": "a", "source": "x.mp4"}, {"name": "b", "source": "y.mp4", "detect_fps": -3}]}
+    )
     assert "cameras[1].detect_fps: -3 is not > 0" in msg
 
 
@@ -46,7 +48,9 @@ def test_bad_enum_lists_the_choices():
 
 def test_missing_required_and_duplicate_names():
     assert "cameras[0].source: is required" in _err({"cameras": [{"name": "a"}]})
-    assert "duplicate name 'a'" in _err({"cameras": [{"name": "a", "source": "x"}, {"name": "a", "source": "y"}]})
+    assert "duplicate name 'a'" in _err(
+        {"cameras": [{"name": "a", "source": "x"}, {"name": "a", "source": "y"}]}
+    )
 
 
 def test_bad_name_characters():

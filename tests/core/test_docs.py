@@ -13,10 +13,13 @@ from tests.conftest import ROOT
 
 def test_readme_config_reference_is_the_generated_example():
     readme = (ROOT / "README.md").read_text()
-    m = re.search(r"<!-- config-example:start -->\n```toml\n(.*?)```\n<!-- config-example:end -->", readme, re.S)
+    m = re.search(
+        r"<!-- config-example:start -->\n```toml\n(.*?)```\n<!-- config-example:end -->", readme, re.S
+    )
     assert m, "README has no generated config reference"
     assert m.group(1) == example_config(), (
-        "README's config reference is stale: regenerate it from `edge-agent config example`")
+        "README's config reference is stale: regenerate it from `edge-agent config example`"
+    )
 
 
 def _commands(group: click.Group, prefix: str = ""):

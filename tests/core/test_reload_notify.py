@@ -19,9 +19,9 @@ def _config(tmp_path: Path, clip: Path, line_x: float) -> str:
 [device]
 id = "hup-unit"
 [storage]
-path = "{tmp_path / 'agent.sqlite'}"
+path = "{tmp_path / "agent.sqlite"}"
 [models]
-dir = "{tmp_path / 'models'}"
+dir = "{tmp_path / "models"}"
 mirror = "{mirror_dir()}"
 [inference]
 num_threads = 1
@@ -67,8 +67,14 @@ def test_sighup_moves_a_counting_line_and_keeps_counts(tmp_path, media_path):
     cfg = tmp_path / "agent.toml"
     cfg.write_text(_config(tmp_path, clip, 0.5))
     db = tmp_path / "agent.sqlite"
-    p = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)], cwd=ROOT,
-                         env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait(lambda: len(_crossings(db)) >= 2, 90, p)
         before = _crossings(db)
@@ -92,8 +98,14 @@ def test_sighup_moves_a_counting_line_and_keeps_counts(tmp_path, media_path):
 def test_sighup_with_a_broken_config_keeps_running(tmp_path, media_path):
     cfg = tmp_path / "agent.toml"
     cfg.write_text(_config(tmp_path, media_path("traffic_frames.mp4"), 0.5))
-    p = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg), "--duration", "6"], cwd=ROOT,
-                         env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--config", str(cfg), "--duration", "6"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(2.5)
     cfg.write_text(cfg.read_text().replace("detect_fps = 30", "detect_fps = -1"))
     p.send_signal(signal.SIGHUP)
@@ -111,8 +123,14 @@ def test_sd_notify_ready_watchdog_stopping(tmp_path, media_path):
     cfg = tmp_path / "agent.toml"
     cfg.write_text(_config(tmp_path, media_path("traffic_frames.mp4"), 0.5))
     env = dict(os.environ, NOTIFY_SOCKET=sock_path, WATCHDOG_USEC="2000000", PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     env.pop("WATCHDOG_USEC")
     msgs: list[str] = []
     try:
@@ -120,14 +138,14 @@ def test_sd_notify_ready_watchdog_stopping(tmp_path, media_path):
         while time.monotonic() < end and sum("WATCHDOG=1" in m for m in msgs) < 3:
             try:
                 msgs.append(srv.recv(4096).decode())
-            except socket.timeout:
+            except TimeoutError:
                 assert p.poll() is None, p.communicate()[1][-2000:]
         p.send_signal(signal.SIGTERM)
         end = time.monotonic() + 30
         while time.monotonic() < end and not any("STOPPING=1" in m for m in msgs):
             try:
                 msgs.append(srv.recv(4096).decode())
-            except socket.timeout:
+            except TimeoutError:
                 if p.poll() is not None:
                     break
         p.communicate(timeout=30)

@@ -15,15 +15,24 @@ def test_raw_tables_are_pruned_in_order_and_only_when_summarised(db_path):
     c = db.conn
     t0 = 1_800_000_000.0
     c.execute("BEGIN")
-    c.executemany("INSERT INTO detections (ts, camera, frame, model, label, class_id, score, x1, y1, x2, y2)"
-                  " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                  [(iso_utc(t0 + i * 0.01), "cam", i, "m" * 40, "car", 3, 0.5, 1, 2, 3, 4) for i in range(8000)])
-    c.executemany("INSERT INTO readings (ts, sensor, metric, value, unit, quality) VALUES (?,?,?,?,?,?)",
-                  [(iso_utc(t0 + i * 0.01), "pm", "pm2_5" + "x" * 30, 12.0, "ug/m3", 0) for i in range(8000)])
-    c.executemany("INSERT INTO crossings (ts, camera, line, direction, class, track_id, x, y) VALUES (?,?,?,?,?,?,?,?)",
-                  [(iso_utc(t0 + i * 0.01), "cam", "main" + "y" * 30, "in", "car", i, 1.0, 2.0) for i in range(8000)])
+    c.executemany(
+        "INSERT INTO detections (ts, camera, frame, model, label, class_id, score, x1, y1, x2, y2)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        [(iso_utc(t0 + i * 0.01), "cam", i, "m" * 40, "car", 3, 0.5, 1, 2, 3, 4) for i in range(8000)],
+    )
+    c.executemany(
+        "INSERT INTO readings (ts, sensor, metric, value, unit, quality) VALUES (?,?,?,?,?,?)",
+        [(iso_utc(t0 + i * 0.01), "pm", "pm2_5" + "x" * 30, 12.0, "ug/m3", 0) for i in range(8000)],
+    )
+    c.executemany(
+        "INSERT INTO crossings (ts, camera, line, direction, class, track_id, x, y) VALUES (?,?,?,?,?,?,?,?)",
+        [(iso_utc(t0 + i * 0.01), "cam", "main" + "y" * 30, "in", "car", i, 1.0, 2.0) for i in range(8000)],
+    )
     # a summary covers the first 60 s (6000 rows of each table)
-    c.execute("INSERT INTO summary_windows (start, end, seq, written) VALUES (?, ?, 0, 'x')", (iso_utc(t0), iso_utc(t0 + 60)))
+    c.execute(
+        "INSERT INTO summary_windows (start, end, seq, written) VALUES (?, ?, 0, 'x')",
+        (iso_utc(t0), iso_utc(t0 + 60)),
+    )
     c.execute("COMMIT")
     topics = Topics("city", "site", "unit")
     writer = Writer(db, max_delay_s=0.01).start()

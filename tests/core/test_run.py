@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import ROOT, mirror_dir
 
 
@@ -25,7 +23,7 @@ def _write_config(tmp_path: Path, cameras: str, extra: str = "") -> Path:
 id = "test-unit"
 site = "lab"
 [storage]
-path = "{tmp_path / 'agent.sqlite'}"
+path = "{tmp_path / "agent.sqlite"}"
 stats_interval_s = 1.0
 [models]
 dir = "{models_dir}"
@@ -43,8 +41,14 @@ enabled = false
 
 def _start(cfg: Path, *args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg), *args],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--config", str(cfg), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _count(db: Path, sql: str) -> int:
@@ -59,14 +63,17 @@ def _count(db: Path, sql: str) -> int:
 
 def test_run_on_looping_clip_then_sigterm_commits_every_accepted_detection(tmp_path, media_path):
     clip = media_path("traffic_frames.mp4")
-    cfg = _write_config(tmp_path, f"""
+    cfg = _write_config(
+        tmp_path,
+        f"""
 [[cameras]]
 name = "road"
 source = "{clip}"
 loop = true
 realtime = false
 detect_fps = 30
-""")
+""",
+    )
     db = tmp_path / "agent.sqlite"
     p = _start(cfg)
     try:
@@ -98,10 +105,12 @@ def test_bad_camera_and_bad_model_do_not_stop_the_agent(tmp_path, media_path):
     s.close()
     corrupt = tmp_path / "corrupt.tflite"
     corrupt.write_bytes(os.urandom(4096))
-    cfg = _write_config(tmp_path, f"""
+    cfg = _write_config(
+        tmp_path,
+        f"""
 [[cameras]]
 name = "road"
-source = "{media_path('traffic_frames.mp4')}"
+source = "{media_path("traffic_frames.mp4")}"
 realtime = false
 detect_fps = 30
 
@@ -113,14 +122,17 @@ reconnect_max_s = 0.3
 
 [[cameras]]
 name = "side"
-source = "{media_path('traffic_frames.mp4')}"
+source = "{media_path("traffic_frames.mp4")}"
 model = "{corrupt}"
-""")
+""",
+    )
     p = _start(cfg, "--duration", "8")
     out, err = p.communicate(timeout=90)
     assert p.returncode == 0, err
     assert re.search(r"camera road: \w+, 20 frames inferred", out), out
-    assert re.search(r"camera gate: (down|reconnecting|stopped), 0 frames inferred, last error: cannot open", out), out
+    assert re.search(
+        r"camera gate: (down|reconnecting|stopped), 0 frames inferred, last error: cannot open", out
+    ), out
     assert "camera side:" in out and "unavailable" in out and str(corrupt.name) in out
     assert "Traceback" not in err
     assert _count(tmp_path / "agent.sqlite", "SELECT count(*) FROM detections WHERE camera='road'") > 0

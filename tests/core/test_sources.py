@@ -7,8 +7,6 @@ import socket
 import threading
 import time
 
-import pytest
-
 from agent.config import CameraConfig
 from agent.sources.camera import CameraSource
 from agent.sources.readers import guess_kind, redact_url
@@ -40,8 +38,9 @@ def test_redact_url():
 
 
 def test_file_as_fast_as_possible_delivers_every_frame(media_path):
-    cam = CameraSource(CameraConfig(name="c", source=str(media_path("traffic_frames.mp4")), realtime=False,
-                                    detect_fps=120)).start()
+    cam = CameraSource(
+        CameraConfig(name="c", source=str(media_path("traffic_frames.mp4")), realtime=False, detect_fps=120)
+    ).start()
     frames = _drain(cam)
     cam.stop()
     assert [f.index for f in frames] == list(range(20))
@@ -51,16 +50,18 @@ def test_file_as_fast_as_possible_delivers_every_frame(media_path):
 
 def test_file_subsampled_by_media_time(media_path):
     # 30 fps file at detect_fps=10 -> every 3rd frame, independent of decode speed
-    cam = CameraSource(CameraConfig(name="c", source=str(media_path("traffic_frames.mp4")), realtime=False,
-                                    detect_fps=10)).start()
+    cam = CameraSource(
+        CameraConfig(name="c", source=str(media_path("traffic_frames.mp4")), realtime=False, detect_fps=10)
+    ).start()
     frames = _drain(cam)
     cam.stop()
     assert [f.index for f in frames] == list(range(0, 20, 3))
 
 
 def test_realtime_file_is_paced(media_path):
-    cam = CameraSource(CameraConfig(name="c", source=str(media_path("traffic_frames.mp4")), realtime=True,
-                                    detect_fps=30)).start()
+    cam = CameraSource(
+        CameraConfig(name="c", source=str(media_path("traffic_frames.mp4")), realtime=True, detect_fps=30)
+    ).start()
     t0 = time.monotonic()
     assert cam.wait_ended(10)
     elapsed = time.monotonic() - t0
@@ -69,8 +70,11 @@ def test_realtime_file_is_paced(media_path):
 
 
 def test_looping_file_restarts_with_new_epoch(media_path):
-    cam = CameraSource(CameraConfig(name="c", source=str(media_path("traffic_frames.mp4")), realtime=False,
-                                    detect_fps=120, loop=True)).start()
+    cam = CameraSource(
+        CameraConfig(
+            name="c", source=str(media_path("traffic_frames.mp4")), realtime=False, detect_fps=120, loop=True
+        )
+    ).start()
     frames = []
     while len(frames) < 45:
         f = cam.slot.take(timeout=5)
@@ -86,7 +90,9 @@ def test_image_folder(tmp_path, media_path):
     for n in ("cat.bmp", "bird.bmp"):
         shutil.copy(media_path(n), tmp_path / n)
     (tmp_path / "notes.txt").write_text("not an image")
-    cam = CameraSource(CameraConfig(name="imgs", source=str(tmp_path), realtime=False, detect_fps=100)).start()
+    cam = CameraSource(
+        CameraConfig(name="imgs", source=str(tmp_path), realtime=False, detect_fps=100)
+    ).start()
     frames = _drain(cam)
     cam.stop()
     assert len(frames) == 2
@@ -98,8 +104,15 @@ def test_url_that_never_opens_reports_down_and_keeps_retrying():
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    cam = CameraSource(CameraConfig(name="gate", source=f"rtsp://user:pw@127.0.0.1:{port}/live",
-                                    reconnect_initial_s=0.05, reconnect_max_s=0.2, read_timeout_s=1)).start()
+    cam = CameraSource(
+        CameraConfig(
+            name="gate",
+            source=f"rtsp://user:pw@127.0.0.1:{port}/live",
+            reconnect_initial_s=0.05,
+            reconnect_max_s=0.2,
+            read_timeout_s=1,
+        )
+    ).start()
     deadline = time.monotonic() + 15
     while cam.state != "down" and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -129,8 +142,15 @@ def test_url_that_hangs_times_out():
 
     t = threading.Thread(target=accept, daemon=True)
     t.start()
-    cam = CameraSource(CameraConfig(name="hang", source=f"rtsp://127.0.0.1:{port}/x", reconnect_initial_s=0.1,
-                                    reconnect_max_s=0.2, read_timeout_s=1)).start()
+    cam = CameraSource(
+        CameraConfig(
+            name="hang",
+            source=f"rtsp://127.0.0.1:{port}/x",
+            reconnect_initial_s=0.1,
+            reconnect_max_s=0.2,
+            read_timeout_s=1,
+        )
+    ).start()
     deadline = time.monotonic() + 20
     while cam.failures_in_row < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -142,10 +162,14 @@ def test_url_that_hangs_times_out():
 
 
 def test_missing_file_and_device(tmp_path):
-    cam = CameraSource(CameraConfig(name="f", source=str(tmp_path / "nope.mp4"), reconnect_initial_s=0.05,
-                                    reconnect_max_s=0.1)).start()
-    cam2 = CameraSource(CameraConfig(name="v", source="/dev/video99", reconnect_initial_s=0.05,
-                                     reconnect_max_s=0.1)).start()
+    cam = CameraSource(
+        CameraConfig(
+            name="f", source=str(tmp_path / "nope.mp4"), reconnect_initial_s=0.05, reconnect_max_s=0.1
+        )
+    ).start()
+    cam2 = CameraSource(
+        CameraConfig(name="v", source="/dev/video99", reconnect_initial_s=0.05, reconnect_max_s=0.1)
+    ).start()
     time.sleep(0.5)
     cam.stop()
     cam2.stop()

@@ -26,19 +26,29 @@ def test_every_breakpoint_edge(table, pol, c, expected):
     assert sub_index(pol, c, table) == expected
 
 
-@pytest.mark.parametrize("table,pm25,pm10,expected,cat,dominant", [
-    ("epa-2012", 35.9, None, 102, "Unhealthy for Sensitive Groups", "pm25"),   # EPA technical assistance example
-    ("epa-2024", 35.9, None, 102, "Unhealthy for Sensitive Groups", "pm25"),
-    ("epa-2024", 12.0, None, 56, "Moderate", "pm25"),                        # moderate since the 2024 revision
-    ("epa-2012", 12.0, None, 50, "Good", "pm25"),
-    ("epa-2012", None, 160, 103, "Unhealthy for Sensitive Groups", "pm10"),
-    ("epa-2024", 9.09, 40, 50, "Good", "pm25"),                             # truncation: 9.09 -> 9.0
-    ("epa-2024", 5.0, 54.9, 50, "Good", "pm10"),                            # PM10 truncated to 54
-    ("epa-2024", 150.0, 100, 225, "Very Unhealthy", "pm25"),
-    ("epa-2012", 300.0, None, 350, "Hazardous", "pm25"),
-    ("epa-2024", 300.0, None, 449, "Hazardous", "pm25"),   # 199/99.9 * 74.5 + 301 = 449.4
-    ("epa-2024", 900.0, 2000, 500, "Hazardous", "pm25"),                    # beyond the index
-])
+@pytest.mark.parametrize(
+    "table,pm25,pm10,expected,cat,dominant",
+    [
+        (
+            "epa-2012",
+            35.9,
+            None,
+            102,
+            "Unhealthy for Sensitive Groups",
+            "pm25",
+        ),  # EPA technical assistance example
+        ("epa-2024", 35.9, None, 102, "Unhealthy for Sensitive Groups", "pm25"),
+        ("epa-2024", 12.0, None, 56, "Moderate", "pm25"),  # moderate since the 2024 revision
+        ("epa-2012", 12.0, None, 50, "Good", "pm25"),
+        ("epa-2012", None, 160, 103, "Unhealthy for Sensitive Groups", "pm10"),
+        ("epa-2024", 9.09, 40, 50, "Good", "pm25"),  # truncation: 9.09 -> 9.0
+        ("epa-2024", 5.0, 54.9, 50, "Good", "pm10"),  # PM10 truncated to 54
+        ("epa-2024", 150.0, 100, 225, "Very Unhealthy", "pm25"),
+        ("epa-2012", 300.0, None, 350, "Hazardous", "pm25"),
+        ("epa-2024", 300.0, None, 449, "Hazardous", "pm25"),  # 199/99.9 * 74.5 + 301 = 449.4
+        ("epa-2024", 900.0, 2000, 500, "Hazardous", "pm25"),  # beyond the index
+    ],
+)
 def test_worked_examples(table, pm25, pm10, expected, cat, dominant):
     r = aqi(pm25, pm10, table)
     assert (r["aqi"], r["category"], r["dominant"], r["table"]) == (expected, cat, dominant, table)
@@ -46,8 +56,19 @@ def test_worked_examples(table, pm25, pm10, expected, cat, dominant):
 
 def test_categories_and_errors():
     assert [category(x) for x in (0, 50, 51, 100, 101, 150, 151, 200, 201, 300, 301, 500)] == [
-        "Good", "Good", "Moderate", "Moderate", "Unhealthy for Sensitive Groups", "Unhealthy for Sensitive Groups",
-        "Unhealthy", "Unhealthy", "Very Unhealthy", "Very Unhealthy", "Hazardous", "Hazardous"]
+        "Good",
+        "Good",
+        "Moderate",
+        "Moderate",
+        "Unhealthy for Sensitive Groups",
+        "Unhealthy for Sensitive Groups",
+        "Unhealthy",
+        "Unhealthy",
+        "Very Unhealthy",
+        "Very Unhealthy",
+        "Hazardous",
+        "Hazardous",
+    ]
     with pytest.raises(ValueError):
         aqi(None, None)
     with pytest.raises(ValueError):
@@ -64,7 +85,7 @@ def test_nowcast():
     assert nowcast([40.0, 20.0, 20.0]) == 31.4
     # w = 0.8: (10 + 0.8*12.5 + 0.64*10) / 2.44 = 10.82
     assert nowcast([10.0, 12.5, 10.0]) == 10.8
-    assert nowcast([None, None, 20.0, 20.0]) is None    # needs 2 of the 3 latest hours
+    assert nowcast([None, None, 20.0, 20.0]) is None  # needs 2 of the 3 latest hours
     assert nowcast([10.0, None, 20.0]) is not None
     assert nowcast([55.7, 60.0], "pm10") == 57.0
 
@@ -74,7 +95,11 @@ def test_aqi_cli(cli):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert {k: out[k] for k in ("aqi", "category", "dominant", "table")} == {
-        "aqi": 103, "category": "Unhealthy for Sensitive Groups", "dominant": "pm10", "table": "epa-2012"}
+        "aqi": 103,
+        "category": "Unhealthy for Sensitive Groups",
+        "dominant": "pm10",
+        "table": "epa-2012",
+    }
     r = cli("aqi", "--pm25", "12")
     assert r.returncode == 0 and "AQI 56 (Moderate)" in r.stdout and "epa-2024" in r.stdout
     r = cli("aqi")

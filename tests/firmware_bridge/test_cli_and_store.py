@@ -41,14 +41,22 @@ def test_readings_command(cli, tmp_path):
     db_path = tmp_path / "a.sqlite"
     db = Database(db_path)
     now = time.time()
-    rows = [(iso_utc(now - 7200), "pm", "pm2_5", 3.0, "ug/m3", 0), (iso_utc(now - 10), "pm", "pm2_5", 12.0, "ug/m3", Q_WARMING_UP),
-            (iso_utc(now - 5), "gps", "gps_satellites", 9.0, "count", 0)]
-    db.conn.executemany("INSERT INTO readings (ts, sensor, metric, value, unit, quality) VALUES (?,?,?,?,?,?)", rows)
+    rows = [
+        (iso_utc(now - 7200), "pm", "pm2_5", 3.0, "ug/m3", 0),
+        (iso_utc(now - 10), "pm", "pm2_5", 12.0, "ug/m3", Q_WARMING_UP),
+        (iso_utc(now - 5), "gps", "gps_satellites", 9.0, "count", 0),
+    ]
+    db.conn.executemany(
+        "INSERT INTO readings (ts, sensor, metric, value, unit, quality) VALUES (?,?,?,?,?,?)", rows
+    )
     db.close()
     r = cli("readings", "--db", str(db_path), "--json")
     assert r.returncode == 0, r.stderr
     got = [json.loads(x) for x in r.stdout.splitlines()]
-    assert [(g["sensor"], g["value"], g["quality"]) for g in got] == [("pm", 12.0, ["warming_up"]), ("gps", 9.0, [])]
+    assert [(g["sensor"], g["value"], g["quality"]) for g in got] == [
+        ("pm", 12.0, ["warming_up"]),
+        ("gps", 9.0, []),
+    ]
     r = cli("readings", "--db", str(db_path), "--since", "3h", "--sensor", "pm")
     assert r.returncode == 0 and r.stdout.count("pm2_5") == 2 and "[warming_up]" in r.stdout
     cfg = tmp_path / "c.toml"
@@ -63,9 +71,28 @@ def test_readings_command(cli, tmp_path):
 
 def test_simulate_serial_command_is_readable_with_pyserial(tmp_path):
     link = tmp_path / "ttySDS"
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "simulate-serial", "--device", "sds011", "--link", str(link),
-                             "--rate", "50", "--noise", "0", "--duration", "20", "--seed", "1"],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "simulate-serial",
+            "--device",
+            "sds011",
+            "--link",
+            str(link),
+            "--rate",
+            "50",
+            "--noise",
+            "0",
+            "--duration",
+            "20",
+            "--seed",
+            "1",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         end = time.monotonic() + 10
         while not link.exists() and time.monotonic() < end:
@@ -88,34 +115,69 @@ def test_simulate_serial_command_is_readable_with_pyserial(tmp_path):
 
 
 def test_sensor_config_section():
-    cfg = parse_config({"sensors": [{"name": "pm", "driver": "pms7003", "port": "/dev/ttyUSB0"},
-                                    {"name": "radar", "driver": "ops243", "port": "/dev/ttyACM0", "init_commands": ["UK"]}]})
+    cfg = parse_config(
+        {
+            "sensors": [
+                {"name": "pm", "driver": "pms7003", "port": "/dev/ttyUSB0"},
+                {"name": "radar", "driver": "ops243", "port": "/dev/ttyACM0", "init_commands": ["UK"]},
+            ]
+        }
+    )
     assert cfg.sensors[0].effective_baud == 9600 and cfg.sensors[1].effective_baud == 19200
     with pytest.raises(ConfigError, match=r"sensors\[0\].bauds: unknown key"):
         parse_config({"sensors": [{"name": "pm", "driver": "pms5003", "port": "/dev/x", "bauds": 9600}]})
     with pytest.raises(ConfigError, match=r"sensors\[0\].driver"):
         parse_config({"sensors": [{"name": "pm", "driver": "bme280", "port": "/dev/x"}]})
     with pytest.raises(ConfigError, match="reconnect_max_s"):
-        parse_config({"sensors": [{"name": "pm", "driver": "sds011", "port": "/dev/x", "reconnect_max_s": 0.1}]})
+        parse_config(
+            {"sensors": [{"name": "pm", "driver": "sds011", "port": "/dev/x", "reconnect_max_s": 0.1}]}
+        )
     with pytest.raises(ConfigError, match="working_period_min"):
-        parse_config({"sensors": [{"name": "pm", "driver": "sds011", "port": "/dev/x", "working_period_min": 5}]})
+        parse_config(
+            {"sensors": [{"name": "pm", "driver": "sds011", "port": "/dev/x", "working_period_min": 5}]}
+        )
     with pytest.raises(ConfigError, match="poll_interval_s"):
-        parse_config({"sensors": [{"name": "pm", "driver": "sds011", "port": "/dev/x", "mode": "passive", "poll_interval_s": 20}]})
+        parse_config(
+            {
+                "sensors": [
+                    {
+                        "name": "pm",
+                        "driver": "sds011",
+                        "port": "/dev/x",
+                        "mode": "passive",
+                        "poll_interval_s": 20,
+                    }
+                ]
+            }
+        )
     with pytest.raises(ConfigError, match="duplicate name"):
-        parse_config({"sensors": [{"name": "a", "driver": "nmea", "port": "/x"}, {"name": "a", "driver": "nmea", "port": "/y"}]})
+        parse_config(
+            {
+                "sensors": [
+                    {"name": "a", "driver": "nmea", "port": "/x"},
+                    {"name": "a", "driver": "nmea", "port": "/y"},
+                ]
+            }
+        )
 
 
 def test_schema_and_summary_with_nowcast_and_gps(db_path):
     db = Database(db_path)
-    assert ("sensors", 1) in {(c, v) for c, v in db.conn.execute("SELECT component, version FROM _migrations")}
+    assert ("sensors", 1) in {
+        (c, v) for c, v in db.conn.execute("SELECT component, version FROM _migrations")
+    }
     end_t = time.time()
     rows = []
     for h in range(12):  # hourly PM2.5: 40 in the latest hour, 20 before
         rows.append((iso_utc(end_t - h * 3600 - 60), "pm", "pm2_5", 40.0 if h == 0 else 20.0, "ug/m3", 0))
-    rows += [(iso_utc(end_t - 30), "pm", "pm2_5", 900.0, "ug/m3", Q_WARMING_UP),  # flagged: left out of the stats
-             (iso_utc(end_t - 20), "gps", "gps_fix_quality", 1.0, "code", 0),
-             (iso_utc(end_t - 20), "gps", "clock_offset_s", -7200.0, "s", 0)]
-    db.conn.executemany("INSERT INTO readings (ts, sensor, metric, value, unit, quality) VALUES (?,?,?,?,?,?)", rows)
+    rows += [
+        (iso_utc(end_t - 30), "pm", "pm2_5", 900.0, "ug/m3", Q_WARMING_UP),  # flagged: left out of the stats
+        (iso_utc(end_t - 20), "gps", "gps_fix_quality", 1.0, "code", 0),
+        (iso_utc(end_t - 20), "gps", "clock_offset_s", -7200.0, "s", 0),
+    ]
+    db.conn.executemany(
+        "INSERT INTO readings (ts, sensor, metric, value, unit, quality) VALUES (?,?,?,?,?,?)", rows
+    )
     start, end = iso_utc(end_t - 600), iso_utc(end_t)
     summary.configure_sensor("pm", aqi_table="epa-2024", aqi_nowcast=True)
     try:
@@ -127,8 +189,14 @@ def test_schema_and_summary_with_nowcast_and_gps(db_path):
     # NowCast: w = 0.5; (40 + 20*(0.5 + ... + 0.5^11)) / (1 + ... + 0.5^11) = 30.0 -> AQI 90
     a = s["aqi"]["pm"]
     assert a["basis"] == "nowcast" and a["pm2_5"] == 30.0 and a["aqi"] == 90 and a["table"] == "epa-2024"
-    assert s["gps"] == {"sensor": "gps", "fix_quality": 1.0, "satellites": None, "hdop": None,
-                        "clock_offset_s": -7200.0, "clock_trusted": False}
+    assert s["gps"] == {
+        "sensor": "gps",
+        "fix_quality": 1.0,
+        "satellites": None,
+        "hdop": None,
+        "clock_offset_s": -7200.0,
+        "clock_trusted": False,
+    }
     assert summary.sensors_section(db.conn, iso_utc(0), iso_utc(1)) is None
     db.close()
 

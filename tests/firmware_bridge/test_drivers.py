@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from firmware_bridge.drivers import DRIVERS, make_driver
-from firmware_bridge.drivers import nmea, pms5003, sds011
+from firmware_bridge.drivers import DRIVERS, make_driver, nmea, pms5003, sds011
 from firmware_bridge.events import Q_NO_FIX, DecodeError, Message
 
 
@@ -14,7 +13,7 @@ def decode(driver: str, data: bytes, options=None, chunk: int | None = None):
     ev = []
     step = chunk or max(1, len(data))
     for i in range(0, len(data), step):
-        ev += d.feed(data[i:i + step])
+        ev += d.feed(data[i : i + step])
     ev += d.flush()
     return ev
 
@@ -35,8 +34,7 @@ def values(msg):
 
 # A 32-byte frame laid out as in the datasheet's Appendix I (values chosen, checksum computed by hand:
 # the sum of the 30 bytes before it).
-PMS_FRAME = bytes.fromhex("424d001c" "0005" "000b" "0010" "0005" "000b" "0010"
-                          "0474" "0158" "0044" "0006" "0002" "0001" "9700")
+PMS_FRAME = bytes.fromhex("424d001c0005000b00100005000b00100474015800440006000200019700")
 PMS_FRAME += (sum(PMS_FRAME) & 0xFFFF).to_bytes(2, "big")
 
 
@@ -52,8 +50,20 @@ def test_pms5003_frame_values():
 
 
 def test_pms5003_encoder_matches_and_byte_by_byte():
-    v = {"pm1_0_cf1": 5, "pm2_5_cf1": 11, "pm10_cf1": 16, "pm1_0": 5, "pm2_5": 11, "pm10": 16,
-         "count_0_3um": 1140, "count_0_5um": 344, "count_1_0um": 68, "count_2_5um": 6, "count_5_0um": 2, "count_10um": 1}
+    v = {
+        "pm1_0_cf1": 5,
+        "pm2_5_cf1": 11,
+        "pm10_cf1": 16,
+        "pm1_0": 5,
+        "pm2_5": 11,
+        "pm10": 16,
+        "count_0_3um": 1140,
+        "count_0_5um": 344,
+        "count_1_0um": 68,
+        "count_2_5um": 6,
+        "count_5_0um": 2,
+        "count_10um": 1,
+    }
     assert pms5003.encode_frame(v) == PMS_FRAME
     assert len(msgs(decode("pms5003", PMS_FRAME * 3, chunk=1))) == 3
 
@@ -134,7 +144,9 @@ def test_nmea_reference_sentences():
     assert not errors(ev)
     (gga,) = msgs(ev, "gga")
     assert gga.fields["fix_quality"] == 1 and gga.fields["satellites"] == 8 and gga.fields["hdop"] == 0.9
-    assert gga.fields["lat"] == pytest.approx(48 + 7.038 / 60) and gga.fields["lon"] == pytest.approx(11 + 31 / 60)
+    assert gga.fields["lat"] == pytest.approx(48 + 7.038 / 60) and gga.fields["lon"] == pytest.approx(
+        11 + 31 / 60
+    )
     assert gga.fields["altitude_m"] == 545.4 and gga.fields["time"] == "12:35:19"
     (rmc,) = msgs(ev, "rmc")
     assert rmc.fields["valid"] is True and rmc.fields["utc"] == "1994-03-23T12:35:19Z"
@@ -157,7 +169,9 @@ def test_nmea_no_fix_is_flagged():
 def test_nmea_checksum_and_garbage():
     bad = GGA.replace(b"545.4", b"545.5")
     nochk = b"$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,\r\n"
-    ev = decode("nmea", b"\xff\x13junk" + bad + nochk + GGA[:30] + RMC + b"$GPGSA" + b"\x80" * 3 + b"*00\r\n" + GSA)
+    ev = decode(
+        "nmea", b"\xff\x13junk" + bad + nochk + GGA[:30] + RMC + b"$GPGSA" + b"\x80" * 3 + b"*00\r\n" + GSA
+    )
     reasons = [e.reason for e in errors(ev)]
     assert reasons == ["garbage", "bad_checksum", "no_checksum", "truncated", "bad_frame"]
     assert [m.kind for m in ev if isinstance(m, Message)] == ["rmc", "gsa"]
@@ -181,16 +195,28 @@ def test_nmea_overlong_line():
 
 # -- OPS243 ----------------------------------------------------------------------------------------
 
+
 def test_ops243_plain_json_units_and_direction():
-    data = (b"3.6\r\n-3.6\r\n\r\n" b'"mph",-10.0\r\n' b"137.429,3.6\r\n"
-            b'{"Units":"km-per-hr"}\r\n' b'{"speed":54.0,"direction":"outbound","time":105,"tick":135}\r\n'
-            b'{"unit":"mps","speed":"-2.5"}\r\n' b"hello\r\n")
+    data = (
+        b"3.6\r\n-3.6\r\n\r\n"
+        b'"mph",-10.0\r\n'
+        b"137.429,3.6\r\n"
+        b'{"Units":"km-per-hr"}\r\n'
+        b'{"speed":54.0,"direction":"outbound","time":105,"tick":135}\r\n'
+        b'{"unit":"mps","speed":"-2.5"}\r\n'
+        b"hello\r\n"
+    )
     ev = decode("ops243", data)
     r = msgs(ev)
     got = [(m.fields["direction"], m.measurements[0].metric, m.measurements[0].value) for m in r]
-    assert got == [("inbound", "speed_inbound", 12.96), ("outbound", "speed_outbound", 12.96),
-                   ("outbound", "speed_outbound", 16.093), ("inbound", "speed_inbound", 5.794),
-                   ("outbound", "speed_outbound", 54.0), ("outbound", "speed_outbound", 9.0)]
+    assert got == [
+        ("inbound", "speed_inbound", 12.96),
+        ("outbound", "speed_outbound", 12.96),
+        ("outbound", "speed_outbound", 16.093),
+        ("inbound", "speed_inbound", 5.794),
+        ("outbound", "speed_outbound", 54.0),
+        ("outbound", "speed_outbound", 9.0),
+    ]
     assert r[3].fields["time"] == 137.429
     assert msgs(ev, "units")[0].fields["unit"] == "kmh"
     assert [e.reason for e in errors(ev)] == ["bad_fields"]
@@ -209,7 +235,13 @@ def test_ops243_direction_sign_config_and_init():
 
 def test_ops243_rejects_binary_and_absurd_speeds():
     ev = decode("ops243", b"\xff\xfe\r\n99999\r\nnan\r\n" + b"x" * 700 + b"\r\n1.0\r\n")
-    assert [e.reason for e in errors(ev)] == ["bad_frame", "bad_fields", "bad_fields", "too_long", "bad_fields"]
+    assert [e.reason for e in errors(ev)] == [
+        "bad_frame",
+        "bad_fields",
+        "bad_fields",
+        "too_long",
+        "bad_fields",
+    ]
     assert len(msgs(ev)) == 1
 
 

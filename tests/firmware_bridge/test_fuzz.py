@@ -11,18 +11,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_bridge import protocol as p
-from firmware_bridge.drivers import DRIVERS, make_driver
-from firmware_bridge.drivers import nmea, pms5003, sds011
+from firmware_bridge.drivers import DRIVERS, make_driver, nmea, pms5003, sds011
 from firmware_bridge.events import DecodeError, Message
 
 GOOD = {
     "pms5003": pms5003.encode_frame({"pm2_5": 12, "pm10": 20, "count_0_3um": 999}),
     "sds011": sds011.encode_frame(12.3, 20.1),
     "nmea": nmea.sentence("GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,")
-    + nmea.ubx_frame(1, 7, bytes(range(92))) + nmea.sentence("GPGSA,A,3,04,05,,09,12,,,24,,,,,2.5,1.3,2.1"),
+    + nmea.ubx_frame(1, 7, bytes(range(92)))
+    + nmea.sentence("GPGSA,A,3,04,05,,09,12,,,24,,,,,2.5,1.3,2.1"),
     "ops243": b'-12.5\r\n{"speed":3.2,"direction":"inbound"}\r\n"mph",4\r\n',
-    "mcu": p.encode_message("reading", 3, {"uptime_ms": 9, "values": [
-        {"channel": 0, "metric": "noise_laeq", "flags": 0, "value": 55.5}]}),
+    "mcu": p.encode_message(
+        "reading",
+        3,
+        {"uptime_ms": 9, "values": [{"channel": 0, "metric": "noise_laeq", "flags": 0, "value": 55.5}]},
+    ),
 }
 GOOD["pms7003"] = GOOD["pms5003"]
 TOTAL = 1_000_000
@@ -69,14 +72,14 @@ def test_million_random_and_mutated_bytes(name):
         i = 0
         while i < len(block):
             n = rng.choice((1, 7, 64, 1000, 65536))
-            for ev in d.feed(block[i:i + n]):
+            for ev in d.feed(block[i : i + n]):
                 assert isinstance(ev, (Message, DecodeError))
                 if isinstance(ev, DecodeError):
                     n_err += 1
                     assert 0 <= ev.offset < d.offset + 1 and ev.length > 0
                 else:
                     n_msg += 1
-            fed += len(block[i:i + n])
+            fed += len(block[i : i + n])
             peak = max(peak, d.buffered)
             i += n
     assert fed >= TOTAL

@@ -69,8 +69,14 @@ def test_crc_check_value_and_cobs_examples_in_the_document():
 
 def test_max_sizes_in_the_document():
     assert p.MAX_WIRE == 249 and "at most 249 bytes" in DOC
-    big = p.encode_message("reading", 1, {"uptime_ms": 1, "values": [
-        {"channel": i, "metric": "temperature", "flags": 0, "value": 1.0} for i in range(33)]})
+    big = p.encode_message(
+        "reading",
+        1,
+        {
+            "uptime_ms": 1,
+            "values": [{"channel": i, "metric": "temperature", "flags": 0, "value": 1.0} for i in range(33)],
+        },
+    )
     assert len(big) <= p.MAX_WIRE
     (msg,) = make_driver("mcu").feed(big)
     assert len(msg.measurements) == 33

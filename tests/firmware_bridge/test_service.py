@@ -43,8 +43,15 @@ def rig(tmp_path, store):
     def make(device, sensor=None, **sim):
         link = tmp_path / f"ttySIM-{device}"
         s = Simulator(device, link, seed=7, rate=sim.pop("rate", 20), **sim).start()
-        cfg = SensorConfig(name=device, driver=device, port=str(link), reconnect_initial_s=0.1, reconnect_max_s=0.5,
-                           warmup_s=0, **(sensor or {}))
+        cfg = SensorConfig(
+            name=device,
+            driver=device,
+            port=str(link),
+            reconnect_initial_s=0.1,
+            reconnect_max_s=0.5,
+            warmup_s=0,
+            **(sensor or {}),
+        )
         svc = SensorService([cfg], writer)
         svc.start()
         made.append((s, svc))
@@ -63,14 +70,21 @@ def count(conn, sensor, metric=None):
     return conn.execute(sql, args).fetchone()[0]
 
 
-@pytest.mark.parametrize("device,sensor,metrics", [
-    ("pms5003", {}, {"pm2_5", "pm10", "pm1_0_cf1", "count_0_3um"}),
-    ("pms7003", {"mode": "passive", "poll_interval_s": 0.05}, {"pm2_5", "pm10"}),
-    ("sds011", {"mode": "passive", "poll_interval_s": 0.05, "working_period_min": 0}, {"pm2_5", "pm10"}),
-    ("nmea", {}, {"latitude", "gps_fix_quality", "gps_satellites", "gps_hdop", "gps_pdop", "clock_offset_s"}),
-    ("ops243", {"init_commands": ["UK", "OJ"]}, set()),
-    ("mcu", {"sample_interval_ms": 100}, {"noise_laeq", "temperature", "loop_count_1", "supply_voltage"}),
-])
+@pytest.mark.parametrize(
+    "device,sensor,metrics",
+    [
+        ("pms5003", {}, {"pm2_5", "pm10", "pm1_0_cf1", "count_0_3um"}),
+        ("pms7003", {"mode": "passive", "poll_interval_s": 0.05}, {"pm2_5", "pm10"}),
+        ("sds011", {"mode": "passive", "poll_interval_s": 0.05, "working_period_min": 0}, {"pm2_5", "pm10"}),
+        (
+            "nmea",
+            {},
+            {"latitude", "gps_fix_quality", "gps_satellites", "gps_hdop", "gps_pdop", "clock_offset_s"},
+        ),
+        ("ops243", {"init_commands": ["UK", "OJ"]}, set()),
+        ("mcu", {"sample_interval_ms": 100}, {"noise_laeq", "temperature", "loop_count_1", "supply_voltage"}),
+    ],
+)
 def test_device_through_pty_to_sqlite(rig, device, sensor, metrics):
     sim, svc, conn = rig(device, sensor, noise=0.15)
     wait_for(lambda: count(conn, device) > 30 and svc.health()[device]["frames_ok"] > 15, timeout=10)
@@ -103,9 +117,13 @@ def test_unplug_replug_reconnects_and_continues(rig):
         sim.unplug_now(0.4)
         wait_for(lambda: not svc.health()["pms5003"]["connected"])
         assert sim.unplugs == cycle
-        wait_for(lambda: svc.health()["pms5003"]["reconnects"] >= cycle and svc.health()["pms5003"]["connected"])
+        wait_for(
+            lambda c=cycle: (
+                svc.health()["pms5003"]["reconnects"] >= c and svc.health()["pms5003"]["connected"]
+            )
+        )
         before = count(conn, "pms5003")
-        wait_for(lambda: count(conn, "pms5003") > before + 24)
+        wait_for(lambda b=before: count(conn, "pms5003") > b + 24)
     h = svc.health()["pms5003"]
     assert h["reconnects"] == 2 and sim.unplugs == 2
     # the pulled "device" surfaced as a read error or a missing path, never as an exception
@@ -161,8 +179,14 @@ def test_readings_reach_the_summary(rig, store):
     end = iso_utc(time.time() + 1)
     section = summary_sections()["sensors"](conn, start, end)
     m = section["sensors"]["sds011"]["metrics"]["pm2_5"]
-    rows = [r[0] for r in conn.execute("SELECT value FROM readings WHERE sensor='sds011' AND metric='pm2_5'"
-                                       " AND ts >= ? AND ts < ? ORDER BY ts, id", (start, end))]
+    rows = [
+        r[0]
+        for r in conn.execute(
+            "SELECT value FROM readings WHERE sensor='sds011' AND metric='pm2_5'"
+            " AND ts >= ? AND ts < ? ORDER BY ts, id",
+            (start, end),
+        )
+    ]
     assert m["count"] == len(rows) and m["min"] == min(rows) and m["max"] == max(rows)
     assert m["mean"] == pytest.approx(sum(rows) / len(rows), abs=1e-3) and m["last"] == rows[-1]
     assert m["unit"] == "ug/m3"
@@ -173,8 +197,9 @@ def test_readings_reach_the_summary(rig, store):
 
 def test_missing_port_backs_off_without_blocking(store, tmp_path):
     db, writer = store
-    cfg = SensorConfig(name="gone", driver="nmea", port=str(tmp_path / "nope"), reconnect_initial_s=0.05,
-                       reconnect_max_s=0.2)
+    cfg = SensorConfig(
+        name="gone", driver="nmea", port=str(tmp_path / "nope"), reconnect_initial_s=0.05, reconnect_max_s=0.2
+    )
     svc = SensorService([cfg], writer)
     t0 = time.monotonic()
     svc.start()

@@ -17,9 +17,17 @@ REDISTRIBUTABLE = {"Apache-2.0", "MIT", "BSD-3-Clause", "CC-BY-4.0"}
 def test_shipped_catalog():
     c = cat.load_catalog()
     assert c.path.name == "catalog.toml" and c.path.parent.name == "models"
-    assert {"ssd_mobilenet_v1_coco", "traffic_lstm_vehicles", "mobilenet_v2_imagenet", "traffic_frames"} <= set(c.entries)
+    assert {
+        "ssd_mobilenet_v1_coco",
+        "traffic_lstm_vehicles",
+        "mobilenet_v2_imagenet",
+        "traffic_frames",
+    } <= set(c.entries)
     default = c.get("ssd_mobilenet_v1_coco")
-    assert default.url.endswith("coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.zip") and default.member == "detect.tflite"
+    assert (
+        default.url.endswith("coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.zip")
+        and default.member == "detect.tflite"
+    )
     for e in c.entries.values():
         assert e.license in REDISTRIBUTABLE, (e.name, e.license)  # no AGPL / unlicensed files shipped
         assert "yolo" not in e.file and "4ku" not in e.file and "fpnlite" not in e.file
@@ -146,6 +154,6 @@ def test_bad_catalog_is_a_clear_error(tmp_path):
     bad.write_text('[models.x]\nfile = "x.tflite"\n')
     with pytest.raises(ModelError, match=r"\[models.x\] lacks sha256, url, license"):
         cat.load_catalog(ModelsConfig(catalog=bad))
-    bad.write_text('[models.x\n')
+    bad.write_text("[models.x\n")
     with pytest.raises(ModelError, match="not valid TOML"):
         cat.load_catalog(ModelsConfig(catalog=bad))

@@ -7,10 +7,13 @@ import pytest
 from agent.errors import ModelError
 
 
-@pytest.mark.parametrize("img,expected", [
-    ("cat.bmp", {"Egyptian cat", "tabby, tabby cat", "tiger cat"}),
-    ("bird.bmp", {"chickadee"}),
-])
+@pytest.mark.parametrize(
+    "img,expected",
+    [
+        ("cat.bmp", {"Egyptian cat", "tabby, tabby cat", "tiger cat"}),
+        ("bird.bmp", {"chickadee"}),
+    ],
+)
 def test_top1(engine, image, img, expected):
     eng = engine("mobilenet_v2_imagenet")
     assert eng.family == "classifier" and eng.input_size == (224, 224) and eng.labels[0] == "background"
@@ -23,7 +26,11 @@ def test_top1(engine, image, img, expected):
 def test_cat_reference_and_threshold(engine, image):
     eng = engine("mobilenet_v2_imagenet")
     top = eng.classify(image("cat.bmp"), threshold=0.0, top_k=5)
-    assert top[0].label == "Egyptian cat" and top[0].class_id == 286 and top[0].score == pytest.approx(0.84, abs=0.05)
+    assert (
+        top[0].label == "Egyptian cat"
+        and top[0].class_id == 286
+        and top[0].score == pytest.approx(0.84, abs=0.05)
+    )
     assert all(c.class_id != 0 for c in top)  # background never reported
     high = eng.classify(image("cat.bmp"), threshold=0.5)
     assert [c.label for c in high] == ["Egyptian cat"]
@@ -31,7 +38,9 @@ def test_cat_reference_and_threshold(engine, image):
 
 def test_classifier_by_path_gets_imagenet_labels(engine, image, model_path):
     eng = engine(model_path("mobilenet_v2_1.0_224_quant.tflite"))
-    assert eng.family == "classifier" and eng.classify(image("cat.bmp"), threshold=0)[0].label == "Egyptian cat"
+    assert (
+        eng.family == "classifier" and eng.classify(image("cat.bmp"), threshold=0)[0].label == "Egyptian cat"
+    )
 
 
 def test_task_mismatch_is_clear(engine, image):

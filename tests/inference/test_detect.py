@@ -23,7 +23,12 @@ def _iou(a, b) -> float:
 
 def test_default_ssd_finds_grace_hopper(engine, image):
     eng = engine("ssd_mobilenet_v1_coco")
-    assert (eng.name, eng.family, eng.accelerator, eng.input_size) == ("ssd_mobilenet_v1_coco", "ssd", "cpu", (300, 300))
+    assert (eng.name, eng.family, eng.accelerator, eng.input_size) == (
+        "ssd_mobilenet_v1_coco",
+        "ssd",
+        "cpu",
+        (300, 300),
+    )
     assert eng.adapter.outputs.layout == "tf1"
     img = image("grace_hopper.bmp")  # 512 wide, 600 high
     dets, classes, timings = eng.run(img, threshold=0.3)
@@ -45,7 +50,9 @@ def test_default_threshold_and_limits(engine, image):
     eng = engine("ssd_mobilenet_v1_coco")
     dets = eng.detect(image("grace_hopper.bmp"))  # inference.threshold default 0.5
     assert all(d.score >= 0.5 for d in dets) and {d.label for d in dets} >= {"person", "tie"}
-    only_ties = engine("ssd_mobilenet_v1_coco", labels_keep=["tie"], threshold=0.3).detect(image("grace_hopper.bmp"))
+    only_ties = engine("ssd_mobilenet_v1_coco", labels_keep=["tie"], threshold=0.3).detect(
+        image("grace_hopper.bmp")
+    )
     assert only_ties and {d.label for d in only_ties} == {"tie"}
     one = engine("ssd_mobilenet_v1_coco", max_detections=1, threshold=0.3).detect(image("grace_hopper.bmp"))
     assert len(one) == 1 and one[0].label == "person"
@@ -65,11 +72,14 @@ def test_cars_in_every_traffic_frame(engine, traffic_frames):
             assert 250 < (d.box[1] + d.box[3]) / 2 < 540
 
 
-@pytest.mark.parametrize("model,kw", [
-    ("ssd_mobilenet_v2_fpnlite_320_coco_drq.tflite", {}),  # TF2 layout, float input
-    ("yolov8n_full_integer_quant.tflite", {}),  # raw [1, 84, 8400] int8 output + NMS
-    ("yolov8n_full_integer_quant.tflite", {"resize": "letterbox"}),
-])
+@pytest.mark.parametrize(
+    "model,kw",
+    [
+        ("ssd_mobilenet_v2_fpnlite_320_coco_drq.tflite", {}),  # TF2 layout, float input
+        ("yolov8n_full_integer_quant.tflite", {}),  # raw [1, 84, 8400] int8 output + NMS
+        ("yolov8n_full_integer_quant.tflite", {"resize": "letterbox"}),
+    ],
+)
 def test_other_detectors_agree_with_default(engine, image, model_path, model, kw):
     """Same top objects, in about the same place, as the default SSD on the test images."""
     ref = engine("ssd_mobilenet_v1_coco")
@@ -77,7 +87,11 @@ def test_other_detectors_agree_with_default(engine, image, model_path, model, kw
     assert other.family == ("yolo" if "yolo" in model else "ssd")
     if other.family == "ssd":
         assert other.adapter.outputs.layout == "tf2"
-    for img_name, label in [("grace_hopper.bmp", "person"), ("cat.bmp", "cat"), ("kite_and_cold.jpg", "kite")]:
+    for img_name, label in [
+        ("grace_hopper.bmp", "person"),
+        ("cat.bmp", "cat"),
+        ("kite_and_cold.jpg", "kite"),
+    ]:
         img = image(img_name)
         a = _top(ref.detect(img, threshold=0.3), label)
         b = _top(other.detect(img, threshold=0.3), label)
@@ -99,7 +113,7 @@ def test_yolo_nms_leaves_no_overlapping_duplicates(engine, image, model_path):
     dets = eng.detect(image("kite_and_cold.jpg"), threshold=0.25)
     assert len(dets) >= 5
     for i, a in enumerate(dets):
-        for b in dets[i + 1:]:
+        for b in dets[i + 1 :]:
             if a.class_id == b.class_id:
                 assert _iou(a.box, b.box) <= eng.cfg.iou_threshold + 1e-6
 
@@ -112,7 +126,8 @@ def test_any_image_size_and_bgra(engine, image):
     assert p.box[2] <= small.shape[1] and p.box[3] <= small.shape[0]
     bgra = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
     assert _top(eng.detect(bgra, threshold=0.3), "person").score == pytest.approx(
-        _top(eng.detect(img, threshold=0.3), "person").score)
+        _top(eng.detect(img, threshold=0.3), "person").score
+    )
 
 
 def test_overhead_is_small_against_invoke(engine, image):

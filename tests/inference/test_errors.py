@@ -12,7 +12,6 @@ from agent.inference import load_engine
 from agent.inference.runtime import make_interpreter
 
 
-
 def _edgetpu_installed() -> bool:
     import ctypes
 
@@ -88,7 +87,10 @@ def test_edgetpu_model_falls_back_to_its_cpu_original(tmp_path, mirror):
     cat = tmp_path / "catalog.toml"
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "coco80.txt").write_text(
-        "\n".join(line for line in (mirror / "models" / "coco_labels.txt").read_text().splitlines() if line != "n/a"))
+        "\n".join(
+            line for line in (mirror / "models" / "coco_labels.txt").read_text().splitlines() if line != "n/a"
+        )
+    )
     from agent.inference.catalog import sha256_file
 
     cpu = mirror / "models" / "yolov8n_full_integer_quant.tflite"
@@ -131,8 +133,11 @@ def test_edgetpu_requested_without_runtime(models_cfg):
 
 @needs_no_tpu
 def test_auto_falls_back_to_cpu_and_records_why(model_path):
-    info = make_interpreter(model_path("ssd_mobilenet_v1_coco_quant.tflite"), accelerator="auto",
-                            edgetpu_model_path=model_path("yolov8n_full_integer_quant_edgetpu.tflite"))
+    info = make_interpreter(
+        model_path("ssd_mobilenet_v1_coco_quant.tflite"),
+        accelerator="auto",
+        edgetpu_model_path=model_path("yolov8n_full_integer_quant_edgetpu.tflite"),
+    )
     assert info.accelerator == "cpu"
     assert info.reasons[0].startswith("edgetpu: cannot load libedgetpu")
     assert info.reasons[1].startswith("gpu:")
@@ -140,8 +145,11 @@ def test_auto_falls_back_to_cpu_and_records_why(model_path):
 
 def test_gpu_requested_with_missing_library(model_path, tmp_path):
     with pytest.raises(AcceleratorError) as e:
-        make_interpreter(model_path("ssd_mobilenet_v1_coco_quant.tflite"), accelerator="gpu",
-                         gpu_delegate_path=str(tmp_path / "libtensorflowlite_gpu_delegate.so"))
+        make_interpreter(
+            model_path("ssd_mobilenet_v1_coco_quant.tflite"),
+            accelerator="gpu",
+            gpu_delegate_path=str(tmp_path / "libtensorflowlite_gpu_delegate.so"),
+        )
     assert "gpu" in e.value.message and "gpu_delegate_path" in e.value.hint
 
 
@@ -160,7 +168,9 @@ def test_tflite_runtime_requested(model_path):
             make_interpreter(model_path("ssd_mobilenet_v1_coco_quant.tflite"), runtime="tflite-runtime")
         assert "tflite_runtime" in e.value.message and "pip install" in e.value.hint
     else:
-        info = make_interpreter(model_path("ssd_mobilenet_v1_coco_quant.tflite"), runtime="tflite-runtime", accelerator="cpu")
+        info = make_interpreter(
+            model_path("ssd_mobilenet_v1_coco_quant.tflite"), runtime="tflite-runtime", accelerator="cpu"
+        )
         assert info.runtime == "tflite-runtime"
 
 
@@ -174,12 +184,19 @@ def test_not_installed_without_auto_pull(tmp_path):
     mc = ModelsConfig(dir=tmp_path, auto_pull=False)
     with pytest.raises(ModelError) as e:
         load_engine("mobilenet_v2_imagenet", InferenceConfig(), mc)
-    assert "not installed" in e.value.message and "edge-agent models pull mobilenet_v2_imagenet" in e.value.hint
+    assert (
+        "not installed" in e.value.message and "edge-agent models pull mobilenet_v2_imagenet" in e.value.hint
+    )
 
 
 def test_wrong_family_forced(model_path, models_cfg):
     with pytest.raises(ModelError, match="does not fit family 'yolo'"):
-        load_engine(str(model_path("ssd_mobilenet_v1_coco_quant.tflite")), InferenceConfig(), models_cfg, family="yolo")
+        load_engine(
+            str(model_path("ssd_mobilenet_v1_coco_quant.tflite")),
+            InferenceConfig(),
+            models_cfg,
+            family="yolo",
+        )
 
 
 def test_bad_frame(engine):

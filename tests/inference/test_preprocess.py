@@ -76,12 +76,17 @@ def test_input_lut_quantization():
 def test_letterbox_transform_maps_back():
     tf = Transform(src_w=1000, src_h=500, in_w=640, in_h=640, scale_x=0.64, scale_y=0.64, pad_x=0, pad_y=160)
     # the full content area of the input maps to the full frame
-    np.testing.assert_allclose(tf.to_source(np.array([[0, 160 / 640, 1, 480 / 640]], np.float32)), [[0, 0, 1000, 500]], atol=1e-3)
+    np.testing.assert_allclose(
+        tf.to_source(np.array([[0, 160 / 640, 1, 480 / 640]], np.float32)), [[0, 0, 1000, 500]], atol=1e-3
+    )
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 4000), st.integers(1, 4000),
-       st.lists(st.floats(-0.5, 1.5, allow_nan=False), min_size=4, max_size=4))
+@given(
+    st.integers(1, 4000),
+    st.integers(1, 4000),
+    st.lists(st.floats(-0.5, 1.5, allow_nan=False), min_size=4, max_size=4),
+)
 def test_stretch_boxes_are_clipped_source_pixels(w, h, coords):
     tf = Transform(src_w=w, src_h=h, in_w=300, in_h=300, scale_x=300 / w, scale_y=300 / h)
     x1, y1, x2, y2 = tf.to_source(np.array([coords], np.float32))[0]
@@ -93,7 +98,11 @@ def test_stretch_boxes_are_clipped_source_pixels(w, h, coords):
 def test_quantize_dequantize_roundtrip():
     from agent.inference.tensors import dequantize, quantize
 
-    d = {"dtype": np.int8, "quantization": (0.05, -3), "quantization_parameters": {"scales": np.array([0.05]), "zero_points": np.array([-3])}}
+    d = {
+        "dtype": np.int8,
+        "quantization": (0.05, -3),
+        "quantization_parameters": {"scales": np.array([0.05]), "zero_points": np.array([-3])},
+    }
     real = np.array([-6.0, -0.05, 0.0, 1.0, 6.5, 100.0], np.float32)
     q = quantize(real, d)
     assert q.dtype == np.int8 and q[-1] == 127  # clipped

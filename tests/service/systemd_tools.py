@@ -18,11 +18,17 @@ def need_systemd_analyze() -> str:
     if exe is None and os.geteuid() == 0 and shutil.which("apt-get"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=300)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "systemd"], env=env,
-                       capture_output=True, timeout=600)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "systemd"],
+            env=env,
+            capture_output=True,
+            timeout=600,
+        )
         exe = shutil.which("systemd-analyze")
     if exe is None:
-        pytest.fail("systemd-analyze is missing: apt-get install systemd (the unit tests need it, not a running systemd)")
+        pytest.fail(
+            "systemd-analyze is missing: apt-get install systemd (the unit tests need it, not a running systemd)"
+        )
     return exe
 
 

@@ -31,7 +31,10 @@ def rig(tmp_path_factory, mirror):
     d = tmp_path_factory.mktemp("doctor")
     certs = make_certs(d / "certs")
     broker = Mosquitto(d / "broker", users=USERS, hub_users=["hub"], certs=certs).start()
-    sims = [Simulator("pms5003", d / "ttyPM", seed=1, rate=5).start(), Simulator("nmea", d / "ttyGPS", seed=2).start()]
+    sims = [
+        Simulator("pms5003", d / "ttyPM", seed=1, rate=5).start(),
+        Simulator("nmea", d / "ttyGPS", seed=2).start(),
+    ]
     try:
         yield {"dir": d, "broker": broker, "certs": certs, "mirror": mirror}
     finally:
@@ -50,10 +53,19 @@ def base_config(rig, tmp_path: Path, *, password: str = USERS["unit-1"], device:
         "models": {"dir": str(rig["dir"] / "models"), "mirror": str(rig["mirror"])},
         "inference": {"accelerator": "auto"},
         "cameras": [{"name": "street", "source": str(rig["mirror"] / "media" / "traffic_frames.mp4")}],
-        "sensors": [{"name": "pm", "driver": "pms5003", "port": str(rig["dir"] / "ttyPM")},
-                    {"name": "gps", "driver": "nmea", "port": str(rig["dir"] / "ttyGPS")}],
-        "mqtt": {"enabled": True, "host": "127.0.0.1", "port": b.tls_port, "username": "unit-1", "password_file": str(pw),
-                 "tls": {"enabled": True, "ca_file": str(rig["certs"].ca)}, "connect_timeout_s": 5},
+        "sensors": [
+            {"name": "pm", "driver": "pms5003", "port": str(rig["dir"] / "ttyPM")},
+            {"name": "gps", "driver": "nmea", "port": str(rig["dir"] / "ttyGPS")},
+        ],
+        "mqtt": {
+            "enabled": True,
+            "host": "127.0.0.1",
+            "port": b.tls_port,
+            "username": "unit-1",
+            "password_file": str(pw),
+            "tls": {"enabled": True, "ca_file": str(rig["certs"].ca)},
+            "connect_timeout_s": 5,
+        },
     }
 
 
@@ -81,13 +93,29 @@ def test_all_green_against_real_broker_sensors_camera_and_model(rig, tmp_path, c
     assert not bad and r.returncode == 0, bad
     rep = json.loads(r.stdout)
     assert rep["status"] == "ok" and rep["schema"] == "edge-agent/doctor/1" and rep["device"] == "unit-1"
-    expected = {"config", "camera:street", "model:ssd_mobilenet_v1_coco", "sensor:pm", "sensor:gps", "broker", "clock",
-                "disk", "database", "service-user", f"perm:{rig['dir'] / 'ttyPM'}", f"perm:{rig['dir'] / 'ttyGPS'}"}
+    expected = {
+        "config",
+        "camera:street",
+        "model:ssd_mobilenet_v1_coco",
+        "sensor:pm",
+        "sensor:gps",
+        "broker",
+        "clock",
+        "disk",
+        "database",
+        "service-user",
+        f"perm:{rig['dir'] / 'ttyPM'}",
+        f"perm:{rig['dir'] / 'ttyGPS'}",
+    }
     assert expected <= set(checks), set(checks)
-    assert checks["camera:street"]["data"]["width"] == 960 and checks["camera:street"]["data"]["height"] == 540
+    assert (
+        checks["camera:street"]["data"]["width"] == 960 and checks["camera:street"]["data"]["height"] == 540
+    )
     m = checks["model:ssd_mobilenet_v1_coco"]
     assert m["data"]["accelerator"] == "cpu" and "sha256 ok" in m["detail"]
-    assert m["data"]["fallback_reasons"] and "edgetpu" in m["data"]["fallback_reasons"][0]  # auto says what it skipped
+    assert (
+        m["data"]["fallback_reasons"] and "edgetpu" in m["data"]["fallback_reasons"][0]
+    )  # auto says what it skipped
     assert checks["sensor:pm"]["data"]["message"] == "reading" and "pm2_5" in checks["sensor:pm"]["detail"]
     assert "TLS" in checks["broker"]["detail"] and "user unit-1" in checks["broker"]["detail"]
     assert "GPS (gps)" in checks["clock"]["detail"]
@@ -97,7 +125,7 @@ def test_all_green_against_real_broker_sensors_camera_and_model(rig, tmp_path, c
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["CHECK", "STATUS", "DETAIL"]
     col = lines[0].index("STATUS")
-    assert all(ln[col:col + 2] == "ok" for ln in lines[1:4]), r.stdout
+    assert all(ln[col : col + 2] == "ok" for ln in lines[1:4]), r.stdout
     assert "OK: 3 ok, 0 warning(s), 0 failed, 0 skipped" in r.stdout
 
 
@@ -130,8 +158,11 @@ def test_wrong_password_names_bad_credentials(rig, tmp_path, cli):
 
 def test_missing_cameras_fail_with_the_reason(rig, tmp_path, cli):
     cfgd = base_config(rig, tmp_path)
-    cfgd["cameras"] = [{"name": "v4l", "source": "/dev/video99"}, {"name": "clip", "source": str(tmp_path / "nope.mp4")},
-                       {"name": "off", "source": "/dev/video98", "enabled": False}]
+    cfgd["cameras"] = [
+        {"name": "v4l", "source": "/dev/video99"},
+        {"name": "clip", "source": str(tmp_path / "nope.mp4")},
+        {"name": "off", "source": "/dev/video98", "enabled": False},
+    ]
     r = doctor(cli, write(tmp_path, cfgd), "--only", "camera", "--json")
     c = checks_of(r)
     assert r.returncode == 1
@@ -148,8 +179,10 @@ def test_hung_cameras_cost_their_timeout_not_the_run(rig, tmp_path, cli):
     fifo = tmp_path / "stuck.mp4"
     os.mkfifo(fifo)  # no writer: opening it blocks forever inside OpenCV (only doctor's deadline ends it)
     cfgd = base_config(rig, tmp_path)
-    cfgd["cameras"] = [{"name": "rtsp", "source": f"rtsp://user:secret@127.0.0.1:{srv.getsockname()[1]}/stream"},
-                       {"name": "stuck", "source": str(fifo)}]
+    cfgd["cameras"] = [
+        {"name": "rtsp", "source": f"rtsp://user:secret@127.0.0.1:{srv.getsockname()[1]}/stream"},
+        {"name": "stuck", "source": str(fifo)},
+    ]
     try:
         t0 = time.monotonic()
         r = doctor(cli, write(tmp_path, cfgd), "--only", "camera", "--timeout", "2", "--json", timeout=40)
@@ -158,7 +191,9 @@ def test_hung_cameras_cost_their_timeout_not_the_run(rig, tmp_path, cli):
         srv.close()
     c = checks_of(r)
     assert r.returncode == 1 and took < 15, (took, c)
-    assert c["camera:rtsp"]["status"] == "fail" and "cannot open rtsp://user:***@" in c["camera:rtsp"]["detail"], c
+    assert (
+        c["camera:rtsp"]["status"] == "fail" and "cannot open rtsp://user:***@" in c["camera:rtsp"]["detail"]
+    ), c
     assert c["camera:stuck"]["status"] == "fail" and "no answer within 4 s" in c["camera:stuck"]["detail"], c
     assert "secret" not in r.stdout  # credentials in camera URLs are never printed
 
@@ -182,30 +217,43 @@ def test_corrupt_model_fails_naming_the_problem(rig, tmp_path, cli):
     # an explicit accelerator that this unit lacks is a failure, not a silent fallback
     cfgd = base_config(rig, tmp_path)
     cfgd["inference"]["accelerator"] = "edgetpu"
-    c = checks_of(doctor(cli, write(tmp_path, cfgd, "tpu.toml"), "--only", "model", "--json"))["model:ssd_mobilenet_v1_coco"]
+    c = checks_of(doctor(cli, write(tmp_path, cfgd, "tpu.toml"), "--only", "model", "--json"))[
+        "model:ssd_mobilenet_v1_coco"
+    ]
     assert c["status"] == "fail" and "edgetpu" in c["detail"] and "libedgetpu" in c["hint"], c
 
 
 def test_sensor_problems_and_bad_database(rig, tmp_path, cli):
     cfgd = base_config(rig, tmp_path)
-    cfgd["sensors"] = [{"name": "wrong", "driver": "sds011", "port": str(rig["dir"] / "ttyPM")},
-                       {"name": "gone", "driver": "pms5003", "port": str(tmp_path / "ttyNONE")}]
+    cfgd["sensors"] = [
+        {"name": "wrong", "driver": "sds011", "port": str(rig["dir"] / "ttyPM")},
+        {"name": "gone", "driver": "pms5003", "port": str(tmp_path / "ttyNONE")},
+    ]
     Path(cfgd["storage"]["path"]).write_bytes(b"this is not sqlite" * 300)
-    r = doctor(cli, write(tmp_path, cfgd), "--only", "sensor", "--only", "database", "--timeout", "2", "--json")
+    r = doctor(
+        cli, write(tmp_path, cfgd), "--only", "sensor", "--only", "database", "--timeout", "2", "--json"
+    )
     c = checks_of(r)
     assert r.returncode == 1
     assert c["sensor:wrong"]["status"] == "fail" and "no valid sds011 frame" in c["sensor:wrong"]["detail"]
     assert "baud" in c["sensor:wrong"]["hint"]
     assert c["sensor:gone"]["status"] == "fail" and "does not exist" in c["sensor:gone"]["detail"]
-    assert c["database"]["status"] == "fail" and "not a valid SQLite" in c["database"]["detail"], c["database"]
+    assert c["database"]["status"] == "fail" and "not a valid SQLite" in c["database"]["detail"], c[
+        "database"
+    ]
 
 
 def test_invalid_config_is_a_failed_check_not_a_traceback(tmp_path, cli):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[storage]\nmax_db_mb = -1\n')
+    bad.write_text("[storage]\nmax_db_mb = -1\n")
     r = cli("doctor", "--config", str(bad))
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert r.stdout.startswith("CHECK") and "config" in r.stdout and "FAIL" in r.stdout and "max_db_mb" in r.stdout
+    assert (
+        r.stdout.startswith("CHECK")
+        and "config" in r.stdout
+        and "FAIL" in r.stdout
+        and "max_db_mb" in r.stdout
+    )
     r = cli("doctor", "--config", str(bad), "--only", "nonsense")
     assert r.returncode == 2 and "unknown check 'nonsense'" in r.stderr
 
@@ -213,7 +261,9 @@ def test_invalid_config_is_a_failed_check_not_a_traceback(tmp_path, cli):
 def _subscribe(broker, topic: str):
     got: list[paho.MQTTMessage] = []
     ev = threading.Event()
-    c = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="test-hub", protocol=paho.MQTTv5)
+    c = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id="test-hub", protocol=paho.MQTTv5
+    )
     c.username_pw_set("hub", USERS["hub"])
     c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic, qos=1)
     c.on_message = lambda cl, u, m: (got.append(m), ev.set())
@@ -227,7 +277,9 @@ def test_publish_sends_the_retained_report(rig, tmp_path, cli):
     r = doctor(cli, cfg, "--publish", "--only", "broker", "--only", "config")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "published the report to city/site-a/unit-1/doctor" in r.stdout and "PUBACK" in r.stdout
-    c, got, ev = _subscribe(rig["broker"], "city/site-a/unit-1/doctor")  # subscribed after: only a retained copy arrives
+    c, got, ev = _subscribe(
+        rig["broker"], "city/site-a/unit-1/doctor"
+    )  # subscribed after: only a retained copy arrives
     try:
         assert ev.wait(10), "no retained report"
     finally:
@@ -242,7 +294,9 @@ def test_publish_sends_the_retained_report(rig, tmp_path, cli):
     # a broker that refuses the report (ACL: unit-1 may not write another device's subtree) is reported
     cfg2 = write(tmp_path, base_config(rig, tmp_path, device="unit-9"), "other.toml")
     r = doctor(cli, cfg2, "--publish", "--only", "config")
-    assert r.returncode == 1 and "not published" in r.stderr and "not authori" in r.stderr.lower(), r.stdout + r.stderr
+    assert r.returncode == 1 and "not published" in r.stderr and "not authori" in r.stderr.lower(), (
+        r.stdout + r.stderr
+    )
 
 
 def test_install_doc_shows_the_payload_doctor_sends(tmp_path, cli):

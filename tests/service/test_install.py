@@ -59,8 +59,12 @@ def test_install_and_uninstall_in_a_root(tmp_path):
 
     # the installed tree verifies as a whole
     offline_root(root)
-    v = subprocess.run(["systemd-analyze", "verify", f"--root={root}", "edge-agent.service", "edge-agent-retry.timer"],
-                       capture_output=True, text=True, timeout=60)
+    v = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={root}", "edge-agent.service", "edge-agent-retry.timer"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert v.returncode == 0 and not v.stderr.strip(), v.stderr
 
     # a second run (an upgrade) is fine

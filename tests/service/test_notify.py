@@ -104,13 +104,13 @@ def test_watchdog_pings_only_when_all_probes_are_fresh(sock):
 def test_probes_added_removed_and_failing(sock):
     now = [0.0]
     wd = notify.Watchdog({}, interval_s=4, clock=lambda: now[0])
-    wd.add_probe("mqtt", lambda: None)            # no progress yet: counts from when added
+    wd.add_probe("mqtt", lambda: None)  # no progress yet: counts from when added
     now[0] = 3.0
     assert wd.check() == []
     now[0] = 5.0
     assert wd.check() == [("mqtt", 5.0)]
     wd.remove_probe("mqtt")
-    wd.add_probe("inference", lambda: 1 / 0)     # a broken probe is a stall, not a crash
+    wd.add_probe("inference", lambda: 1 / 0)  # a broken probe is a stall, not a crash
     assert wd.check() == [("inference", None)]
     assert wd.probe_names == ["inference"]
     with pytest.raises(ValueError):
@@ -120,8 +120,13 @@ def test_probes_added_removed_and_failing(sock):
 def test_real_process_ready_watchdog_stall_and_stopping(sock, tmp_path):
     env = dict(os.environ, NOTIFY_SOCKET=sock.getsockname(), WATCHDOG_USEC="400000", PYTHONPATH=str(ROOT))
     env.pop("WATCHDOG_PID", None)
-    proc = subprocess.Popen([sys.executable, str(HERE / "notify_child.py")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "notify_child.py")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         msgs: list[dict[str, str]] = []
         deadline = time.monotonic() + 10
@@ -130,7 +135,7 @@ def test_real_process_ready_watchdog_stall_and_stopping(sock, tmp_path):
         assert {"READY": "1", "STATUS": "running: 1 camera"} in msgs
         assert sum("WATCHDOG" in m for m in msgs) >= 3, msgs
 
-        proc.send_signal(signal.SIGUSR1)          # stall camera:north on purpose
+        proc.send_signal(signal.SIGUSR1)  # stall camera:north on purpose
         msg = recv(sock)
         while "stalled" not in msg.get("STATUS", ""):
             msg = recv(sock)
@@ -143,7 +148,7 @@ def test_real_process_ready_watchdog_stall_and_stopping(sock, tmp_path):
         while time.monotonic() < end:
             try:
                 after.append(recv(sock))
-            except socket.timeout:
+            except TimeoutError:
                 pass
         assert after and not any("WATCHDOG" in m for m in after), after
         sock.settimeout(2)

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import PurePosixPath
 
 import pytest
+import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.service.tomlwrite import dumps, value
 
 keys = st.text(min_size=1, max_size=12)
-scalars = (st.booleans() | st.integers(min_value=-2**63, max_value=2**63 - 1)
-           | st.floats(allow_nan=False) | st.text(max_size=30))
-inline = st.recursive(scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(keys, c, max_size=3), max_leaves=8)
+scalars = (
+    st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30)
+)
+inline = st.recursive(
+    scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(keys, c, max_size=3), max_leaves=8
+)
 
 
 def tables(depth: int):
@@ -23,10 +29,17 @@ def tables(depth: int):
     if depth == 0:
         return base
     sub = tables(depth - 1)
-    return st.tuples(base, st.dictionaries(keys, sub, max_size=2),
-                     st.dictionaries(keys, st.lists(sub, min_size=1, max_size=2), max_size=2)).map(
-        lambda t: {**t[0], **{k: v for k, v in t[1].items() if k not in t[0]},
-                   **{k: v for k, v in t[2].items() if k not in t[0] and k not in t[1]}})
+    return st.tuples(
+        base,
+        st.dictionaries(keys, sub, max_size=2),
+        st.dictionaries(keys, st.lists(sub, min_size=1, max_size=2), max_size=2),
+    ).map(
+        lambda t: {
+            **t[0],
+            **{k: v for k, v in t[1].items() if k not in t[0]},
+            **{k: v for k, v in t[2].items() if k not in t[0] and k not in t[1]},
+        }
+    )
 
 
 @settings(max_examples=150, deadline=None)
@@ -39,9 +52,14 @@ def test_config_shapes():
     doc = {
         "device": {"site": 'main "st"\\5th', "id": "rsu-1"},
         "cameras": [
-            {"name": "north", "source": "/dev/video0", "analytics": {
-                "lines": [{"name": "stop", "points": [[0, 400], [1280, 400]]}],
-                "zones": [{"name": "box", "polygon": [[0, 0], [10, 0], [10, 10]]}]}},
+            {
+                "name": "north",
+                "source": "/dev/video0",
+                "analytics": {
+                    "lines": [{"name": "stop", "points": [[0, 400], [1280, 400]]}],
+                    "zones": [{"name": "box", "polygon": [[0, 0], [10, 0], [10, 10]]}],
+                },
+            },
             {"name": "east", "source": "rtsp://x/y", "detect_fps": 2.5, "analytics": {}},
         ],
         "inference": {"delegate_options": {"cache dir": "/tmp", "n": 1}, "labels_keep": []},

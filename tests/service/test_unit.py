@@ -42,24 +42,44 @@ def directives(path: Path) -> dict[str, list[str]]:
 
 
 def test_verify_is_clean(analyze, root):
-    r = subprocess.run([analyze, "verify", f"--root={root}", *UNITS], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [analyze, "verify", f"--root={root}", *UNITS], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0 and r.stderr.strip() == "" and r.stdout.strip() == "", r.stdout + r.stderr
 
 
 def test_verify_catches_a_broken_unit(analyze, root, tmp_path):
     bad = root / "etc" / "systemd" / "system" / "edge-agent-broken.service"
-    bad.write_text((SYSTEMD / "edge-agent.service").read_text().replace("Type=notify", "Type=notfy")
-                   .replace("/opt/edge-agent/venv/bin/edge-agent run", "/opt/edge-agent/venv/bin/missing run"))
+    bad.write_text(
+        (SYSTEMD / "edge-agent.service")
+        .read_text()
+        .replace("Type=notify", "Type=notfy")
+        .replace("/opt/edge-agent/venv/bin/edge-agent run", "/opt/edge-agent/venv/bin/missing run")
+    )
     try:
-        r = subprocess.run([analyze, "verify", f"--root={root}", bad.name], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [analyze, "verify", f"--root={root}", bad.name], capture_output=True, text=True, timeout=60
+        )
         assert r.returncode != 0 and "missing" in r.stderr and "notfy" in r.stderr
     finally:
         bad.unlink()
 
 
 def test_security_exposure(analyze, root):
-    r = subprocess.run([analyze, "security", "--offline=true", f"--root={root}", f"--threshold={int(MAX_EXPOSURE * 10)}",
-                        "--no-pager", "edge-agent.service"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            analyze,
+            "security",
+            "--offline=true",
+            f"--root={root}",
+            f"--threshold={int(MAX_EXPOSURE * 10)}",
+            "--no-pager",
+            "edge-agent.service",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     m = re.search(r"Overall exposure level for edge-agent\.service: (\d+\.\d+)", r.stdout)
     assert m, r.stdout + r.stderr
     score = float(m.group(1))
@@ -69,10 +89,21 @@ def test_security_exposure(analyze, root):
 
 def test_required_directives():
     d = directives(SYSTEMD / "edge-agent.service")
-    expect = {"Type": "notify", "Restart": "on-failure", "DevicePolicy": "closed", "ProtectSystem": "strict",
-              "ProtectHome": "yes", "PrivateTmp": "yes", "NoNewPrivileges": "yes", "CapabilityBoundingSet": "",
-              "SystemCallFilter": "@system-service", "StateDirectory": "edge-agent", "ConfigurationDirectory": "edge-agent",
-              "User": "edge-agent", "NotifyAccess": "main"}
+    expect = {
+        "Type": "notify",
+        "Restart": "on-failure",
+        "DevicePolicy": "closed",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "NoNewPrivileges": "yes",
+        "CapabilityBoundingSet": "",
+        "SystemCallFilter": "@system-service",
+        "StateDirectory": "edge-agent",
+        "ConfigurationDirectory": "edge-agent",
+        "User": "edge-agent",
+        "NotifyAccess": "main",
+    }
     for k, v in expect.items():
         assert v in d.get(k, []), f"{k}={v} missing"
     assert d["WatchdogSec"] and d["StartLimitBurst"] and d["StartLimitIntervalSec"]
@@ -84,7 +115,19 @@ def test_required_directives():
 
 
 _RULE_KEY = re.compile(r'^(?P<key>[A-Z_]+)(\{(?P<attr>[^}]+)\})?(?P<op>==|!=|\+=|-=|:=|=)"(?P<val>[^"]*)"$')
-_MATCH_KEYS = {"ACTION", "KERNEL", "SUBSYSTEM", "DRIVER", "KERNELS", "SUBSYSTEMS", "DRIVERS", "ATTR", "ATTRS", "ENV", "TAG"}
+_MATCH_KEYS = {
+    "ACTION",
+    "KERNEL",
+    "SUBSYSTEM",
+    "DRIVER",
+    "KERNELS",
+    "SUBSYSTEMS",
+    "DRIVERS",
+    "ATTR",
+    "ATTRS",
+    "ENV",
+    "TAG",
+}
 _ASSIGN_KEYS = {"GROUP", "MODE", "OWNER", "SYMLINK", "TAG", "ENV", "RUN"}
 
 
@@ -92,7 +135,7 @@ def test_udev_rules_are_well_formed_and_cover_the_devices():
     text = (SYSTEMD / "70-edge-agent.rules").read_text()
     rules = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     for line in rules:
-        parts = [p.strip() for p in re.split(r',\s*(?=[A-Z_]+[{=!+:-])', line)]
+        parts = [p.strip() for p in re.split(r",\s*(?=[A-Z_]+[{=!+:-])", line)]
         assigns = 0
         for part in parts:
             m = _RULE_KEY.match(part)
@@ -107,7 +150,11 @@ def test_udev_rules_are_well_formed_and_cover_the_devices():
                 assert m["val"] == "0660"
         assert assigns, f"rule assigns nothing: {line}"
     for vid, pid in (("1a6e", "089a"), ("18d1", "9302")):
-        assert any(f'ATTR{{idVendor}}=="{vid}"' in r and f'ATTR{{idProduct}}=="{pid}"' in r and 'GROUP="plugdev"' in r
-                   for r in rules), f"Coral {vid}:{pid}"
+        assert any(
+            f'ATTR{{idVendor}}=="{vid}"' in r
+            and f'ATTR{{idProduct}}=="{pid}"' in r
+            and 'GROUP="plugdev"' in r
+            for r in rules
+        ), f"Coral {vid}:{pid}"
     assert any('SUBSYSTEM=="apex"' in r for r in rules)
     assert any("ttyUSB" in r and 'SYMLINK+="edge-agent/port-' in r for r in rules)

@@ -45,16 +45,28 @@ def _deep_update(base: dict, over: dict) -> dict:
     return base
 
 
-def agent_config(tmp_path: Path, broker: Mosquitto | None, device: str = "unit-1", **over: Any) -> dict[str, Any]:
+def agent_config(
+    tmp_path: Path, broker: Mosquitto | None, device: str = "unit-1", **over: Any
+) -> dict[str, Any]:
     """A config dict for a sync test agent (short intervals, fast backoff, no backfill cap)."""
     pw = tmp_path / f"{device}.pass"
     pw.write_text(USERS.get(device, "nope") + "\n")
     cfg: dict[str, Any] = {
         "device": {"id": device, "site": "site-a"},
         "storage": {"path": str(tmp_path / f"{device}.sqlite"), "commit_interval_s": 0.05},
-        "mqtt": {"enabled": broker is not None, "host": "127.0.0.1", "port": broker.port if broker else 1883,
-                 "username": device, "password_file": str(pw), "reconnect_initial_s": 0.2, "reconnect_max_s": 1.0,
-                 "keepalive_s": 5, "backfill_rate_per_s": 0, "health_interval_s": 3600, "connect_timeout_s": 3},
+        "mqtt": {
+            "enabled": broker is not None,
+            "host": "127.0.0.1",
+            "port": broker.port if broker else 1883,
+            "username": device,
+            "password_file": str(pw),
+            "reconnect_initial_s": 0.2,
+            "reconnect_max_s": 1.0,
+            "keepalive_s": 5,
+            "backfill_rate_per_s": 0,
+            "health_interval_s": 3600,
+            "connect_timeout_s": 3,
+        },
         "summary": {"interval_s": 0.5, "flush_timeout_s": 2.0},
         "logging": {"level": "info"},
     }
@@ -63,6 +75,7 @@ def agent_config(tmp_path: Path, broker: Mosquitto | None, device: str = "unit-1
 
 def to_toml(d: dict[str, Any], prefix: str = "") -> str:
     """Enough TOML for our config dicts (tables of scalars and lists of scalars)."""
+
     def val(v: Any) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
@@ -71,8 +84,11 @@ def to_toml(d: dict[str, Any], prefix: str = "") -> str:
         if isinstance(v, list):
             return "[" + ", ".join(val(x) for x in v) + "]"
         return json.dumps(str(v))
+
     scalars = [f"{k} = {val(v)}" for k, v in d.items() if not isinstance(v, dict)]
-    tables = [f"\n[{prefix + k}]\n" + to_toml(v, prefix + k + ".") for k, v in d.items() if isinstance(v, dict)]
+    tables = [
+        f"\n[{prefix + k}]\n" + to_toml(v, prefix + k + ".") for k, v in d.items() if isinstance(v, dict)
+    ]
     return "\n".join(scalars) + "\n" + "".join(tables)
 
 
@@ -84,9 +100,11 @@ class InProcessAgent:
         self.db_path = self.cfg.storage.path
         self.database = Database(self.db_path)
         self.writer = Writer(self.database, max_delay_s=self.cfg.storage.commit_interval_s).start()
-        self.svc = SyncService(self.cfg, self.db_path, self.writer, status=status, retention_interval_s=retention_interval_s)
+        self.svc = SyncService(
+            self.cfg, self.db_path, self.writer, status=status, retention_interval_s=retention_interval_s
+        )
 
-    def start(self) -> "InProcessAgent":
+    def start(self) -> InProcessAgent:
         self.svc.start()
         return self
 
@@ -122,10 +140,15 @@ class AgentProcess:
         self.log = tmp_path / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "AgentProcess":
+    def start(self) -> AgentProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "agent.sync.service", "--config", str(self.config)], cwd=ROOT, env=env,
-                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.sync.service", "--config", str(self.config)],
+            cwd=ROOT,
+            env=env,
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+        )
         return self
 
     def kill(self) -> None:
@@ -158,8 +181,15 @@ def agent_procs():
 
 @pytest.fixture
 def hub(tmp_path, broker):
-    h = Hub(broker.url, "city/#", tmp_path / "hub.sqlite", username="hub", password=USERS["hub"], gap_grace_s=1.0,
-            replay_retry_s=3.0).start()
+    h = Hub(
+        broker.url,
+        "city/#",
+        tmp_path / "hub.sqlite",
+        username="hub",
+        password=USERS["hub"],
+        gap_grace_s=1.0,
+        replay_retry_s=3.0,
+    ).start()
     assert h.connected.wait(10), h.last_error
     yield h
     h.stop()
@@ -182,4 +212,6 @@ def schema_validator(kind: str):
 
     schema = json.loads((SCHEMAS / f"{kind}.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )

@@ -55,23 +55,75 @@ def make_certs(d: Path) -> Certs:
     """Generate a CA, a server certificate for localhost/127.0.0.1, a client certificate and a rogue CA."""
     d.mkdir(parents=True, exist_ok=True)
     for name in ("ca", "rogue"):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=test-{name}-ca",
-                 "-keyout", f"{name}.key", "-out", f"{name}.crt", cwd=d)
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN=test-{name}-ca",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.crt",
+            cwd=d,
+        )
     (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     for name, cn, ext in (("server", "localhost", ["-extfile", "server.ext"]), ("client", "unit-tls", [])):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-                 "-out", f"{name}.crt", *ext, cwd=d)
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={cn}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            cwd=d,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            f"{name}.crt",
+            *ext,
+            cwd=d,
+        )
     for p in d.glob("*.key"):
         p.chmod(0o644)  # mosquitto may drop privileges
-    return Certs(d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key", d / "rogue.crt")
+    return Certs(
+        d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key", d / "rogue.crt"
+    )
 
 
 class Mosquitto:
     """A mosquitto process with its own config (see the module docstring)."""
 
-    def __init__(self, workdir: Path, *, users: dict[str, str], hub_users: list[str] = (), prefix: str = "city",
-                 certs: Certs | None = None, require_client_cert: bool = False, anonymous: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        users: dict[str, str],
+        hub_users: list[str] = (),
+        prefix: str = "city",
+        certs: Certs | None = None,
+        require_client_cert: bool = False,
+        anonymous: bool = False,
+    ) -> None:
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.users = dict(users)
@@ -98,25 +150,42 @@ class Mosquitto:
         import pwd
 
         # as root, mosquitto drops to user "mosquitto", which cannot read a private temp dir: stay who we are
-        lines = [f"user {pwd.getpwuid(os.getuid()).pw_name}", "per_listener_settings false", f"allow_anonymous {'true' if self.anonymous else 'false'}",
-                 f"password_file {passwd}", f"acl_file {self.dir / 'acl'}", "persistence false",
-                 f"log_dest file {self.log}", "log_type all", "max_inflight_messages 1000", "max_queued_messages 100000",
-                 f"listener {self.port} 127.0.0.1"]
+        lines = [
+            f"user {pwd.getpwuid(os.getuid()).pw_name}",
+            "per_listener_settings false",
+            f"allow_anonymous {'true' if self.anonymous else 'false'}",
+            f"password_file {passwd}",
+            f"acl_file {self.dir / 'acl'}",
+            "persistence false",
+            f"log_dest file {self.log}",
+            "log_type all",
+            "max_inflight_messages 1000",
+            "max_queued_messages 100000",
+            f"listener {self.port} 127.0.0.1",
+        ]
         if self.certs:
             c = self.certs
-            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {c.ca}", f"certfile {c.server_cert}", f"keyfile {c.server_key}",
-                      f"require_certificate {'true' if self.require_client_cert else 'false'}"]
+            lines += [
+                f"listener {self.tls_port} 127.0.0.1",
+                f"cafile {c.ca}",
+                f"certfile {c.server_cert}",
+                f"keyfile {c.server_key}",
+                f"require_certificate {'true' if self.require_client_cert else 'false'}",
+            ]
         (self.dir / "mosquitto.conf").write_text("\n".join(lines) + "\n")
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 10.0) -> "Mosquitto":
+    def start(self, timeout_s: float = 10.0) -> Mosquitto:
         if self.proc and self.proc.poll() is None:
             return self
-        self.proc = subprocess.Popen([find_mosquitto(), "-c", str(self.dir / "mosquitto.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [find_mosquitto(), "-c", str(self.dir / "mosquitto.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + timeout_s
         ports = [p for p in (self.port, self.tls_port) if p]
         while ports:  # no readiness event from mosquitto: poll its ports
@@ -128,7 +197,9 @@ class Mosquitto:
                     ports.pop(0)
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not listen within {timeout_s} s: {self.log_text()[-2000:]}") from None
+                    raise RuntimeError(
+                        f"mosquitto did not listen within {timeout_s} s: {self.log_text()[-2000:]}"
+                    ) from None
                 time.sleep(0.02)
         return self
 

@@ -31,7 +31,11 @@ def test_outbox_cli_status_list_replay(tmp_path, cli):
     assert [int(line.split()[0]) for line in r.stdout.splitlines()[1:]] == [4, 5]
     r = cli("outbox", "replay", "--db", str(db_path), "--from", "1", "--to", "7")
     assert r.returncode == 0, r.stderr
-    assert "re-queued 2 message(s)" in r.stdout and "1..1: deleted after delivery" in r.stdout and "6..7: not assigned yet" in r.stdout
+    assert (
+        "re-queued 2 message(s)" in r.stdout
+        and "1..1: deleted after delivery" in r.stdout
+        and "6..7: not assigned yet" in r.stdout
+    )
     st = json.loads(cli("outbox", "status", "--db", str(db_path), "--json").stdout)
     assert st["pending"] == 4
     r = cli("outbox", "status", "--db", str(tmp_path / "nope.sqlite"))
@@ -50,8 +54,24 @@ def test_hub_cli_runs_and_shows_the_table(tmp_path, broker, agents, cli):
     agents(agent_config(tmp_path, broker)).start()
     pw = tmp_path / "hub.pass"
     pw.write_text(USERS["hub"])
-    r = cli("hub", "--broker", broker.url, "--topic", "city/#", "--db", str(tmp_path / "hub.sqlite"), "--username", "hub",
-            "--password-file", str(pw), "--duration", "2.5", "--refresh", "1", timeout=30)
+    r = cli(
+        "hub",
+        "--broker",
+        broker.url,
+        "--topic",
+        "city/#",
+        "--db",
+        str(tmp_path / "hub.sqlite"),
+        "--username",
+        "hub",
+        "--password-file",
+        str(pw),
+        "--duration",
+        "2.5",
+        "--refresh",
+        "1",
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     assert "site-a" in r.stdout and "unit-1" in r.stdout and "online" in r.stdout
     r = cli("hub", "--broker", "http://x", "--db", str(tmp_path / "h2.sqlite"), "--duration", "0.1")
@@ -59,8 +79,18 @@ def test_hub_cli_runs_and_shows_the_table(tmp_path, broker, agents, cli):
 
 
 def test_shared_subscription_splits_messages_between_hub_workers(tmp_path, broker, agents):
-    hubs = [Hub(broker.url, "city/#", tmp_path / f"hub{i}.sqlite", share="workers", username="hub", password=USERS["hub"],
-                replay=False).start() for i in range(2)]
+    hubs = [
+        Hub(
+            broker.url,
+            "city/#",
+            tmp_path / f"hub{i}.sqlite",
+            share="workers",
+            username="hub",
+            password=USERS["hub"],
+            replay=False,
+        ).start()
+        for i in range(2)
+    ]
     try:
         for h in hubs:
             assert h.connected.wait(10)
@@ -69,6 +99,7 @@ def test_shared_subscription_splits_messages_between_hub_workers(tmp_path, broke
 
         def total(_h=None):
             return sum(len(h.seqs("site-a", d)) for h in hubs for d in ("unit-1", "unit-2"))
+
         assert hubs[0].wait_for(lambda _: total() >= 12, 20)
         # each message went to exactly one worker: no seq stored twice across the group
         for d in ("unit-1", "unit-2"):
@@ -83,7 +114,10 @@ def test_shared_subscription_splits_messages_between_hub_workers(tmp_path, broke
 def test_topics():
     t = Topics("city/v1", "s1", "d1")
     assert t.kind("summary") == "city/v1/s1/d1/summary"
-    assert t.command_filters(["ping", "config/get", "replay"]) == ["city/v1/s1/d1/cmd/+", "city/v1/s1/d1/cmd/config/+"]
+    assert t.command_filters(["ping", "config/get", "replay"]) == [
+        "city/v1/s1/d1/cmd/+",
+        "city/v1/s1/d1/cmd/config/+",
+    ]
     assert parse("city/v1/s1/d1/cmd/config/get/reply", "city/v1").command == "config/get"
     assert parse("city/v1/s1/d1/health", "city/v1").kind == "health"
     assert parse("other/s1/d1/health", "city/v1") is None
@@ -112,4 +146,6 @@ def test_docs_describe_every_payload_and_topic():
 
     example = example_config()
     for key in ("topic_prefix", "max_inflight", "backfill_rate_per_s", "commands", "interval_s"):
-        assert re.search(rf"^{key} = ", example, re.M) and f"`{key}`" in doc, key  # generated from the schema, named in the doc
+        assert re.search(rf"^{key} = ", example, re.M) and f"`{key}`" in doc, (
+            key
+        )  # generated from the schema, named in the doc

@@ -39,7 +39,9 @@ def test_every_summary_arrives_once_in_order_and_validates(tmp_path, broker, hub
         schema_validator("health").validate(d)
     status = json.loads(dev["last_status"])
     schema_validator("status").validate(status)
-    assert status["state"] == "offline" and status["reason"] == "stopped"  # a clean stop publishes offline itself
+    assert (
+        status["state"] == "offline" and status["reason"] == "stopped"
+    )  # a clean stop publishes offline itself
 
 
 def test_broker_outage_no_gap_after_reconnect(tmp_path, broker, hub, agents):
@@ -48,15 +50,21 @@ def test_broker_outage_no_gap_after_reconnect(tmp_path, broker, hub, agents):
     broker.stop()  # persistence off: sessions and retained messages are gone too
     assert wait_until(lambda: not a.svc.health()["connected"], 10)
     attempts = a.svc.health()["connect_attempts"]
-    assert wait_until(lambda: a.svc.health()["backlog_by_kind"].get("summary", 0) >= 4, 15)  # buffering meanwhile
+    assert wait_until(
+        lambda: a.svc.health()["backlog_by_kind"].get("summary", 0) >= 4, 15
+    )  # buffering meanwhile
     # it kept trying while the broker was down (backoff 0.2 s .. 1 s here); read before the broker is back,
     # so an attempt already under way when it starts cannot blur the count
     assert a.svc.health()["connect_attempts"] > attempts
     broker.start()
     assert hub.connected.wait(30) or hub.wait_for(lambda h: h.connected.is_set(), 30)
-    assert wait_until(lambda: a.svc.health()["connected"] and a.svc.health()["backlog"] == 0, 30), a.svc.health()
+    assert wait_until(lambda: a.svc.health()["connected"] and a.svc.health()["backlog"] == 0, 30), (
+        a.svc.health()
+    )
     top = a.svc.health()["last_seq"]
-    assert hub.wait_for(lambda h: h.devices() and h.devices()[0]["max_seq"] >= top and not h.gaps(SITE, DEV), 30), hub.gaps(SITE, DEV)
+    assert hub.wait_for(
+        lambda h: h.devices() and h.devices()[0]["max_seq"] >= top and not h.gaps(SITE, DEV), 30
+    ), hub.gaps(SITE, DEV)
     assert a.svc.health()["reconnects"] >= 1
     assert set(range(1, top + 1)) <= set(hub.seqs(SITE, DEV))
 
@@ -68,8 +76,13 @@ def test_sigkill_mid_drain_loses_nothing(tmp_path, broker, hub, agent_procs):
     db = Database(cfg["storage"]["path"])  # a backlog of 2000 summaries, as after a long outage
     db.conn.execute("BEGIN")
     for i in range(2000):
-        outbox.enqueue(db.conn, f"city/{SITE}/{DEV}/summary", "summary", {"device": DEV, "site": SITE, "i": i, "pad": "x" * 300},
-                       priority=outbox.SUMMARY)
+        outbox.enqueue(
+            db.conn,
+            f"city/{SITE}/{DEV}/summary",
+            "summary",
+            {"device": DEV, "site": SITE, "i": i, "pad": "x" * 300},
+            priority=outbox.SUMMARY,
+        )
     db.conn.execute("COMMIT")
     db.close()
     p = agent_procs(tmp_path, cfg).start()
@@ -80,7 +93,9 @@ def test_sigkill_mid_drain_loses_nothing(tmp_path, broker, hub, agent_procs):
     assert hub.wait_for(lambda h: h.devices()[0]["state"] == "offline", 15)  # the last will
     p2 = agent_procs(tmp_path, cfg, "agent2").start()
     assert hub.wait_for(lambda h: len(h.seqs(SITE, DEV, "summary")) >= 2000 and not h.gaps(SITE, DEV), 60), (
-        hub.gaps(SITE, DEV), p2.log_text()[-3000:])
+        hub.gaps(SITE, DEV),
+        p2.log_text()[-3000:],
+    )
     assert hub.seqs(SITE, DEV, "summary") == list(range(1, 2001))  # every seq once in the hub's store
     assert hub.wait_for(lambda h: h.devices()[0]["state"] == "online" and h.devices()[0]["session"] == 2, 10)
     assert p2.terminate() == 0
@@ -118,7 +133,10 @@ def test_last_will_on_death_and_retained_online(tmp_path, broker, hub, agent_pro
 
 
 def test_stale_last_will_is_ignored_by_the_hub(tmp_path, broker, hub):
-    hub.handle(f"city/{SITE}/{DEV}/status", json.dumps({"state": "online", "session": 5, "seq_first_pending": 1}).encode())
+    hub.handle(
+        f"city/{SITE}/{DEV}/status",
+        json.dumps({"state": "online", "session": 5, "seq_first_pending": 1}).encode(),
+    )
     hub.handle(f"city/{SITE}/{DEV}/status", json.dumps({"state": "offline", "session": 4}).encode())
     d = hub.devices()[0]
     assert d["state"] == "online" and d["session"] == 5 and d["stale_status"] == 1
@@ -144,9 +162,20 @@ def test_connect_failures_are_clear_retried_and_keep_messages(tmp_path, broker, 
 
 
 def test_mutual_tls_delivers(tmp_path, broker, certs, hub, agents):
-    cfg = agent_config(tmp_path, broker, mqtt={"port": broker.tls_port, "host": "localhost",
-                                               "tls": {"enabled": True, "ca_file": str(certs.ca), "cert_file": str(certs.client_cert),
-                                                       "key_file": str(certs.client_key)}})
+    cfg = agent_config(
+        tmp_path,
+        broker,
+        mqtt={
+            "port": broker.tls_port,
+            "host": "localhost",
+            "tls": {
+                "enabled": True,
+                "ca_file": str(certs.ca),
+                "cert_file": str(certs.client_cert),
+                "key_file": str(certs.client_key),
+            },
+        },
+    )
     agents(cfg).start()
     assert hub.wait_for(_no_gap(2), 20)
 
@@ -163,7 +192,9 @@ def _commander(broker):
             replies.append({"topic": m.topic, **json.loads(m.payload)})
             cond.notify_all()
 
-    c.on_connect = lambda cl, *a: cl.subscribe([(f"city/{SITE}/{DEV}/cmd/+/reply", 1), (f"city/{SITE}/{DEV}/cmd/+/+/reply", 1)])
+    c.on_connect = lambda cl, *a: cl.subscribe(
+        [(f"city/{SITE}/{DEV}/cmd/+/reply", 1), (f"city/{SITE}/{DEV}/cmd/+/+/reply", 1)]
+    )
     c.on_subscribe = lambda *a: ready.set()
     c.on_message = on_msg
     c.connect("127.0.0.1", broker.port)
@@ -176,11 +207,14 @@ def _commander(broker):
         with cond:
             assert cond.wait_for(lambda: len(replies) >= start + n, 10), f"no reply to {name}"
         return replies[start]
+
     return c, ask
 
 
 def test_commands_and_malformed_ones_get_replies(tmp_path, broker, agents):
-    cfg = agent_config(tmp_path, broker, summary={"interval_s": 3600}, mqtt={"commands": ["ping", "config/get", "replay"]})
+    cfg = agent_config(
+        tmp_path, broker, summary={"interval_s": 3600}, mqtt={"commands": ["ping", "config/get", "replay"]}
+    )
     cfg["mqtt"].pop("password_file")
     cfg["mqtt"]["password"] = USERS["unit-1"]
     a = agents(cfg).start()
@@ -191,14 +225,23 @@ def test_commands_and_malformed_ones_get_replies(tmp_path, broker, agents):
         r = ask("ping", json.dumps({"id": "p1"}))
         assert r["ok"] and r["id"] == "p1" and r["result"]["pong"] and r["topic"].endswith("/cmd/ping/reply")
         r = ask("config/get", json.dumps({"id": 7}))
-        assert r["ok"] and r["result"]["config"]["mqtt"]["password"] == "***" and USERS["unit-1"] not in json.dumps(r)
-        cases = [("ping", b"\xff\xfe not json", "bad_json"), ("ping", b"[1, 2]", "bad_request"),
-                 ("ping", json.dumps({"id": {"x": 1}}), "bad_request"), ("ping", json.dumps({"id": "a", "args": 5}), "bad_request"),
-                 ("frobnicate", json.dumps({"id": "u"}), "unknown_command"), ("rebirth", json.dumps({"id": "d"}), "disabled"),
-                 ("replay", json.dumps({"id": "r1", "args": {"from_seq": "one", "to_seq": 2}}), "bad_request"),
-                 ("replay", json.dumps({"id": "r2", "args": {"from_seq": 5, "to_seq": 2}}), "bad_request"),
-                 ("replay", json.dumps({"id": "r3", "args": {"from_seq": 1, "to_seq": 10**6}}), "too_large"),
-                 ("replay", b"x" * (70 * 1024), "too_large")]
+        assert (
+            r["ok"]
+            and r["result"]["config"]["mqtt"]["password"] == "***"
+            and USERS["unit-1"] not in json.dumps(r)
+        )
+        cases = [
+            ("ping", b"\xff\xfe not json", "bad_json"),
+            ("ping", b"[1, 2]", "bad_request"),
+            ("ping", json.dumps({"id": {"x": 1}}), "bad_request"),
+            ("ping", json.dumps({"id": "a", "args": 5}), "bad_request"),
+            ("frobnicate", json.dumps({"id": "u"}), "unknown_command"),
+            ("rebirth", json.dumps({"id": "d"}), "disabled"),
+            ("replay", json.dumps({"id": "r1", "args": {"from_seq": "one", "to_seq": 2}}), "bad_request"),
+            ("replay", json.dumps({"id": "r2", "args": {"from_seq": 5, "to_seq": 2}}), "bad_request"),
+            ("replay", json.dumps({"id": "r3", "args": {"from_seq": 1, "to_seq": 10**6}}), "too_large"),
+            ("replay", b"x" * (70 * 1024), "too_large"),
+        ]
         for name, payload, code in cases:
             r = ask(name, payload)
             v.validate({k: x for k, x in r.items() if k != "topic"})
@@ -233,9 +276,14 @@ def test_pruned_gap_is_reported_to_the_hub_with_its_reason(tmp_path, broker, hub
 
     db = Database(cfg["storage"]["path"])
     db.conn.execute("BEGIN")
-    for i in range(300):
-        outbox.enqueue(db.conn, f"city/{SITE}/{DEV}/summary", "summary", {"device": DEV, "site": SITE, "pad": "x" * 2000},
-                       priority=outbox.SUMMARY)
+    for _i in range(300):
+        outbox.enqueue(
+            db.conn,
+            f"city/{SITE}/{DEV}/summary",
+            "summary",
+            {"device": DEV, "site": SITE, "pad": "x" * 2000},
+            priority=outbox.SUMMARY,
+        )
     db.conn.execute("COMMIT")
     w = Writer(db, max_delay_s=0.01).start()
     r = Retention(1000, w, db.reader, Topics("city", SITE, DEV), chunk=50)
@@ -244,14 +292,22 @@ def test_pruned_gap_is_reported_to_the_hub_with_its_reason(tmp_path, broker, hub
     w.stop()
     db.close()
     agents(cfg).start()
-    assert hub.wait_for(lambda h: h.seqs(SITE, DEV, "event") and h.gaps(SITE, DEV)
-                        and all(g["state"] == "lost" for g in h.gaps(SITE, DEV)), 20), hub.gaps(SITE, DEV)
+    assert hub.wait_for(
+        lambda h: (
+            h.seqs(SITE, DEV, "event")
+            and h.gaps(SITE, DEV)
+            and all(g["state"] == "lost" for g in h.gaps(SITE, DEV))
+        ),
+        20,
+    ), hub.gaps(SITE, DEV)
     gaps = hub.gaps(SITE, DEV)
     assert gaps[0]["from_seq"] == 1 and "storage budget" in gaps[0]["reason"]
     assert hub.devices()[0]["lost"] == sum(g["to_seq"] - g["from_seq"] + 1 for g in gaps)
 
 
-def test_backlog_of_several_batches_drains_in_order_and_a_missing_text_is_rejected(tmp_path, broker, hub, agents):
+def test_backlog_of_several_batches_drains_in_order_and_a_missing_text_is_rejected(
+    tmp_path, broker, hub, agents
+):
     """More rows than one read, one hand-over to paho and one batch of marks: every seq arrives in order,
     each is marked delivered; a row whose text was removed behind the agent's back is marked rejected
     and named, and does not hold up the rest."""
@@ -261,8 +317,13 @@ def test_backlog_of_several_batches_drains_in_order_and_a_missing_text_is_reject
 
     def fill(conn):
         for i in range(n):
-            outbox.enqueue(conn, topic, "summary", {"device": DEV, "site": SITE, "ts": "2026-01-01T00:00:00Z", "i": i},
-                           priority=outbox.SUMMARY)
+            outbox.enqueue(
+                conn,
+                topic,
+                "summary",
+                {"device": DEV, "site": SITE, "ts": "2026-01-01T00:00:00Z", "i": i},
+                priority=outbox.SUMMARY,
+            )
 
     assert outbox.submit(a.writer, fill, kind="test", block=True) and a.writer.flush()
     first = a.database.reader().execute("SELECT MIN(seq) FROM outbox WHERE kind = 'summary'").fetchone()[0]
@@ -277,8 +338,11 @@ def test_backlog_of_several_batches_drains_in_order_and_a_missing_text_is_reject
     got = [s for s in hub.seqs(SITE, DEV, "summary") if first <= s < first + n]
     assert got == want and hub.devices()[0]["duplicates"] == 0  # nothing twice, only the bad one missing
     conn = a.database.reader()
-    assert dict(conn.execute("SELECT state, COUNT(*) FROM outbox WHERE kind = 'summary' AND seq >= ? GROUP BY state", (first,))) == \
-        {"delivered": n - 1, "rejected": 1}
+    assert dict(
+        conn.execute(
+            "SELECT state, COUNT(*) FROM outbox WHERE kind = 'summary' AND seq >= ? GROUP BY state", (first,)
+        )
+    ) == {"delivered": n - 1, "rejected": 1}
     assert conn.execute("SELECT state FROM outbox WHERE seq = ?", (bad,)).fetchone()[0] == "rejected"
     conn.close()
     assert f"seq {bad}" in (a.svc.publisher.last_error or "")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
+
 import pytest
 
-from agent.sections import iso_utc, register_summary_section, _SECTIONS
+from agent.sections import _SECTIONS, iso_utc, register_summary_section
 from agent.store.db import Database
 from agent.store.writer import Writer
 from agent.sync import outbox
@@ -21,8 +22,16 @@ TOPICS = Topics("city", "site-a", "unit-1")
 
 def _enqueue(conn, n, kind="summary", priority=outbox.SUMMARY):
     conn.execute("BEGIN")
-    seqs = [outbox.enqueue(conn, TOPICS.kind(kind), kind, {"device": "unit-1", "site": "site-a", "ts": iso_utc(0), "i": i},
-                           priority=priority) for i in range(n)]
+    seqs = [
+        outbox.enqueue(
+            conn,
+            TOPICS.kind(kind),
+            kind,
+            {"device": "unit-1", "site": "site-a", "ts": iso_utc(0), "i": i},
+            priority=priority,
+        )
+        for i in range(n)
+    ]
     conn.execute("COMMIT")
     return seqs
 
@@ -48,15 +57,47 @@ def test_seq_increases_by_one_survives_restart_and_rollback(db_path):
 
 
 def _fill_core(conn, start: float, n_det: int = 40):
-    rows = [(iso_utc(start + i * 0.01), "cam1" if i % 2 else "cam2", i, "m", "car" if i % 3 else "bus", 3, 0.9, 1, 2, 3, 4)
-            for i in range(n_det)]
-    conn.executemany("INSERT INTO detections (ts, camera, frame, model, label, class_id, score, x1, y1, x2, y2)"
-                     " VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+    rows = [
+        (
+            iso_utc(start + i * 0.01),
+            "cam1" if i % 2 else "cam2",
+            i,
+            "m",
+            "car" if i % 3 else "bus",
+            3,
+            0.9,
+            1,
+            2,
+            3,
+            4,
+        )
+        for i in range(n_det)
+    ]
+    conn.executemany(
+        "INSERT INTO detections (ts, camera, frame, model, label, class_id, score, x1, y1, x2, y2)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        rows,
+    )
     for cam in ("cam1", "cam2"):
         for k, (frames, p50, p95) in enumerate([(50, 20.0, 30.0), (50, 40.0, 80.0)]):
-            conn.execute("INSERT INTO inference_stats (ts_start, ts_end, camera, model, accelerator, frames, fps, latency_p50_ms,"
-                         " latency_p95_ms, detections, dropped_frames, dropped_writes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                         (iso_utc(start + k * 10), iso_utc(start + k * 10 + 10), cam, "ssd", "cpu", frames, 5.0, p50, p95, 10, 1, 2))
+            conn.execute(
+                "INSERT INTO inference_stats (ts_start, ts_end, camera, model, accelerator, frames, fps, latency_p50_ms,"
+                " latency_p95_ms, detections, dropped_frames, dropped_writes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    iso_utc(start + k * 10),
+                    iso_utc(start + k * 10 + 10),
+                    cam,
+                    "ssd",
+                    "cpu",
+                    frames,
+                    5.0,
+                    p50,
+                    p95,
+                    10,
+                    1,
+                    2,
+                ),
+            )
 
 
 def test_summary_sections_bookkeeping_and_schema(db_path):
@@ -67,7 +108,13 @@ def test_summary_sections_bookkeeping_and_schema(db_path):
     db.conn.execute("COMMIT")
     writer = Writer(db, max_delay_s=0.01).start()
     clock = [t0 + 60.5]
-    b = SummaryBuilder(interval_s=60, writer=writer, reader=lambda: Database.reader(db), topics=TOPICS, clock=lambda: clock[0])
+    b = SummaryBuilder(
+        interval_s=60,
+        writer=writer,
+        reader=lambda: Database.reader(db),
+        topics=TOPICS,
+        clock=lambda: clock[0],
+    )
     b.started = t0 - 1000  # not a catch-up window
     b.next_start = t0
     assert b.run_due() == [1]
@@ -84,8 +131,17 @@ def test_summary_sections_bookkeeping_and_schema(db_path):
     assert counts["cam1"]["frames"] == 100 and counts["cam1"]["labels"]["car"]["detections"] == 13
     assert sum(v["detections"] for c in counts.values() for v in c["labels"].values()) == 40
     inf = doc["sections"]["inference"]["cameras"]["cam2"]
-    assert inf == {"frames": 100, "fps": 5.0, "latency_p50_ms": 20.0, "latency_p95_ms": 80.0, "model": "ssd", "accelerator": "cpu",
-                   "detections": 20, "dropped_frames": 2, "dropped_writes": 4}
+    assert inf == {
+        "frames": 100,
+        "fps": 5.0,
+        "latency_p50_ms": 20.0,
+        "latency_p95_ms": 80.0,
+        "model": "ssd",
+        "accelerator": "cpu",
+        "detections": 20,
+        "dropped_frames": 2,
+        "dropped_writes": 4,
+    }
     assert isinstance(doc["clock_synced"], bool) and doc["sections"]["health"]["db_bytes"] > 0
     doc["session"] = 1  # added at publish time
     schema_validator("summary").validate(doc)
@@ -103,8 +159,14 @@ def test_failing_section_is_reported_and_write_is_atomic(db_path):
         seq = b._write_window(conn, 1000.0, 1001.0, catchup=True)
     finally:
         _SECTIONS.pop("broken", None)
-    doc = json.loads(db.conn.execute("SELECT payload FROM outbox_payload WHERE seq = ?", (seq,)).fetchone()[0])
-    assert "ZeroDivisionError" in doc["errors"]["broken"] and "counts" in doc["sections"] and doc["catchup"] is True
+    doc = json.loads(
+        db.conn.execute("SELECT payload FROM outbox_payload WHERE seq = ?", (seq,)).fetchone()[0]
+    )
+    assert (
+        "ZeroDivisionError" in doc["errors"]["broken"]
+        and "counts" in doc["sections"]
+        and doc["catchup"] is True
+    )
 
     def crashing(conn):  # the summary and its bookkeeping commit together or not at all
         conn.execute("INSERT INTO summary_windows (start, end, seq, written) VALUES ('x', 'y', 0, 'z')")
@@ -135,13 +197,17 @@ def test_disk_full_is_survived_and_recovers(db_path):
     writer.submit_fn(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"), block=True)
     writer.flush(5)
     big = {"blob": "x" * 20000}
-    ok = outbox.submit(writer, lambda c: outbox.enqueue(c, "t", "event", big, priority=0), kind="event", block=True)
+    ok = outbox.submit(
+        writer, lambda c: outbox.enqueue(c, "t", "event", big, priority=0), kind="event", block=True
+    )
     assert ok
     assert not writer.flush(1.5)  # SQLITE_FULL: kept and retried, not lost
     assert writer.disk_full and "full" in (writer.last_error or "")
     conn = db.reader()
     assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
-    db.conn.execute("PRAGMA max_page_count = 1000000")  # space returns (the writer is sleeping in its backoff)
+    db.conn.execute(
+        "PRAGMA max_page_count = 1000000"
+    )  # space returns (the writer is sleeping in its backoff)
     assert writer.flush(10)
     assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1 and not writer.disk_full
     assert not writer.failed  # nothing accepted was lost
@@ -155,13 +221,21 @@ def test_retention_prunes_in_order_and_records_the_gap(db_path):
     c.execute("BEGIN")
     t0 = 1_800_000_000.0
     rnd = random.Random(1)
-    c.executemany("INSERT INTO detections (ts, camera, frame, model, label, class_id, score, x1, y1, x2, y2) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                  [(iso_utc(t0 + i * 0.01), "cam1", i, "model-" + "m" * 40, "car", 3, rnd.random(), 1, 2, 3, 4) for i in range(20000)])
-    c.execute("INSERT INTO summary_windows (start, end, seq, written) VALUES (?, ?, 0, 'x')", (iso_utc(t0), iso_utc(t0 + 150)))
+    c.executemany(
+        "INSERT INTO detections (ts, camera, frame, model, label, class_id, score, x1, y1, x2, y2) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            (iso_utc(t0 + i * 0.01), "cam1", i, "model-" + "m" * 40, "car", 3, rnd.random(), 1, 2, 3, 4)
+            for i in range(20000)
+        ],
+    )
+    c.execute(
+        "INSERT INTO summary_windows (start, end, seq, written) VALUES (?, ?, 0, 'x')",
+        (iso_utc(t0), iso_utc(t0 + 150)),
+    )
     c.execute("COMMIT")
     pad = {"pad": "p" * 800}
     c.execute("BEGIN")
-    for i in range(1500):
+    for _i in range(1500):
         outbox.enqueue(c, TOPICS.kind("summary"), "summary", pad, priority=1)
     outbox.mark(c, range(1, 701), "delivered")
     c.execute("COMMIT")
@@ -178,9 +252,16 @@ def test_retention_prunes_in_order_and_records_the_gap(db_path):
     left = [s for (s,) in c.execute("SELECT seq FROM outbox WHERE kind = 'summary' ORDER BY seq")]
     assert left and left[-1] == 1500 and left == list(range(left[0], 1501))  # the oldest went first
     gaps = c.execute("SELECT from_seq, to_seq, count, reason FROM outbox_gaps").fetchall()
-    assert outbox.contiguous(sorted(s for a, b, _, _ in gaps for s in range(a, b + 1))) == [(701, left[0] - 1)]
+    assert outbox.contiguous(sorted(s for a, b, _, _ in gaps for s in range(a, b + 1))) == [
+        (701, left[0] - 1)
+    ]
     assert sum(g[2] for g in gaps) == left[0] - 701 and all("storage budget" in g[3] for g in gaps)
-    events = [json.loads(p) for (p,) in c.execute("SELECT payload FROM outbox JOIN outbox_payload USING (seq) WHERE kind = 'event' ORDER BY seq")]
+    events = [
+        json.loads(p)
+        for (p,) in c.execute(
+            "SELECT payload FROM outbox JOIN outbox_payload USING (seq) WHERE kind = 'event' ORDER BY seq"
+        )
+    ]
     assert [(e["data"]["from_seq"], e["data"]["to_seq"]) for e in events] == [(g[0], g[1]) for g in gaps]
     for ev in events:
         assert ev["type"] == "gap"
@@ -193,7 +274,8 @@ def test_retention_prunes_in_order_and_records_the_gap(db_path):
     assert outbox.missing_in_range(c, 1, last + 2) == [
         {"from_seq": 1, "to_seq": 700, "reason": "deleted after delivery (retention)"},
         {"from_seq": 701, "to_seq": left[0] - 1, "reason": "pruned before delivery: " + gaps[0][3]},
-        {"from_seq": last + 1, "to_seq": last + 2, "reason": "not assigned yet"}]
+        {"from_seq": last + 1, "to_seq": last + 2, "reason": "not assigned yet"},
+    ]
     db.close()
 
 
@@ -221,22 +303,33 @@ def test_schema_v1_outbox_is_migrated_without_losing_a_message(tmp_path):
     every row keeps its seq, state and text; deleting a row deletes its text."""
     path = tmp_path / "v1.sqlite"
     from agent.store.db import registered_components
+
     v1 = next(m for m in registered_components()["sync"] if m.version == 1)
     raw = sqlite3.connect(path, isolation_level=None)
-    raw.execute("CREATE TABLE _migrations (component TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL,"
-                " applied_at TEXT NOT NULL DEFAULT '', PRIMARY KEY (component, version))")
+    raw.execute(
+        "CREATE TABLE _migrations (component TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL,"
+        " applied_at TEXT NOT NULL DEFAULT '', PRIMARY KEY (component, version))"
+    )
     raw.executescript(v1.apply)
     raw.execute("INSERT INTO _migrations (component, version, name) VALUES ('sync', 1, ?)", (v1.name,))
     for seq, state in ((1, "delivered"), (2, "pending"), (3, "pending")):
-        raw.execute("INSERT INTO outbox (seq, topic, kind, payload, priority, created, state) VALUES (?, 't', 'summary', ?, 1, '', ?)",
-                    (seq, json.dumps({"schema": "summary/1", "seq": seq}), state))
+        raw.execute(
+            "INSERT INTO outbox (seq, topic, kind, payload, priority, created, state) VALUES (?, 't', 'summary', ?, 1, '', ?)",
+            (seq, json.dumps({"schema": "summary/1", "seq": seq}), state),
+        )
     raw.execute("UPDATE sync_state SET value = 3 WHERE key = 'last_seq'")
     raw.close()
     db = Database(path)
     conn = db.conn
     assert [c[1] for c in conn.execute("PRAGMA table_info(outbox)") if c[1] == "payload"] == []
-    assert conn.execute("SELECT seq, state FROM outbox ORDER BY seq").fetchall() == [(1, "delivered"), (2, "pending"), (3, "pending")]
-    assert [json.loads(p)["seq"] for (p,) in conn.execute("SELECT payload FROM outbox_payload ORDER BY seq")] == [1, 2, 3]
+    assert conn.execute("SELECT seq, state FROM outbox ORDER BY seq").fetchall() == [
+        (1, "delivered"),
+        (2, "pending"),
+        (3, "pending"),
+    ]
+    assert [
+        json.loads(p)["seq"] for (p,) in conn.execute("SELECT payload FROM outbox_payload ORDER BY seq")
+    ] == [1, 2, 3]
     assert outbox.stats(conn)["pending"] == 2 and _enqueue(conn, 1) == [4]
     conn.execute("BEGIN")
     assert outbox.prune_delivered(conn, 10) == 1
@@ -263,12 +356,16 @@ def test_packed_read_matches_row_by_row_and_falls_back(db_path):
     real = outbox.fetch_pending_rows
     outbox.fetch_pending_rows = lambda *a: seen.append(a) or real(*a)
     try:
-        db.conn.execute("UPDATE outbox_payload SET payload = '{\"a\":\"x' || char(30) || 'y\"}' WHERE seq = 3")
+        db.conn.execute(
+            "UPDATE outbox_payload SET payload = '{\"a\":\"x' || char(30) || 'y\"}' WHERE seq = 3"
+        )
         rows = outbox.fetch_pending(conn, 0, 5, outbox.SUMMARY)
         assert len(seen) == 1 and rows[2][2] == b'{"a":"x\x1ey"}' and [r[0] for r in rows] == [1, 2, 3, 4, 5]
         db.conn.execute("DELETE FROM outbox_payload WHERE seq = 4")
         rows = outbox.fetch_pending(conn, 0, 5, outbox.SUMMARY)
-        assert len(seen) == 2 and rows[3][2] is None  # shown, so the publisher can say so (it marks it rejected)
+        assert (
+            len(seen) == 2 and rows[3][2] is None
+        )  # shown, so the publisher can say so (it marks it rejected)
     finally:
         outbox.fetch_pending_rows = real
     conn.close()

@@ -18,7 +18,12 @@ def _families() -> dict[str, type[Adapter]]:
     from agent.inference.adapters.ssd import SsdAdapter
     from agent.inference.adapters.yolo import YoloAdapter
 
-    return {"ssd": SsdAdapter, "yolo": YoloAdapter, "classifier": ClassifierAdapter, "recurrent": RecurrentSsdAdapter}
+    return {
+        "ssd": SsdAdapter,
+        "yolo": YoloAdapter,
+        "classifier": ClassifierAdapter,
+        "recurrent": RecurrentSsdAdapter,
+    }
 
 
 FAMILIES = ("ssd", "yolo", "classifier", "recurrent")
@@ -50,8 +55,10 @@ def detect_family(interpreter: Any) -> str:
     if len(outs) == 1 and len(outs[0]["shape"]) == 2 and outs[0]["shape"][1] > 1:
         return "classifier"
     shapes = ", ".join(f"{d['name'] or '?'} {list(d['shape'])}" for d in outs)
-    raise ModelError(f"cannot tell the model family from its outputs ({shapes})",
-                     "set inference.family (ssd, yolo, classifier, recurrent) or the catalog entry's family")
+    raise ModelError(
+        f"cannot tell the model family from its outputs ({shapes})",
+        "set inference.family (ssd, yolo, classifier, recurrent) or the catalog entry's family",
+    )
 
 
 def make_adapter(family: str, interpreter: Any, **kw: Any) -> Adapter:
@@ -62,8 +69,10 @@ def make_adapter(family: str, interpreter: Any, **kw: Any) -> Adapter:
     try:
         return fams[family](interpreter, **kw)
     except ModelError as exc:
-        raise ModelError(f"the model does not fit family {family!r}: {exc.message}",
-                         "use inference.family = \"auto\" or the family the model belongs to") from None
+        raise ModelError(
+            f"the model does not fit family {family!r}: {exc.message}",
+            'use inference.family = "auto" or the family the model belongs to',
+        ) from None
 
 
 __all__ = ["Adapter", "DetectionArrays", "FAMILIES", "detect_family", "make_adapter"]

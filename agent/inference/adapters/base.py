@@ -30,8 +30,10 @@ def image_input_index(interpreter: Any) -> int:
     named = [i for i, d in enumerate(details) if len(d["shape"]) == 4 and d["shape"][-1] == 3]
     if not named:
         shapes = ", ".join(f"{d['name']} {list(d['shape'])}" for d in details)
-        raise ModelError(f"the model has no image input (NHWC with 3 channels); inputs: {shapes}",
-                         "use an image model (detector or classifier)")
+        raise ModelError(
+            f"the model has no image input (NHWC with 3 channels); inputs: {shapes}",
+            "use an image model (detector or classifier)",
+        )
     return named[0]
 
 

@@ -34,7 +34,9 @@ def get_scores(interpreter: Any) -> np.ndarray:
     return s
 
 
-def get_classes(scores: np.ndarray, top_k: int, threshold: float, skip: tuple[int, ...] = ()) -> list[tuple[int, float]]:
+def get_classes(
+    scores: np.ndarray, top_k: int, threshold: float, skip: tuple[int, ...] = ()
+) -> list[tuple[int, float]]:
     """The ``top_k`` best classes with a score >= ``threshold``, best first.
 
     Args:

@@ -36,9 +36,13 @@ def state_pairs(interpreter: Any) -> list[tuple[dict, dict]]:
         base = d["name"].rsplit("/", 1)[-1]
         if not base.startswith("init_"):
             continue
-        want = base[len("init_"):]
+        want = base[len("init_") :]
         match = [o for o in outs if o["name"].rsplit("/", 1)[-1] == want]
-        if len(match) == 1 and list(match[0]["shape"]) == list(d["shape"]) and match[0]["dtype"] == d["dtype"]:
+        if (
+            len(match) == 1
+            and list(match[0]["shape"]) == list(d["shape"])
+            and match[0]["dtype"] == d["dtype"]
+        ):
             pairs.append((d, match[0]))
     return pairs
 
@@ -53,8 +57,10 @@ class RecurrentSsdAdapter(SsdAdapter):
         self.pairs = state_pairs(interpreter)
         if not self.pairs:
             raise ModelError("no recurrent state inputs (init_*) matching outputs", "use family ssd")
-        self._zero = [np.full(d["shape"], quant_params(d)[1] if d["dtype"] != np.float32 else 0, dtype=d["dtype"])
-                      for d, _ in self.pairs]
+        self._zero = [
+            np.full(d["shape"], quant_params(d)[1] if d["dtype"] != np.float32 else 0, dtype=d["dtype"])
+            for d, _ in self.pairs
+        ]
         self._state: dict[str, list[np.ndarray]] = {}
 
     def state(self, state_key: str) -> list[np.ndarray] | None:
@@ -69,13 +75,19 @@ class RecurrentSsdAdapter(SsdAdapter):
             values: arrays shaped and typed like the state inputs, in :attr:`pairs` order.
         """
         if len(values) != len(self.pairs):
-            raise ModelError(f"expected {len(self.pairs)} state arrays, got {len(values)}", "pass one array per state input")
+            raise ModelError(
+                f"expected {len(self.pairs)} state arrays, got {len(values)}",
+                "pass one array per state input",
+            )
         out = []
         for (d, _), v in zip(self.pairs, values):
             v = np.asarray(v)
             if list(v.shape) != list(d["shape"]) or v.dtype != d["dtype"]:
-                raise ModelError(f"state for {d['name']} must be {d['dtype'].__name__} {list(d['shape'])}, "
-                                 f"got {v.dtype} {list(v.shape)}", "pass arrays like the model's state inputs")
+                raise ModelError(
+                    f"state for {d['name']} must be {d['dtype'].__name__} {list(d['shape'])}, "
+                    f"got {v.dtype} {list(v.shape)}",
+                    "pass arrays like the model's state inputs",
+                )
             out.append(v.copy())
         self._state[state_key] = out
 

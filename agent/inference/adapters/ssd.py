@@ -117,7 +117,9 @@ def get_objects(interpreter: Any, outputs: SsdOutputs, threshold: float) -> Dete
     boxes[:, 1] = b[:, 0]
     boxes[:, 2] = b[:, 3]
     boxes[:, 3] = b[:, 2]
-    return DetectionArrays(np.clip(boxes, 0.0, 1.0), classes[keep].astype(np.int64), sc[keep].astype(np.float32))
+    return DetectionArrays(
+        np.clip(boxes, 0.0, 1.0), classes[keep].astype(np.int64), sc[keep].astype(np.float32)
+    )
 
 
 class SsdAdapter(Adapter):

@@ -35,7 +35,9 @@ class YoloLayout:
     version: int  # 5 (objectness) or 8
 
 
-def yolo_layout(detail: dict, num_classes: int | None = None, version: int | None = None) -> YoloLayout | None:
+def yolo_layout(
+    detail: dict, num_classes: int | None = None, version: int | None = None
+) -> YoloLayout | None:
     """The YOLO layout of an output tensor, or ``None`` when it is not one.
 
     Args:
@@ -64,8 +66,14 @@ def yolo_layout(detail: dict, num_classes: int | None = None, version: int | Non
     return YoloLayout(detail["index"], attrs_first, attrs, anchors, version)
 
 
-def nms(boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float,
-        score_threshold: float, max_det: int) -> np.ndarray:
+def nms(
+    boxes_xyxy: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    iou_threshold: float,
+    score_threshold: float,
+    max_det: int,
+) -> np.ndarray:
     """Class-aware non-maximum suppression.
 
     Args:
@@ -88,9 +96,13 @@ def nms(boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_t
     xywh[:, 2:] = boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]
     sc = scores.astype(np.float32)
     if hasattr(cv2.dnn, "NMSBoxesBatched"):
-        keep = cv2.dnn.NMSBoxesBatched(xywh, sc, class_ids.astype(np.int32), score_threshold, iou_threshold, top_k=max_det)
+        keep = cv2.dnn.NMSBoxesBatched(
+            xywh, sc, class_ids.astype(np.int32), score_threshold, iou_threshold, top_k=max_det
+        )
     else:  # older OpenCV: offset boxes per class so classes never overlap
-        off = class_ids.astype(np.float32)[:, None] * (float(xywh[:, :2].max()) + float(xywh[:, 2:].max()) + 1.0)
+        off = class_ids.astype(np.float32)[:, None] * (
+            float(xywh[:, :2].max()) + float(xywh[:, 2:].max()) + 1.0
+        )
         shifted = xywh.copy()
         shifted[:, :2] += off
         keep = cv2.dnn.NMSBoxes(shifted, sc, score_threshold, iou_threshold, top_k=max_det)
@@ -114,14 +126,25 @@ class YoloAdapter(Adapter):
     mean = 0.0
     std = 255.0
 
-    def __init__(self, interpreter: Any, *, num_classes: int | None = None, iou_threshold: float = 0.45,
-                 max_detections: int = 100, yolo_version: int | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        interpreter: Any,
+        *,
+        num_classes: int | None = None,
+        iou_threshold: float = 0.45,
+        max_detections: int = 100,
+        yolo_version: int | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(interpreter, **kw)
         outs = interpreter.get_output_details()
         lay = yolo_layout(outs[0], num_classes, yolo_version) if len(outs) == 1 else None
         if lay is None:
             shapes = ", ".join(str(list(d["shape"])) for d in outs)
-            raise ModelError(f"a YOLO model has one [1, 4+C, N] or [1, N, 5+C] output, not {shapes}", "use family ssd or classifier")
+            raise ModelError(
+                f"a YOLO model has one [1, 4+C, N] or [1, N, 5+C] output, not {shapes}",
+                "use family ssd or classifier",
+            )
         self.layout = lay
         self.detail = outs[0]
         self.scale, self.zp = quant_params(self.detail)
@@ -160,7 +183,9 @@ class YoloAdapter(Adapter):
             cand = np.flatnonzero(scores_all >= threshold)
             scores = scores_all[cand]
         if cand.size == 0:
-            return DetectionArrays(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
+            return DetectionArrays(
+                np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32)
+            )
         xywh = self._deq(raw[cand, :4])
         if self.normalized is None:  # Ultralytics TFLite exports are normalized; others use pixels
             self.normalized = bool(np.abs(xywh).max() <= 2.0)

@@ -16,8 +16,14 @@ if TYPE_CHECKING:
 GROUPS = ("config", "camera", "model", "sensor", "broker", "clock", "disk", "database", "permissions")
 
 
-def build_checks(cfg: "AgentConfig", ctx: Context) -> tuple[list[Check], list[Check]]:
+def build_checks(cfg: AgentConfig, ctx: Context) -> tuple[list[Check], list[Check]]:
     """(checks that run together, checks that run after them: the clock, which waits for the GPS)."""
-    first = (camera_checks(cfg, ctx) + model_checks(cfg, ctx) + sensor_checks(cfg, ctx) + broker_checks(cfg, ctx)
-             + storage_checks(cfg, ctx) + permission_checks(cfg, ctx))
+    first = (
+        camera_checks(cfg, ctx)
+        + model_checks(cfg, ctx)
+        + sensor_checks(cfg, ctx)
+        + broker_checks(cfg, ctx)
+        + storage_checks(cfg, ctx)
+        + permission_checks(cfg, ctx)
+    )
     return first, [clock_check(cfg, ctx)]

@@ -50,8 +50,8 @@ def skip(detail: str, **data: Any) -> Result:
 
 @dataclass
 class Check:
-    name: str                      # unique in a report, e.g. "camera:north"
-    group: str                     # what --only selects, e.g. "camera"
+    name: str  # unique in a report, e.g. "camera:north"
+    group: str  # what --only selects, e.g. "camera"
     run: Callable[[], Result]
     timeout_s: float
 
@@ -61,6 +61,6 @@ class Context:
     """What checks share: the doctor's options and facts one check learns for another (GPS time)."""
 
     timeout_s: float
-    user: str | None = None        # the service user to check permissions for (None: default rule)
+    user: str | None = None  # the service user to check permissions for (None: default rule)
     gps: dict[str, Any] | None = None
     gps_done: threading.Event = field(default_factory=threading.Event)

@@ -28,12 +28,12 @@ class BrokerError(AgentError):
     """Connecting or publishing to the broker failed (message: why, hint: what to check)."""
 
 
-def broker_checks(cfg: "AgentConfig", ctx: Context) -> list[Check]:
+def broker_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
     tmo = min(ctx.timeout_s, cfg.mqtt.connect_timeout_s)
     return [Check("broker", "broker", lambda: check_broker(cfg, tmo), tmo + 3)]
 
 
-def _describe(cfg: "AgentConfig") -> str:
+def _describe(cfg: AgentConfig) -> str:
     m = cfg.mqtt
     auth = f"user {m.username}" if m.username is not None else "no user"
     tls = "TLS" if m.tls.enabled else "no TLS"
@@ -42,7 +42,7 @@ def _describe(cfg: "AgentConfig") -> str:
     return f"{m.host}:{m.effective_port} ({tls}, MQTT {m.protocol}, {auth})"
 
 
-def connect(cfg: "AgentConfig", timeout_s: float) -> "paho.Client":
+def connect(cfg: AgentConfig, timeout_s: float) -> paho.Client:
     """A connected client (network loop running), or BrokerError saying why not."""
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
@@ -54,8 +54,12 @@ def connect(cfg: "AgentConfig", timeout_s: float) -> "paho.Client":
     m = cfg.mqtt
     v5 = m.protocol == "5"
     password = m.resolved_password()  # ConfigError (an AgentError) names an unreadable secret
-    kw: dict[str, Any] = {"callback_api_version": CallbackAPIVersion.VERSION2, "client_id": f"{cfg.device.id}-doctor",
-                          "protocol": paho.MQTTv5 if v5 else paho.MQTTv311, "reconnect_on_failure": False}
+    kw: dict[str, Any] = {
+        "callback_api_version": CallbackAPIVersion.VERSION2,
+        "client_id": f"{cfg.device.id}-doctor",
+        "protocol": paho.MQTTv5 if v5 else paho.MQTTv311,
+        "reconnect_on_failure": False,
+    }
     if not v5:
         kw["clean_session"] = True
     c = paho.Client(**kw)
@@ -66,14 +70,24 @@ def connect(cfg: "AgentConfig", timeout_s: float) -> "paho.Client":
     if t.enabled:
         for what, f in (("ca_file", t.ca_file), ("cert_file", t.cert_file), ("key_file", t.key_file)):
             if f is not None and not f.is_file():
-                raise BrokerError(f"mqtt.tls.{what} {f} does not exist", "fix the path (edge-agent provision copies certificates to /etc/edge-agent/certs)")
+                raise BrokerError(
+                    f"mqtt.tls.{what} {f} does not exist",
+                    "fix the path (edge-agent provision copies certificates to /etc/edge-agent/certs)",
+                )
         try:
-            c.tls_set(ca_certs=str(t.ca_file) if t.ca_file else None, certfile=str(t.cert_file) if t.cert_file else None,
-                      keyfile=str(t.key_file) if t.key_file else None, cert_reqs=ssl.CERT_REQUIRED,
-                      tls_version=ssl.PROTOCOL_TLS_CLIENT, keyfile_password=t.resolved_key_password())
+            c.tls_set(
+                ca_certs=str(t.ca_file) if t.ca_file else None,
+                certfile=str(t.cert_file) if t.cert_file else None,
+                keyfile=str(t.key_file) if t.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+                keyfile_password=t.resolved_key_password(),
+            )
         except (ssl.SSLError, OSError, ValueError) as exc:
-            raise BrokerError(f"the TLS files in mqtt.tls cannot be loaded: {exc}",
-                              "check that ca_file is a PEM CA certificate and that key_file matches cert_file") from None
+            raise BrokerError(
+                f"the TLS files in mqtt.tls cannot be loaded: {exc}",
+                "check that ca_file is a PEM CA certificate and that key_file matches cert_file",
+            ) from None
         c.tls_insecure_set(not t.verify_hostname)
     done = threading.Event()
     outcome: dict[str, Any] = {}
@@ -101,16 +115,23 @@ def connect(cfg: "AgentConfig", timeout_s: float) -> "paho.Client":
     c.loop_start()
     if not done.wait(timeout_s):
         _close(c)
-        raise BrokerError(f"connected to {host}:{port} but no CONNACK within {timeout_s:g} s",
-                          "is this port an MQTT listener (TLS on a plain port, or the reverse)? check mqtt.port and mqtt.tls.enabled")
+        raise BrokerError(
+            f"connected to {host}:{port} but no CONNACK within {timeout_s:g} s",
+            "is this port an MQTT listener (TLS on a plain port, or the reverse)? check mqtt.port and mqtt.tls.enabled",
+        )
     reason = outcome.get("reason")
     if reason is None or reason.is_failure:
         _close(c)
         if reason is None:
-            raise BrokerError(f"the broker closed the connection before CONNACK ({outcome.get('lost')})",
-                              "check mqtt.tls (a TLS listener needs tls.enabled) and the broker's log")
-        raise BrokerError(describe_connack(reason), "fix mqtt.username / mqtt.password_file, or ask the broker's "
-                          "operator to allow this user (and the topics under mqtt.topic_prefix)")
+            raise BrokerError(
+                f"the broker closed the connection before CONNACK ({outcome.get('lost')})",
+                "check mqtt.tls (a TLS listener needs tls.enabled) and the broker's log",
+            )
+        raise BrokerError(
+            describe_connack(reason),
+            "fix mqtt.username / mqtt.password_file, or ask the broker's "
+            "operator to allow this user (and the topics under mqtt.topic_prefix)",
+        )
     return c
 
 
@@ -122,14 +143,14 @@ def _hint(exc: BaseException) -> str:
     return "check mqtt.host, mqtt.port, the network and any firewall between the unit and the broker"
 
 
-def _close(c: "paho.Client") -> None:
+def _close(c: paho.Client) -> None:
     try:
         c.disconnect()
     finally:
         c.loop_stop()
 
 
-def check_broker(cfg: "AgentConfig", timeout_s: float) -> Result:
+def check_broker(cfg: AgentConfig, timeout_s: float) -> Result:
     m = cfg.mqtt
     if not m.enabled:
         return skip("mqtt.enabled = false: summaries buffer in the local outbox until it is enabled")
@@ -140,11 +161,17 @@ def check_broker(cfg: "AgentConfig", timeout_s: float) -> Result:
     detail = f"connected to {_describe(cfg)} in {took:.2f} s"
     data = {"host": m.host, "port": m.effective_port, "tls": m.tls.enabled, "protocol": m.protocol}
     if not m.tls.enabled and not _is_loopback(m.host):
-        return warn(detail + "; unencrypted: the password and data cross the network in clear",
-                    "use the broker's TLS listener: mqtt.tls.enabled = true (port 8883) with tls.ca_file", **data)
+        return warn(
+            detail + "; unencrypted: the password and data cross the network in clear",
+            "use the broker's TLS listener: mqtt.tls.enabled = true (port 8883) with tls.ca_file",
+            **data,
+        )
     if m.tls.enabled and not m.tls.verify_hostname:
-        return warn(detail + "; the broker's certificate name is not checked (tls.verify_hostname = false)",
-                    "set mqtt.tls.verify_hostname = true and connect by the name in the broker's certificate", **data)
+        return warn(
+            detail + "; the broker's certificate name is not checked (tls.verify_hostname = false)",
+            "set mqtt.tls.verify_hostname = true and connect by the name in the broker's certificate",
+            **data,
+        )
     return ok(detail, **data)
 
 
@@ -157,12 +184,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def publish(cfg: "AgentConfig", topic: str, payload: bytes, timeout_s: float) -> str:
+def publish(cfg: AgentConfig, topic: str, payload: bytes, timeout_s: float) -> str:
     """Publish ``payload`` retained with QoS 1 and wait for the PUBACK. Returns a line; raises BrokerError."""
     import paho.mqtt.client as paho
 
     if not cfg.mqtt.enabled:
-        raise BrokerError("cannot publish the report: mqtt.enabled = false", "enable MQTT (edge-agent provision --broker URL)")
+        raise BrokerError(
+            "cannot publish the report: mqtt.enabled = false",
+            "enable MQTT (edge-agent provision --broker URL)",
+        )
     c = connect(cfg, timeout_s)
     acked = threading.Event()
     result: dict[str, Any] = {}
@@ -175,16 +205,22 @@ def publish(cfg: "AgentConfig", topic: str, payload: bytes, timeout_s: float) ->
     try:
         info = c.publish(topic, payload, qos=1, retain=True)
         if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise BrokerError(f"cannot publish the report to {topic}: {paho.error_string(info.rc)}",
-                              "check the connection to the broker and retry")
+            raise BrokerError(
+                f"cannot publish the report to {topic}: {paho.error_string(info.rc)}",
+                "check the connection to the broker and retry",
+            )
         if not acked.wait(timeout_s):
-            raise BrokerError(f"no PUBACK for the report on {topic} within {timeout_s:g} s",
-                              "the broker or the network is slow or dropping messages; retry")
+            raise BrokerError(
+                f"no PUBACK for the report on {topic} within {timeout_s:g} s",
+                "the broker or the network is slow or dropping messages; retry",
+            )
         reason = result.get("reason")
         if reason is not None and getattr(reason, "is_failure", False):
-            raise BrokerError(f"the broker refused the report on {topic}: {reason}",
-                              f"the broker's ACL must let {cfg.mqtt.username or 'this client'} publish under "
-                              f"{cfg.mqtt.topic_prefix}/{cfg.device.site}/{cfg.device.id}/")
+            raise BrokerError(
+                f"the broker refused the report on {topic}: {reason}",
+                f"the broker's ACL must let {cfg.mqtt.username or 'this client'} publish under "
+                f"{cfg.mqtt.topic_prefix}/{cfg.device.site}/{cfg.device.id}/",
+            )
     finally:
         _close(c)
     return f"published the report to {topic} (retained, QoS 1, {len(payload)} bytes; PUBACK received)"

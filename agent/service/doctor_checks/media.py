@@ -18,14 +18,17 @@ if TYPE_CHECKING:
 
 # -- cameras -------------------------------------------------------------------------------------
 
-def camera_checks(cfg: "AgentConfig", ctx: Context) -> list[Check]:
+
+def camera_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
     if not cfg.cameras:
         return [Check("camera", "camera", lambda: skip("no cameras configured"), ctx.timeout_s)]
-    return [Check(f"camera:{c.name}", "camera", (lambda c=c: check_camera(c, ctx.timeout_s)), ctx.timeout_s + 2)
-            for c in cfg.cameras]
+    return [
+        Check(f"camera:{c.name}", "camera", (lambda c=c: check_camera(c, ctx.timeout_s)), ctx.timeout_s + 2)
+        for c in cfg.cameras
+    ]
 
 
-def check_camera(cam: "CameraConfig", timeout_s: float) -> Result:
+def check_camera(cam: CameraConfig, timeout_s: float) -> Result:
     """Open the camera and read one frame; report its resolution. SourceError propagates (a fail)."""
     from agent.sources.readers import guess_kind, open_reader, redact_url
 
@@ -34,25 +37,32 @@ def check_camera(cam: "CameraConfig", timeout_s: float) -> Result:
     kind = guess_kind(cam.source) if cam.kind == "auto" else cam.kind
     where = redact_url(cam.source)
     t0 = time.monotonic()
-    reader = open_reader(cam.source, cam.kind, width=cam.width, height=cam.height, fourcc=cam.fourcc, timeout_s=timeout_s)
+    reader = open_reader(
+        cam.source, cam.kind, width=cam.width, height=cam.height, fourcc=cam.fourcc, timeout_s=timeout_s
+    )
     try:
         frame = reader.read()
     finally:
         reader.close()
     took = time.monotonic() - t0
     if frame is None:
-        return fail(f"{kind} {where}: opened but yielded no frame (empty or undecodable)",
-                    "check that the file/stream holds video OpenCV/FFmpeg can decode (ffprobe it)")
+        return fail(
+            f"{kind} {where}: opened but yielded no frame (empty or undecodable)",
+            "check that the file/stream holds video OpenCV/FFmpeg can decode (ffprobe it)",
+        )
     h, w = frame.shape[:2]
     return ok(f"{kind} {where}: {w}x{h} frame in {took:.1f} s", kind=kind, width=int(w), height=int(h))
 
 
 # -- models --------------------------------------------------------------------------------------
 
-def model_checks(cfg: "AgentConfig", ctx: Context) -> list[Check]:
+
+def model_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
     models = sorted({c.model or cfg.inference.model for c in cfg.cameras if c.enabled})
     if not models:
-        return [Check("model", "model", lambda: skip("no enabled camera, so no model is loaded"), ctx.timeout_s)]
+        return [
+            Check("model", "model", lambda: skip("no enabled camera, so no model is loaded"), ctx.timeout_s)
+        ]
     # a first pull or an Edge TPU/GPU delegate start may take longer than a camera
     tmo = max(2 * ctx.timeout_s, 60.0)
     return [Check(f"model:{m}", "model", (lambda m=m: check_model(m, cfg)), tmo) for m in models]
@@ -62,7 +72,7 @@ def _is_path(model: str) -> bool:
     return model.endswith(".tflite") or "/" in model or "\\" in model
 
 
-def _verify_catalog_file(name: str, cfg: "AgentConfig") -> str:
+def _verify_catalog_file(name: str, cfg: AgentConfig) -> str:
     """sha256-check an installed catalog model (and its Edge TPU variant when it may be used).
 
     A missing file is pulled (verified) when ``models.auto_pull`` allows, as the agent does at
@@ -73,7 +83,10 @@ def _verify_catalog_file(name: str, cfg: "AgentConfig") -> str:
     catalog = cat.load_catalog(cfg.models)
     entry = catalog.get(name)
     if entry.kind != "model":
-        raise ModelError(f"{name} is a media file, not a model", "set inference.model (or the camera's model) to a model name")
+        raise ModelError(
+            f"{name} is a media file, not a model",
+            "set inference.model (or the camera's model) to a model name",
+        )
     entries = [entry]
     if entry.edgetpu_variant and cfg.inference.accelerator in ("auto", "edgetpu"):
         entries.append(catalog.get(entry.edgetpu_variant))
@@ -84,17 +97,21 @@ def _verify_catalog_file(name: str, cfg: "AgentConfig") -> str:
             if e is not entry:  # the Edge TPU file is optional under auto; load_engine says if it matters
                 continue
             if not cfg.models.auto_pull:
-                raise ModelError(f"model {e.name} is not installed ({p} does not exist)",
-                                 f"run `edge-agent models pull {e.name}` (add --mirror DIR offline)")
+                raise ModelError(
+                    f"model {e.name} is not installed ({p} does not exist)",
+                    f"run `edge-agent models pull {e.name}` (add --mirror DIR offline)",
+                )
             src = cat.mirror_from(None, cfg.models)
             cat.pull_entry(e, cfg.models, src)  # verifies the sha256 before installing
             notes.append(f"pulled from {src or e.url}")
             continue
         got = cat.sha256_file(p)
         if got != e.sha256:
-            raise ModelError(f"{p}: sha256 mismatch (catalog {e.sha256[:12]}..., file {got[:12]}...): "
-                             "the file is corrupt, truncated or a different version",
-                             f"reinstall it: `edge-agent models pull {e.name} --force` (add --mirror DIR offline)")
+            raise ModelError(
+                f"{p}: sha256 mismatch (catalog {e.sha256[:12]}..., file {got[:12]}...): "
+                "the file is corrupt, truncated or a different version",
+                f"reinstall it: `edge-agent models pull {e.name} --force` (add --mirror DIR offline)",
+            )
     return "sha256 ok" + (f", {'; '.join(notes)}" if notes else "")
 
 
@@ -114,7 +131,7 @@ def _tpu_present() -> str | None:
     return None
 
 
-def check_model(model: str, cfg: "AgentConfig") -> Result:
+def check_model(model: str, cfg: AgentConfig) -> Result:
     """Verify the file, load it with ``load_engine`` on the configured accelerator, run one frame."""
     import numpy as np
 
@@ -123,7 +140,10 @@ def check_model(model: str, cfg: "AgentConfig") -> Result:
     if _is_path(model):
         p = Path(model).expanduser()
         if not p.is_file():
-            raise ModelError(f"model file {p} does not exist", "fix the path, or use a catalog name (`edge-agent models list`)")
+            raise ModelError(
+                f"model file {p} does not exist",
+                "fix the path, or use a catalog name (`edge-agent models list`)",
+            )
         verified = "file present (not in the catalog: no sha256 to check)"
     else:
         verified = _verify_catalog_file(model, cfg)
@@ -135,20 +155,32 @@ def check_model(model: str, cfg: "AgentConfig") -> Result:
     accel = engine.accelerator
     reasons = list(engine.accelerator_reasons)
     requested = cfg.inference.accelerator
-    detail = f"{verified}; {engine.family} {w}x{h} on {accel} ({engine.runtime}), loaded and ran in {took:.1f} s"
-    data = {"accelerator": accel, "requested": requested, "fallback_reasons": reasons, "family": engine.family,
-            "runtime": engine.runtime, "file": str(engine.path)}
+    detail = (
+        f"{verified}; {engine.family} {w}x{h} on {accel} ({engine.runtime}), loaded and ran in {took:.1f} s"
+    )
+    data = {
+        "accelerator": accel,
+        "requested": requested,
+        "fallback_reasons": reasons,
+        "family": engine.family,
+        "runtime": engine.runtime,
+        "file": str(engine.path),
+    }
     if reasons:  # "cannot load libedgetpu.so.1: libedgetpu.so.1: cannot open ..." -> once
         detail += "; skipped: " + "; ".join(re.sub(r"(\S+): \1: ", r"\1: ", r) for r in reasons)
     tpu = _tpu_present()
     if requested == "auto" and accel == "cpu" and tpu:
-        return warn(f"{detail}; an Edge TPU is plugged in ({tpu}) but not used", "install the Edge TPU runtime "
-                    "(apt install libedgetpu1-std), check the reason above, or set inference.accelerator = \"edgetpu\" "
-                    "to make it an error", **data)
+        return warn(
+            f"{detail}; an Edge TPU is plugged in ({tpu}) but not used",
+            "install the Edge TPU runtime "
+            '(apt install libedgetpu1-std), check the reason above, or set inference.accelerator = "edgetpu" '
+            "to make it an error",
+            **data,
+        )
     return ok(detail, **data)
 
 
-def device_nodes_of_cameras(cfg: "AgentConfig") -> list[tuple[str, str]]:
+def device_nodes_of_cameras(cfg: AgentConfig) -> list[tuple[str, str]]:
     """``(what, /dev node)`` of the enabled V4L2 cameras."""
     from agent.sources.readers import guess_kind
 

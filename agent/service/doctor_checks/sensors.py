@@ -22,16 +22,18 @@ if TYPE_CHECKING:
     from firmware_bridge.config import SensorConfig
 
 
-def sensor_checks(cfg: "AgentConfig", ctx: Context) -> list[Check]:
+def sensor_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
     if not any(s.driver == "nmea" and s.enabled for s in cfg.sensors):
         ctx.gps_done.set()
     if not cfg.sensors:
         return [Check("sensor", "sensor", lambda: skip("no serial sensors configured"), ctx.timeout_s)]
-    return [Check(f"sensor:{s.name}", "sensor", (lambda s=s: _guarded(s, cfg, ctx)), ctx.timeout_s + 2)
-            for s in cfg.sensors]
+    return [
+        Check(f"sensor:{s.name}", "sensor", (lambda s=s: _guarded(s, cfg, ctx)), ctx.timeout_s + 2)
+        for s in cfg.sensors
+    ]
 
 
-def _guarded(s: "SensorConfig", cfg: "AgentConfig", ctx: Context) -> Result:
+def _guarded(s: SensorConfig, cfg: AgentConfig, ctx: Context) -> Result:
     try:
         return check_sensor(s, cfg, ctx)
     finally:
@@ -45,7 +47,7 @@ def _summary(msg: Any) -> str:
     return f"{msg.kind}" + (f" ({vals})" if vals else "")
 
 
-def check_sensor(s: "SensorConfig", cfg: "AgentConfig", ctx: Context) -> Result:
+def check_sensor(s: SensorConfig, cfg: AgentConfig, ctx: Context) -> Result:
     from firmware_bridge import protocol as p
     from firmware_bridge.drivers import make_driver
     from firmware_bridge.events import DecodeError, Message
@@ -55,8 +57,15 @@ def check_sensor(s: "SensorConfig", cfg: "AgentConfig", ctx: Context) -> Result:
     if not s.enabled:
         return skip("disabled (enabled = false)")
     baud = s.effective_baud
-    t = SerialTransport(s.port, baud, bytesize=s.bytesize, parity=s.parity, stopbits=s.stopbits,
-                        exclusive=s.exclusive, read_timeout_s=0.1)
+    t = SerialTransport(
+        s.port,
+        baud,
+        bytesize=s.bytesize,
+        parity=s.parity,
+        stopbits=s.stopbits,
+        exclusive=s.exclusive,
+        read_timeout_s=0.1,
+    )
     try:
         t.open()
     except TransportError as exc:
@@ -64,8 +73,11 @@ def check_sensor(s: "SensorConfig", cfg: "AgentConfig", ctx: Context) -> Result:
         if "lock" in text.lower() or "busy" in text.lower():
             return _from_agent_health(s, cfg, text)
         if "does not exist" in text:
-            return fail(f"{s.port} does not exist", "plug the sensor in; `ls -l /dev/serial/by-id /dev/edge-agent` shows "
-                        "the ports this unit sees; fix sensors[].port")
+            return fail(
+                f"{s.port} does not exist",
+                "plug the sensor in; `ls -l /dev/serial/by-id /dev/edge-agent` shows "
+                "the ports this unit sees; fix sensors[].port",
+            )
         return fail(text, "check the port path and that the agent's user is in the 'dialout' group")
     drv = make_driver(s.driver, s)
     clock = GpsClock(tolerance_s=s.clock_tolerance_s) if s.driver == "nmea" else None
@@ -107,35 +119,53 @@ def check_sensor(s: "SensorConfig", cfg: "AgentConfig", ctx: Context) -> Result:
     errs = ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))
     if got is None:
         if bytes_in == 0:
-            return fail(f"{s.port}: no bytes within {ctx.timeout_s:g} s ({s.driver}, {baud} baud)",
-                        "nothing arrives: check power and wiring (sensor TX to adapter RX), and for passive sensors "
-                        "that commands reach it (adapter TX to sensor RX)", bytes=0)
-        return fail(f"{s.port}: {bytes_in} bytes but no valid {s.driver} frame within {ctx.timeout_s:g} s ({errs or 'no frames'})",
-                    f"wrong baud rate (using {baud}) or wrong driver for this device; or a noisy line (check ground and cable length)",
-                    bytes=bytes_in, errors=errors)
-    res = ok(f"{s.driver} on {s.port}: {_summary(got)} after {took:.1f} s" + (f"; line errors: {errs}" if errs else ""),
-             driver=s.driver, message=got.kind, bytes=bytes_in, errors=errors)
+            return fail(
+                f"{s.port}: no bytes within {ctx.timeout_s:g} s ({s.driver}, {baud} baud)",
+                "nothing arrives: check power and wiring (sensor TX to adapter RX), and for passive sensors "
+                "that commands reach it (adapter TX to sensor RX)",
+                bytes=0,
+            )
+        return fail(
+            f"{s.port}: {bytes_in} bytes but no valid {s.driver} frame within {ctx.timeout_s:g} s ({errs or 'no frames'})",
+            f"wrong baud rate (using {baud}) or wrong driver for this device; or a noisy line (check ground and cable length)",
+            bytes=bytes_in,
+            errors=errors,
+        )
+    res = ok(
+        f"{s.driver} on {s.port}: {_summary(got)} after {took:.1f} s"
+        + (f"; line errors: {errs}" if errs else ""),
+        driver=s.driver,
+        message=got.kind,
+        bytes=bytes_in,
+        errors=errors,
+    )
     if s.driver == "mcu" and got.kind == "hello":
         res.detail += f"; firmware {got.fields.get('firmware', '?')}"
     return res
 
 
-def _from_agent_health(s: "SensorConfig", cfg: "AgentConfig", why: str) -> Result:
+def _from_agent_health(s: SensorConfig, cfg: AgentConfig, why: str) -> Result:
     """The port is locked (the running agent holds it): judge the sensor by the agent's health row."""
-    hint = ("another program holds the port; if it is not edge-agent, stop it. To test the port itself: "
-            "systemctl stop edge-agent, run doctor, systemctl start edge-agent")
+    hint = (
+        "another program holds the port; if it is not edge-agent, stop it. To test the port itself: "
+        "systemctl stop edge-agent, run doctor, systemctl start edge-agent"
+    )
     db = Path(cfg.storage.path)
     if not db.is_file():
         return fail(f"{s.port} is locked by another program ({why})", hint)
     try:
         conn = sqlite3.connect(f"file:{db.resolve()}?mode=ro", uri=True, timeout=2)
         try:
-            row = conn.execute("SELECT connected, last_reading_ts, updated_ts, last_error FROM sensor_health WHERE sensor = ?",
-                               (s.name,)).fetchone()
+            row = conn.execute(
+                "SELECT connected, last_reading_ts, updated_ts, last_error FROM sensor_health WHERE sensor = ?",
+                (s.name,),
+            ).fetchone()
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        return fail(f"{s.port} is locked by another program, and the agent's database says nothing ({exc})", hint)
+        return fail(
+            f"{s.port} is locked by another program, and the agent's database says nothing ({exc})", hint
+        )
     if row is None:
         return fail(f"{s.port} is locked by another program and the agent has no health record for it", hint)
     connected, last_ts, _, last_error = row
@@ -144,5 +174,7 @@ def _from_agent_health(s: "SensorConfig", cfg: "AgentConfig", why: str) -> Resul
         age = time.time() - dt.datetime.fromisoformat(last_ts.replace("Z", "+00:00")).timestamp()
     if connected and age is not None and age <= max(60.0, 2 * s.stale_after_s):
         return ok(f"held by the running agent, which read it {age:.0f} s ago", via="agent")
-    return fail(f"held by the running agent, which has no recent reading (last {last_ts or 'never'}; {last_error or 'no error'})",
-                "check the sensor's power and wiring; `journalctl -u edge-agent` shows its errors")
+    return fail(
+        f"held by the running agent, which has no recent reading (last {last_ts or 'never'}; {last_error or 'no error'})",
+        "check the sensor's power and wiring; `journalctl -u edge-agent` shows its errors",
+    )

@@ -26,6 +26,7 @@ _EARLIEST = 1704067200  # 2024-01-01: a clock before this never was set (no RTC,
 
 # -- clock ---------------------------------------------------------------------------------------
 
+
 def _run(cmd: list[str], timeout: float = 3.0) -> str | None:
     if shutil.which(cmd[0]) is None:
         return None
@@ -38,8 +39,10 @@ def _run(cmd: list[str], timeout: float = 3.0) -> str | None:
 
 def _adjtimex_synced() -> bool | None:
     """The kernel's view via adjtimex(2): TIME_ERROR (5) means unsynchronised. None: unavailable."""
+
     class _Timex(ctypes.Structure):
         _fields_ = [("modes", ctypes.c_uint), ("_rest", ctypes.c_byte * 512)]
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         state = libc.adjtimex(ctypes.byref(_Timex()))
@@ -67,7 +70,7 @@ def kernel_sync() -> tuple[bool | None, str]:
     return None, "no way to ask (no timedatectl, chrony or adjtimex)"
 
 
-def clock_check(cfg: "AgentConfig", ctx: Context) -> Check:
+def clock_check(cfg: AgentConfig, ctx: Context) -> Check:
     return Check("clock", "clock", lambda: check_clock(ctx), ctx.timeout_s + 5)
 
 
@@ -75,33 +78,53 @@ def check_clock(ctx: Context) -> Result:
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
     if now < _EARLIEST:
-        return fail(f"the system clock says {stamp}: it was never set", "connect the unit to NTP (or a GPS with a fix) "
-                    "and rerun; a Pi has no RTC, so the time is lost at every power cut until NTP sets it")
+        return fail(
+            f"the system clock says {stamp}: it was never set",
+            "connect the unit to NTP (or a GPS with a fix) "
+            "and rerun; a Pi has no RTC, so the time is lost at every power cut until NTP sets it",
+        )
     synced, how = kernel_sync()
     ctx.gps_done.wait(ctx.timeout_s + 3)  # the GPS sensor check fills ctx.gps
     gps = ctx.gps
     gps_txt, gps_ok = "", None
     if gps is not None:
         if gps.get("trusted") is True:
-            gps_ok, gps_txt = True, f"GPS ({gps['sensor']}): system clock within {abs(gps['offset_s']):.2f} s of GPS time"
+            gps_ok, gps_txt = (
+                True,
+                f"GPS ({gps['sensor']}): system clock within {abs(gps['offset_s']):.2f} s of GPS time",
+            )
         elif gps.get("trusted") is False:
-            gps_ok, gps_txt = False, f"GPS ({gps['sensor']}): system clock is {gps['offset_s']:+.1f} s off GPS time"
+            gps_ok, gps_txt = (
+                False,
+                f"GPS ({gps['sensor']}): system clock is {gps['offset_s']:+.1f} s off GPS time",
+            )
         else:
             gps_txt = f"GPS ({gps['sensor']}): no valid fix yet, cannot judge the clock"
     detail = f"{stamp}; {how}" + (f"; {gps_txt}" if gps_txt else "")
     data = {"kernel_synchronised": synced, "source": how, "gps": gps}
     if gps_ok is False:
-        return fail(detail, "the clock is wrong: check NTP (timedatectl timesync-status / chronyc sources) or let chrony "
-                    "use the GPS (gpsd + refclock); timestamps of everything recorded now are off", **data)
+        return fail(
+            detail,
+            "the clock is wrong: check NTP (timedatectl timesync-status / chronyc sources) or let chrony "
+            "use the GPS (gpsd + refclock); timestamps of everything recorded now are off",
+            **data,
+        )
     if synced or gps_ok:
         return ok(detail, **data)
     if synced is False:
-        return fail(detail, "nothing synchronises the clock: enable NTP (timedatectl set-ntp true, or chrony) and "
-                    "check that an NTP server is reachable, or add a GPS sensor (driver nmea) with a fix", **data)
-    return warn(detail, "cannot tell whether the clock is synchronised: install chrony or systemd-timesyncd", **data)
+        return fail(
+            detail,
+            "nothing synchronises the clock: enable NTP (timedatectl set-ntp true, or chrony) and "
+            "check that an NTP server is reachable, or add a GPS sensor (driver nmea) with a fix",
+            **data,
+        )
+    return warn(
+        detail, "cannot tell whether the clock is synchronised: install chrony or systemd-timesyncd", **data
+    )
 
 
 # -- disk and database ---------------------------------------------------------------------------
+
 
 def _existing_ancestor(p: Path) -> Path:
     p = p.absolute()
@@ -110,12 +133,14 @@ def _existing_ancestor(p: Path) -> Path:
     return p
 
 
-def storage_checks(cfg: "AgentConfig", ctx: Context) -> list[Check]:
-    return [Check("disk", "disk", lambda: check_disk(cfg), ctx.timeout_s),
-            Check("database", "database", lambda: check_database(cfg), max(ctx.timeout_s, 60.0))]
+def storage_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
+    return [
+        Check("disk", "disk", lambda: check_disk(cfg), ctx.timeout_s),
+        Check("database", "database", lambda: check_database(cfg), max(ctx.timeout_s, 60.0)),
+    ]
 
 
-def check_disk(cfg: "AgentConfig") -> Result:
+def check_disk(cfg: AgentConfig) -> Result:
     db = Path(cfg.storage.path)
     where = _existing_ancestor(db.parent)
     st = os.statvfs(where)
@@ -124,14 +149,22 @@ def check_disk(cfg: "AgentConfig") -> Result:
     detail = f"{free_mb:,.0f} MB free on the filesystem of {where} (database budget storage.max_db_mb = {budget:g} MB)"
     data = {"free_mb": round(free_mb, 1), "budget_mb": budget, "path": str(where)}
     if free_mb < budget / 10:
-        return fail(detail, "free space (delete old files, use a bigger card) or lower storage.max_db_mb; "
-                    "the database cannot grow into its budget", **data)
+        return fail(
+            detail,
+            "free space (delete old files, use a bigger card) or lower storage.max_db_mb; "
+            "the database cannot grow into its budget",
+            **data,
+        )
     if free_mb < 2 * budget:
-        return warn(detail, "less than twice the database budget is free: lower storage.max_db_mb or free space", **data)
+        return warn(
+            detail,
+            "less than twice the database budget is free: lower storage.max_db_mb or free space",
+            **data,
+        )
     return ok(detail, **data)
 
 
-def check_database(cfg: "AgentConfig") -> Result:
+def check_database(cfg: AgentConfig) -> Result:
     from agent.store.db import connect
 
     db = Path(cfg.storage.path)
@@ -142,18 +175,23 @@ def check_database(cfg: "AgentConfig") -> Result:
     try:
         rows = [r[0] for r in conn.execute("PRAGMA quick_check")]
     except sqlite3.DatabaseError as exc:
-        return fail(f"{db}: not a valid SQLite database ({exc})",
-                    f"move it aside (mv {db} {db}.corrupt) and restart the agent; it creates a new one")
+        return fail(
+            f"{db}: not a valid SQLite database ({exc})",
+            f"move it aside (mv {db} {db}.corrupt) and restart the agent; it creates a new one",
+        )
     finally:
         conn.close()
     if rows != ["ok"]:
-        return fail(f"{db} failed quick_check: {'; '.join(rows[:3])}",
-                    f"move it aside (mv {db} {db}.corrupt) and restart, or repair it with sqlite3 .recover")
+        return fail(
+            f"{db} failed quick_check: {'; '.join(rows[:3])}",
+            f"move it aside (mv {db} {db}.corrupt) and restart, or repair it with sqlite3 .recover",
+        )
     size = sum(Path(str(db) + s).stat().st_size for s in ("", "-wal") if Path(str(db) + s).exists())
     return ok(f"{db}: quick_check ok, {size / 2**20:.1f} MB", path=str(db), bytes=size)
 
 
 # -- permissions ---------------------------------------------------------------------------------
+
 
 def service_user(requested: str | None) -> tuple[pwd.struct_passwd, bool]:
     """(the user to check for, whether it is the real service user). ``requested`` overrides."""
@@ -192,13 +230,19 @@ def _name(fn, ident: int) -> str:
         return str(ident)
 
 
-def permission_checks(cfg: "AgentConfig", ctx: Context) -> list[Check]:
+def permission_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
     from agent.service.doctor_checks.media import device_nodes_of_cameras, edgetpu_nodes
 
-    nodes = device_nodes_of_cameras(cfg) + [(f"sensor {s.name}", s.port) for s in cfg.sensors if s.enabled] + edgetpu_nodes()
+    nodes = (
+        device_nodes_of_cameras(cfg)
+        + [(f"sensor {s.name}", s.port) for s in cfg.sensors if s.enabled]
+        + edgetpu_nodes()
+    )
     checks = [Check("service-user", "permissions", lambda: check_service_user(ctx), ctx.timeout_s)]
-    checks += [Check(f"perm:{node}", "permissions", (lambda w=what, n=node: check_node(w, n, ctx)), ctx.timeout_s)
-               for what, node in nodes]
+    checks += [
+        Check(f"perm:{node}", "permissions", (lambda w=what, n=node: check_node(w, n, ctx)), ctx.timeout_s)
+        for what, node in nodes
+    ]
     return checks
 
 
@@ -209,13 +253,24 @@ def check_service_user(ctx: Context) -> Result:
         return fail(f"user {ctx.user} does not exist", "give an existing user to --user")
     groups = sorted(g.gr_name for g in grp.getgrall() if user.pw_name in g.gr_mem)
     if not real:
-        return warn(f"service user {SERVICE_USER} does not exist yet; device permissions checked for {user.pw_name}",
-                    "run scripts/install.sh (it creates the user with groups video, dialout, plugdev)")
-    missing = [g for g in ("video", "dialout", "plugdev") if g not in groups and _group_exists(g)] if user.pw_uid else []
+        return warn(
+            f"service user {SERVICE_USER} does not exist yet; device permissions checked for {user.pw_name}",
+            "run scripts/install.sh (it creates the user with groups video, dialout, plugdev)",
+        )
+    missing = (
+        [g for g in ("video", "dialout", "plugdev") if g not in groups and _group_exists(g)]
+        if user.pw_uid
+        else []
+    )
     detail = f"{user.pw_name} (uid {user.pw_uid}), groups: {', '.join(groups) or 'none'}"
     if missing:
-        return warn(detail + f"; not in {', '.join(missing)}", f"usermod -aG {','.join(missing)} {user.pw_name} "
-                    "(cameras need video, serial ports dialout, the Edge TPU plugdev)", user=user.pw_name, groups=groups)
+        return warn(
+            detail + f"; not in {', '.join(missing)}",
+            f"usermod -aG {','.join(missing)} {user.pw_name} "
+            "(cameras need video, serial ports dialout, the Edge TPU plugdev)",
+            user=user.pw_name,
+            groups=groups,
+        )
     return ok(detail, user=user.pw_name, groups=groups)
 
 
@@ -241,6 +296,10 @@ def check_node(what: str, node: str, ctx: Context) -> Result:
         return ok(f"{what}: {shown} ({desc}): {user.pw_name} may read and write", node=real, mode=desc)
     st = os.stat(real)
     group = _name(grp.getgrgid, st.st_gid)
-    return fail(f"{what}: {shown} ({desc}): {user.pw_name} may not read and write it",
-                f"add {user.pw_name} to group {group} (usermod -aG {group} {user.pw_name}) or install the udev rules "
-                "(scripts/install.sh) that give the device group access", node=real, mode=desc)
+    return fail(
+        f"{what}: {shown} ({desc}): {user.pw_name} may not read and write it",
+        f"add {user.pw_name} to group {group} (usermod -aG {group} {user.pw_name}) or install the udev rules "
+        "(scripts/install.sh) that give the device group access",
+        node=real,
+        mode=desc,
+    )
