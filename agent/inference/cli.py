@@ -264,7 +264,7 @@ _model_opts = [
     ),
     click.option(
         "--family",
-        type=click.Choice(["auto", "ssd", "yolo", "classifier", "recurrent"]),
+        type=click.Choice(["auto", "ssd", "yolo", "classifier", "recurrent", "blazeface"]),
         default=None,
         help="Model family (default: from the catalog or the model's tensors).",
     ),
