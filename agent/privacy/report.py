@@ -275,7 +275,7 @@ def render_text(rep: dict[str, Any]) -> str:
     lines.append(f"  {', '.join(lv['messages'])}; never {', '.join(lv['never'])}")
     lines.append(
         f"  small counts: {sc['mode']}"
-        + (f" k={sc['k']}" if "k" in sc else "")
+        + (" k " + ", ".join(f"{c}={k}" for c, k in sc["k"].items()) if "k" in sc else "")
         + (f" epsilon={sc['epsilon']}" if "epsilon" in sc else "")
     )
     lines.append(
