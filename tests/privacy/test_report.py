@@ -88,3 +88,13 @@ def test_a_bad_config_is_a_config_error(cli, tmp_path):
     cfg.write_text('[privacy.small_counts]\nmode = "sometimes"\n')
     r = cli("privacy", "report", "--config", str(cfg))
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "fix: " in r.stderr
+
+
+def test_doctor_warns_when_the_face_model_is_missing(cli, tmp_path):
+    cfg = _unit(tmp_path, 'blur = "faces"')
+    cfg.write_text(cfg.read_text() + f'[models]\ndir = "{tmp_path / "models"}"\nauto_pull = false\n')
+    r = cli("doctor", "--config", str(cfg), "--only", "privacy", "--json")
+    check = {c["name"]: c for c in json.loads(r.stdout)["checks"]}["privacy"]
+    assert check["status"] == "warn", check
+    assert "face model face_detection_short_range unavailable" in check["detail"]
+    assert "edge-agent models pull face_detection_short_range" in check["hint"]

@@ -24,6 +24,18 @@ def check_privacy(cfg: AgentConfig) -> Result:
     warns = [f for f in rep["findings"] if f["status"] == "warn"]
     if bad:
         return fail("; ".join(f["what"] for f in bad), "; ".join(f.get("fix", "") for f in bad), **data)
+    if cfg.privacy.blur == "faces":
+        from agent.privacy.faces import FaceFinder
+
+        finder = FaceFinder.from_config(cfg)
+        if not finder.load():
+            warns.append(
+                {
+                    "status": "warn",
+                    "what": f"{finder.why_not}: faces mode blurs whole people instead",
+                    "fix": f"edge-agent models pull {cfg.privacy.face_model} (or set privacy.face_model)",
+                }
+            )
     if warns:
         return warn("; ".join(f["what"] for f in warns), "; ".join(f.get("fix", "") for f in warns), **data)
     ims = rep["images"]
