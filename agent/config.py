@@ -191,7 +191,8 @@ class CameraConfig(Section):
         default_factory=CameraAnalytics, description="Counting lines, zones and speed calibration."
     )
     masks: list[PrivacyMask] = Field(
-        default_factory=list, description="Static privacy masks, applied to every frame before anything sees it."
+        default_factory=list,
+        description="Static privacy masks, applied to every frame before anything sees it.",
     )
 
     _name = field_validator("name")(lambda v: check_name(v, "camera name"))
