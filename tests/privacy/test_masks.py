@@ -196,3 +196,36 @@ def test_bad_masks_are_config_errors(cli, tmp_path):
     )
     r = cli("config", "check", str(cfg))
     assert r.returncode == 2 and "at least 3 points" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_inference_stage_masks_each_frame_and_follows_a_reload(ssd, media_path):
+    """The one spot: InferenceWorker.process masks the frame before the model; a camera whose masks
+    change on reload (SIGHUP replaces ``cam.cfg``) gets the new masks from its next frame on; a frame
+    that cannot be masked is dropped, never passed on unmasked."""
+    import queue
+
+    from agent.config import CameraConfig
+    from agent.sources.camera import CameraSource
+    from agent.stages import InferenceWorker
+    from agent.types import Frame
+
+    cfg = CameraConfig(name="m6", source="x.mp4", masks=[{"name": "road", "points": ROAD}])
+    cam = CameraSource(cfg)
+    out: queue.Queue = queue.Queue()
+    w = InferenceWorker(ssd, [cam], out)
+    img = _frame(media_path, 450)
+    w.process(Frame("m6", 450, time.time(), time.monotonic(), img.copy()))
+    res = out.get_nowait()
+    assert not res.frame.image[_inside((1280, 720), ROAD)].any()
+    first = w.masks["m6"]
+    w.process(Frame("m6", 451, time.time(), time.monotonic(), img.copy()))
+    assert w.masks["m6"] is first and first.frames == 2  # kept across frames, counting
+    cam.cfg = cfg.model_copy(update={"masks": [PrivacyMask(name="field", points=FIELD)]})
+    w.process(Frame("m6", 452, time.time(), time.monotonic(), img.copy()))
+    out.get_nowait()  # frame 451
+    res = out.get_nowait()  # frame 452
+    assert w.masks["m6"] is not first and [m.name for m in w.masks["m6"].masks] == ["field"]
+    assert res.frame.image[_inside((1280, 720), ROAD)].any()  # the road mask is gone
+    bad = Frame("m6", 453, time.time(), time.monotonic(), np.zeros((0, 0, 3), np.uint8))
+    w.process(bad)
+    assert out.empty() and w.errors == 1
