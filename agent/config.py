@@ -19,9 +19,10 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agent.analytics.config import CameraAnalytics
-from agent.api.config import ApiConfig, PrivacyConfig
+from agent.api.config import ApiConfig
 from agent.configbase import Section, check_name, example_toml, format_validation_error
 from agent.errors import ConfigError
+from agent.privacy.config import PrivacyConfig, PrivacyMask
 from agent.sync.config import MqttConfig, SummaryConfig
 from firmware_bridge.config import EXAMPLE_SENSORS, SensorConfig
 
@@ -101,7 +102,7 @@ class InferenceConfig(Section):
     model: str = Field(
         "ssd_mobilenet_v1_coco", description="Default model: a catalog name or a .tflite path."
     )
-    family: Literal["auto", "ssd", "yolo", "classifier", "recurrent"] = Field(
+    family: Literal["auto", "ssd", "yolo", "classifier", "recurrent", "blazeface"] = Field(
         "auto", description="Model family; auto reads it from the model's tensors."
     )
     labels: Path | None = Field(
@@ -188,6 +189,10 @@ class CameraConfig(Section):
     )
     analytics: CameraAnalytics = Field(
         default_factory=CameraAnalytics, description="Counting lines, zones and speed calibration."
+    )
+    masks: list[PrivacyMask] = Field(
+        default_factory=list,
+        description="Static privacy masks, applied to every frame before anything sees it.",
     )
 
     _name = field_validator("name")(lambda v: check_name(v, "camera name"))

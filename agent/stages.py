@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.privacy import masks as privacy_masks
 from agent.sections import iso_utc
 from agent.sources.camera import CameraSource
 from agent.store.writer import Writer
@@ -58,6 +59,7 @@ class InferenceWorker:
         self.busy_s = 0.0
         self.busy = False  # a frame has been taken and its result is not handed on yet
         self.results_put = 0
+        self.masks: dict[str, privacy_masks.MaskSet] = {}  # per camera: its static privacy masks
 
     def start(self) -> InferenceWorker:
         self._thread = threading.Thread(target=self._run, name=f"inference:{self.engine.name}", daemon=True)
@@ -105,10 +107,19 @@ class InferenceWorker:
             if cam in self._epochs:  # the source was reopened: recurrent state starts again
                 self.engine.reset_state(cam)
             self._epochs[cam] = frame.epoch
+        # static privacy masks: the one spot, before the model, snapshots or anything else see the frame
+        cfg_masks = next((c.cfg.masks for c in self.cameras if c.name == cam), [])
+        masks = self.masks[cam] = privacy_masks.current(self.masks.get(cam), cam, cfg_masks)
         try:
+            if masks:  # a failure here drops the frame (below): an unmasked frame never goes on
+                if not frame.image.flags.writeable:
+                    frame.image = frame.image.copy()
+                masks.apply(frame.image)
             dets, classes, timings = self.engine.run(
                 frame.image, state_key=cam, threshold=self.thresholds.get(cam)
             )
+            if masks:
+                dets = masks.filter(dets, (frame.image.shape[1], frame.image.shape[0]))
         except Exception as exc:  # a failing model must not kill the worker
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"

@@ -1,14 +1,14 @@
-"""Local API and privacy settings."""
+"""Local API settings (privacy settings: agent.privacy.config, re-exported here)."""
 
 from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
 from agent.configbase import Section
+from agent.privacy.config import PrivacyConfig  # noqa: F401  (re-export)
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -67,20 +67,4 @@ class ApiConfig(Section):
     )
     page_refresh_s: float = Field(
         2.0, ge=0.5, le=600, description="How often the status page refreshes itself."
-    )
-
-
-class PrivacyConfig(Section):
-    blur: Literal["people", "faces", "off"] = Field(
-        "people",
-        description="What is blurred in snapshots: people (every person box), faces (faces found by OpenCV's Haar "
-        "cascade; where this OpenCV has no face detector, people are blurred instead), or off.",
-    )
-    snapshots: bool = Field(
-        True,
-        description="Serve camera snapshots at all (/api/snapshot). Images never leave the unit "
-        "any other way.",
-    )
-    blur_labels: list[str] = Field(
-        default_factory=lambda: ["person"], description="Detector labels treated as people."
     )

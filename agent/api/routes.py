@@ -382,4 +382,7 @@ def build_app(server: Any) -> FastAPI:
 
         return Response(server.metrics.render(), media_type=CONTENT_TYPE)
 
+    from agent.privacy.api import add_routes as add_privacy_routes
+
+    add_privacy_routes(app, server)
     return app

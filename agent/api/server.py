@@ -62,7 +62,9 @@ class ApiServer:
                     "set api.token_file to a writable path, or bind the API to 127.0.0.1",
                 ) from None
         self.backoff = Backoff(api.max_auth_failures, api.auth_backoff_s, api.auth_backoff_max_s)
-        self.snapshots = SnapshotRenderer(api.snapshot_workers)
+        from agent.privacy.faces import shared_finder
+
+        self.snapshots = SnapshotRenderer(api.snapshot_workers, faces=shared_finder(cfg))
         self.metrics = Metrics(lambda: live_status(pipeline), self._api_counters)
         self.page_html = PAGE.read_text(encoding="utf-8")
         self.port = api.port

@@ -4,10 +4,10 @@ Everything happens in the request (never in the pipeline): the frame is copied, 
 to ``privacy.blur``, scaled, drawn on and encoded. A small per-camera cache answers several viewers
 of the same frame with one encode; a semaphore caps concurrent encodes (``api.snapshot_workers``).
 
-Privacy: ``people`` blurs every box whose label is in ``privacy.blur_labels``; ``faces`` blurs faces
-found by OpenCV's Haar cascade where this OpenCV build has one (OpenCV 5 moved it out of the main
-package), and otherwise falls back to blurring people, so a missing detector never shows a face.
-Blurring comes first, on the full-resolution copy, so no drawing reveals what is under it.
+Privacy: the frame already carries the camera's static masks (applied in the pipeline before
+inference); blurring (:func:`agent.privacy.blur.apply_privacy`: people, or faces found by the
+on-device face detector with the head region where none is found) comes first, on the
+full-resolution copy, so no drawing reveals what is under it.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from agent.privacy.blur import apply_privacy, blur_region  # noqa: F401  (blur_region: re-export)
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ _COLORS = {
     "motorcycle": (200, 60, 200),
     "bicycle": (200, 200, 60),
 }
-_CASCADE_DIRS = ("/usr/share/opencv4/haarcascades", "/usr/share/opencv/haarcascades")
 
 
 @dataclass
@@ -40,79 +40,6 @@ class Rendered:
     frame_ts: float
     frame_index: int
     privacy: str  # what was blurred, for the X-Privacy header
-
-
-class FaceDetector:
-    """OpenCV's frontal-face Haar cascade, when this OpenCV build and the unit have it."""
-
-    def __init__(self) -> None:
-        self.cascade = None
-        self.why_not: str | None = None
-        if not hasattr(cv2, "CascadeClassifier"):
-            self.why_not = f"OpenCV {cv2.__version__} has no CascadeClassifier"
-            return
-        dirs = [getattr(getattr(cv2, "data", None), "haarcascades", "")] + list(_CASCADE_DIRS)
-        for d in dirs:
-            p = Path(d or ".") / "haarcascade_frontalface_default.xml"
-            if d and p.exists():
-                c = cv2.CascadeClassifier(str(p))
-                if not c.empty():
-                    self.cascade = c
-                    return
-        self.why_not = "haarcascade_frontalface_default.xml not found (apt install opencv-data)"
-
-    def find(self, img: np.ndarray) -> list[tuple[int, int, int, int]]:
-        gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-        faces = self.cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(16, 16))
-        return [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h in faces]
-
-
-_faces: FaceDetector | None = None
-_faces_lock = threading.Lock()
-
-
-def face_detector() -> FaceDetector:
-    global _faces
-    with _faces_lock:
-        if _faces is None:
-            _faces = FaceDetector()
-        return _faces
-
-
-def blur_region(img: np.ndarray, box: tuple[float, float, float, float], pad: float = 0.08) -> None:
-    """Pixelate then blur ``box`` (x1, y1, x2, y2) of ``img`` in place, padded by ``pad`` of its size."""
-    h, w = img.shape[:2]
-    x1, y1, x2, y2 = box
-    px, py = (x2 - x1) * pad, (y2 - y1) * pad
-    x1, y1 = max(0, int(x1 - px)), max(0, int(y1 - py))
-    x2, y2 = min(w, int(np.ceil(x2 + px))), min(h, int(np.ceil(y2 + py)))
-    if x2 - x1 < 2 or y2 - y1 < 2:
-        return
-    roi = img[y1:y2, x1:x2]
-    small = cv2.resize(roi, (max(1, (x2 - x1) // 16), max(1, (y2 - y1) // 16)), interpolation=cv2.INTER_AREA)
-    coarse = cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
-    k = max(3, ((min(x2 - x1, y2 - y1) // 8) | 1))
-    img[y1:y2, x1:x2] = cv2.GaussianBlur(coarse, (k, k), 0)
-
-
-def apply_privacy(img: np.ndarray, detections: list[Any], mode: str, labels: list[str]) -> str:
-    """Blur ``img`` in place as ``mode`` says; returns what was done (for the X-Privacy header)."""
-    if mode == "off":
-        return "off"
-    people = [d.box for d in detections if d.label in labels]
-    if mode == "faces":
-        fd = face_detector()
-        if fd.cascade is not None:
-            faces = fd.find(img)
-            for f in faces:
-                blur_region(img, f, pad=0.15)
-            return f"faces blurred: {len(faces)}"
-        for b in people:
-            blur_region(img, b)
-        return f"people blurred: {len(people)} (no face detector: {fd.why_not})"
-    for b in people:
-        blur_region(img, b)
-    return f"people blurred: {len(people)}"
 
 
 def _color(label: str) -> tuple[int, int, int]:
@@ -188,7 +115,8 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], fs: float, color: tu
 class SnapshotRenderer:
     """Renders and caches the latest snapshot of each camera."""
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 2, faces: Any = None) -> None:
+        self.faces = faces  # a FaceFinder for privacy.blur = "faces"
         self._sem = threading.BoundedSemaphore(workers)
         self._cache: dict[str, tuple[tuple, Rendered]] = {}
         self._lock = threading.Lock()
@@ -214,7 +142,7 @@ class SnapshotRenderer:
         with self._sem:
             img = np.array(f.image, copy=True)  # the pipeline's frame is never touched
             dets = list(result.detections or [])
-            privacy = apply_privacy(img, dets, blur, blur_labels)
+            privacy = apply_privacy(img, dets, blur, blur_labels, self.faces)
             scale = 1.0
             if max_width and img.shape[1] > max_width:
                 scale = max_width / img.shape[1]

@@ -264,7 +264,7 @@ _model_opts = [
     ),
     click.option(
         "--family",
-        type=click.Choice(["auto", "ssd", "yolo", "classifier", "recurrent"]),
+        type=click.Choice(["auto", "ssd", "yolo", "classifier", "recurrent", "blazeface"]),
         default=None,
         help="Model family (default: from the catalog or the model's tensors).",
     ),
@@ -314,16 +314,50 @@ def _summary(eng, frames: int, ms: list[float]) -> str:
     "--out",
     type=click.Path(),
     default=None,
-    help="Annotated output: an image file (image input), a video file (video) or a folder (folder).",
+    help="Annotated output: an image file (image input), a video file (video) or a folder (folder). "
+    "Blurred as privacy.blur says (default: people).",
+)
+@click.option(
+    "--camera",
+    default=None,
+    help="Apply this camera's privacy masks (from --config) to the frames first, as the agent does.",
 )
 def detect_cmd(
-    path, model, threshold, accelerator, family, labels, threads, as_json, config_file, models_dir, out
+    path,
+    model,
+    threshold,
+    accelerator,
+    family,
+    labels,
+    threads,
+    as_json,
+    config_file,
+    models_dir,
+    out,
+    camera,
 ) -> None:
     """Detect objects in PATH (an image, a folder of images or a video).
 
     With --json: one object per detection per line,
     {"frame", "label", "class_id", "score", "box": [x1, y1, x2, y2]} in source-image pixels.
+    The --out images get the same privacy treatment as the agent's snapshots (privacy.blur, and with
+    --camera that camera's masks).
     """
+    from agent.privacy.blur import apply_privacy
+    from agent.privacy.faces import shared_finder
+    from agent.privacy.masks import MaskSet
+
+    cfg = _configs(config_file, models_dir)
+    masks = None
+    if camera is not None:
+        cam_cfg = next((c for c in cfg.cameras if c.name == camera), None)
+        if cam_cfg is None:
+            raise AgentError(
+                f"no camera named {camera!r} in the config",
+                f"cameras: {', '.join(c.name for c in cfg.cameras) or 'none'} (give --config FILE)",
+            )
+        masks = MaskSet(camera, cam_cfg.masks)
+    priv = cfg.privacy
     eng = _engine(model, threshold, accelerator, family, labels, threads, config_file, models_dir)
     if eng.task != "detect":
         raise AgentError(
@@ -335,7 +369,11 @@ def detect_cmd(
     n = 0
     try:
         for n_frame, name, img in _frames(src):
+            if masks:
+                masks.apply(img)
             dets, _, t = eng.run(img, state_key="cli")
+            if masks:
+                dets = masks.filter(dets, (img.shape[1], img.shape[0]))
             ms.append(t["invoke_ms"])
             n += 1
             for d in dets:
@@ -348,7 +386,10 @@ def detect_cmd(
                     click.echo(
                         f"frame {n_frame}: {d.label} {d.score:.2f} [{', '.join(f'{v:.0f}' for v in d.box)}]"
                     )
-            writer.write(n_frame, name, _annotate(img, dets))
+            if writer.out is not None:
+                shown = img.copy()
+                apply_privacy(shown, dets, priv.blur, priv.blur_labels, shared_finder(cfg))
+                writer.write(n_frame, name, _annotate(shown, dets))
     finally:
         writer.close()
     click.echo(_summary(eng, n, ms), err=as_json)

@@ -225,6 +225,8 @@ def _default_labels(family: str, adapter: Adapter) -> dict[int, str]:
     if family == "yolo" and adapter.layout.num_attrs - (5 if adapter.layout.version == 5 else 4) == 80:
         log.info("no labels given: assuming the 80 COCO classes (set inference.labels)")
         return coco80(packaged_labels("coco_labels.txt"))
+    if family == "blazeface":
+        return {0: "face"}
     if family == "classifier" and getattr(adapter, "num_classes", 0) == 1001:
         log.info("no labels given: assuming ImageNet with background (set inference.labels)")
         return packaged_labels("imagenet_labels.txt")

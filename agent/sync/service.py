@@ -70,6 +70,7 @@ class SyncService:
             topics=self.topics,
             catchup_windows=cfg.summary.catchup_windows,
             flush_timeout_s=cfg.summary.flush_timeout_s,
+            small_counts=cfg.privacy.small_counts,
         )
         self.retention = Retention(cfg.storage.max_db_mb, writer, self._reader, self.topics)
         conn = self._reader()

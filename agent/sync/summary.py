@@ -60,6 +60,8 @@ class SummaryBuilder:
         catchup_windows: most missed windows summarised at start.
         flush_timeout_s: how long to wait for the window's pending writes.
         clock: wall clock (seconds since the epoch).
+        small_counts: ``privacy.small_counts`` (a ``SmallCountConfig``): the protection applied to the
+            published counts, declared in the summary's ``privacy`` (``None``: true counts, declared off).
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class SummaryBuilder:
         catchup_windows: int = 60,
         flush_timeout_s: float = 5.0,
         clock: Callable[[], float] = time.time,
+        small_counts: Any = None,
     ) -> None:
         self.interval = float(interval_s)
         self.writer = writer
@@ -80,6 +83,7 @@ class SummaryBuilder:
         self.catchup_windows = catchup_windows
         self.flush_timeout_s = flush_timeout_s
         self.clock = clock
+        self.small_counts = small_counts
         self.started = clock()
         self.next_start: float | None = None
         self.written = 0
@@ -142,6 +146,10 @@ class SummaryBuilder:
         finally:
             if conn.in_transaction:
                 conn.execute("COMMIT")
+        from agent.privacy.smallcount import protect_summary
+
+        # what leaves the unit: small counts protected (the database keeps the true counts)
+        sections, small = protect_summary(sections, self.small_counts)
         doc: dict[str, Any] = {
             "device": self.topics.device,
             "site": self.topics.site,
@@ -151,6 +159,7 @@ class SummaryBuilder:
             "catchup": catchup,
             "agent_version": __version__,
             "sections": sections,
+            "privacy": {"small_counts": small},
         }
         if errors:
             doc["errors"] = errors

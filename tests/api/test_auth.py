@@ -24,6 +24,7 @@ ROUTES = [
     "/api/readings",
     "/api/outbox",
     "/api/snapshot/road.jpg",
+    "/api/privacy",
     "/metrics",
     "/openapi.json",
     "/api/nothing",

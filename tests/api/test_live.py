@@ -235,6 +235,7 @@ OPERATIONS = [
     "/api/counts",
     "/api/readings",
     "/api/outbox",
+    "/api/privacy",
     "/api/snapshot/{camera}.jpg",
     "/metrics",
 ]

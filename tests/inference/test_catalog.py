@@ -34,7 +34,13 @@ def test_shipped_catalog():
         assert e.url.startswith("https://")
         if e.kind == "model":
             assert e.labels and (c.labels_dir / e.labels).is_file()
-            assert e.task in ("detect", "classify") and e.family in ("ssd", "recurrent", "classifier", "yolo")
+            assert e.task in ("detect", "classify") and e.family in (
+                "ssd",
+                "recurrent",
+                "classifier",
+                "yolo",
+                "blazeface",
+            )
 
 
 def test_catalog_sha256_match_the_mirror(mirror):

@@ -13,6 +13,7 @@ from agent.inference.adapters.base import Adapter, DetectionArrays
 
 
 def _families() -> dict[str, type[Adapter]]:
+    from agent.inference.adapters.blazeface import BlazeFaceAdapter
     from agent.inference.adapters.classify import ClassifierAdapter
     from agent.inference.adapters.recurrent import RecurrentSsdAdapter
     from agent.inference.adapters.ssd import SsdAdapter
@@ -23,10 +24,11 @@ def _families() -> dict[str, type[Adapter]]:
         "yolo": YoloAdapter,
         "classifier": ClassifierAdapter,
         "recurrent": RecurrentSsdAdapter,
+        "blazeface": BlazeFaceAdapter,
     }
 
 
-FAMILIES = ("ssd", "yolo", "classifier", "recurrent")
+FAMILIES = ("ssd", "yolo", "classifier", "recurrent", "blazeface")
 
 
 def detect_family(interpreter: Any) -> str:
@@ -37,18 +39,21 @@ def detect_family(interpreter: Any) -> str:
 
     Returns:
         ``"recurrent"`` (SSD postprocess + LSTM state inputs), ``"ssd"`` (postprocess outputs),
-        ``"yolo"`` (one ``[1, 4+C(+1), N]`` or ``[1, N, 4+C(+1)]`` output) or ``"classifier"``
+        ``"blazeface"`` (regressors + classificators over an anchor grid), ``"yolo"`` (one ``[1, 4+C(+1), N]`` or ``[1, N, 4+C(+1)]`` output) or ``"classifier"``
         (one ``[1, C]`` output).
 
     Raises:
         ModelError: none of these layouts.
     """
+    from agent.inference.adapters.blazeface import blazeface_outputs
     from agent.inference.adapters.recurrent import state_pairs
     from agent.inference.adapters.ssd import is_ssd
     from agent.inference.adapters.yolo import yolo_layout
 
     if is_ssd(interpreter):
         return "recurrent" if state_pairs(interpreter) else "ssd"
+    if blazeface_outputs(interpreter) is not None:
+        return "blazeface"
     outs = interpreter.get_output_details()
     if len(outs) == 1 and yolo_layout(outs[0]) is not None:
         return "yolo"
