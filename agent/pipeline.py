@@ -346,6 +346,8 @@ class Pipeline:
                 h["frames_inferred"] = (
                     int(self.results.totals[name]["frames"]) if name in self.results.totals else 0
                 )
+            if h["state"] in ("stalled", "reconnecting", "down", "ended", "stopped"):
+                h["fps"] = 0.0  # no frame is coming: the last window's rate is history
             h["model"] = self._model_of(cam.cfg)
             cams[name] = h
         engines = {

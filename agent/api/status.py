@@ -129,7 +129,7 @@ def _camera_light(st: dict[str, Any]) -> dict[str, str]:
     bad = [
         f"{n}: {c.get('state')}" + (f" ({c['last_error']})" if c.get("last_error") else "")
         for n, c in cams.items()
-        if c.get("state") in ("down", "stopped")
+        if c.get("state") in ("down", "stopped", "stalled")
     ]
     warn = [
         f"{n}: {c.get('state')}" for n, c in cams.items() if c.get("state") in ("reconnecting", "starting")
