@@ -125,6 +125,7 @@ class InferenceWorker:
             classifications=classes,
             latency_ms=float(timings.get("invoke_ms", 0.0)),
             total_ms=total_ms,
+            accelerator=getattr(self.engine, "accelerator", None),
         )
         try:  # backpressure: wait briefly for the results stage, then drop (counted)
             self.out.put(res, timeout=1.0)
@@ -294,7 +295,7 @@ class ResultsWorker:
             st = self._stats[cam] = _CamStats(
                 f.ts,
                 res.model,
-                self.accelerators.get(res.model, "cpu"),
+                res.accelerator or self.accelerators.get(res.model, "cpu"),
                 self._replaced(cam),
                 sum(self.writer.drops.values()),
             )

@@ -156,6 +156,10 @@ def _accel_light(st: dict[str, Any], cfg: Any) -> dict[str, str]:
         parts.append(f"{name} on {acc}" + (f" ({reasons})" if reasons else ""))
         if wanted not in ("auto", "cpu") and acc != wanted:
             state = "warn"
+        fb = m.get("fallback")
+        if fb:  # lost while running: still counting, on a slower accelerator
+            parts[-1] = f"{name} on {acc}: {fb.get('lost')} lost ({fb.get('reason')}), re-probing"
+            state = "warn"
     return _light(state, "; ".join(parts))
 
 
