@@ -8,12 +8,24 @@ from agent.service.doctor_checks.base import Check, Context
 from agent.service.doctor_checks.broker import broker_checks
 from agent.service.doctor_checks.media import camera_checks, model_checks
 from agent.service.doctor_checks.sensors import sensor_checks
+from agent.service.doctor_checks.service import service_checks
 from agent.service.doctor_checks.system import clock_check, permission_checks, storage_checks
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
 
-GROUPS = ("config", "camera", "model", "sensor", "broker", "clock", "disk", "database", "permissions")
+GROUPS = (
+    "config",
+    "camera",
+    "model",
+    "sensor",
+    "broker",
+    "clock",
+    "disk",
+    "database",
+    "permissions",
+    "service",
+)
 
 
 def build_checks(cfg: AgentConfig, ctx: Context) -> tuple[list[Check], list[Check]]:
@@ -25,5 +37,6 @@ def build_checks(cfg: AgentConfig, ctx: Context) -> tuple[list[Check], list[Chec
         + broker_checks(cfg, ctx)
         + storage_checks(cfg, ctx)
         + permission_checks(cfg, ctx)
+        + service_checks(cfg, ctx)
     )
     return first, [clock_check(cfg, ctx)]
