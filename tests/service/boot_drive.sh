@@ -52,6 +52,7 @@ TOML
   systemctl reload edge-agent.service; echo $? > $OUT/reload.rc
   sleep 1
   state > $OUT/state-reloaded.txt
+  systemctl status edge-agent.service --no-pager -l > $OUT/status-reloaded.txt 2>&1
   journalctl -u edge-agent.service -b --no-pager -o cat > $OUT/journal-agent.txt
   journalctl -u edge-agent.service -b -p warning --no-pager -o json > $OUT/journal-agent-warning.json
   finish

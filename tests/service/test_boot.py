@@ -78,7 +78,7 @@ def test_offline_install_and_ready(booted):
 
 def test_systemctl_reload(booted):
     out, m = booted
-    assert _need(out, "reload.rc", m).read_text().strip() == "0"
+    assert _need(out, "reload.rc", m).read_text().strip() == "0", (out / "status-reloaded.txt").read_text()
     st = _state(out / "state-reloaded.txt")
     before = _state(out / "state-started.txt")
     assert st["ActiveState"] == "active" and st["MainPID"] == before["MainPID"], (before, st)
