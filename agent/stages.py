@@ -291,6 +291,10 @@ class ResultsWorker:
             ]
             self.writer.submit_rows("classifications", rows)
         st = self._stats.get(cam)
+        if st is not None and res.accelerator and st.accelerator != res.accelerator:
+            # the accelerator was lost (or came back): one window, one accelerator
+            self._maybe_flush_stats(f.ts, force=True, only=cam)
+            st = None
         if st is None:
             st = self._stats[cam] = _CamStats(
                 f.ts,
@@ -318,8 +322,10 @@ class ResultsWorker:
         c = self.cameras.get(cam)
         return c.slot.replaced if c else 0
 
-    def _maybe_flush_stats(self, now: float, force: bool = False) -> None:
+    def _maybe_flush_stats(self, now: float, force: bool = False, only: str | None = None) -> None:
         for cam, st in list(self._stats.items()):
+            if only is not None and cam != only:
+                continue
             if not force and now - st.start < self.stats_interval_s:
                 continue
             if st.frames == 0:
