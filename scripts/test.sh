@@ -23,6 +23,7 @@ command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 # boot test (tests/service/test_boot.py, root only): a Debian 12 rootfs booted with systemd-nspawn
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 command -v systemd-nspawn >/dev/null 2>&1 || need_apt+=(systemd-container)
+/usr/bin/python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)  # its wheelhouse
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need_apt[*]} (apt-get)"

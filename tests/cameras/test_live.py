@@ -71,14 +71,12 @@ def test_stall_is_seen_within_one_read_timeout_and_the_stale_frame_is_dropped(rt
         t_stall = time.monotonic()
         assert _wait(lambda: cam.health()["state"] != "up", 10, 0.02)
         seen = time.monotonic() - t_stall
-        # in flight when the feed stopped: at most a few packets (well under a second)
-        stale = [m - t_stall for m, _, _ in taker.frames if m > t_stall + 1.0]
+        assert seen <= 2.0 + 0.8, seen  # read_timeout_s = 2 (it was 3 x read_timeout_s)
         # the capture thread itself gives up on the stream after one read timeout, not three
-        assert _wait(lambda: cam.stalls >= 1 or cam.failures_in_row >= 1, 10, 0.02)
+        assert _wait(lambda: cam.failures_in_row >= 1, 10, 0.02)
         gave_up = time.monotonic() - t_stall
         h = cam.health()
         print(f"stall seen after {seen:.2f} s, stream dropped after {gave_up:.2f} s; state {h['state']}")
-        assert seen <= 2.0 + 0.8, seen  # read_timeout_s = 2
         assert gave_up <= 2.0 + 1.5, gave_up
         assert cam.stalls == 1 and "stalled" in (h["last_error"] or ""), h
         # nothing decoded after the gap reached inference while the stream was stalled

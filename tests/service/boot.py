@@ -41,6 +41,8 @@ def unavailable() -> str | None:
             return f"{exe} is not installed (scripts/test.sh installs it as root: apt-get install {pkg})"
     if not Path("/usr/bin/python3").exists():
         return "/usr/bin/python3 is needed to build the wheelhouse for the container's Python"
+    if subprocess.run(["/usr/bin/python3", "-m", "pip", "--version"], capture_output=True).returncode != 0:
+        return "pip for /usr/bin/python3 is not installed (scripts/test.sh installs it: apt-get install python3-pip)"
     return None
 
 
