@@ -346,6 +346,8 @@ class Pipeline:
                 h["frames_inferred"] = (
                     int(self.results.totals[name]["frames"]) if name in self.results.totals else 0
                 )
+            if h["state"] in ("stalled", "reconnecting", "down", "ended", "stopped"):
+                h["fps"] = 0.0  # no frame is coming: the last window's rate is history
             h["model"] = self._model_of(cam.cfg)
             cams[name] = h
         engines = {
@@ -354,9 +356,11 @@ class Pipeline:
                 "accelerator": e.accelerator,
                 "reasons": list(e.accelerator_reasons),
                 "path": str(e.path),
+                **(e.accelerator_status() if hasattr(e, "accelerator_status") else {}),
             }
             for n, e in self.engines.items()
         }
+        main = engines.get(self.cfg.inference.model) or next(iter(engines.values()), None)
         out: dict[str, Any] = {
             "version": __version__,
             "device": {"id": self.cfg.device.id, "site": self.cfg.device.site},
@@ -366,6 +370,10 @@ class Pipeline:
             "uptime_s": round(time.monotonic() - self.started_mono, 1) if self.started_mono else 0,
             "pid": os.getpid(),
             "cameras": cams,
+            # the main model (inference.model, else the first loaded) for the birth message
+            "model": self.cfg.inference.model,
+            "accelerator": main["accelerator"] if main else None,
+            "accelerator_fallback": main.get("fallback") if main else None,
             "models": engines,
             "model_errors": dict(self.engine_errors),
             "inference": {

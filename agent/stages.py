@@ -136,6 +136,7 @@ class InferenceWorker:
             classifications=classes,
             latency_ms=float(timings.get("invoke_ms", 0.0)),
             total_ms=total_ms,
+            accelerator=getattr(self.engine, "accelerator", None),
         )
         try:  # backpressure: wait briefly for the results stage, then drop (counted)
             self.out.put(res, timeout=1.0)
@@ -301,11 +302,15 @@ class ResultsWorker:
             ]
             self.writer.submit_rows("classifications", rows)
         st = self._stats.get(cam)
+        if st is not None and res.accelerator and st.accelerator != res.accelerator:
+            # the accelerator was lost (or came back): one window, one accelerator
+            self._maybe_flush_stats(f.ts, force=True, only=cam)
+            st = None
         if st is None:
             st = self._stats[cam] = _CamStats(
                 f.ts,
                 res.model,
-                self.accelerators.get(res.model, "cpu"),
+                res.accelerator or self.accelerators.get(res.model, "cpu"),
                 self._replaced(cam),
                 sum(self.writer.drops.values()),
             )
@@ -328,8 +333,10 @@ class ResultsWorker:
         c = self.cameras.get(cam)
         return c.slot.replaced if c else 0
 
-    def _maybe_flush_stats(self, now: float, force: bool = False) -> None:
+    def _maybe_flush_stats(self, now: float, force: bool = False, only: str | None = None) -> None:
         for cam, st in list(self._stats.items()):
+            if only is not None and cam != only:
+                continue
             if not force and now - st.start < self.stats_interval_s:
                 continue
             if st.frames == 0:

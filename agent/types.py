@@ -76,3 +76,4 @@ class InferenceResult:
     classifications: list[Classification] = field(default_factory=list)
     latency_ms: float = 0.0  # invoke() only
     total_ms: float = 0.0  # preprocess + invoke + postprocess
+    accelerator: str | None = None  # where this frame ran (it changes when an accelerator is lost)

@@ -80,6 +80,7 @@ class AnalyticsRunner:
         self.last_forecast: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.speeds_recent: list[float] = []
         self._built = False
+        self._ref_size: tuple[int, int] | None = None  # the size pixel points were drawn for
 
     # -- setup -----------------------------------------------------------------------------------
     def _reader(self):
@@ -95,8 +96,11 @@ class AnalyticsRunner:
         cfg = self.cfg
         old_lines = self.lines
         self.lines = {}
+        if self._ref_size is None:
+            self._ref_size = self.frame_size
         for lc in cfg.lines:
             prev = old_lines.get(lc.name)
+            lc = self._fit(lc, "points")
             self.lines[lc.name] = (
                 prev if prev is not None and prev.cfg == lc else LineCounter(lc, self.frame_size)
             )
@@ -104,10 +108,15 @@ class AnalyticsRunner:
         self.zones = {}
         for zc in cfg.zones:
             prev_z = old_zones.get(zc.name)
+            zc = self._fit(zc, "points")
             self.zones[zc.name] = (
                 prev_z if prev_z is not None and prev_z.cfg == zc else Zone(zc, self.frame_size)
             )
-        self.ground = GroundPlane.from_config(cfg.calibration, self.frame_size) if cfg.calibration else None
+        self.ground = (
+            GroundPlane.from_config(self._fit(cfg.calibration, "image_points"), self.frame_size)
+            if cfg.calibration
+            else None
+        )
         keys = [(lc.name, d, c) for lc in cfg.lines for d in lc.directions for c in lc.classes]
         self.bins.set_keys(keys, list(self.zones))
         if cfg.forecast.enabled:
@@ -116,6 +125,18 @@ class AnalyticsRunner:
                     if (lc.name, d) not in self.forecasters:
                         self.forecasters[(lc.name, d)] = self._new_forecaster(lc.name, d)
         self._built = True
+
+    def _fit(self, item: Any, field: str) -> Any:
+        """Pixel points are pixels of the first frame size seen; at another size they are scaled
+        (normalized points follow the frame by themselves)."""
+        ref, size = self._ref_size, self.frame_size
+        if ref is None or size is None or ref == size:
+            return item
+        pts = np.asarray(getattr(item, field), dtype=float).reshape(-1, 2)
+        if item.units == "norm" or (item.units == "auto" and bool(np.all((pts >= 0) & (pts <= 1)))):
+            return item
+        scaled = pts * np.array([size[0] / ref[0], size[1] / ref[1]])
+        return item.model_copy(update={field: [list(p) for p in scaled.tolist()], "units": "px"})
 
     def _new_forecaster(self, line: str, direction: str) -> Forecaster:
         f = Forecaster(
@@ -145,6 +166,27 @@ class AnalyticsRunner:
         if self._built:
             self._build()
 
+    def on_frame_size(self, size: tuple[int, int]) -> None:
+        """The camera came back at another resolution (a new epoch with a new frame size).
+
+        Lines, zones and the speed calibration are rebuilt in the new pixels (normalized points
+        keep their place in the picture); the counts, the bin in progress and the forecasts are
+        kept; tracks end here (their boxes are in the old pixels) and new ones start.
+        """
+        old, self.frame_size = self.frame_size, size
+        log.info("analytics %s: frame size %s -> %dx%d: lines and zones rebuilt", self.camera, old, *size)
+        if not self._built:
+            return
+        for z in self.zones.values():
+            for v in z.take_closed(set()):
+                self._on_visit(v)
+        self._persist_tracks(self.tracker.close_all())
+        self.tracker = Tracker(self.cfg.tracker, first_id=self.tracker.next_id)
+        self._meta.clear()
+        self._seg_marks.clear()
+        self.lines, self.zones = {}, {}
+        self._build()
+
     # -- per frame -------------------------------------------------------------------------------
     def process(self, result: InferenceResult) -> list[int | None]:
         """Track this frame's detections; count, measure and bin. Returns the track id per detection."""
@@ -152,8 +194,12 @@ class AnalyticsRunner:
         if not self.cfg.enabled:
             return [None] * len(dets)
         frame = result.frame
-        if self.frame_size is None and frame.image is not None and getattr(frame.image, "ndim", 0) >= 2:
-            self.frame_size = (int(frame.image.shape[1]), int(frame.image.shape[0]))
+        if frame.image is not None and getattr(frame.image, "ndim", 0) >= 2:
+            size = (int(frame.image.shape[1]), int(frame.image.shape[0]))
+            if self.frame_size is None:
+                self.frame_size = size
+            elif size != self.frame_size:
+                self.on_frame_size(size)
         if not self._built:
             self._build()
         ts = frame.ts

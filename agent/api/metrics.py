@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
-_CAM_STATES = ("starting", "up", "reconnecting", "down", "ended", "stopped")
+_CAM_STATES = ("starting", "up", "stalled", "reconnecting", "down", "ended", "stopped")
 
 
 def _num(v: Any) -> float | None:

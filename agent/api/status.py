@@ -129,7 +129,7 @@ def _camera_light(st: dict[str, Any]) -> dict[str, str]:
     bad = [
         f"{n}: {c.get('state')}" + (f" ({c['last_error']})" if c.get("last_error") else "")
         for n, c in cams.items()
-        if c.get("state") in ("down", "stopped")
+        if c.get("state") in ("down", "stopped", "stalled")
     ]
     warn = [
         f"{n}: {c.get('state')}" for n, c in cams.items() if c.get("state") in ("reconnecting", "starting")
@@ -155,6 +155,10 @@ def _accel_light(st: dict[str, Any], cfg: Any) -> dict[str, str]:
         reasons = "; ".join(m.get("reasons") or [])
         parts.append(f"{name} on {acc}" + (f" ({reasons})" if reasons else ""))
         if wanted not in ("auto", "cpu") and acc != wanted:
+            state = "warn"
+        fb = m.get("fallback")
+        if fb:  # lost while running: still counting, on a slower accelerator
+            parts[-1] = f"{name} on {acc}: {fb.get('lost')} lost ({fb.get('reason')}), re-probing"
             state = "warn"
     return _light(state, "; ".join(parts))
 

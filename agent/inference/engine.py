@@ -7,6 +7,12 @@ interpreter on the best accelerator (:mod:`agent.inference.runtime`), picks the 
 An :class:`Engine` is used by one thread at a time (TFLite interpreters are not thread-safe). Per
 frame it reuses its buffers: the frame is resized into a preallocated array and written straight
 into the input tensor; only the detections themselves are new objects.
+
+An accelerator lost while running (a USB Coral that resets or is unplugged, a GPU driver that
+dies) makes ``invoke()`` fail. After :data:`FALLBACK_AFTER` failed invokes in a row the engine
+moves to the next accelerator in the order (Edge TPU, GPU, CPU), runs the frame again there, and
+records why (:attr:`Engine.fallback`). It then re-probes the lost accelerator, every
+:data:`PROBE_INITIAL_S` doubling up to :data:`PROBE_MAX_S`, and moves back when it loads again.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ from agent.inference.runtime import InterpreterInfo, make_interpreter
 from agent.types import Classification, Detection
 
 log = logging.getLogger(__name__)
+
+ORDER = ("edgetpu", "gpu", "cpu")
+FALLBACK_AFTER = 3  # failed invokes in a row before the accelerator counts as lost
+PROBE_INITIAL_S = 10.0
+PROBE_MAX_S = 300.0
 
 
 class Engine:
@@ -77,6 +88,17 @@ class Engine:
         self._keep = set(inference_cfg.labels_keep or ())
         self._skip_background = tuple(i for i, n in labels.items() if n.lower() == "background")
         self._transform: Transform | None = None
+        # mid-run fallback: rebuild(accelerator) -> (InterpreterInfo, Adapter); set by load_engine
+        self.rebuild: Any = None
+        self.preferred = info.accelerator  # what the engine started on, and moves back to
+        self.invoke_errors_in_row = 0
+        self.fallback: dict[str, Any] | None = None  # while running below the preferred accelerator
+        self.switches: list[dict[str, Any]] = []  # the last switches, newest last
+        self.probe_initial_s = PROBE_INITIAL_S
+        self.probe_max_s = PROBE_MAX_S
+        self._probe_delay = 0.0
+        self.next_probe_at = 0.0  # monotonic time of the next re-probe of the lost accelerator
+        self._good_since_back = 0
 
     def __repr__(self) -> str:
         return (
@@ -133,10 +155,26 @@ class Engine:
             ``postprocess_ms``.
         """
         thr = self.cfg.threshold if threshold is None else threshold
+        if self.fallback is not None and time.monotonic() >= self.next_probe_at:
+            self._probe_back()
         t0 = time.perf_counter()
         tf = self.set_input_from(image_bgr, state_key=state_key)
         t1 = time.perf_counter()
-        self.invoke()
+        try:
+            self.invoke()
+        except ModelError as exc:
+            self.invoke_errors_in_row += 1
+            if self.invoke_errors_in_row < FALLBACK_AFTER or not self._fall_back(exc.message):
+                raise
+            t0 = time.perf_counter()  # the frame again, on the next accelerator
+            tf = self.set_input_from(image_bgr, state_key=state_key)
+            t1 = time.perf_counter()
+            self.invoke()
+        self.invoke_errors_in_row = 0
+        if self._probe_delay and self.fallback is None:
+            self._good_since_back += 1
+            if self._good_since_back >= 1000:  # steady again: a later loss starts a fresh backoff
+                self._probe_delay, self._good_since_back = 0.0, 0
         t2 = time.perf_counter()
         self.adapter.after_invoke(state_key)
         dets: list[Detection] = []
@@ -175,6 +213,112 @@ class Engine:
                 f"model {self.name} is a detector, not a classifier", "use detect, or a classification model"
             )
         return self.run(image_bgr, threshold=threshold, top_k=top_k)[1]
+
+    # -- accelerator lost / back ---------------------------------------------------------------
+    def _swap(self, info: InterpreterInfo, adapter: Adapter) -> None:
+        self.interpreter = info.interpreter
+        self.path = info.model_path
+        self.accelerator = info.accelerator
+        self.runtime = info.runtime
+        self.adapter = adapter
+        self._pre = Preprocessor(
+            self.interpreter,
+            adapter.image_input,
+            mean=adapter.mean,
+            std=adapter.std,
+            resize=self.cfg.resize,
+            pad_value=adapter.pad_value,
+        )
+        self._transform = None
+        self.invoke_errors_in_row = 0
+        self._good_since_back = 0
+
+    def _record(self, event: str, frm: str, to: str, reason: str) -> None:
+        self.switches = (
+            self.switches + [{"ts": time.time(), "event": event, "from": frm, "to": to, "reason": reason}]
+        )[-10:]
+
+    def _fall_back(self, reason: str) -> bool:
+        """Move to the next accelerator after the current one. False when there is none."""
+        if self.rebuild is None:
+            return False
+        lost = self.accelerator
+        order = list(ORDER)
+        nxt = order[order.index(lost) + 1 :] if lost in order else ["cpu"]
+        tried: list[str] = []
+        for acc in nxt:
+            try:
+                info, adapter = self.rebuild(acc)
+            except (ModelError, OSError) as exc:
+                tried.append(getattr(exc, "message", str(exc)))
+                continue
+            self._swap(info, adapter)
+            if self.fallback is None:
+                self.fallback = {
+                    "lost": lost,
+                    "since": time.time(),
+                    "reason": reason,
+                    "probes": 0,
+                    "next_probe_in_s": None,
+                }
+            else:
+                self.fallback["reason"] = reason
+            self._probe_delay = min(self.probe_max_s, max(self.probe_initial_s, self._probe_delay * 2))
+            self.next_probe_at = time.monotonic() + self._probe_delay
+            self.fallback["next_probe_in_s"] = self._probe_delay
+            self._record("lost", lost, acc, reason)
+            log.warning(
+                "inference: %s lost on %s after %d failed invokes (%s); running on %s, re-probing in %.1f s",
+                self.name,
+                lost,
+                FALLBACK_AFTER,
+                reason,
+                acc,
+                self._probe_delay,
+            )
+            return True
+        log.error(
+            "inference: %s lost on %s (%s) and no other accelerator loads: %s",
+            self.name,
+            lost,
+            reason,
+            "; ".join(tried),
+        )
+        return False
+
+    def _probe_back(self) -> None:
+        """Try the accelerator lost earlier again; move back when it loads."""
+        fb = self.fallback
+        assert fb is not None
+        fb["probes"] += 1
+        try:
+            info, adapter = self.rebuild(self.preferred)
+        except (ModelError, OSError) as exc:
+            self._probe_delay = min(self.probe_max_s, self._probe_delay * 2)
+            self.next_probe_at = time.monotonic() + self._probe_delay
+            fb["next_probe_in_s"] = self._probe_delay
+            fb["last_probe_error"] = getattr(exc, "message", str(exc))
+            log.info(
+                "inference: %s still unavailable (%s); next probe in %.0f s",
+                self.preferred,
+                fb["last_probe_error"],
+                self._probe_delay,
+            )
+            return
+        was = self.accelerator
+        self._swap(info, adapter)
+        self.fallback = None
+        self._record("back", was, self.accelerator, f"{self.preferred} loads again")
+        log.warning("inference: %s back on %s (after %d probe(s))", self.name, self.accelerator, fb["probes"])
+
+    def accelerator_status(self) -> dict[str, Any]:
+        """For status, health and the birth: where the model runs and, after a loss, why."""
+        return {
+            "accelerator": self.accelerator,
+            "preferred": self.preferred,
+            "fallback": dict(self.fallback) if self.fallback else None,
+            "switches": [dict(x) for x in self.switches],
+        }
 
     def reset_state(self, state_key: str | None = None) -> None:
         """Recurrent models: start ``state_key`` (``None``: every key) from the zero state."""
@@ -289,17 +433,21 @@ def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str 
                 tpu_path = path
                 entry, path = cat.resolve(parent[0].name, models_cfg)
 
-    info = make_interpreter(
-        path,
-        runtime=inference_cfg.runtime,
-        accelerator=accel,
-        num_threads=inference_cfg.num_threads,
-        edgetpu_device=inference_cfg.edgetpu_device,
-        gpu_delegate_path=inference_cfg.gpu_delegate_path,
-        delegate_path=inference_cfg.delegate_path,
-        delegate_options=dict(inference_cfg.delegate_options),
-        edgetpu_model_path=tpu_path,
-    )
+    def interpreter_on(acc: str) -> InterpreterInfo:
+        external = acc in ("auto", "delegate")
+        return make_interpreter(
+            path,
+            runtime=inference_cfg.runtime,
+            accelerator="auto" if acc == "delegate" else acc,
+            num_threads=inference_cfg.num_threads,
+            edgetpu_device=inference_cfg.edgetpu_device,
+            gpu_delegate_path=inference_cfg.gpu_delegate_path,
+            delegate_path=inference_cfg.delegate_path if external else None,
+            delegate_options=dict(inference_cfg.delegate_options),
+            edgetpu_model_path=tpu_path,
+        )
+
+    info = interpreter_on(accel)
 
     fam = family or (entry.family if entry and entry.family else None)
     if fam is None and inference_cfg.family != "auto":
@@ -313,10 +461,11 @@ def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str 
         labels = read_labels(inference_cfg.labels)
     else:
         labels = None
+    num_classes = len(labels) if labels else None
     adapter = make_adapter(
         fam,
         info.interpreter,
-        num_classes=len(labels) if labels else None,
+        num_classes=num_classes,
         iou_threshold=inference_cfg.iou_threshold,
         max_detections=inference_cfg.max_detections,
     )
@@ -325,6 +474,18 @@ def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str 
     engine = Engine(
         name, info, adapter, labels, inference_cfg, label_offset=entry.label_offset if entry else 0
     )
+
+    def rebuild(acc: str) -> tuple[InterpreterInfo, Adapter]:
+        nfo = interpreter_on(acc)
+        return nfo, make_adapter(
+            fam,
+            nfo.interpreter,
+            num_classes=num_classes,
+            iou_threshold=inference_cfg.iou_threshold,
+            max_detections=inference_cfg.max_detections,
+        )
+
+    engine.rebuild = rebuild
     log.info(
         "loaded %r from %s (%s runtime)%s",
         engine,

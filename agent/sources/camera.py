@@ -2,11 +2,19 @@
 
 The capture thread reads continuously (live sources must be drained, or their buffers go stale),
 and offers a frame to the slot at most ``detect_fps`` times a second. Files are paced at their own
-frame rate (``realtime``) or read as fast as inference takes them. When opening or reading fails,
-the camera waits ``reconnect_initial_s`` doubling up to ``reconnect_max_s`` (+-25 % jitter, so a
-fleet does not reconnect in lockstep) and tries again, forever; it never stops the agent or the
-other cameras. Its state is one of ``starting``, ``up``, ``reconnecting``, ``down`` (three or more
-failed attempts in a row, still retrying), ``ended`` (a file that does not loop) or ``stopped``.
+frame rate (``realtime``) or read as fast as inference takes them; a looping file seeks back to its
+start instead of reopening. When opening or reading fails, the camera waits ``reconnect_initial_s``
+doubling up to ``reconnect_max_s`` (+-25 % jitter, so a fleet does not reconnect in lockstep) and
+tries again, forever; it never stops the agent or the other cameras. A network camera whose host
+does not answer at all is probed (TCP, RTSP ``OPTIONS``) every second instead, and reopened as soon
+as it answers, so an outage costs only its own length.
+
+A live source that gives no frame for ``read_timeout_s`` is stalled: the frame FFmpeg hands over
+after such a gap (decoded from its buffers, not new) is dropped and the source is reopened.
+
+Its state is one of ``starting``, ``up``, ``stalled`` (no frame for ``read_timeout_s``, about to
+reopen), ``reconnecting``, ``down`` (three or more failed attempts in a row, still retrying),
+``ended`` (a file that does not loop) or ``stopped``.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import SourceError
-from agent.sources.readers import Reader, guess_kind, open_reader, redact_url
+from agent.sources.readers import Reader, Unreachable, guess_kind, open_reader, redact_url
 from agent.sources.slot import FrameSlot
 from agent.types import Frame
 
@@ -28,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DOWN_AFTER_FAILURES = 3
+PROBE_EVERY_S = 1.0  # while a network camera's host does not answer
 
 
 class CameraSource:
@@ -48,6 +57,8 @@ class CameraSource:
         self.epoch = 0
         self.last_frame_ts: float | None = None
         self.last_progress = time.monotonic()
+        self._last_frame_mono: float | None = None
+        self.stalls = 0
         self.next_retry_s: float | None = None
         self.source_fps: float | None = None
         self.resolution: tuple[int, int] | None = None
@@ -73,12 +84,21 @@ class CameraSource:
     def wait_ended(self, timeout: float | None = None) -> bool:
         return self._ended.wait(timeout)
 
+    def current_state(self) -> str:
+        """``state``, or ``stalled`` while a live source that is up has given no frame for a read timeout."""
+        st = self.state
+        lf = self._last_frame_mono
+        if st == "up" and lf is not None:
+            if time.monotonic() - lf > self.cfg.read_timeout_s:
+                return "stalled"
+        return st
+
     def health(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "kind": self.kind,
             "source": redact_url(self.cfg.source),
-            "state": self.state,
+            "state": self.current_state(),
             "last_error": self.last_error,
             "last_error_ts": self.last_error_ts,
             "last_frame_ts": self.last_frame_ts,
@@ -86,6 +106,7 @@ class CameraSource:
             "frames_offered": self.frames_offered,
             "frames_replaced": self.slot.replaced,
             "reconnects": self.reconnects,
+            "stalls": self.stalls,
             "next_retry_s": self.next_retry_s,
             "source_fps": self.source_fps,
             "resolution": list(self.resolution) if self.resolution else None,
@@ -131,9 +152,23 @@ class CameraSource:
                 )
             except SourceError as exc:
                 self._fail(str(exc.message))
-                delay = self._backoff()
+                # a host that does not answer is probed again soon (cheap, outside OpenCV's lock);
+                # a host that answers but whose stream fails to open backs off
+                unreachable = isinstance(exc, Unreachable)
+                delay = (
+                    min(self._backoff(), PROBE_EVERY_S * random.uniform(0.75, 1.25))
+                    if unreachable
+                    else self._backoff()
+                )
                 self.next_retry_s = round(delay, 2)
-                log.warning("camera %s: %s; retrying in %.1f s", self.name, exc.message, delay)
+                if self.failures_in_row <= DOWN_AFTER_FAILURES or self.failures_in_row % 60 == 0:
+                    log.warning(
+                        "camera %s: %s; retrying in %.1f s (attempt %d)",
+                        self.name,
+                        exc.message,
+                        delay,
+                        self.failures_in_row,
+                    )
                 self._sleep(delay)
                 continue
             except Exception as exc:  # OpenCV can raise cv2.error on odd inputs
@@ -183,13 +218,18 @@ class CameraSource:
         index = 0
         next_offer = 0.0
         t0 = time.monotonic()
-        last_frame_mono = time.monotonic()
+        last_frame_mono = time.monotonic()  # the open counts as the last sign of a frame
+        self._last_frame_mono = last_frame_mono if live else None
         while not self._stop.is_set():
             now = time.monotonic()
             self.last_progress = now
             if not live and index % select_every != 0:
                 ok = reader.grab()
                 if not ok:
+                    if cfg.loop and index > 0 and reader.rewind():
+                        index, t0 = 0, time.monotonic()
+                        self._new_epoch()
+                        continue
                     return "loop" if cfg.loop else "ended"
                 index += 1
                 if paced:
@@ -197,18 +237,36 @@ class CameraSource:
                 continue
             img = reader.read()
             if img is None:  # end of file/folder
+                if cfg.loop and index > 0 and reader.rewind():
+                    index, t0 = 0, time.monotonic()
+                    self._new_epoch()
+                    continue
                 return "loop" if cfg.loop else "ended"
             now = time.monotonic()
             self.last_progress = now
+            if live and now - last_frame_mono >= cfg.read_timeout_s:
+                # FFmpeg hands over what its decoder still buffers when a read times out: this
+                # frame is old, whatever the clock says now. Drop it and reopen.
+                self.stalls += 1
+                raise SourceError(
+                    f"{redact_url(cfg.source)}: stalled, no frame for {now - last_frame_mono:.1f} s "
+                    f"(read_timeout_s = {cfg.read_timeout_s:g})",
+                    "the agent reopens the stream; check the camera and the network if it persists",
+                )
             self.frames_read += 1
             self.last_frame_ts = time.time()
             last_frame_mono = now
+            if live:
+                self._last_frame_mono = now
             if self.failures_in_row:
                 log.info("camera %s: up again after %d failed attempt(s)", self.name, self.failures_in_row)
             self.failures_in_row = 0
             self.state = "up"
-            if self.resolution is None or self.frames_read == 1:
-                self.resolution = (int(img.shape[1]), int(img.shape[0]))
+            size = (int(img.shape[1]), int(img.shape[0]))
+            if size != self.resolution:
+                if self.resolution is not None:
+                    log.info("camera %s: resolution %dx%d -> %dx%d", self.name, *self.resolution, *size)
+                self.resolution = size
             frame = Frame(
                 camera=self.name,
                 index=index,
@@ -230,9 +288,11 @@ class CameraSource:
                 self.frames_offered += 1
                 if paced:
                     self._pace(t0, index * frame_dt)
-            if live and now - last_frame_mono > cfg.read_timeout_s:
-                raise SourceError(f"{redact_url(cfg.source)}: no frame for {cfg.read_timeout_s:.0f} s")
         return "stopped"
+
+    def _new_epoch(self) -> None:
+        """A looping file went back to its start (seek, not reopen): a new epoch, as a reopen gives."""
+        self.epoch += 1
 
     def _pace(self, t0: float, media_s: float) -> None:
         delay = t0 + media_s - time.monotonic()

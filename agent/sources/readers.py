@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import os
 import re
+import select
+import socket
+import stat
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -22,6 +27,9 @@ import numpy as np
 from agent.errors import SourceError
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+# RTSP over TCP (interleaved), as Frigate and most NVRs default to: no lost UDP packets on a flaky
+# link, one connection to watch. A user's own OPENCV_FFMPEG_CAPTURE_OPTIONS wins.
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 _URL = re.compile(r"^(rtsps?|https?|rtmp|udp|tcp|srt)://", re.I)
@@ -45,6 +53,10 @@ def guess_kind(source: str) -> str:
     return "file"
 
 
+class Unreachable(SourceError):
+    """The network camera's host did not answer the probe (the camera retries it every second)."""
+
+
 class Reader:
     """Base reader. ``read()`` returns a BGR frame or None at end of stream; raises SourceError on failure."""
 
@@ -61,6 +73,10 @@ class Reader:
 
     def position_s(self) -> float | None:
         return None
+
+    def rewind(self) -> bool:
+        """Start again from the first frame without reopening (files); False: reopen instead."""
+        return False
 
     def close(self) -> None:
         pass
@@ -122,6 +138,16 @@ class OpenCVReader(Reader):
         ms = self.cap.get(cv2.CAP_PROP_POS_MSEC)
         return ms / 1000.0 if ms and ms > 0 else None
 
+    def rewind(self) -> bool:
+        # a seek, not a reopen: OpenCV serialises FFmpeg opens across the process, so a looping
+        # file that reopened on every pass would wait behind any other camera's slow open
+        if self.live:
+            return False
+        try:
+            return bool(self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0))
+        except cv2.error:
+            return False
+
     def close(self) -> None:
         self.cap.release()
 
@@ -157,8 +183,92 @@ class ImageFolderReader(Reader):
         self.i += 1
         return True
 
+    def rewind(self) -> bool:
+        self.i = 0
+        return True
+
     def position_s(self) -> float | None:
         return float(self.i - 1)
+
+
+_DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443, "rtmp": 1935, "tcp": None}
+
+
+def probe_url(url: str, timeout_s: float) -> str | None:
+    """A quick check, outside OpenCV, that a network camera answers: ``None`` when it does, else why not.
+
+    OpenCV's FFmpeg backend holds one process-wide lock while it opens a source, so an open that
+    hangs on a dead server stalls every other camera's open. The probe runs first, in the camera's
+    own thread without that lock: a TCP connect (refused / unreachable / timed out), and for RTSP an
+    ``OPTIONS`` request that must get an ``RTSP/1.0`` answer (any status, 401 included) within the
+    timeout. Schemes without a TCP handshake (udp, srt) are not probed.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        return None
+    try:
+        port = parts.port or _DEFAULT_PORTS[scheme]
+    except ValueError:
+        return f"bad port in {redact_url(url)}"
+    host = parts.hostname
+    if not host or not port:
+        return None
+    deadline = time.monotonic() + timeout_s
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+    except TimeoutError:
+        return f"no answer from {host}:{port} within {timeout_s:.1f} s"
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
+    try:
+        if scheme != "rtsp":
+            return None
+        clean = parts._replace(netloc=f"{host}:{port}").geturl()
+        sock.sendall(f"OPTIONS {clean} RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: edge-agent\r\n\r\n".encode())
+        buf = b""
+        while len(buf) < 5:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return f"RTSP server {host}:{port} accepted the connection but did not answer within {timeout_s:.1f} s"
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(64)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                return f"{host}:{port}: {exc.strerror or exc}"
+            if not chunk:
+                return f"RTSP server {host}:{port} closed the connection without answering"
+            buf += chunk
+        if not buf.startswith(b"RTSP/"):
+            return f"{host}:{port} does not speak RTSP (answered {buf[:16]!r})"
+        return None
+    finally:
+        sock.close()
+
+
+def wait_fifo_writer(path: str, timeout_s: float) -> str | None:
+    """For a FIFO: wait (outside OpenCV's open lock) until a writer has sent data; else why not.
+
+    Opening a FIFO for reading blocks until a writer appears, and FFmpeg's open cannot be
+    interrupted, so a FIFO nobody writes to would hold every other camera's open for ever.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISFIFO(st.st_mode):
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout_s)
+    finally:
+        # a writer that is present keeps the FIFO open for FFmpeg; its data is not consumed here
+        os.close(fd)
+    if not ready:
+        return f"nothing is writing to the FIFO {path} (waited {timeout_s:.1f} s)"
+    return None
 
 
 def _open_hint(describe: str, api: int) -> str:
@@ -200,6 +310,12 @@ def open_reader(
             fourcc=fourcc,
         )
     if kind == "url":
+        why = probe_url(source, min(timeout_s, 5.0))
+        if why is not None:
+            raise Unreachable(
+                f"cannot open {redact_url(source)}: {why}",
+                "check the URL, the credentials and that the camera is reachable (ffprobe URL)",
+            )
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, tmo, cv2.CAP_PROP_READ_TIMEOUT_MSEC, tmo]
         return OpenCVReader(source, cv2.CAP_FFMPEG, live=True, params=params, describe=redact_url(source))
     if kind == "gstreamer":
@@ -220,6 +336,8 @@ def open_reader(
                 f"video file {source} does not exist",
                 "check the path (relative paths are relative to the working directory)",
             )
-        r = OpenCVReader(source, cv2.CAP_FFMPEG, live=False, describe=f"video file {source}")
-        return r
+        why = wait_fifo_writer(source, min(timeout_s, 5.0))
+        if why is not None:
+            raise SourceError(why, "start the program that writes the stream into the FIFO")
+        return OpenCVReader(source, cv2.CAP_FFMPEG, live=False, describe=f"video file {source}")
     raise SourceError(f"unknown source kind {kind!r}", "use one of v4l2, url, gstreamer, file, images")

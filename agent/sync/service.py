@@ -257,6 +257,8 @@ class SyncService:
             "agent_version": __version__,
             "model": live.get("model", self.cfg.inference.model),
             "accelerator": live.get("accelerator"),
+            # set while the model runs below its accelerator (lost mid-run): which, since when, why
+            "accelerator_fallback": live.get("accelerator_fallback"),
             "config_hash": self.cfg.config_hash(),
             "seq_last": last,
             "seq_first_pending": first if first is not None else (last + 1 if last is not None else None),

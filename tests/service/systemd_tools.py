@@ -41,7 +41,7 @@ def offline_root(root: Path) -> Path:
     (root / "usr" / "bin").mkdir(parents=True, exist_ok=True)
     if not (root / "bin").exists():
         (root / "bin").symlink_to("usr/bin")
-    for exe in ("usr/bin/systemctl", "opt/edge-agent/venv/bin/edge-agent"):
+    for exe in ("usr/bin/systemctl", "usr/bin/sh", "opt/edge-agent/venv/bin/edge-agent"):
         p = root / exe
         if not p.exists() and not p.is_symlink():
             p.parent.mkdir(parents=True, exist_ok=True)

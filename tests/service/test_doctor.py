@@ -89,8 +89,15 @@ def test_all_green_against_real_broker_sensors_camera_and_model(rig, tmp_path, c
     cfg = write(tmp_path, base_config(rig, tmp_path))
     r = doctor(cli, cfg, "--json")
     checks = checks_of(r)
-    bad = {n: (c["status"], c["detail"], c.get("hint")) for n, c in checks.items() if c["status"] != "ok"}
+    bad = {
+        n: (c["status"], c["detail"], c.get("hint"))
+        for n, c in checks.items()
+        if c["status"] != "ok" and n != "service"
+    }
     assert not bad and r.returncode == 0, bad
+    # systemd is not PID 1 on the test machine: the service check says so (the boot test runs it live)
+    assert checks["service"]["status"] == "skip" and "systemd is not running" in checks["service"]["detail"]
+    assert "XNNPACK" not in r.stderr, r.stderr  # LiteRT's stray INFO line is not part of the report
     rep = json.loads(r.stdout)
     assert rep["status"] == "ok" and rep["schema"] == "edge-agent/doctor/1" and rep["device"] == "unit-1"
     expected = {
@@ -177,7 +184,7 @@ def test_hung_cameras_cost_their_timeout_not_the_run(rig, tmp_path, cli):
     srv.bind(("127.0.0.1", 0))
     srv.listen(4)  # accepts, never answers: an RTSP camera that hangs (FFmpeg's own open timeout)
     fifo = tmp_path / "stuck.mp4"
-    os.mkfifo(fifo)  # no writer: opening it blocks forever inside OpenCV (only doctor's deadline ends it)
+    os.mkfifo(fifo)  # no writer: the reader waits for one outside OpenCV (an open would block for ever)
     cfgd = base_config(rig, tmp_path)
     cfgd["cameras"] = [
         {"name": "rtsp", "source": f"rtsp://user:secret@127.0.0.1:{srv.getsockname()[1]}/stream"},
@@ -194,7 +201,10 @@ def test_hung_cameras_cost_their_timeout_not_the_run(rig, tmp_path, cli):
     assert (
         c["camera:rtsp"]["status"] == "fail" and "cannot open rtsp://user:***@" in c["camera:rtsp"]["detail"]
     ), c
-    assert c["camera:stuck"]["status"] == "fail" and "no answer within 4 s" in c["camera:stuck"]["detail"], c
+    assert (
+        c["camera:stuck"]["status"] == "fail"
+        and "nothing is writing to the FIFO" in c["camera:stuck"]["detail"]
+    ), c
     assert "secret" not in r.stdout  # credentials in camera URLs are never printed
 
 

@@ -114,6 +114,24 @@ def test_required_directives():
     assert "AF_PACKET" not in d["RestrictAddressFamilies"][0]
 
 
+def test_reload_device_classes_and_sysusers():
+    d = directives(SYSTEMD / "edge-agent.service")
+    # `systemctl reload` works: the README promises it
+    assert d.get("ExecReload") == ["/bin/sh -c 'kill -HUP $MAINPID'"]
+    # DeviceAllow= takes a device node or a class; a directory (/dev/dma_heap) allows nothing
+    for entry in d["DeviceAllow"]:
+        dev = entry.split()[0]
+        assert dev.startswith(("char-", "block-")) or not Path(dev).is_dir(), entry
+        assert dev != "/dev/dma_heap", entry
+    assert "char-dma_heap rw" in d["DeviceAllow"]
+    # Debian's groups are not declared again (3 warnings at every boot otherwise)
+    lines = [
+        ln.split() for ln in (SYSTEMD / "edge-agent.sysusers").read_text().splitlines() if ln and ln[0] != "#"
+    ]
+    assert not [ln for ln in lines if ln[0] == "g" and ln[1] in ("video", "dialout", "plugdev")], lines
+    assert {ln[2] for ln in lines if ln[0] == "m"} == {"video", "dialout", "plugdev"}
+
+
 _RULE_KEY = re.compile(r'^(?P<key>[A-Z_]+)(\{(?P<attr>[^}]+)\})?(?P<op>==|!=|\+=|-=|:=|=)"(?P<val>[^"]*)"$')
 _MATCH_KEYS = {
     "ACTION",

@@ -9,6 +9,7 @@ from agent.service.doctor_checks.broker import broker_checks
 from agent.service.doctor_checks.media import camera_checks, model_checks
 from agent.service.doctor_checks.privacy import privacy_checks
 from agent.service.doctor_checks.sensors import sensor_checks
+from agent.service.doctor_checks.service import service_checks
 from agent.service.doctor_checks.system import clock_check, permission_checks, storage_checks
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ GROUPS = (
     "database",
     "permissions",
     "privacy",
+    "service",
 )
 
 
@@ -38,5 +40,6 @@ def build_checks(cfg: AgentConfig, ctx: Context) -> tuple[list[Check], list[Chec
         + storage_checks(cfg, ctx)
         + permission_checks(cfg, ctx)
         + privacy_checks(cfg, ctx)
+        + service_checks(cfg, ctx)
     )
     return first, [clock_check(cfg, ctx)]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
+import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -131,6 +135,31 @@ def _tpu_present() -> str | None:
     return None
 
 
+# LiteRT's C++ side prints this on stderr (fd 2) once per process: noise in the doctor's report
+_NATIVE_NOISE = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+_NATIVE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered():
+    """Catch what native code writes on fd 2 meanwhile and pass it on, less the known noise."""
+    with _NATIVE_LOCK, tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not line.strip().startswith(_NATIVE_NOISE):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
 def check_model(model: str, cfg: AgentConfig) -> Result:
     """Verify the file, load it with ``load_engine`` on the configured accelerator, run one frame."""
     import numpy as np
@@ -148,9 +177,10 @@ def check_model(model: str, cfg: AgentConfig) -> Result:
     else:
         verified = _verify_catalog_file(model, cfg)
     t0 = time.monotonic()
-    engine = load_engine(model, cfg.inference, cfg.models)
-    w, h = engine.input_size
-    engine.run(np.zeros((h, w, 3), np.uint8))  # a model that loads but cannot run is caught here
+    with _native_stderr_filtered():
+        engine = load_engine(model, cfg.inference, cfg.models)
+        w, h = engine.input_size
+        engine.run(np.zeros((h, w, 3), np.uint8))  # a model that loads but cannot run is caught here
     took = time.monotonic() - t0
     accel = engine.accelerator
     reasons = list(engine.accelerator_reasons)
