@@ -13,6 +13,7 @@ import json
 import re
 import socket
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -157,6 +158,11 @@ class CameraConfig(Section):
     realtime: bool = Field(
         True,
         description="Files and folders: pace frames at the file's frame rate (false: as fast as inference takes them).",
+    )
+    start_time: datetime | None = Field(
+        None,
+        description="Files and folders: when the recording started (ISO 8601, e.g. 2026-05-04T07:30:00+02:00; without an offset it is UTC). Detections, crossings and bins are then stamped start_time + position in the file, so a recorded survey lands in the right bins. Default: the wall-clock time at which each frame is read.",
+        examples=["2026-05-04T07:30:00Z"],
     )
     width: int | None = Field(None, gt=0, description="V4L2: requested capture width.", examples=[1280])
     height: int | None = Field(None, gt=0, description="V4L2: requested capture height.", examples=[720])

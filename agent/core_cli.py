@@ -46,7 +46,9 @@ commands = [config_group]
 )
 @click.option("--duration", type=float, help="Stop after this many seconds.")
 @click.option(
-    "--exit-on-end", is_flag=True, help="Stop when every file source has ended and its frames are stored."
+    "--exit-on-end",
+    is_flag=True,
+    help="Stop when every file source has ended and its frames are stored, even with sensors configured (without sensors the agent does so by itself).",
 )
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Override storage.path.")
 def run_cmd(
@@ -79,7 +81,7 @@ def run_cmd(
     pipe = run_agent(
         cfg,
         duration_s=duration,
-        exit_on_end=exit_on_end,
+        exit_on_end=True if exit_on_end else None,  # None: when every source has ended
         reload_config=reload_config if config_file else None,
     )
     st = pipe.status()
@@ -95,6 +97,10 @@ def run_cmd(
         f"database {cfg.storage.path}: {w.get('committed_rows', 0)} rows committed, "
         f"dropped {sum((w.get('dropped') or {}).values())}, failed {sum((w.get('failed') or {}).values())}"
     )
+    from agent.analytics.report import count_lines, where_to_look
+
+    for line in count_lines(pipe) + where_to_look(cfg, config_file, db_path):
+        click.echo(line)
 
 
 def demo_config(cfg):
