@@ -89,6 +89,10 @@ class TrackerConfig(Section):
         ge=0,
         description="A new track confirmed within this many box diagonals of where a lost track is predicted to be (similar size, moving on) continues the lost track instead of counting as a new object (0: off).",
     )
+    check_motion: bool = Field(
+        True,
+        description="Count a crossing only when the track's own motion (its box centre's velocity) goes that way: a box that grows or shrinks at a line moves its bottom edge without the object crossing.",
+    )
     min_hits: int = Field(
         2,
         ge=1,

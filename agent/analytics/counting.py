@@ -77,6 +77,11 @@ class LineCounter:
         x1, y1, dx, dy = self._p
         return (dx * (pt[1] - y1) - dy * (pt[0] - x1)) / self.length
 
+    def _normal_speed(self, v: tuple[float, float]) -> float:
+        """Component of a velocity toward the line's right-hand side (positive: first direction)."""
+        _, _, dx, dy = self._p
+        return (dx * v[1] - dy * v[0]) / self.length
+
     def _along(self, pt: tuple[float, float]) -> float:
         x1, y1, dx, dy = self._p
         return ((pt[0] - x1) * dx + (pt[1] - y1) * dy) / (self.length**2)
@@ -91,6 +96,7 @@ class LineCounter:
         label: str,
         confirmed: bool = True,
         predicted: bool = False,
+        velocity: tuple[float, float] | None = None,
     ) -> Crossing | None:
         """Feed one anchor point of a track; return the crossing it completes, if any.
 
@@ -100,6 +106,11 @@ class LineCounter:
         came from or ends unseen (a track whose detections stop near a line is more often a
         duplicate box than an object that went on: measured on the clips, counting those
         over-counts).
+
+        ``velocity``: the object's own motion (its box centre, pixels per frame). When given, a
+        crossing only counts if the object moves that way: a box that grows or shrinks at a line
+        (occlusion, a box that takes in a neighbour) moves its bottom edge without the object
+        crossing.
         """
         st = self._state.get(track_id)
         if st is None:
@@ -141,6 +152,8 @@ class LineCounter:
         st.zero_pt = st.zero_ts = None
         if side in st.counted or not confirmed or label not in self.classes:
             return None
+        if velocity is not None and self._normal_speed(velocity) * side <= 0:
+            return None  # the anchor crossed, the object did not move that way
         if not (0.0 <= self._along(zpt) <= 1.0):
             return None
         st.counted.add(side)

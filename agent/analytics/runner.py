@@ -196,9 +196,10 @@ class AnalyticsRunner:
                 if t.confirmed:
                     alive.add(t.id)
                     if 0 < ts - t.last_ts <= predict_s:  # the detector missed it: follow its motion
+                        v = (float(t.mean[4]), float(t.mean[5]))
                         for line in self.lines.values():
                             pt = t.anchor("bottom_center" if line.cfg.anchor == "bottom_center" else "center")
-                            line.observe(t.id, pt, float(t.mean[3]), ts, frame.index, t.label, True, True)
+                            line.observe(t.id, pt, float(t.mean[3]), ts, frame.index, t.label, True, True, v)
                 continue
             meta = self._meta.setdefault(t.id, {"crossings": 0})
             bottom = t.anchor("bottom_center")
@@ -206,9 +207,10 @@ class AnalyticsRunner:
                 meta["entry"] = bottom
             meta["exit"] = bottom
             label = t.label
+            v = (float(t.mean[4]), float(t.mean[5])) if self.cfg.tracker.check_motion else None
             for line in self.lines.values():
                 pt = bottom if line.cfg.anchor == "bottom_center" else t.anchor("center")
-                c = line.observe(t.id, pt, float(t.mean[3]), ts, frame.index, label, t.confirmed)
+                c = line.observe(t.id, pt, float(t.mean[3]), ts, frame.index, label, t.confirmed, False, v)
                 if c is not None:
                     rows.append(self._on_crossing(c, t))
             if t.confirmed:
