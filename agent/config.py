@@ -217,7 +217,6 @@ _DEMO_CAMERAS = [
         "name": "demo",
         "source": "var/models/media/traffic_frames.mp4",
         "loop": True,
-        "threshold": 0.3,
         "analytics": {"lines": [_DEMO_LINE]},
     }
 ]

@@ -28,7 +28,7 @@ SAFE_CALIBRATION = {
     "high_threshold": 0.35,
     "low_threshold": 0.2,
     "new_track_threshold": 0.4,
-    "max_overlap": 0.5,
+    "max_overlap": 0.6,
 }
 CALIBRATED = tuple(SAFE_CALIBRATION)
 
@@ -56,7 +56,7 @@ class TrackerConfig(Section):
         examples=[0.4],
     )
     match_iou: float = Field(
-        0.2,
+        0.3,
         ge=0,
         le=1,
         description="Least overlap (IoU) between a track's predicted box and a high-score detection to match them.",
@@ -71,8 +71,8 @@ class TrackerConfig(Section):
         None,
         gt=0,
         le=1,
-        description="A detection whose box lies this much (intersection over the smaller box) inside a higher-scoring one is a duplicate: it neither matches nor starts a track (1: off). Default: the model's calibration, else 0.5.",
-        examples=[0.5],
+        description="A detection whose box lies this much (intersection over the smaller box) inside a higher-scoring one is a duplicate: it neither matches nor starts a track (1: off). Default: the model's calibration, else 0.6.",
+        examples=[0.6],
     )
     lost_timeout_s: float = Field(
         1.5,

@@ -29,7 +29,15 @@ def count_lines(pipe: Any) -> list[str]:
                 total = sum(per.values())
                 detail = ", ".join(f"{c} {n}" for c, n in sorted(per.items(), key=lambda kv: -kv[1]))
                 parts.append(f"{d} {total}" + (f" ({detail})" if detail else ""))
-            out.append(f"  line {lc.name}: " + "; ".join(parts))
+            line = f"  line {lc.name}: " + "; ".join(parts)
+            if runner.epochs:
+                passes = runner.epochs + 1
+                per = "; ".join(
+                    f"{d} {sum(n for (ln, dd, _c), n in runner.totals.items() if ln == lc.name and dd == d) / passes:.1f}"
+                    for d in lc.directions
+                )
+                line += f" (per pass: {per})"
+            out.append(line)
     return out
 
 
