@@ -41,8 +41,9 @@ def test_bad_catalog_calibration_is_refused(tmp_path):
 
 def test_example_config_does_not_contradict_itself():
     cfg = load_config(None)
-    from agent.config import example_config, parse_config
     import tomllib
+
+    from agent.config import example_config, parse_config
 
     ex = parse_config(tomllib.loads(example_config()))
     for cam in ex.cameras:
