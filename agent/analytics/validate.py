@@ -171,6 +171,7 @@ class ValidationResult:
     reports: list[DirectionReport]
     max_error: float
     pictures: list[Path] = field(default_factory=list)
+    tracking: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -192,6 +193,7 @@ class ValidationResult:
                 "accuracy": round(1 - abs(tot_c - tot_t) / tot_t, 4) if tot_t else None,
             },
             "lines": [r.as_dict() for r in self.reports],
+            "tracking": self.tracking,
             "pictures": [str(p) for p in self.pictures],
         }
 
@@ -214,9 +216,12 @@ def clip_info(path: str) -> tuple[float, int, tuple[int, int]]:
     return fps, n, size
 
 
-def run_counts(cfg: Any, camera: str, *, progress: Any = None) -> tuple[list[dict], float]:
+def run_counts(
+    cfg: Any, camera: str, *, progress: Any = None, stats: dict | None = None
+) -> tuple[list[dict], float]:
     """Run the pipeline over the camera's file once; return its crossing rows and the media clock's
-    start (seconds since the epoch).
+    start (seconds since the epoch). ``stats``, when given, receives the tracking figures: confirmed
+    tracks and re-linked fragments.
 
     Args:
         cfg: an ``AgentConfig`` holding the camera (changed in place for the run).
@@ -274,8 +279,14 @@ def run_counts(cfg: Any, camera: str, *, progress: Any = None) -> tuple[list[dic
                 + (f" ({src.last_error})" if src.last_error else ""),
                 "give a video file OpenCV can read (mp4, avi, mkv)",
             )
+        runner = pipe.analytics.get(camera)
         conn = sqlite3.connect(str(cfg.storage.path))
         try:
+            if stats is not None:
+                stats["tracks"] = conn.execute(
+                    "SELECT count(*) FROM tracks WHERE camera = ?", (camera,)
+                ).fetchone()[0]
+                stats["relinked_fragments"] = runner.tracker.relinks if runner is not None else 0
             conn.row_factory = sqlite3.Row
             rows = [
                 dict(r)

@@ -201,7 +201,8 @@ def validate_cmd(
             bar.update(n - bar.pos)
 
     try:
-        rows, t0 = run_counts(cfg, cam.name, progress=on_progress)
+        stats: dict = {}
+        rows, t0 = run_counts(cfg, cam.name, progress=on_progress, stats=stats)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -217,6 +218,7 @@ def validate_cmd(
         tolerance_s=tolerance_s,
         max_error=max_error,
     )
+    res.tracking = stats
     if not no_pictures:
         out = Path(pictures_dir)
         for name, lc in lines.items():
@@ -268,6 +270,11 @@ def _print(res, truth_file) -> None:
     click.echo(
         f"total: truth {d['truth']}, counted {d['counted']}, matched {d['matched']}, accuracy {_pct(d['accuracy'])}"
     )
+    if res.tracking:
+        click.echo(
+            f"tracking: {res.tracking.get('tracks', 0)} confirmed tracks, "
+            f"{res.tracking.get('relinked_fragments', 0)} fragments re-linked"
+        )
     for p in res.pictures:
         click.echo(f"picture: {p}")
     bad = [

@@ -68,6 +68,8 @@ def test_validate_on_a_real_clip_reports_and_draws(cli, short_clip, short_truth)
     assert table_right["truth"] == 2 and table_right["matched"] == 2
     assert by[("x600_exit", "left")]["counted"] == 0
     assert doc["ok"] is True and doc["total"]["accuracy"] == 1.0
+    # two people: two confirmed tracks, not fragments of them
+    assert doc["tracking"]["tracks"] == 2, doc["tracking"]
     assert exit_right["per_class"]["person"] == {"truth": 2, "counted": 2, "matched_same_class": 2}
     pics = [Path(p) for p in doc["pictures"]]
     assert len(pics) == 2 and all(p.exists() and p.stat().st_size > 10_000 for p in pics)
