@@ -211,3 +211,14 @@ def test_matching_windows_optional_and_tolerance():
     assert [c.frame for c in rep.extra] == [600]
     assert rep.counted_effective == 3 and rep.error == 0.0
     assert rep.per_class["car"] == {"truth": 2, "counted": 1, "matched_same_class": 1}
+
+
+def test_a_daemon_does_not_end_by_itself_with_sensors_or_without_an_ended_file():
+    from agent.config import load_config
+    from agent.pipeline import Pipeline
+    from agent.runner import _should_end
+
+    pipe = Pipeline(load_config(None))  # not started: no camera has ended
+    assert _should_end(pipe, None, has_sensors=True) is False  # sensors never end
+    assert _should_end(pipe, None, has_sensors=False) is False  # nothing ended (e.g. a dead model)
+    assert _should_end(pipe, False, has_sensors=False) is False
