@@ -15,6 +15,10 @@ from agent.analytics.validate import Counted, match_direction
 from agent.errors import ConfigError
 from tests.conftest import ROOT
 
+# running the detector over a whole clip takes minutes on a loaded machine (CI): more than the
+# suite's per-test timeout, which is meant to catch hangs
+pytestmark = pytest.mark.timeout(1800)
+
 ARTIFACTS = ROOT / "test-artifacts" / "analytics"
 FRAMES = 460  # people 1 and 2 leave across x=600 at frames 187 and 437 (tests/data/intel_person_truth.json)
 
