@@ -21,6 +21,7 @@ _COMMAND_MODULES = [
     "agent.inference.cli",
     "agent.sync.cli",
     "agent.analytics.cli",
+    "agent.analytics.validate_cli",
     "firmware_bridge.cli",
     "agent.api.cli",
     "agent.service.cli",

@@ -13,6 +13,7 @@ import json
 import re
 import socket
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -159,6 +160,11 @@ class CameraConfig(Section):
         True,
         description="Files and folders: pace frames at the file's frame rate (false: as fast as inference takes them).",
     )
+    start_time: datetime | None = Field(
+        None,
+        description="Files and folders: when the recording started (ISO 8601, e.g. 2026-05-04T07:30:00+02:00; without an offset it is UTC). Detections, crossings and bins are then stamped start_time + position in the file, so a recorded survey lands in the right bins. Default: the wall-clock time at which each frame is read.",
+        examples=["2026-05-04T07:30:00Z"],
+    )
     width: int | None = Field(None, gt=0, description="V4L2: requested capture width.", examples=[1280])
     height: int | None = Field(None, gt=0, description="V4L2: requested capture height.", examples=[720])
     fourcc: str | None = Field(
@@ -216,7 +222,6 @@ _DEMO_CAMERAS = [
         "name": "demo",
         "source": "var/models/media/traffic_frames.mp4",
         "loop": True,
-        "threshold": 0.3,
         "analytics": {"lines": [_DEMO_LINE]},
     }
 ]

@@ -85,8 +85,11 @@ class Pipeline:
         active = [c for c in cfg.cameras if c.enabled]
         for cam_cfg in active:
             self.cameras[cam_cfg.name] = CameraSource(cam_cfg)
-            if Runner is not None and self._model_of(cam_cfg) in self.engines:
-                self.analytics[cam_cfg.name] = Runner(cam_cfg.name, cam_cfg.analytics, self.writer)
+            engine = self.engines.get(self._model_of(cam_cfg))
+            if Runner is not None and engine is not None:
+                self.analytics[cam_cfg.name] = Runner(
+                    cam_cfg.name, cam_cfg.analytics, self.writer, calibration=engine.calibration
+                )
         self.results = ResultsWorker(
             self.results_q,
             self.writer,
@@ -95,6 +98,7 @@ class Pipeline:
             analytics=self.analytics,
             store_detections=cfg.storage.store_detections,
             stats_interval_s=cfg.storage.stats_interval_s,
+            shown_thresholds={c.name: self._shown_threshold(c) for c in active},
         ).start()
         by_model: dict[str, list[CameraSource]] = {}
         for cam_cfg in active:
@@ -106,7 +110,7 @@ class Pipeline:
                     cam.state = "down"
                     cam.last_error = f"model {model} unavailable: {self.engine_errors.get(model)}"
                 continue
-            thresholds = {c.name: c.cfg.threshold for c in cams}
+            thresholds = {c.name: self._feed_threshold(c.cfg) for c in cams}
             self.workers.append(InferenceWorker(engine, cams, self.results_q, thresholds=thresholds).start())
         # sources
         for w in self.workers:
@@ -135,6 +139,20 @@ class Pipeline:
 
     def _model_of(self, cam: CameraConfig) -> str:
         return cam.model or self.cfg.inference.model
+
+    def _shown_threshold(self, cam: CameraConfig) -> float:
+        """Least score of a detection that is stored and shown (the camera's ``threshold``)."""
+        return cam.threshold if cam.threshold is not None else self.cfg.inference.threshold
+
+    def _feed_threshold(self, cam: CameraConfig) -> float:
+        """Least score the detector hands on: with analytics, down to the tracker's low threshold
+        (ByteTrack's second pass needs the low-score boxes), else the shown threshold."""
+        shown = self._shown_threshold(cam)
+        engine = self.engines.get(self._model_of(cam))
+        if engine is None or not cam.analytics.enabled:
+            return shown
+        low = cam.analytics.tracker.resolved(getattr(engine, "calibration", None)).low_threshold
+        return min(shown, low)
 
     def _load_engines(self) -> None:
         from agent.inference import load_engine
@@ -225,7 +243,9 @@ class Pipeline:
                 report["updated"].append(name)
             for w in self.workers:
                 if name in w.thresholds or any(c.name == name for c in w.cameras):
-                    w.thresholds[name] = nc.threshold
+                    w.thresholds[name] = self._feed_threshold(nc)
+            if self.results is not None:
+                self.results.shown_thresholds[name] = self._shown_threshold(nc)
             runner = self.analytics.get(name)
             if runner is not None and oc.analytics != nc.analytics and self.results is not None:
                 self.results.call_soon(lambda r=runner, a=nc.analytics: r.reconfigure(a))
@@ -253,19 +273,21 @@ class Pipeline:
             cam.last_error = f"model {model} unavailable: {self.engine_errors.get(model)}"
             return
         if runner is None and Runner is not None:
-            runner = Runner(cam_cfg.name, cam_cfg.analytics, self.writer)
+            runner = Runner(cam_cfg.name, cam_cfg.analytics, self.writer, calibration=engine.calibration)
+        if self.results is not None:
+            self.results.shown_thresholds[cam_cfg.name] = self._shown_threshold(cam_cfg)
         if runner is not None:
             self.analytics[cam_cfg.name] = runner
         worker = next((w for w in self.workers if w.engine is engine), None)
         if worker is None:
             worker = InferenceWorker(
-                engine, [cam], self.results_q, thresholds={cam_cfg.name: cam_cfg.threshold}
+                engine, [cam], self.results_q, thresholds={cam_cfg.name: self._feed_threshold(cam_cfg)}
             ).start()
             self.workers.append(worker)
             self.results.accelerators[engine.name] = engine.accelerator
         else:
             cam.slot.attach(worker.cond)
-            worker.thresholds[cam_cfg.name] = cam_cfg.threshold
+            worker.thresholds[cam_cfg.name] = self._feed_threshold(cam_cfg)
             worker.cameras = worker.cameras + [cam]  # copy-on-write: the worker iterates its own reference
         cam.start()
 

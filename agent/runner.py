@@ -18,12 +18,16 @@ def run_agent(
     cfg: AgentConfig,
     *,
     duration_s: float | None = None,
-    exit_on_end: bool = False,
+    exit_on_end: bool | None = None,
     on_started: Any = None,
     reload_config: Any = None,
 ) -> Pipeline:
-    """Run until SIGINT/SIGTERM (or ``duration_s``, or the end of every file source with
-    ``exit_on_end``), then stop cleanly: nothing already accepted is lost.
+    """Run until SIGINT/SIGTERM (or ``duration_s``, or the end of every file source), then stop
+    cleanly: nothing already accepted is lost.
+
+    ``exit_on_end``: ``True`` stops when every camera has ended (files that do not loop) and its
+    frames are through the pipeline; ``None`` (default) does the same when no sensor is configured
+    (sensors never end); ``False`` never stops on that.
 
     SIGHUP calls ``reload_config()`` (which returns a new, validated AgentConfig) and applies it with
     :meth:`Pipeline.reload`; an invalid file is logged and the running config kept."""
@@ -56,7 +60,7 @@ def run_agent(
             if t_end is not None and time.monotonic() >= t_end:
                 reasons.append(f"duration {duration_s:g} s reached")
                 break
-            if exit_on_end and pipe.idle():
+            if _should_end(pipe, exit_on_end, bool(cfg.sensors)):
                 reasons.append("all sources ended")
                 break
             if reload_requested.is_set():
@@ -73,6 +77,17 @@ def run_agent(
         for s, h in old.items():
             signal.signal(s, h)
     return pipe
+
+
+def _should_end(pipe: Pipeline, exit_on_end: bool | None, has_sensors: bool) -> bool:
+    """Every source has ended and everything it produced is through (see :func:`run_agent`). By
+    default at least one camera must really have reached its end: a daemon whose only camera lacks
+    its model keeps running (and says so on the status page) instead of exiting."""
+    if exit_on_end is False or (exit_on_end is None and has_sensors):
+        return False
+    if exit_on_end is None and not any(c.ended for c in pipe.cameras.values()):
+        return False
+    return pipe.idle()
 
 
 def _reload(pipe: Pipeline, reload_config: Any, link: _SystemdLink | None) -> None:

@@ -12,6 +12,7 @@ Both expose ``last_progress`` (monotonic) for the systemd watchdog, and count wh
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -183,8 +184,11 @@ class ResultsWorker:
         analytics: dict[str, Any] | None = None,
         store_detections: bool = True,
         stats_interval_s: float = 10.0,
+        shown_thresholds: dict[str, float] | None = None,
     ) -> None:
         self.inq = inq
+        # per camera: least score stored and shown; the detector may hand on lower ones for tracking
+        self.shown_thresholds: dict[str, float] = dict(shown_thresholds or {})
         self.writer = writer
         self.cameras = cameras
         self.accelerators = accelerators
@@ -265,6 +269,11 @@ class ResultsWorker:
             except Exception:
                 self.errors += 1
                 log.exception("analytics failed on %s frame %d", cam, f.index)
+        shown = self.shown_thresholds.get(cam)
+        if shown is not None and res.detections and any(d.score < shown for d in res.detections):
+            keep = [i for i, d in enumerate(res.detections) if d.score >= shown]
+            track_ids = [track_ids[i] for i in keep]
+            res = dataclasses.replace(res, detections=[res.detections[i] for i in keep])
         ts = iso_utc(f.ts)
         if self.store_detections and res.detections:
             rows = [

@@ -1,6 +1,11 @@
 """Tracking + counting cost per frame with 10 and 50 objects (prints figures; not a timed test).
 
-    .venv/bin/python benchmarks/analytics_bench.py [--frames 2000]
+    .venv/bin/python benchmarks/analytics_bench.py [--frames 2000] [--clock cpu] [--against DIR]
+
+``--clock cpu`` times each frame in this thread's CPU time (``time.thread_time``), which a machine
+shared with other work disturbs far less than wall time. ``--against DIR`` runs the same scene, in
+turns, on another checkout's ``agent`` package (e.g. ``git archive <commit> agent | tar -x -C DIR``)
+and prints both side by side with their ratio.
 
 Synthetic scene, 1280x720: N objects drive down or up through two counting lines and a zone, with
 box jitter, at 10 fps; a random 5 % of detections are dropped (occlusion). Measures
@@ -60,15 +65,53 @@ def run(n: int, frames: int, seed: int = 0) -> list[float]:
     return times
 
 
+def _p50_in(pkg_dir: str, n: int, frames: int, clock: str) -> float:
+    """p50 of the same scene with the ``agent`` package of ``pkg_dir`` (a subprocess)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=pkg_dir)
+    bench_dir = os.path.dirname(os.path.abspath(__file__))
+    code = (
+        f"import sys, json, statistics; sys.path.insert(0, {bench_dir!r}); import analytics_bench as b; "
+        f"b.time.perf_counter = b.time.thread_time if {clock!r} == 'cpu' else b.time.perf_counter; "
+        f"print(json.dumps(statistics.median(b.run({n}, {frames})[50:])))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=2000)
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    ap.add_argument("--against", help="another checkout's folder holding agent/ (side-by-side run)")
+    ap.add_argument("--rounds", type=int, default=3, help="turns each side runs with --against")
     args = ap.parse_args()
+    if args.clock == "cpu":
+        time.perf_counter = time.thread_time  # type: ignore[assignment]
+    if args.against:
+        import os
+
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        for n in (10, 50):
+            a, b = [], []
+            for _ in range(args.rounds):
+                a.append(_p50_in(here, n, args.frames, args.clock))
+                b.append(_p50_in(args.against, n, args.frames, args.clock))
+            print(
+                f"{n:3d} objects, p50 per frame ({args.clock}): this {statistics.median(a):.3f} ms, "
+                f"other {statistics.median(b):.3f} ms, ratio {statistics.median(a) / statistics.median(b):.2f} "
+                f"(rounds: {', '.join(f'{x:.2f}/{y:.2f}' for x, y in zip(a, b))})"
+            )
+        return
     for n in (10, 50):
         t = run(n, args.frames)[50:]
         print(
             f"{n:3d} objects: mean {statistics.fmean(t):.3f} ms  p50 {statistics.median(t):.3f} ms  "
-            f"p95 {np.percentile(t, 95):.3f} ms per frame ({len(t)} frames)"
+            f"p95 {np.percentile(t, 95):.3f} ms per frame ({len(t)} frames, {args.clock} clock)"
         )
 
 

@@ -21,24 +21,42 @@ Units = Literal["auto", "px", "norm"]
 DEFAULT_CLASSES = ["car", "truck", "bus", "motorcycle", "bicycle", "person"]
 
 
+# Used for a model the catalog has no calibration for (a model given by path). Chosen to be safe
+# rather than best: low enough that a detector with modest scores (TF2 FPNLite exports give most
+# vehicles 0.3-0.5) still starts tracks, high enough that the clutter below it does not.
+SAFE_CALIBRATION = {
+    "high_threshold": 0.35,
+    "low_threshold": 0.2,
+    "new_track_threshold": 0.4,
+    "max_overlap": 0.6,
+}
+CALIBRATED = tuple(SAFE_CALIBRATION)
+
+
 class TrackerConfig(Section):
-    high_threshold: float = Field(
-        0.5,
+    high_threshold: float | None = Field(
+        None,
         ge=0,
         le=1,
-        description="Detections at or above this score are matched first and may start tracks (ByteTrack's high pass).",
+        description="Detections at or above this score are matched first and may start tracks (ByteTrack's high pass). Default: the model's calibration in the catalog, else 0.35.",
+        examples=[0.35],
     )
-    low_threshold: float = Field(
-        0.2,
+    low_threshold: float | None = Field(
+        None,
         ge=0,
         le=1,
-        description="Detections between this and high_threshold only extend existing tracks (ByteTrack's low pass). Set the camera's threshold at or below it so low-score detections reach the tracker.",
+        description="Detections between this and high_threshold only extend existing tracks (ByteTrack's low pass). The detector hands the tracker everything down to this score, whatever the camera's threshold (which only decides what is stored and shown). Default: the model's calibration, else 0.2.",
+        examples=[0.2],
     )
-    new_track_threshold: float = Field(
-        0.55, ge=0, le=1, description="Least score of an unmatched detection that starts a new track."
+    new_track_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Least score of an unmatched detection that starts a new track. Default: the model's calibration, else 0.4.",
+        examples=[0.4],
     )
     match_iou: float = Field(
-        0.2,
+        0.3,
         ge=0,
         le=1,
         description="Least overlap (IoU) between a track's predicted box and a high-score detection to match them.",
@@ -49,16 +67,31 @@ class TrackerConfig(Section):
         ge=0,
         description="Fallback match for fast objects at low frame rates: centre distance at most this many box diagonals (0: off).",
     )
-    max_overlap: float = Field(
-        0.7,
+    max_overlap: float | None = Field(
+        None,
         gt=0,
         le=1,
-        description="A detection whose box lies this much (intersection over the smaller box) inside a higher-scoring one is a duplicate: it neither matches nor starts a track (1: off).",
+        description="A detection whose box lies this much (intersection over the smaller box) inside a higher-scoring one is a duplicate: it neither matches nor starts a track (1: off). Default: the model's calibration, else 0.6.",
+        examples=[0.6],
     )
     lost_timeout_s: float = Field(
         1.5,
         gt=0,
         description="A track unseen this long is closed (it survives occlusions shorter than this).",
+    )
+    predict_s: float = Field(
+        0.5,
+        ge=0,
+        description="Across a gap in detections up to this long, a track's predicted positions (its motion model) count toward line crossings; such a crossing counts once the track is seen again beyond the band on the new side, and never when it is seen back or not seen again (0: off).",
+    )
+    relink_dist: float = Field(
+        2.0,
+        ge=0,
+        description="A new track confirmed within this many box diagonals of where a lost track is predicted to be (similar size, moving on) continues the lost track instead of counting as a new object (0: off).",
+    )
+    check_motion: bool = Field(
+        True,
+        description="Count a crossing only when the track's own motion (its box centre's velocity) goes that way: a box that grows or shrinks at a line moves its bottom edge without the object crossing.",
     )
     min_hits: int = Field(
         2,
@@ -69,6 +102,18 @@ class TrackerConfig(Section):
         True,
         description="Match detections to tracks whatever their labels (a truck seen as a bus keeps its track); the class is the track's majority vote.",
     )
+
+    def resolved(self, calibration: dict[str, float] | None = None) -> TrackerConfig:
+        """A copy with every unset score setting taken from ``calibration`` (the model's catalog
+        entry), else from :data:`SAFE_CALIBRATION`. Settings given in the config always win."""
+        fill = {}
+        for k in CALIBRATED:
+            if getattr(self, k) is None:
+                fill[k] = float((calibration or {}).get(k, SAFE_CALIBRATION[k]))
+        out = self.model_copy(update=fill)
+        if out.low_threshold > out.high_threshold:
+            out = out.model_copy(update={"low_threshold": out.high_threshold})
+        return out
 
 
 class LineConfig(Section):

@@ -41,6 +41,7 @@ class Crossing:
     ts: float
     frame: int
     point: tuple[float, float]  # interpolated crossing point on the line, pixels
+    predicted: bool = False  # decided on the motion model's positions across a gap in detections
 
 
 @dataclass(slots=True)
@@ -52,6 +53,8 @@ class _TrackLineState:
     last_pt: tuple[float, float] = (0.0, 0.0)
     zero_ts: float | None = None
     zero_pt: tuple[float, float] | None = None
+    pending: Crossing | None = None  # a crossing seen on predicted positions, not yet confirmed
+    pending_from: int = 0  # the side it came from
 
 
 class LineCounter:
@@ -74,6 +77,11 @@ class LineCounter:
         x1, y1, dx, dy = self._p
         return (dx * (pt[1] - y1) - dy * (pt[0] - x1)) / self.length
 
+    def _normal_speed(self, v: tuple[float, float]) -> float:
+        """Component of a velocity toward the line's right-hand side (positive: first direction)."""
+        _, _, dx, dy = self._p
+        return (dx * v[1] - dy * v[0]) / self.length
+
     def _along(self, pt: tuple[float, float]) -> float:
         x1, y1, dx, dy = self._p
         return ((pt[0] - x1) * dx + (pt[1] - y1) * dy) / (self.length**2)
@@ -87,12 +95,41 @@ class LineCounter:
         frame: int,
         label: str,
         confirmed: bool = True,
+        predicted: bool = False,
+        velocity: tuple[float, float] | None = None,
     ) -> Crossing | None:
-        """Feed one observed anchor point of a track; return the crossing it completes, if any."""
+        """Feed one anchor point of a track; return the crossing it completes, if any.
+
+        ``predicted``: the point is the motion model's position of a track the detector missed in
+        this frame. A crossing decided on such points is held back: it is counted when the track is
+        next seen beyond the band on the new side, and dropped when it is seen back on the side it
+        came from or ends unseen (a track whose detections stop near a line is more often a
+        duplicate box than an object that went on: measured on the clips, counting those
+        over-counts).
+
+        ``velocity``: the object's own motion (its box centre, pixels per frame). When given, a
+        crossing only counts if the object moves that way: a box that grows or shrinks at a line
+        (occlusion, a box that takes in a neighbour) moves its bottom edge without the object
+        crossing.
+        """
         st = self._state.get(track_id)
         if st is None:
+            if predicted:
+                return None
             st = self._state[track_id] = _TrackLineState()
         s = self.signed_distance(pt)
+        if st.pending is not None and not predicted:
+            band0 = max(self.cfg.hysteresis_px, self.cfg.hysteresis_rel * box_h)
+            if abs(s) > band0:
+                side_now = 1 if s > 0 else -1
+                c = st.pending
+                st.pending = None
+                if side_now != st.pending_from:
+                    st.last_s, st.last_ts, st.last_pt, st.side = s, ts, pt, side_now
+                    return c
+                # seen back where it came from: the predicted crossing did not happen
+                st.counted.discard(-st.pending_from)
+                st.side = st.pending_from
         if st.last_s is not None and (st.last_s < 0) != (s < 0) and s != st.last_s:
             f = st.last_s / (st.last_s - s)
             st.zero_ts = st.last_ts + f * (ts - st.last_ts)
@@ -115,13 +152,26 @@ class LineCounter:
         st.zero_pt = st.zero_ts = None
         if side in st.counted or not confirmed or label not in self.classes:
             return None
+        if velocity is not None and self._normal_speed(velocity) * side <= 0:
+            return None  # the anchor crossed, the object did not move that way
         if not (0.0 <= self._along(zpt) <= 1.0):
             return None
         st.counted.add(side)
         direction = self.cfg.directions[0] if side > 0 else self.cfg.directions[1]
-        return Crossing(
-            self.name, direction, label, track_id, float(zts), frame, (float(zpt[0]), float(zpt[1]))
+        c = Crossing(
+            self.name,
+            direction,
+            label,
+            track_id,
+            float(zts),
+            frame,
+            (float(zpt[0]), float(zpt[1])),
+            predicted,
         )
+        if predicted:
+            st.pending, st.pending_from = c, prev
+            return None
+        return c
 
     def forget(self, track_id: int) -> None:
         self._state.pop(track_id, None)

@@ -17,7 +17,7 @@ import numpy as np
 
 from agent.analytics import store
 from agent.analytics.bins import BinAccumulator, ClosedBin
-from agent.analytics.config import CameraAnalytics
+from agent.analytics.config import DEFAULT_CLASSES, CameraAnalytics
 from agent.analytics.counting import Crossing, LineCounter
 from agent.analytics.forecast import DAY, Forecaster
 from agent.analytics.speed import GroundPlane, segment_speed_kmh
@@ -38,6 +38,8 @@ class AnalyticsRunner:
         writer: the store's :class:`~agent.store.writer.Writer` (``None``: keep nothing, for tools).
         frame_size: (width, height) of the frames, needed for normalized points; taken from the
             first frame when not given.
+        calibration: the detector model's score calibration (tracker thresholds, from its catalog
+            entry); tracker settings left unset in the config are taken from it.
     """
 
     def __init__(
@@ -47,8 +49,10 @@ class AnalyticsRunner:
         writer: Any,
         *,
         frame_size: tuple[int, int] | None = None,
+        calibration: dict[str, float] | None = None,
     ) -> None:
         self.camera = camera_name
+        self.calibration = dict(calibration or {})
         self.cfg = cfg
         self.writer = writer
         self.frame_size = frame_size
@@ -68,7 +72,7 @@ class AnalyticsRunner:
                 )
             finally:
                 reader.close()
-        self.tracker = Tracker(cfg.tracker, first_id=first_id)
+        self.tracker = Tracker(cfg.tracker.resolved(self.calibration), first_id=first_id)
         self.lines: dict[str, LineCounter] = {}
         self.zones: dict[str, Zone] = {}
         self.ground: GroundPlane | None = None
@@ -77,10 +81,14 @@ class AnalyticsRunner:
         self._seg_marks: dict[int, dict[str, tuple[float, tuple[float, float]]]] = {}
         self.totals: Counter[tuple[str, str, str]] = Counter()
         self.frames = 0
+        self.epochs = 0
         self.last_forecast: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.speeds_recent: list[float] = []
         self._built = False
         self._ref_size: tuple[int, int] | None = None  # the size pixel points were drawn for
+        self._epoch: int | None = None
+        self.track_classes: set[str] = set(DEFAULT_CLASSES)
+        self.min_score = self.tracker.cfg.low_threshold
 
     # -- setup -----------------------------------------------------------------------------------
     def _reader(self):
@@ -118,6 +126,11 @@ class AnalyticsRunner:
             else None
         )
         keys = [(lc.name, d, c) for lc in cfg.lines for d in lc.directions for c in lc.classes]
+        self.track_classes = {c for lc in cfg.lines for c in lc.classes} | {
+            c for zc in cfg.zones for c in zc.classes
+        }
+        if not self.track_classes:
+            self.track_classes = set(DEFAULT_CLASSES)
         self.bins.set_keys(keys, list(self.zones))
         if cfg.forecast.enabled:
             for lc in cfg.lines:
@@ -162,7 +175,8 @@ class AnalyticsRunner:
         """New lines, zones or calibration (SIGHUP). Counts of the bin in progress and tracks are kept;
         a changed bin length takes effect from the next start."""
         self.cfg = cfg
-        self.tracker.cfg = cfg.tracker
+        self.tracker.cfg = cfg.tracker.resolved(self.calibration)
+        self.min_score = self.tracker.cfg.low_threshold
         if self._built:
             self._build()
 
@@ -181,7 +195,7 @@ class AnalyticsRunner:
             for v in z.take_closed(set()):
                 self._on_visit(v)
         self._persist_tracks(self.tracker.close_all())
-        self.tracker = Tracker(self.cfg.tracker, first_id=self.tracker.next_id)
+        self.tracker = Tracker(self.tracker.cfg, first_id=self.tracker.next_id)
         self._meta.clear()
         self._seg_marks.clear()
         self.lines, self.zones = {}, {}
@@ -202,21 +216,36 @@ class AnalyticsRunner:
                 self.on_frame_size(size)
         if not self._built:
             self._build()
+        if self._epoch is not None and frame.epoch != self._epoch:
+            self._new_epoch()
+        self._epoch = frame.epoch
         ts = frame.ts
         self.frames += 1
         for closed in self.bins.advance(ts):
             self._close_bin(closed)
-        boxes = np.array([d.box for d in dets], dtype=float).reshape(-1, 4)
-        scores = np.array([d.score for d in dets], dtype=float)
-        labels = [d.label for d in dets]
-        per_det = self.tracker.update(boxes, scores, labels, ts, frame.index)
+        # only the classes this camera's lines and zones count take part in tracking: a chair or a
+        # skateboard box at a person's feet must not carry (or steal) the person's track
+        idx = [i for i, d in enumerate(dets) if d.label in self.track_classes and d.score >= self.min_score]
+        boxes = np.array([dets[i].box for i in idx], dtype=float).reshape(-1, 4)
+        scores = np.array([dets[i].score for i in idx], dtype=float)
+        labels = [dets[i].label for i in idx]
+        tracked = self.tracker.update(boxes, scores, labels, ts, frame.index)
+        per_det: list[Track | None] = [None] * len(dets)
+        for i, t in zip(idx, tracked):
+            per_det[i] = t
 
         rows: list[dict[str, Any]] = []
         alive: set[int] = set()
+        predict_s = self.tracker.cfg.predict_s
         for t in self.tracker.tracks:
             if not t.matched:
                 if t.confirmed:
                     alive.add(t.id)
+                    if 0 < ts - t.last_ts <= predict_s:  # the detector missed it: follow its motion
+                        v = (float(t.mean[4]), float(t.mean[5]))
+                        for line in self.lines.values():
+                            pt = t.anchor("bottom_center" if line.cfg.anchor == "bottom_center" else "center")
+                            line.observe(t.id, pt, float(t.mean[3]), ts, frame.index, t.label, True, True, v)
                 continue
             meta = self._meta.setdefault(t.id, {"crossings": 0})
             bottom = t.anchor("bottom_center")
@@ -224,9 +253,10 @@ class AnalyticsRunner:
                 meta["entry"] = bottom
             meta["exit"] = bottom
             label = t.label
+            v = (float(t.mean[4]), float(t.mean[5])) if self.cfg.tracker.check_motion else None
             for line in self.lines.values():
                 pt = bottom if line.cfg.anchor == "bottom_center" else t.anchor("center")
-                c = line.observe(t.id, pt, float(t.mean[3]), ts, frame.index, label, t.confirmed)
+                c = line.observe(t.id, pt, float(t.mean[3]), ts, frame.index, label, t.confirmed, False, v)
                 if c is not None:
                     rows.append(self._on_crossing(c, t))
             if t.confirmed:
@@ -355,6 +385,16 @@ class AnalyticsRunner:
                     kind="forecasts",
                     block=True,
                 )
+
+    def _new_epoch(self) -> None:
+        """The source was reopened (a file starting again, a camera reconnected): what was tracked
+        before is not the same scene, so every track ends here and nothing crosses the seam."""
+        for z in self.zones.values():
+            for v in z.take_closed(set()):
+                self._on_visit(v)
+        self._persist_tracks(self.tracker.close_all())
+        self.tracker = Tracker(self.tracker.cfg, first_id=self.tracker.next_id)
+        self.epochs += 1
 
     # -- lifecycle -------------------------------------------------------------------------------
     def flush(self) -> None:

@@ -130,6 +130,7 @@ class Track:
     votes: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     last_score: float = 0.0
     matched: bool = True  # matched in the latest frame
+    relinks: int = 0  # fragments joined back into this track
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -158,12 +159,15 @@ class Tracker:
     """Tracks one camera's detections. Call :meth:`update` once per inferred frame, in time order."""
 
     def __init__(self, cfg: TrackerConfig, *, first_id: int = 1) -> None:
-        self.cfg = cfg
+        self.cfg = (
+            cfg.resolved()
+        )  # unset score settings: the safe defaults (the runner passes a resolved one)
         self.tracks: list[Track] = []
         self.next_id = first_id
         self.closed: list[Track] = []  # tracks closed by the latest update (read and cleared by the caller)
         self._last_ts: float | None = None
         self._fps_dt = 0.1
+        self.relinks = 0  # fragments joined back (all tracks), for the figures
 
     # -- Kalman, batched over tracks -----------------------------------------------------------
     def _predict(self, dt_frames: float) -> None:
@@ -171,6 +175,8 @@ class Tracker:
             return
         M = np.stack([t.mean for t in self.tracks])
         P = np.stack([t.cov for t in self.tracks])
+        unseen = np.fromiter((not t.matched for t in self.tracks), bool, len(self.tracks))
+        M[unseen, 6:8] = 0.0  # a missed object keeps its size (ByteTrack): only its position coasts
         F = _F.copy()
         F[:4, 4:] *= dt_frames
         Q = _noise(M[:, 3], _POS_W, _VEL_W, 8) * max(dt_frames, 1.0)
@@ -294,6 +300,7 @@ class Tracker:
         rest_recent, _ = associate(recent, low, cfg.low_match_iou, False)
         _, rest_high = associate(tentative, rest_high, max(cfg.match_iou, 0.3), True)
 
+        newly: list[int] = []
         for d, t in det_track.items():
             t.votes[labels[d]] += float(scores[d])
             t.last_score = float(scores[d])
@@ -303,6 +310,9 @@ class Tracker:
             t.frames += 1
             if not t.confirmed and t.hits >= cfg.min_hits:
                 t.confirmed = True
+                newly.append(d)
+        if newly and cfg.relink_dist > 0:
+            self._relink(newly, det_track, ts)
         taken = np.array([t.box for t in det_track.values()]).reshape(-1, 4)
         for d in rest_high:
             if len(taken) and ioa_matrix(boxes[d : d + 1], taken).max() > cfg.max_overlap:
@@ -329,6 +339,42 @@ class Tracker:
         for d, t in det_track.items():
             out[d] = t if t.confirmed else None
         return out
+
+    def _relink(self, newly: list[int], det_track: dict[int, Track], ts: float) -> None:
+        """A track confirmed just now near where a lost track is predicted to be is that object
+        again (a fragment): the lost track takes over its state and keeps its id, so the object
+        neither counts twice nor loses a crossing it was making."""
+        lost = [
+            t
+            for t in self.tracks
+            if t.confirmed and not t.matched and ts - t.last_ts <= self.cfg.lost_timeout_s
+        ]
+        if not lost:
+            return
+        for d in newly:
+            n = det_track[d]
+            best, best_d = None, self.cfg.relink_dist
+            for o in lost:
+                ocx, ocy, ow, oh = o.mean[:4]
+                ncx, ncy, nw, nh = n.mean[:4]
+                dist = float(np.hypot(ncx - ocx, ncy - ocy) / max(np.hypot(ow, oh), 1.0))
+                ratio = min(oh, nh) / max(oh, nh, 1e-6)
+                if dist <= best_d and ratio > 0.6:
+                    best, best_d = o, dist
+            if best is None:
+                continue
+            lost.remove(best)
+            best.mean, best.cov = n.mean.copy(), n.cov.copy()
+            for k, v in n.votes.items():
+                best.votes[k] += v
+            best.last_score, best.last_ts, best.last_frame = n.last_score, n.last_ts, n.last_frame
+            best.hits += n.hits
+            best.frames += n.frames
+            best.matched = True
+            best.relinks += 1
+            self.relinks += 1
+            det_track[d] = best
+            self.tracks.remove(n)
 
     def close_all(self) -> list[Track]:
         """Close every open confirmed track (at shutdown)."""

@@ -38,6 +38,7 @@ else:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 _REQUIRED = ("file", "sha256", "url", "license")
+_CALIBRATION_KEYS = {"high_threshold", "low_threshold", "new_track_threshold", "max_overlap"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class CatalogEntry:
     label_offset: int = 0
     edgetpu_variant: str | None = None
     description: str = ""
+    tracker: dict[str, float] | None = None  # score calibration of a detector (see catalog.toml)
 
     @property
     def subdir(self) -> str:
@@ -159,6 +161,18 @@ def load_catalog(models_cfg: Any = None) -> Catalog:
                         f"lacks {', '.join(missing)}" if missing else f"has unknown keys {', '.join(unknown)}"
                     ),
                     "fix the catalog entry (see the comments at the top of the catalog)",
+                )
+            cal = e.get("tracker")
+            if cal is not None and (
+                not isinstance(cal, dict)
+                or set(cal) - _CALIBRATION_KEYS
+                or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in cal.values())
+            ):
+                raise ModelError(
+                    f"{path}: [{section}.{name}.tracker] must hold only "
+                    + ", ".join(sorted(_CALIBRATION_KEYS))
+                    + " with values 0..1",
+                    "fix the catalog entry",
                 )
             if len(e["sha256"]) != 64:
                 raise ModelError(

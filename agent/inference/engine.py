@@ -69,6 +69,7 @@ class Engine:
         self.interpreter = info.interpreter
         self.accelerator = info.accelerator
         self.accelerator_reasons = list(info.reasons)
+        self.calibration: dict[str, float] | None = None  # tracker thresholds (catalog), see load_engine
         self.runtime = info.runtime
         self.adapter = adapter
         self.family = adapter.family
@@ -445,6 +446,7 @@ def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str 
             delegate_path=inference_cfg.delegate_path if external else None,
             delegate_options=dict(inference_cfg.delegate_options),
             edgetpu_model_path=tpu_path,
+            max_detections=inference_cfg.max_detections,
         )
 
     info = interpreter_on(accel)
@@ -486,6 +488,8 @@ def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str 
         )
 
     engine.rebuild = rebuild
+    # the tracker's score calibration for this detector (None: a model given by path, safe defaults)
+    engine.calibration = dict(entry.tracker) if entry is not None and entry.tracker else None
     log.info(
         "loaded %r from %s (%s runtime)%s",
         engine,

@@ -175,12 +175,23 @@ def has_edgetpu_op(model_bytes: bytes) -> bool:
     return EDGETPU_CUSTOM_OP.encode() in model_bytes
 
 
-def _build(Interpreter: Any, path: Path, delegates: list[Any], num_threads: int) -> Any:
-    """Create and allocate an interpreter; runtime errors become ModelError."""
+def _build(
+    Interpreter: Any, path: Path, delegates: list[Any], num_threads: int, max_detections: int | None = None
+) -> Any:
+    """Create and allocate an interpreter; runtime errors become ModelError.
+
+    ``max_detections``: raise the cap of an SSD postprocess op to this (see ``postprocess``)."""
+    content = None
+    if max_detections:
+        from agent.inference.postprocess import raise_max_detections
+
+        data, old = raise_max_detections(_read_model(path), max_detections)
+        if old is not None:
+            content = data
+            log.info("%s: detections per frame raised from %d to %d", path.name, old, max_detections)
     try:
-        interp = Interpreter(
-            model_path=str(path), experimental_delegates=delegates or None, num_threads=num_threads
-        )
+        src = {"model_content": content} if content is not None else {"model_path": str(path)}
+        interp = Interpreter(**src, experimental_delegates=delegates or None, num_threads=num_threads)
     except (ValueError, RuntimeError) as exc:
         raise _model_error(path, exc) from None
     try:
@@ -230,6 +241,7 @@ def make_interpreter(
     delegate_path: str | None = None,
     delegate_options: dict[str, str] | None = None,
     edgetpu_model_path: str | Path | None = None,
+    max_detections: int | None = None,
 ) -> InterpreterInfo:
     """Build an allocated interpreter for a model on the best (or requested) accelerator.
 
@@ -244,6 +256,8 @@ def make_interpreter(
         delegate_path: any external delegate; when set it is used instead of the choices above.
         delegate_options: options passed to ``delegate_path``.
         edgetpu_model_path: the ``_edgetpu.tflite`` variant, used when the Edge TPU is active.
+        max_detections: detections per frame an SSD postprocess op may report (its baked-in cap,
+            often 10, is raised to this; ``None`` leaves the model as it is).
 
     Returns:
         :class:`InterpreterInfo` (interpreter, accelerator, reasons, runtime, model_path).
@@ -262,7 +276,7 @@ def make_interpreter(
     if delegate_path:
         dlg = _load_delegate(load_delegate, delegate_path, dict(delegate_options or {}), "delegate")
         return InterpreterInfo(
-            _build(Interpreter, path, [dlg], num_threads), "delegate", reasons, rt_name, path
+            _build(Interpreter, path, [dlg], num_threads, max_detections), "delegate", reasons, rt_name, path
         )
 
     cpu_is_tpu_model = has_edgetpu_op(data)
@@ -287,7 +301,7 @@ def make_interpreter(
                 _read_model(tpu_path)
             opts = {"device": edgetpu_device} if edgetpu_device else {}
             dlg = _load_delegate(load_delegate, edgetpu_library(), opts, "edgetpu")
-            interp = _build(Interpreter, tpu_path, [dlg], num_threads)
+            interp = _build(Interpreter, tpu_path, [dlg], num_threads, max_detections)
             log.info("inference: %s on the Edge TPU (%s)", tpu_path.name, edgetpu_device or "first found")
             return InterpreterInfo(interp, "edgetpu", reasons, rt_name, tpu_path)
         except AcceleratorError as exc:
@@ -307,7 +321,7 @@ def make_interpreter(
                 errors.append(exc.message)
                 continue
             try:
-                interp = _build(Interpreter, path, [dlg], num_threads)
+                interp = _build(Interpreter, path, [dlg], num_threads, max_detections)
             except ModelError as exc:
                 errors.append(f"gpu: {exc.message}")
                 continue
@@ -330,7 +344,7 @@ def make_interpreter(
             "connect a Coral and install libedgetpu (apt install libedgetpu1-std), or use the CPU model "
             "(the catalog entry's plain file; models compiled with edgetpu_compiler keep a CPU original)",
         )
-    interp = _build(Interpreter, path, [], num_threads)
+    interp = _build(Interpreter, path, [], num_threads, max_detections)
     log.info(
         "inference: %s on the CPU (XNNPACK, %d threads)%s",
         path.name,

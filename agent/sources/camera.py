@@ -63,6 +63,15 @@ class CameraSource:
         self.source_fps: float | None = None
         self.resolution: tuple[int, int] | None = None
         self._ended = threading.Event()
+        # media clock of files: start_time + position (+ the length of the passes already played)
+        st = cfg.start_time
+        if st is not None and st.tzinfo is None:
+            from datetime import timezone
+
+            st = st.replace(tzinfo=timezone.utc)
+        self._media_t0: float | None = st.timestamp() if st is not None else None
+        self._media_base = 0.0
+        self._media_end = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> CameraSource:
@@ -192,6 +201,8 @@ class CameraSource:
             finally:
                 reader.close()
             looped = outcome == "loop"
+            if looped:
+                self._media_base = self._media_end  # the next pass continues the media clock
             if outcome == "ended":
                 self.state = "ended"
                 self._ended.set()
@@ -254,7 +265,15 @@ class CameraSource:
                     "the agent reopens the stream; check the camera and the network if it persists",
                 )
             self.frames_read += 1
-            self.last_frame_ts = time.time()
+            pos = index * frame_dt
+            if not live:
+                self._media_end = self._media_base + pos + frame_dt
+            self.last_frame_ts = time.time()  # health: when a frame last came (wall clock)
+            stamp = (
+                self._media_t0 + self._media_base + pos
+                if self._media_t0 is not None and not live
+                else self.last_frame_ts
+            )
             last_frame_mono = now
             if live:
                 self._last_frame_mono = now
@@ -270,7 +289,7 @@ class CameraSource:
             frame = Frame(
                 camera=self.name,
                 index=index,
-                ts=self.last_frame_ts,
+                ts=stamp,
                 mono=now,
                 image=img,
                 pos_s=(index * frame_dt if not live else None),

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agent.analytics.config import CameraAnalytics
 from agent.analytics.runner import AnalyticsRunner
 from tests.analytics.conftest import load_truth
 from tests.analytics.helpers import feed, match
+
+# running the detector over a whole clip takes minutes on a loaded machine (CI): more than the
+# suite's per-test timeout, which is meant to catch hangs
+pytestmark = pytest.mark.timeout(1800)
 
 TRACKER = {"high_threshold": 0.4, "new_track_threshold": 0.45, "low_threshold": 0.3, "max_overlap": 0.5}
 

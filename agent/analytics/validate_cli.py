@@ -1,0 +1,291 @@
+"""``edge-agent validate``: count a recorded clip with the agent's own pipeline and compare with
+hand-counted ground truth (see docs/validation.md).
+
+Exit codes: 0 every line and direction within ``--max-error``; 1 at least one outside; 2 a bad
+config or truth file; 3 the model cannot be used; 4 the clip cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from agent.errors import ConfigError
+
+
+def _parse_line(spec: str) -> dict:
+    try:
+        name, coords = spec.split("=", 1)
+        v = [float(x) for x in coords.split(",")]
+        if len(v) != 4 or not name:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"--line {spec!r}: not NAME=x1,y1,x2,y2",
+            "give a name and the two end points, e.g. --line main=0,450,1280,450 (pixels or 0..1)",
+        ) from None
+    return {"name": name, "points": [[v[0], v[1]], [v[2], v[3]]]}
+
+
+def _build(clip, truth, config_file, camera, model, line_specs, detect_fps, fps):
+    from pydantic import ValidationError
+
+    from agent.config import CameraConfig, load_config
+    from agent.configbase import format_validation_error
+
+    cfg = load_config(config_file)
+    if config_file:
+        cams = [c for c in cfg.cameras if (camera is None or c.name == camera)]
+        if camera is not None and not cams:
+            raise ConfigError(
+                f"{config_file}: no camera named {camera!r}",
+                f"cameras: {', '.join(c.name for c in cfg.cameras) or 'none'}",
+            )
+        with_lines = [c for c in cams if c.analytics.lines]
+        if len(with_lines) != 1:
+            raise ConfigError(
+                f"{config_file}: {len(with_lines)} cameras with counting lines",
+                "name the camera to validate with --camera",
+            )
+        cam = with_lines[0]
+        if clip:
+            cam.source = clip
+        if line_specs:
+            cam.analytics.lines = [
+                type(cam.analytics.lines[0]).model_validate(_parse_line(s)) for s in line_specs
+            ]
+    else:
+        if not clip:
+            raise ConfigError(
+                "no clip to count", "give the clip (edge-agent validate CLIP --truth FILE) or --config"
+            )
+        if line_specs:
+            lines = [_parse_line(s) for s in line_specs]
+        else:
+            lines = [
+                {"name": tl.name, "points": tl.points, "directions": list(tl.directions)}
+                for tl in truth.lines.values()
+                if tl.points and tl.directions
+            ]
+            if not lines:
+                raise ConfigError(
+                    f"truth file {truth.path} gives no line geometry (points, directions)",
+                    "give the lines with --line NAME=x1,y1,x2,y2, or use --config",
+                )
+        spec = {"name": "validate", "source": clip, "analytics": {"lines": lines}}
+        if detect_fps or fps:
+            spec["detect_fps"] = detect_fps or fps
+        try:
+            cam = CameraConfig.model_validate(spec)
+        except ValidationError as exc:
+            raise ConfigError(
+                format_validation_error(exc, "the lines"),
+                "fix the line (points, directions) or the truth file",
+            ) from None
+        cfg.cameras = [cam]
+    if model:
+        cam.model = model
+    if detect_fps and config_file:
+        cam.detect_fps = detect_fps
+    return cfg, cam
+
+
+@click.command("validate")
+@click.argument("clip", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--truth",
+    "truth_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Ground truth (JSON or CSV, docs/validation.md).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="Config whose camera (and model) to validate; CLIP then replaces its source.",
+)
+@click.option("--camera", help="Camera of --config (default: the one with counting lines).")
+@click.option("--model", help="Model (catalog name or .tflite path) instead of the config's.")
+@click.option(
+    "--line",
+    "line_specs",
+    multiple=True,
+    help="NAME=x1,y1,x2,y2 (repeatable); default: the config's lines, else the truth file's.",
+)
+@click.option(
+    "--detect-fps",
+    type=float,
+    help="Frames per second inferred (default: the config's; without a config every frame).",
+)
+@click.option(
+    "--tolerance",
+    "tolerance_s",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds a counted crossing may be off its truth.",
+)
+@click.option(
+    "--max-error",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Largest |counted - truth| / truth that passes, per line and direction.",
+)
+@click.option(
+    "--pictures",
+    "pictures_dir",
+    type=click.Path(file_okay=False),
+    default="validate-pictures",
+    show_default=True,
+    help="Folder for the time-slice picture of each line.",
+)
+@click.option("--no-pictures", is_flag=True, help="Do not write pictures.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: when stderr is a terminal).",
+)
+def validate_cmd(
+    clip,
+    truth_file,
+    config_file,
+    camera,
+    model,
+    line_specs,
+    detect_fps,
+    tolerance_s,
+    max_error,
+    pictures_dir,
+    no_pictures,
+    as_json,
+    progress,
+):
+    """Count CLIP with the agent's pipeline and compare with hand-counted TRUTH, per line, direction
+    and class: truth, counted, matched, missed and extra (with frames), accuracy. Exit 0 when every
+    line and direction is within --max-error, 1 when not."""
+    from agent.analytics.geometry import to_pixels
+    from agent.analytics.truth import load_truth
+    from agent.analytics.validate import clip_info, compare, run_counts, time_slice
+
+    truth = load_truth(truth_file)
+    if clip is None and config_file is None and truth.clip:
+        cand = Path(truth_file).parent / truth.clip
+        clip = str(cand) if cand.exists() else None
+    src_probe = clip
+    cfg, cam = _build(clip, truth, config_file, camera, model, line_specs, detect_fps, None)
+    src_probe = cam.source
+    fps, n_frames, size = clip_info(src_probe)
+    if not config_file and not detect_fps:
+        cam.detect_fps = min(fps, 120.0)
+    if truth.fps is None:
+        truth = load_truth(truth_file, fps=fps)
+    lines = {lc.name: lc for lc in cam.analytics.lines}
+    if not set(lines) & set(truth.lines):
+        raise ConfigError(
+            f"no line of the camera ({', '.join(lines) or 'none'}) is in the truth file ({', '.join(truth.lines)})",
+            "name the lines as the truth file does",
+        )
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = click.progressbar(length=max(n_frames, 1), label="counting", file=sys.stderr) if show else None
+    if bar is not None:
+        bar.__enter__()
+
+    def on_progress(n):
+        if bar is not None and n > bar.pos:
+            bar.update(n - bar.pos)
+
+    try:
+        stats: dict = {}
+        rows, t0 = run_counts(cfg, cam.name, progress=on_progress, stats=stats)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    res = compare(
+        truth,
+        rows,
+        t0,
+        fps=fps,
+        frames=n_frames,
+        clip=str(src_probe),
+        lines=lines,
+        frame_size=size,
+        tolerance_s=tolerance_s,
+        max_error=max_error,
+    )
+    res.tracking = stats
+    if not no_pictures:
+        out = Path(pictures_dir)
+        for name, lc in lines.items():
+            reps = [r for r in res.reports if r.line == name]
+            if reps:
+                px = to_pixels(lc.points, lc.units, size, f"line {name}")
+                res.pictures.append(
+                    time_slice(src_probe, px, reps, out / f"{Path(src_probe).stem}_{name}.png")
+                )
+    if as_json:
+        click.echo(json.dumps(res.as_dict(), indent=1))
+    else:
+        _print(res, truth_file)
+    sys.exit(0 if res.ok else 1)
+
+
+def _pct(x):
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+def _print(res, truth_file) -> None:
+    click.echo(f"validate {res.clip} ({res.frames} frames, {res.fps:g} fps) against {truth_file}")
+    hdr = f"{'line':<14} {'direction':<10} {'truth':>6} {'counted':>8} {'matched':>8} {'missed':>7} {'extra':>6} {'accuracy':>9}"
+    click.echo(hdr)
+    for r in res.reports:
+        opt = f"+{r.optional}?" if r.optional else ""
+        click.echo(
+            f"{r.line:<14} {r.direction:<10} {str(r.truth) + opt:>6} {r.counted_effective:>8} {r.matched:>8} "
+            f"{len(r.missed):>7} {len(r.extra):>6} {_pct(None if r.error is None else 1 - abs(r.error)):>9}"
+        )
+    for r in res.reports:
+        if r.missed:
+            click.echo(
+                f"  missed {r.line}/{r.direction} at frames {', '.join(str(round(e.frame)) for e in r.missed)}"
+            )
+        if r.extra:
+            click.echo(
+                f"  extra  {r.line}/{r.direction} at frames {', '.join(str(round(c.frame)) for c in r.extra)}"
+            )
+    for r in res.reports:
+        per = [
+            f"{k} {v['counted']}/{v['truth']}"
+            for k, v in sorted(r.per_class.items())
+            if v["truth"] or v["counted"]
+        ]
+        if per:
+            click.echo(f"  by class {r.line}/{r.direction}: " + ", ".join(per))
+    d = res.as_dict()["total"]
+    click.echo(
+        f"total: truth {d['truth']}, counted {d['counted']}, matched {d['matched']}, accuracy {_pct(d['accuracy'])}"
+    )
+    if res.tracking:
+        click.echo(
+            f"tracking: {res.tracking.get('tracks', 0)} confirmed tracks, "
+            f"{res.tracking.get('relinked_fragments', 0)} fragments re-linked"
+        )
+    for p in res.pictures:
+        click.echo(f"picture: {p}")
+    bad = [
+        f"{r.line}/{r.direction} {'+' if (r.error or 0) > 0 else ''}{_pct(r.error)}"
+        for r in res.reports
+        if r.error is None or abs(r.error) > res.max_error + 1e-9
+    ]
+    if bad:
+        click.echo(f"result: FAIL, outside ±{100 * res.max_error:g} %: " + ", ".join(bad))
+    else:
+        click.echo(f"result: ok, every line and direction within ±{100 * res.max_error:g} %")
+
+
+commands = [validate_cmd]
