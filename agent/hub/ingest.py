@@ -476,7 +476,8 @@ class Ingestor:
         touched = [k for k, d in devs.items() if d["_new"] or d["_touched"]]
         held: dict[tuple[str, str], list[R.Range]] = {k: [] for k in touched}
         lost: dict[tuple[str, str], list[tuple[int, int, str]]] = {k: [] for k in touched}
-        for i in range(0, len(touched), 400):
+        gaps: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in touched}
+        for i in range(0, len(touched), 400):  # one query per table for the whole batch, not per device
             part = touched[i : i + 400]
             marks = ",".join(["(?, ?)"] * len(part))
             flat = [x for k in part for x in k]
@@ -489,6 +490,12 @@ class Ingestor:
                 flat,
             ):
                 lost[(r["site"], r["device"])].append((r["from_seq"], r["to_seq"], r["reason"]))
+            for r in db.query(
+                "SELECT id, site, device, from_seq, to_seq, requests, next_request, reason FROM gaps"
+                f" WHERE state = 'open' AND (site, device) IN ({marks}) ORDER BY from_seq",
+                flat,
+            ):
+                gaps[(r["site"], r["device"])].append(r)
         range_del, range_ins = [], []
         for k in touched:
             d = devs[k]
@@ -512,13 +519,12 @@ class Ingestor:
             res.duplicates += n_dup
             if n_new or n_dup:
                 d["last_seen"] = now
+            status = d["status"]
             rows.append(
                 (
                     d["state"],
                     d["session"],
-                    d["status"]
-                    if isinstance(d["status"], str) or d["status"] is None
-                    else json.dumps(d["status"]),
+                    status if isinstance(status, str) or status is None else self._json(status),
                     d["status_at"],
                     d["stale_status"],
                     d["agent_version"],
@@ -549,8 +555,16 @@ class Ingestor:
             " WHERE site = ? AND device = ?",
             rows,
         )
+        ops: dict[str, list[tuple]] = {"end": [], "bounds": [], "new": []}
         for k in touched:
-            self._reconcile(k, devs[k], held[k], lost[k], now, now_t)
+            self._reconcile(k, devs[k], held[k], lost[k], gaps[k], now, now_t, ops)
+        db.executemany("UPDATE gaps SET state = ?, closed = ?, reason = ? WHERE id = ?", ops["end"])
+        db.executemany("UPDATE gaps SET from_seq = ?, to_seq = ? WHERE id = ?", ops["bounds"])
+        db.executemany(
+            "INSERT INTO gaps (site, device, from_seq, to_seq, state, reason, opened, requests, next_request)"
+            " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?)",
+            ops["new"],
+        )
 
     def _reconcile(
         self,
@@ -558,49 +572,35 @@ class Ingestor:
         d: dict[str, Any],
         held: list[R.Range],
         lost: list[tuple[int, int, str]],
+        open_gaps: list[dict[str, Any]],
         now: str,
         now_t: float,
+        ops: dict[str, list[tuple]],
     ) -> None:
-        """Bring the device's ``gaps`` rows in line with the holes left by what is held or lost."""
-        db = self.db
+        """The changes that bring the device's open gaps in line with the holes left by what is held or
+        lost: a gap shrinks, splits (the parts keep its request count and schedule), closes when filled,
+        or becomes ``lost`` when the unit reported it gone; a new hole opens a gap after the grace time."""
         base, top = d["baseline_seq"], d["max_seq"]
         if base is None or top is None:
             return
-        lost_r = [(a, b) for a, b, _ in lost]
-        hs = R.holes(held + lost_r, base, top)
-        open_gaps = db.query(
-            "SELECT id, from_seq, to_seq, requests, next_request, reason FROM gaps"
-            " WHERE site = ? AND device = ? AND state = 'open' ORDER BY from_seq",
-            key,
-        )
+        hs = R.holes(held + [(a, b) for a, b, _ in lost], base, top)
+        if not hs and not open_gaps:
+            return
         used: set[R.Range] = set()
         for g in open_gaps:
             gr = (g["from_seq"], g["to_seq"])
             inter = [h for h in hs if R.overlaps(h, gr)]
             if not inter or inter[0] in used:
                 why = next((r for a, b, r in lost if R.overlaps((a, b), gr)), None)
-                db.execute(
-                    "UPDATE gaps SET state = ?, closed = ?, reason = ? WHERE id = ?",
-                    ("lost" if why else "closed", now, why, g["id"]),
-                )
+                ops["end"].append(("lost" if why else "closed", now, why, g["id"]))
                 continue
             first = inter[0]
             used.add(first)
             if first != gr:
-                db.execute(
-                    "UPDATE gaps SET from_seq = ?, to_seq = ? WHERE id = ?", (first[0], first[1], g["id"])
-                )
+                ops["bounds"].append((first[0], first[1], g["id"]))
             for h in inter[1:]:
                 used.add(h)
-                db.execute(
-                    "INSERT INTO gaps (site, device, from_seq, to_seq, state, reason, opened, requests,"
-                    " next_request) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?)",
-                    (*key, h[0], h[1], g["reason"], now, g["requests"], g["next_request"]),
-                )
+                ops["new"].append((*key, h[0], h[1], g["reason"], now, g["requests"], g["next_request"]))
         for h in hs:
             if h not in used:
-                db.execute(
-                    "INSERT INTO gaps (site, device, from_seq, to_seq, state, opened, requests, next_request)"
-                    " VALUES (?, ?, ?, ?, 'open', ?, 0, ?)",
-                    (*key, h[0], h[1], now, now_t + self.gap_grace_s),
-                )
+                ops["new"].append((*key, h[0], h[1], None, now, 0, now_t + self.gap_grace_s))

@@ -92,7 +92,7 @@ class Hub:
         replay_retry_max_s: float = 600.0,
         replay_rate_per_s: float = 20.0,
         max_replay: int = 1000,
-        batch_max: int = 1000,
+        batch_max: int = 500,
         receive_max: int = 2000,
     ) -> None:
         u = urlparse(broker)
