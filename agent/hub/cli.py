@@ -212,7 +212,8 @@ def hub_status(dsn: str | None, as_json: bool, silent_after: float) -> None:
             for w in ws:
                 click.echo(
                     f"worker {w['name']}: {'alive' if w['alive'] else 'gone'}, last heartbeat {w['heartbeat']}, "
-                    f"stored {w['ingested']}, duplicates {w['duplicates']}, replays asked {w['replays']}"
+                    f"stored {w['ingested']}, duplicates {w['duplicates']}, replays asked {w['replays']}, "
+                    f"lag {w['lag_s'] or 0:.1f} s, queued {w['queued'] or 0}"
                 )
     finally:
         db.close()

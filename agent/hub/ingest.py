@@ -55,6 +55,13 @@ def _dict(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
 
+def _epoch(iso: str) -> float | None:
+    try:
+        return _dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def _seconds(a: str | None, b: str | None) -> int | None:
     if not (a and b):
         return None
@@ -75,11 +82,13 @@ class Result:
     bad: int = 0
     retries: int = 0
     devices: set[tuple[str, str]] = field(default_factory=set)
+    lags: list[float] = field(default_factory=list)  # hub time - unit ts of new live messages (s)
 
     def add(self, o: Result) -> None:
         for k in ("new", "duplicates", "statuses", "replies", "ignored", "bad", "retries"):
             setattr(self, k, getattr(self, k) + getattr(o, k))
         self.devices |= o.devices
+        self.lags += o.lags
 
 
 @dataclass
@@ -313,6 +322,10 @@ class Ingestor:
                     continue
                 d["_new"].append(m.seq)
                 ts = ts_or_none(m.doc.get("ts"))
+                if ts and not m.doc.get("replay") and len(res.lags) < 200:
+                    t = _epoch(ts)
+                    if t is not None:
+                        res.lags.append(now_t - t)
                 if ts and (d["last_msg_ts"] is None or ts > d["last_msg_ts"]):
                     d["last_msg_ts"] = ts
                 facts = device_facts(m.kind, m.doc)

@@ -68,7 +68,7 @@ _V1 = [
     """CREATE TABLE workers (
         name TEXT PRIMARY KEY, started {TS}, heartbeat {TS}, heartbeat_s DOUBLE PRECISION,
         ingested BIGINT NOT NULL DEFAULT 0, duplicates BIGINT NOT NULL DEFAULT 0,
-        replays BIGINT NOT NULL DEFAULT 0, connected BOOLEAN)""",
+        replays BIGINT NOT NULL DEFAULT 0, connected BOOLEAN, lag_s DOUBLE PRECISION, queued BIGINT)""",
 ]
 
 #: (version, statements) in order; a released version is never edited, only followed by a new one.

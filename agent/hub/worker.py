@@ -130,6 +130,7 @@ class Hub:
         self.connected = threading.Event()
         self.last_error: str | None = None
         self.replays_requested = 0
+        self.lag_s: float | None = None
         self.totals = Result()
         self.started = iso_utc(time.time())
         self.client = self._make_client()
@@ -223,6 +224,10 @@ class Hub:
                     res = self.ingestor.ingest([(t, p, r) for t, p, r, _, _ in batch])
                 self.totals.add(res)
                 self.totals.devices = set()
+                self.totals.lags = []
+                if res.lags:  # how far behind the units this worker runs (smoothed median of the batch)
+                    lag = min(600.0, max(0.0, sorted(res.lags)[len(res.lags) // 2]))
+                    self.lag_s = lag if self.lag_s is None else 0.7 * self.lag_s + 0.3 * lag
             except Exception:  # noqa: BLE001 - the database is down: keep the messages un-acked, retry
                 log.exception("hub: could not store a batch of %d messages; retrying", len(batch))
                 for item in batch:
@@ -260,10 +265,11 @@ class Hub:
         t = self.totals
         with db.transaction():
             db.execute(
-                "INSERT INTO workers (name, started, heartbeat, heartbeat_s, ingested, duplicates, replays, connected)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET heartbeat = excluded.heartbeat,"
-                " heartbeat_s = excluded.heartbeat_s, ingested = excluded.ingested, duplicates = excluded.duplicates,"
-                " replays = excluded.replays, connected = excluded.connected",
+                "INSERT INTO workers (name, started, heartbeat, heartbeat_s, ingested, duplicates, replays, connected,"
+                " lag_s, queued) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                " heartbeat = excluded.heartbeat, heartbeat_s = excluded.heartbeat_s, ingested = excluded.ingested,"
+                " duplicates = excluded.duplicates, replays = excluded.replays, connected = excluded.connected,"
+                " lag_s = excluded.lag_s, queued = excluded.queued",
                 (
                     self.client_id,
                     self.started,
@@ -273,6 +279,8 @@ class Hub:
                     t.duplicates,
                     self.replays_requested,
                     self.connected.is_set(),
+                    self.lag_s,
+                    self._q.qsize(),
                 ),
             )
 
@@ -281,9 +289,21 @@ class Hub:
         base = min(self.replay_retry_max_s, self.replay_retry_s * 2 ** min(requests, 20))
         return base * random.uniform(0.8, 1.2)
 
+    def fleet_lag_s(self, db: HubDB) -> float:
+        """How far behind the units the hub runs now: the largest smoothed lag of the live workers."""
+        lag = db.scalar("SELECT MAX(lag_s) FROM workers WHERE heartbeat_s > ?", (time.time() - 10.0,))
+        return max(float(lag or 0.0), self.lag_s or 0.0)
+
     def _request_due(self, db: HubDB, budget: int) -> int:
-        """Claim and request up to ``budget`` due gaps; returns how many requests were sent."""
-        now = time.time()
+        """Claim and request up to ``budget`` due gaps; returns how many requests were sent.
+
+        A gap is due at its ``next_request``, pushed back by three times the hub's current lag: while the
+        workers run behind, a hole is most likely a message still queued at the broker or at another
+        worker, and asking for it would only add duplicates to a hub that is already behind. A worker
+        with more than a batch of its own messages waiting asks for nothing."""
+        if self._q.qsize() > self.batch_max:
+            return 0
+        now = time.time() - 3.0 * self.fleet_lag_s(db)
         due = db.query(
             "SELECT g.id, g.site, g.device, g.from_seq, g.to_seq, g.requests, g.next_request FROM gaps g"
             " JOIN devices d ON d.site = g.site AND d.device = g.device"
@@ -297,7 +317,12 @@ class Hub:
                 cur = db.execute(
                     "UPDATE gaps SET requests = requests + 1, last_request = ?, next_request = ?"
                     " WHERE id = ? AND state = 'open' AND next_request = ?",
-                    (iso_utc(now), now + self.backoff_s(g["requests"]), g["id"], g["next_request"]),
+                    (
+                        iso_utc(time.time()),
+                        time.time() + self.backoff_s(g["requests"]),
+                        g["id"],
+                        g["next_request"],
+                    ),
                 )
                 claimed = cur.rowcount == 1
             if claimed:  # another worker may have taken it first: then it is theirs

@@ -177,3 +177,22 @@ def test_fleet_page_in_chromium(tmp_path, cli):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_hub_commands_have_help_and_docs(cli):
+    doc = (ROOT / "docs" / "fleet.md").read_text()
+    for args in (["hub"], ["hub", "status"], ["hub", "serve"]):
+        r = cli(*args, "--help")
+        assert r.returncode == 0, r.stderr
+        assert len(r.stdout.split("Options:")[0].strip().splitlines()) >= 3, f"{args} has no description"
+        assert f"edge-agent {' '.join(args)}" in doc
+    for opt in (
+        "--dsn",
+        "--share",
+        "--gap-grace",
+        "--replay-retry",
+        "--replay-retry-max",
+        "--replay-rate",
+        "--max-replay",
+    ):
+        assert f"`{opt}" in doc, opt
