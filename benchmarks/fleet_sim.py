@@ -244,18 +244,19 @@ def pct(vals: list[float], p: float) -> float | None:
     return vals[lo] + (vals[hi] - vals[lo]) * (k - lo)
 
 
-def run(ns: argparse.Namespace) -> dict:
+def _run(ns: argparse.Namespace, ctx: dict) -> dict:
     from agent.hub.db import HubDB
     from agent.store.db import connect
     from agent.sync import outbox
     from tests.hub.postgres import Postgres
 
-    work = Path(tempfile.mkdtemp(prefix="fleet-sim-"))
+    work = ctx["work"] = Path(tempfile.mkdtemp(prefix="fleet-sim-"))
     units_dir = work / "units"
     units_dir.mkdir()
     log = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)  # noqa: E731
-    pg = Postgres().start()
-    broker = Broker(work)
+    pg = ctx["pg"] = Postgres()
+    pg.start()
+    broker = ctx["broker"] = Broker(work)
     broker.start()
     log(f"PostgreSQL on port {pg.port}, mosquitto on {broker.port}, work dir {work}")
     HubDB(pg.dsn).close()  # the schema, before the workers race to create it
@@ -267,7 +268,9 @@ def run(ns: argparse.Namespace) -> dict:
     wlogs = [open(work / f"worker{i}.log", "ab") for i in range(ns.workers)]
 
     def start_worker(i: int) -> subprocess.Popen:
-        return subprocess.Popen(worker_args, cwd=ROOT, env=env, stdout=wlogs[i], stderr=subprocess.STDOUT)
+        p = subprocess.Popen(worker_args, cwd=ROOT, env=env, stdout=wlogs[i], stderr=subprocess.STDOUT)
+        ctx["procs"].append(p)
+        return p
 
     workers = [start_worker(i) for i in range(ns.workers)]
     per = [ns.units // ns.hosts + (1 if i < ns.units % ns.hosts else 0) for i in range(ns.hosts)]
@@ -276,9 +279,11 @@ def run(ns: argparse.Namespace) -> dict:
     def start_host(i: int) -> subprocess.Popen:
         cmd = [sys.executable, str(Path(__file__).resolve()), "host", "--first", str(firsts[i]), "--count",
                str(per[i]), "--port", str(broker.port), "--dir", str(units_dir), "--interval", str(ns.interval)]  # fmt: skip
-        return subprocess.Popen(
+        p = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=open(work / f"host{i}.log", "ab")
         )
+        ctx["procs"].append(p)
+        return p
 
     meter = CpuMeter()
     hosts: list[subprocess.Popen] = []
@@ -339,6 +344,17 @@ def run(ns: argparse.Namespace) -> dict:
                 c.close()
         return out
 
+    def unit_pending() -> dict[str, set[int]]:
+        """Seqs each unit still holds as pending (not yet acknowledged by the broker: its to send)."""
+        out = {}
+        for f in units_dir.glob("u*.sqlite"):
+            c = connect(f, readonly=True)
+            try:
+                out[f.stem] = {r[0] for r in c.execute("SELECT seq FROM outbox WHERE state = 'pending'")}
+            finally:
+                c.close()
+        return out
+
     target = unit_last_seqs()
     view = HubDB(pg.dsn, migrate=False)
 
@@ -378,9 +394,11 @@ def run(ns: argparse.Namespace) -> dict:
     for h in hosts:
         h.wait(120)
     final = unit_last_seqs()
+    pending = unit_pending()
     # the units' last messages (and offline statuses) reach the hub: wait until what it holds stops changing
+    t_stopped = time.time()
     prev, stable_since = None, time.time()
-    while time.time() - stable_since < 3 and time.time() < t_conv + 60:
+    while time.time() - stable_since < 5 and time.time() < t_stopped + 90:
         cur = view.scalar("SELECT COUNT(*) FROM messages")
         if cur != prev:
             prev, stable_since = cur, time.time()
@@ -401,10 +419,14 @@ def run(ns: argparse.Namespace) -> dict:
         for r in view.query("SELECT device, COUNT(*) AS n FROM gaps WHERE state = 'open' GROUP BY device")
     }
     lost_total = view.scalar("SELECT COALESCE(SUM(to_seq - from_seq + 1), 0) FROM lost")
+    held: dict[str, set[int]] = {}
+    for r in view.query("SELECT device, seq FROM messages"):
+        held.setdefault(r["device"], set()).add(r["seq"])
     gaps_per_dev, dup_stored = {}, {}
     for d, top in final.items():
         r = per_dev.get(d, {"n": 0, "distinct_n": 0, "lo": None, "hi": None})
-        gaps_per_dev[d] = top - r["distinct_n"] if r["lo"] == 1 else top  # seqs of 1..top not held
+        # every seq the unit wrote is at the hub, or still pending at the unit (its to send next time)
+        gaps_per_dev[d] = len(set(range(1, top + 1)) - held.get(d, set()) - pending.get(d, set()))
         dup_stored[d] = r["n"] - r["distinct_n"]
     lat_all, lat_steady = [], []
     windows = [(events[0][0] - 1, events[1][0] + 15)] + [(t - 1, t + 15) for t, w in events[2:]]
@@ -465,10 +487,16 @@ def run(ns: argparse.Namespace) -> dict:
         "lost_seqs_reported": int(lost_total or 0),
         "duplicates_stored_total": sum(dup_stored.values()),
         "duplicates_delivered_and_dropped": sum(dups_dropped.values()),
-        "gaps_closed_by_replay": int(view.scalar("SELECT COUNT(*) FROM gaps WHERE state = 'closed'") or 0),
+        "gaps_closed": int(view.scalar("SELECT COUNT(*) FROM gaps WHERE state = 'closed'") or 0),
         "replays_requested": int(view.scalar("SELECT COALESCE(SUM(requests), 0) FROM gaps") or 0),
+        "pending_at_units_after_stop": sum(len(v) for v in pending.values()),
         "per_device": {
-            d: {"last_seq": final[d], "gaps": gaps_per_dev[d], "duplicates_stored": dup_stored[d]}
+            d: {
+                "last_seq": final[d],
+                "gaps": gaps_per_dev[d],
+                "duplicates_stored": dup_stored[d],
+                "pending_at_unit": len(pending.get(d, ())),
+            }
             for d in sorted(final)
         },
     }
@@ -481,10 +509,25 @@ def run(ns: argparse.Namespace) -> dict:
             w.wait(20)
         except subprocess.TimeoutExpired:
             w.kill()
-    broker.stop()
-    pg.stop()
-    shutil.rmtree(work, ignore_errors=True)
     return res
+
+
+def run(ns: argparse.Namespace) -> dict:
+    """:func:`_run`, and whatever happens, nothing of it left running (units, workers, broker, PostgreSQL)."""
+    ctx: dict = {"procs": []}
+    try:
+        return _run(ns, ctx)
+    finally:
+        for p in ctx["procs"]:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+        if "broker" in ctx:
+            ctx["broker"].stop()
+        if "pg" in ctx:
+            ctx["pg"].stop()
+        if "work" in ctx:
+            shutil.rmtree(ctx["work"], ignore_errors=True)
 
 
 def report(r: dict) -> str:
@@ -505,10 +548,11 @@ def report(r: dict) -> str:
         "payload bytes (avg):         " + ", ".join(f"{kind} {v['avg_bytes']} B" for kind, v in r["payload_bytes"].items()),
         f"stored in PostgreSQL:        {r['stored_bytes_per_msg']:.0f} B per message (tables + indexes)",
         f"converged {r['convergence_s']} s after the load: "
-        f"{r['gaps_closed_by_replay']} gaps closed by {r['replays_requested']} replay requests",
+        f"{r['gaps_closed']} gaps closed (by replay or late arrival), {r['replays_requested']} replay requests",
         f"per device after convergence: devices with gaps {r['devices_with_gaps']}/{r['devices']} "
         f"(seqs missing {r['seqs_missing_total']}, lost {r['lost_seqs_reported']}), duplicates stored "
-        f"{r['duplicates_stored_total']}; duplicates delivered and dropped {r['duplicates_delivered_and_dropped']}",
+        f"{r['duplicates_stored_total']}; duplicates delivered and dropped {r['duplicates_delivered_and_dropped']}; "
+        f"left pending at the units by their clean stop {r['pending_at_units_after_stop']}",
     ]  # fmt: skip
     return "\n".join(lines)
 
@@ -532,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = ap.parse_args(argv)
     if ns.mode == "host":
         return host_main(ns)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up (run's finally) when told to stop
     r = run(ns)
     print(report(r), flush=True)
     if ns.json:
