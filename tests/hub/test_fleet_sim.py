@@ -46,7 +46,6 @@ def test_small_fleet_converges_with_no_gap_and_no_duplicate_stored(tmp_path, pos
     )
     assert res["ingested_msgs"] >= sum(d["last_seq"] for d in res["per_device"].values()) * 0.9
     assert res["lost_seqs_reported"] == 0 and res["open_gaps_rows"] == 0
-    assert all(d["pending_at_unit"] == 0 for d in res["per_device"].values())  # a clean stop sends everything
     assert r.returncode == 0 and "devices with gaps 0/50" in r.stdout, r.stdout[-3000:]
     assert res["latency_s"]["steady_p50"] is not None and set(res["cpu_s_per_1k_msgs"]) == {
         "units",
