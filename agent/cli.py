@@ -20,6 +20,7 @@ _COMMAND_MODULES = [
     "agent.core_cli",
     "agent.inference.cli",
     "agent.sync.cli",
+    "agent.hub.cli",
     "agent.analytics.cli",
     "agent.analytics.validate_cli",
     "firmware_bridge.cli",

@@ -1,11 +1,9 @@
-"""Commands: ``edge-agent outbox status | list | replay`` and ``edge-agent hub``."""
+"""Commands: ``edge-agent outbox status | list | replay`` (the hub's commands are in agent/hub/cli.py)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import sys
-import time
 from pathlib import Path
 
 import click
@@ -188,111 +186,4 @@ def outbox_replay(config: str | None, db: str | None, from_seq: int, to_seq: int
         click.echo("note: the agent is not running; it sends the re-queued messages when it starts")
 
 
-@click.command("hub")
-@click.option("--broker", required=True, help="mqtt://[user:pass@]host[:port] or mqtts://host[:port] (TLS).")
-@click.option(
-    "--topic", default="city/#", show_default=True, help="Subscription, e.g. 'city/#' or 'city/site-7/#'."
-)
-@click.option(
-    "--prefix", help="The agents' topic prefix (default: the topic's levels before the first wildcard)."
-)
-@click.option(
-    "--db",
-    default="hub.sqlite",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="The hub's own SQLite file.",
-)
-@click.option(
-    "--share",
-    metavar="GROUP",
-    help="Join MQTT 5 shared subscription $share/GROUP/<topic> (several hub workers).",
-)
-@click.option("--username", help="Broker user name.")
-@click.option(
-    "--password-file", type=click.Path(exists=True, dir_okay=False), help="File holding the broker password."
-)
-@click.option("--password-env", help="Environment variable holding the broker password.")
-@click.option(
-    "--ca-file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="CA of the broker's certificate (mqtts://).",
-)
-@click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="Client certificate (mutual TLS).")
-@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="Client key (mutual TLS).")
-@click.option(
-    "--client-id",
-    help="Fixed client id: a persistent session, so the broker queues messages while the hub is down.",
-)
-@click.option("--protocol", type=click.Choice(["5", "3.1.1"]), default="5", show_default=True)
-@click.option("--replay/--no-replay", default=True, show_default=True, help="Ask devices to re-send gaps.")
-@click.option(
-    "--refresh", type=float, default=2.0, show_default=True, help="Seconds between table refreshes."
-)
-@click.option("--duration", type=float, help="Stop after this many seconds (default: run until Ctrl-C).")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print the device list as JSON at each refresh instead of a table.",
-)
-def hub_command(
-    broker: str,
-    topic: str,
-    prefix: str | None,
-    db: str,
-    share: str | None,
-    username: str | None,
-    password_file: str | None,
-    password_env: str | None,
-    ca_file: str | None,
-    cert: str | None,
-    key: str | None,
-    client_id: str | None,
-    protocol: str,
-    replay: bool,
-    refresh: float,
-    duration: float | None,
-    as_json: bool,
-) -> None:
-    """Reference hub: track every device's status, session and seq; report gaps and duplicates;
-    ask devices to replay gaps; store summaries in --db; show a live table."""
-    from agent.configbase import resolve_secret
-    from agent.sync.hub import Hub
-
-    password = resolve_secret(None, password_file, password_env, "hub password")
-    try:
-        hub = Hub(
-            broker,
-            topic,
-            db,
-            prefix=prefix,
-            share=share,
-            username=username,
-            password=password,
-            ca_file=ca_file,
-            cert_file=cert,
-            key_file=key,
-            client_id=client_id,
-            protocol=protocol,
-            replay=replay,
-        )
-    except ValueError as exc:
-        raise AgentError(str(exc)) from None
-    hub.start()
-    end = time.monotonic() + duration if duration else None
-    tty = sys.stdout.isatty()
-    try:
-        while end is None or time.monotonic() < end:
-            time.sleep(min(refresh, max(0.0, end - time.monotonic())) if end else refresh)
-            if as_json:
-                click.echo(json.dumps(hub.devices()))
-            else:
-                click.echo(("\033[2J\033[H" if tty else "") + hub.table() + ("" if tty else "\n"))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        hub.stop()
-
-
-commands = [outbox_group, hub_command]
+commands = [outbox_group]

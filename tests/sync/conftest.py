@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from agent.config import AgentConfig, parse_config
+from agent.hub.worker import Hub
 from agent.store.db import Database
 from agent.store.writer import Writer
-from agent.sync.hub import Hub
 from agent.sync.service import SyncService
 from tests.sync.mosquitto import Certs, Mosquitto, make_certs
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import re
 
+from agent.hub.worker import Hub, prefix_of
 from agent.store.db import Database
 from agent.sync import outbox
-from agent.sync.hub import Hub, prefix_of
 from agent.sync.topics import SCHEMAS, Topics, parse
 from tests.sync.conftest import ROOT, USERS, agent_config, schema_validator
 
