@@ -31,7 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.sections import iso_utc
-from agent.sync.topics import parse
+from agent.sync.topics import SCHEMAS, parse
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +355,7 @@ class Hub:
     def request_replay(self, site: str, device: str, from_seq: int, to_seq: int) -> str:
         req_id = uuid.uuid4().hex[:12]
         body = json.dumps(
-            {"schema": "edge-agent/command/1", "id": req_id, "args": {"from_seq": from_seq, "to_seq": to_seq}}
+            {"schema": SCHEMAS["command"], "id": req_id, "args": {"from_seq": from_seq, "to_seq": to_seq}}
         )
         self.client.publish(f"{self.prefix}/{site}/{device}/cmd/replay", body, qos=1)
         self.replays_requested += 1

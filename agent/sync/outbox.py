@@ -26,7 +26,7 @@ from typing import Any
 
 from agent.sections import iso_utc
 from agent.store.db import Migration, register_migrations
-from agent.sync.topics import SCHEMAS
+from agent.sync.topics import SCHEMA_VERSION, SCHEMAS
 
 #: priority classes (lower goes first in live-first delivery)
 LIVE = 0  # health, events
@@ -172,6 +172,7 @@ def enqueue(
     ).fetchone()[0]
     doc = {
         "schema": SCHEMAS[kind],
+        "schema_version": SCHEMA_VERSION,
         "seq": seq,
         **{k: v for k, v in body.items() if k not in ("seq", "session")},
     }

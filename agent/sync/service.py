@@ -30,13 +30,38 @@ from agent.store.writer import Writer
 from agent.sync import health as _health
 from agent.sync import outbox
 from agent.sync.commands import CommandProcessor, known_commands
+from agent.sync.contract import pipeline_projection
 from agent.sync.mqtt import MqttLink
 from agent.sync.publisher import Publisher
 from agent.sync.retention import Retention
 from agent.sync.summary import SummaryBuilder
-from agent.sync.topics import SCHEMAS, Topics
+from agent.sync.topics import SCHEMA_VERSION, SCHEMAS, Topics
 
 log = logging.getLogger(__name__)
+
+
+def birth_models(live: dict[str, Any], default_model: str) -> dict[str, Any]:
+    """The birth's model fields from the pipeline's status: the default ``model``, its active
+    ``accelerator`` (the first loaded model's when the default is not loaded; None with no model), and
+    per loaded model its accelerator and the reasons the better ones were skipped (fallbacks); models
+    that failed to load are in ``model_errors``."""
+    loaded = live.get("models") or {}
+    models = {
+        name: {
+            "accelerator": m.get("accelerator"),
+            "fallback_reasons": list(m.get("reasons") or []),
+            "family": m.get("family"),
+        }
+        for name, m in sorted(loaded.items())
+        if isinstance(m, dict)
+    }
+    main = models.get(default_model) or next(iter(models.values()), None)
+    return {
+        "model": default_model,
+        "accelerator": main["accelerator"] if main else None,
+        "models": models,
+        "model_errors": {str(k): str(v) for k, v in (live.get("model_errors") or {}).items()},
+    }
 
 
 class SyncService:
@@ -248,14 +273,14 @@ class SyncService:
             last, first = None, None
         return {
             "schema": SCHEMAS["status"],
+            "schema_version": SCHEMA_VERSION,
             "state": "online",
             "device": self.topics.device,
             "site": self.topics.site,
             "ts": iso_utc(time.time()),
             "session": session,
             "agent_version": __version__,
-            "model": live.get("model", self.cfg.inference.model),
-            "accelerator": live.get("accelerator"),
+            **birth_models(live, self.cfg.inference.model),
             "config_hash": self.cfg.config_hash(),
             "seq_last": last,
             "seq_first_pending": first if first is not None else (last + 1 if last is not None else None),
@@ -266,6 +291,7 @@ class SyncService:
     def _death(self, session: int) -> dict[str, Any]:
         return {
             "schema": SCHEMAS["status"],
+            "schema_version": SCHEMA_VERSION,
             "state": "offline",
             "device": self.topics.device,
             "site": self.topics.site,
@@ -332,7 +358,7 @@ class SyncService:
                 if k in ("connected", "backlog", "in_flight", "reconnects", "last_error", "session")
             },
             "writer": self.writer.stats(),
-            "pipeline": self._live_status(),
+            "pipeline": pipeline_projection(self._live_status()),
         }
         topic = self.topics.kind("health")
         body = json.loads(json.dumps(body, default=str))
