@@ -41,9 +41,14 @@ class DeviceConfig(Section):
     )
 
     latitude: float | None = Field(
-        None, ge=-90, le=90, description="Where the unit stands (WGS84 degrees); NGSI-LD entities carry it as location."
+        None,
+        ge=-90,
+        le=90,
+        description="Where the unit stands (WGS84 degrees); NGSI-LD entities carry it as location.",
     )
-    longitude: float | None = Field(None, ge=-180, le=180, description="WGS84 longitude in degrees (with latitude).")
+    longitude: float | None = Field(
+        None, ge=-180, le=180, description="WGS84 longitude in degrees (with latitude)."
+    )
 
     _id = field_validator("id")(lambda v: check_name(v, "device.id"))
     _site = field_validator("site")(lambda v: check_name(v, "device.site"))

@@ -786,7 +786,10 @@ def command_schema() -> dict:
         obj(
             "A command request.",
             {
-                "schema": f("string", "Optional: edge-agent/command/N."),
+                "schema": {
+                    "const": f"edge-agent/command/{MAJOR}",
+                    "description": "Optional; the agent does not require it (older hubs send edge-agent/command/1).",
+                },
                 "id": f(
                     ["string", "integer"],
                     "Correlation id, copied to the reply (MQTT 5 Correlation Data is copied too).",

@@ -18,7 +18,9 @@ SCHEMAS = ROOT / "docs" / "schemas"
 def validator(kind: str) -> jsonschema.Draft202012Validator:
     schema = json.loads((SCHEMAS / f"{kind}.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
 
 
 def test_committed_schemas_are_the_generated_ones():
@@ -48,7 +50,9 @@ def _walk_closed(schema: dict, path: str = ""):
 def test_every_object_is_closed_or_a_declared_map():
     for kind, schema in contract.build().items():
         for path, ap in _walk_closed(schema):
-            assert ap is False or isinstance(ap, dict), f"{kind}{path}: open object (additionalProperties {ap!r})"
+            assert ap is False or isinstance(ap, dict), (
+                f"{kind}{path}: open object (additionalProperties {ap!r})"
+            )
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +72,17 @@ def test_live_agent_every_message_validates_with_no_undeclared_key(recording):
     for kind, items in kinds.items():
         v = validator(kind)
         for m in items:
+            if kind == "command" and m["payload"] == "not json":
+                continue  # the malformed request the recorder sends on purpose (its reply is checked)
             for e in v.iter_errors(m["payload"]):
                 errors.append(f"{m['topic']}: {'/'.join(map(str, e.absolute_path))}: {e.message[:200]}")
     assert not errors, f"{len(errors)} contract violations:\n" + "\n".join(errors[:40])
     births = [m["payload"] for m in kinds["status"] if m["payload"]["state"] == "online"]
     assert births and all(b["accelerator"] == "cpu" for b in births), births
     assert all(b["models"]["ssd_mobilenet_v1_coco"]["accelerator"] == "cpu" for b in births)
-    assert any(m["payload"]["state"] == "offline" and m["payload"]["reason"] == "stopped" for m in kinds["status"])
+    assert any(
+        m["payload"]["state"] == "offline" and m["payload"]["reason"] == "stopped" for m in kinds["status"]
+    )
     # every part reported: analytics with bins, zones and speeds, every sensor driver, an AQI and the GPS
     sections = [m["payload"]["sections"] for m in kinds["summary"]]
     assert any(s.get("analytics", {}).get("cameras", {}).get("road", {}).get("bins") for s in sections)
