@@ -24,6 +24,7 @@ _COMMAND_MODULES = [
     "firmware_bridge.cli",
     "agent.api.cli",
     "agent.service.cli",
+    "agent.ngsi_ld.cli",
 ]
 
 

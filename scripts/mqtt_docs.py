@@ -198,7 +198,7 @@ def main() -> int:
         from tests.contract.live import record
 
         with tempfile.TemporaryDirectory() as d:
-            msgs, _ = record(Path(d), mirror_dir() / "media" / "4ku_traffic.mp4", mirror_dir(), log=print)
+            msgs, _, _ = record(Path(d), mirror_dir() / "media" / "4ku_traffic.mp4", mirror_dir(), log=print)
     elif a.src:
         msgs = json.loads(a.src.read_text())
     if msgs is not None:

@@ -114,8 +114,8 @@ def _complete(msgs: list[dict[str, Any]]) -> bool:
 
 def record(
     tmp: Path, clip: Path, mirror: Path, *, timeout_s: float = 240.0, log=None
-) -> tuple[list[dict[str, Any]], Path]:
-    """Run the agent with every part on and return (messages, database path)."""
+) -> tuple[list[dict[str, Any]], Path, Path]:
+    """Run the agent with every part on and return (messages, database path, config file)."""
     sys.path.insert(0, str(ROOT))
     from firmware_bridge.simulator import Simulator
     from tests.sync.mosquitto import Mosquitto
@@ -215,7 +215,7 @@ reconnect_max_s = 1.0
         for s in sims:
             s.stop()
         broker.close()
-    return list(rec.messages), db
+    return list(rec.messages), db, cfg
 
 
 if __name__ == "__main__":  # python -m tests.contract.live OUT.json (used by scripts/mqtt_docs.py)
@@ -225,7 +225,7 @@ if __name__ == "__main__":  # python -m tests.contract.live OUT.json (used by sc
 
     out = Path(sys.argv[1])
     with tempfile.TemporaryDirectory() as d:
-        msgs, _ = record(
+        msgs, _, _ = record(
             Path(d),
             mirror_dir() / "media" / "4ku_traffic.mp4",
             mirror_dir(),

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 
 import jsonschema
-import pytest
 
 from agent.sync import contract
 from tests.conftest import ROOT
-from tests.contract.live import by_kind, record
+from tests.contract.live import by_kind
 
 SCHEMAS = ROOT / "docs" / "schemas"
 
@@ -55,17 +54,8 @@ def test_every_object_is_closed_or_a_declared_map():
             )
 
 
-@pytest.fixture(scope="module")
-def recording(tmp_path_factory, mirror):
-    msgs, db = record(tmp_path_factory.mktemp("contract"), mirror / "media" / "4ku_traffic.mp4", mirror)
-    out = ROOT / "test-artifacts" / "contract"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recording.json").write_text(json.dumps(msgs, indent=1) + "\n")  # scripts/mqtt_docs.py --from
-    return msgs, db
-
-
 def test_live_agent_every_message_validates_with_no_undeclared_key(recording):
-    msgs, _ = recording
+    msgs, _, _ = recording
     kinds = by_kind(msgs)
     assert {"summary", "health", "status", "reply", "command"} <= set(kinds), sorted(kinds)
     errors = []
@@ -92,7 +82,7 @@ def test_live_agent_every_message_validates_with_no_undeclared_key(recording):
 
 
 def test_an_undeclared_key_fails(recording):
-    msgs, _ = recording
+    msgs, _, _ = recording
     summary = next(m["payload"] for m in msgs if m["topic"].endswith("/summary"))
     bad = json.loads(json.dumps(summary))
     bad["sections"]["health"]["surprise"] = 1
@@ -106,7 +96,7 @@ def test_stored_outbox_payloads_validate_once_the_session_is_added(recording):
     """The outbox keeps each message as it is before publish: publishing adds only ``session``."""
     import sqlite3
 
-    _, db = recording
+    _, db, _ = recording
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     rows = conn.execute(
         "SELECT o.kind, p.payload FROM outbox o JOIN outbox_payload p USING (seq) ORDER BY o.seq"
