@@ -22,6 +22,7 @@ from agent.analytics.config import CameraAnalytics
 from agent.api.config import ApiConfig, PrivacyConfig
 from agent.configbase import Section, check_name, example_toml, format_validation_error
 from agent.errors import ConfigError
+from agent.ngsi_ld.config import NgsiLdConfig
 from agent.sync.config import MqttConfig, SummaryConfig
 from firmware_bridge.config import EXAMPLE_SENSORS, SensorConfig
 
@@ -252,6 +253,7 @@ class AgentConfig(Section):
     api: ApiConfig = Field(default_factory=ApiConfig, description="The local HTTP API for technicians.")
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="What images may show.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+    ngsi_ld: NgsiLdConfig = Field(default_factory=NgsiLdConfig, description="NGSI-LD context broker sink.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> AgentConfig:

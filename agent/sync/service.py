@@ -125,6 +125,12 @@ class SyncService:
             self.link.on_ack = (
                 self.publisher.on_ack
             )  # straight to the publisher: runs once per message in paho's thread
+        #: other sinks (the NGSI-LD context broker), each with its own delivery state in sink_queue
+        self.sinks: dict[str, Any] = {}
+        if getattr(cfg, "ngsi_ld", None) is not None and cfg.ngsi_ld.enabled:
+            from agent.ngsi_ld.sink import SINK, NgsiLdSink
+
+            self.sinks[SINK] = NgsiLdSink(cfg, writer, self._reader)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self.last_progress = time.monotonic()
@@ -140,6 +146,8 @@ class SyncService:
             self.commands.start()
             self.publisher.start()
             self.link.start()
+        for sink in self.sinks.values():
+            sink.start()
         self._ticker = threading.Thread(target=self._tick_loop, name="sync-ticker", daemon=True)
         self._ticker.start()
         return self
@@ -148,6 +156,8 @@ class SyncService:
         """Publish what can be published within ``deadline_s``, publish offline status, disconnect."""
         end = time.monotonic() + deadline_s
         self._stop.set()
+        for sink in self.sinks.values():
+            sink.stop(max(0.5, min(3.0, end - time.monotonic())))
         if self._ticker:
             self._ticker.join(max(0.5, min(5.0, end - time.monotonic())))
             self._ticker = None
@@ -229,6 +239,7 @@ class SyncService:
             "pruned": st["pruned"],
             "gaps": st["gaps"],
             "summaries_written": self.builder.written,
+            "sinks": {name: sink.health() for name, sink in self.sinks.items()},
             "restarts": dict(self.restarts),
             "uptime_s": _health.agent_uptime_s(),
         }
