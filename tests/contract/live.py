@@ -99,17 +99,20 @@ def by_kind(messages: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def _complete(msgs: list[dict[str, Any]]) -> bool:
-    """A summary with a completed bin, speeds, zones and the sensors' AQI and GPS has arrived."""
+    """Summaries have shown every part: a completed bin, zones, speeds, a sensor AQI and the GPS."""
+    seen: set[str] = set()
     for m in msgs:
         p = m["payload"]
         if _kind(m["topic"]) != "summary" or not isinstance(p, dict):
             continue
-        an = p.get("sections", {}).get("analytics", {}).get("cameras", {}).get("road", {})
-        se = p.get("sections", {}).get("sensors", {})
-        has_aqi = any("aqi" in s for s in se.values())
-        if an.get("bins") and an.get("zones") and an.get("speeds") and has_aqi and p["sections"].get("gps"):
-            return True
-    return False
+        sec = p.get("sections", {})
+        an = sec.get("analytics", {}).get("cameras", {}).get("road", {})
+        seen |= {k for k in ("bins", "zones", "speeds") if an.get(k)}
+        if any("aqi" in s for s in sec.get("sensors", {}).values()):
+            seen.add("aqi")
+        if sec.get("gps"):
+            seen.add("gps")
+    return seen == {"bins", "zones", "speeds", "aqi", "gps"}
 
 
 def record(
@@ -118,7 +121,7 @@ def record(
     """Run the agent with every part on and return (messages, database path, config file)."""
     sys.path.insert(0, str(ROOT))
     from firmware_bridge.simulator import Simulator
-    from tests.sync.mosquitto import Mosquitto
+    from tests.sync.mosquitto import Mosquitto, free_port
 
     tmp.mkdir(parents=True, exist_ok=True)
     broker = Mosquitto(tmp / "broker", users=USERS, hub_users=["hub"]).start()
@@ -148,6 +151,8 @@ num_threads = 1
 accelerator = "auto"
 [summary]
 interval_s = 5
+[api]
+port = {free_port()}
 [mqtt]
 enabled = true
 host = "127.0.0.1"
