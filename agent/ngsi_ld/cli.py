@@ -66,7 +66,7 @@ def entities(
     if "TrafficFlowObserved" in types:
         out += source.traffic(conn, cfg, since, until, unit)
     if "AirQualityObserved" in types:
-        out += source.air_quality(conn, cfg, since, until, unit)
+        out += source.air_quality(conn, cfg, since, until, unit, partial=True)
     return out
 
 
@@ -102,7 +102,8 @@ def export_ngsi_ld(db: str | None, config: str | None, since: str, form: str, ty
     """Print TrafficFlowObserved and AirQualityObserved entities as JSON Lines (FIWARE Smart Data Models).
 
     TrafficFlowObserved: one per camera, line, direction, completed bin and vehicle class (and all
-    classes). AirQualityObserved: one per PM sensor per complete UTC hour, with the EPA NowCast AQI.
+    classes). AirQualityObserved: one per PM sensor per UTC hour the range overlaps (the current one too,
+    marked by its reliability), with the EPA NowCast AQI.
     See docs/ngsi-ld.md."""
     from agent.config import load_config
     from agent.store.db import connect

@@ -179,6 +179,7 @@ def air_quality_entities(hours: Iterable[Mapping[str, Any]], *, unit: Unit) -> l
     out = []
     for h in hours:
         t0 = _parse(h["start"])
+        t_end = h.get("end") or t0 + 3600
         loc = h.get("location") or unit.location()
         if loc is None:
             from agent.errors import ConfigError
@@ -190,9 +191,9 @@ def air_quality_entities(hours: Iterable[Mapping[str, Any]], *, unit: Unit) -> l
         e: dict[str, Any] = {
             "id": f"urn:ngsi-ld:AirQualityObserved:{_seg(unit.site)}:{_seg(unit.device)}:{_seg(h['sensor'])}:{_stamp(h['start'])}",
             "type": "AirQualityObserved",
-            "dateObserved": _iso(t0 + 3600),
+            "dateObserved": _iso(t_end),
             "dateObservedFrom": _iso(t0),
-            "dateObservedTo": _iso(t0 + 3600),
+            "dateObservedTo": _iso(t_end),
             "location": loc,
             "refDevice": f"{unit.device_urn}:{_seg(h['sensor'])}",
             "dataProvider": unit.device_urn,

@@ -103,9 +103,11 @@ def traffic(
 
 
 def air_quality(
-    conn: sqlite3.Connection, cfg: Any, since: str, until: str, unit: encode.Unit
+    conn: sqlite3.Connection, cfg: Any, since: str, until: str, unit: encode.Unit, *, partial: bool = False
 ) -> list[dict[str, Any]]:
-    """AirQualityObserved entities for every complete UTC hour in ``[since, until)`` of every PM sensor."""
+    """AirQualityObserved entities for every complete UTC hour in ``[since, until)`` of every PM sensor;
+    with ``partial`` also the hours the range only overlaps, e.g. the current one (marked by its
+    ``reliability``; re-sending it later is an upsert of the same id)."""
     if not _table(conn, "readings"):
         return []
     from firmware_bridge import aqi as aqi_mod
@@ -114,7 +116,10 @@ def air_quality(
     tables = {s.name: (s.aqi_table, s.aqi_nowcast) for s in getattr(cfg, "sensors", []) or []}
     t0 = encode._parse(since)
     t1 = encode._parse(until)
-    first, last = t0 - t0 % 3600 + (3600 if t0 % 3600 else 0), t1 - t1 % 3600
+    if partial:
+        first, last = t0 - t0 % 3600, t1 - t1 % 3600 + (3600 if t1 % 3600 else 0)
+    else:
+        first, last = t0 - t0 % 3600 + (3600 if t0 % 3600 else 0), t1 - t1 % 3600
     sensors = [
         r[0]
         for r in conn.execute(
@@ -147,6 +152,7 @@ def air_quality(
                     "minutes": max(h25["minutes"], h10["minutes"]),
                     "aqi": a,
                     "location": None,
+                    "end": min(encode._parse(h25["start"]) + 3600, t1),  # a partial hour ends now
                 }
             )
     return encode.air_quality_entities(rows, unit=unit)

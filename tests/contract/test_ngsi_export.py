@@ -74,8 +74,15 @@ def test_air_quality_hours_with_nowcast_and_a_missing_hour(tmp_path, cli):
         '[[sensors]]\nname = "air"\ndriver = "pms5003"\nport = "/dev/null"\n'
     )
     es = _export(cli, "--config", str(cfg), "--since", "6h", "--form", "keyValues")
-    assert len(es) == 5, [e["id"] for e in es]  # the complete hours inside the last 6 h
+    assert len(es) == 7, [e["id"] for e in es]  # the hours the last 6 h overlap, the current one too
     by_start = {e["dateObservedFrom"]: e for e in es}
+    current = by_start[iso_utc(hour)]
+    # the current hour: no reading yet, so no pm values; its NowCast uses the 2 of 3 latest valid hours
+    assert "pm25" not in current and current["reliability"] == 0 and current["aqiBasis"] == "nowcast"
+    assert (
+        current["dateObserved"] <= iso_utc(time.time())
+        and current["dateObservedTo"] == current["dateObserved"]
+    )
     latest = by_start[iso_utc(hour - 3600)]
     # NowCast at the latest hour: hours 13, 14, 15, (16 missing), 17 ... w = 13/26 = 0.5
     assert (
