@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,22 @@ def _complete(msgs: list[dict[str, Any]]) -> bool:
     return seen >= {"zones", "speeds", "aqi", "gps"}
 
 
+def _bins_written(db: Path) -> bool:
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return all(
+                conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] > 0
+                for t in ("volume_bins", "zone_bins")
+            )
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+
+
 def record(
     tmp: Path, clip: Path, mirror: Path, *, timeout_s: float = 240.0, log=None
 ) -> tuple[list[dict[str, Any]], Path, Path]:
@@ -202,6 +219,14 @@ reconnect_max_s = 1.0
                 "no summary with zones, speeds, AQI and GPS in time:\n"
                 + (tmp / "agent.log").read_text()[-3000:]
             )
+        # and a completed volume bin with its zone bin in the database (the NGSI-LD export needs one)
+        deadline = time.monotonic() + timeout_s
+        while not _bins_written(db):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError(
+                    "no volume bin written in time:\n" + (tmp / "agent.log").read_text()[-3000:]
+                )
+            time.sleep(0.5)
         if log:
             log(f"recorded {len(rec.messages)} messages")
     finally:
