@@ -310,3 +310,22 @@ class NgsiLdSink:
             elif n == 0:
                 self._wake.wait(max(0.05, next_produce - time.monotonic()))
                 self._wake.clear()
+
+
+def prune_delivered(conn: sqlite3.Connection, limit: int) -> int:
+    """Retention step: the oldest delivered (or rejected) rows of the sink queue, after the MQTT ones."""
+    cur = conn.execute(
+        "DELETE FROM sink_queue WHERE id IN (SELECT id FROM sink_queue WHERE state != 'pending' ORDER BY id LIMIT ?)",
+        (limit,),
+    )
+    outbox.add_counter(conn, "pruned_other", cur.rowcount)
+    return cur.rowcount
+
+
+def _register() -> None:
+    from agent.sync.retention import register_prune_step
+
+    register_prune_step(55, "delivered sink messages", prune_delivered)
+
+
+_register()

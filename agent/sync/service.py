@@ -127,6 +127,8 @@ class SyncService:
             )  # straight to the publisher: runs once per message in paho's thread
         #: other sinks (the NGSI-LD context broker), each with its own delivery state in sink_queue
         self.sinks: dict[str, Any] = {}
+        import agent.ngsi_ld.sink  # noqa: F401  - registers its retention step (delivered sink rows)
+
         if getattr(cfg, "ngsi_ld", None) is not None and cfg.ngsi_ld.enabled:
             from agent.ngsi_ld.sink import SINK, NgsiLdSink
 

@@ -310,3 +310,18 @@ def test_outbox_v2_database_migrates_keeping_every_pending_message(tmp_path):
 @pytest.fixture(autouse=True)
 def _quiet_logs(caplog):
     caplog.set_level("ERROR")
+
+
+def test_retention_prunes_delivered_sink_rows_only(tmp_path):
+    from agent.ngsi_ld.sink import prune_delivered
+
+    db = Database(tmp_path / "r.sqlite")
+    db.conn.executemany(
+        "INSERT INTO sink_queue (sink, kind, key, created, state, payload) VALUES ('ngsi-ld', 'T', ?, '', ?, '{}')",
+        [(f"k{i}", "delivered" if i < 5 else "pending") for i in range(8)],
+    )
+    db.conn.execute("BEGIN")
+    assert prune_delivered(db.conn, 100) == 5
+    db.conn.execute("COMMIT")
+    assert db.conn.execute("SELECT COUNT(*) FROM sink_queue WHERE state = 'pending'").fetchone()[0] == 3
+    db.close()
