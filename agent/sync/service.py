@@ -172,6 +172,12 @@ class SyncService:
             self.publisher.stop(max(0.5, end - time.monotonic()))
 
     # -- public helpers --------------------------------------------------------------------------
+    def models_ready(self) -> None:
+        """The pipeline loaded its models: publish the birth again so it names the active accelerator
+        (the birth at connect may precede the models: accelerator null, models {})."""
+        if self.link is not None:
+            self.link.republish_birth()
+
     def publish_event(self, type_: str, data: dict[str, Any], *, block: bool = False) -> bool:
         """Queue an event (an alert) for the hub: live priority, through the outbox, with a seq."""
         body = {

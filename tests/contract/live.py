@@ -204,6 +204,14 @@ reconnect_max_s = 1.0
         )
         if not online:
             raise AssertionError("no birth within 60 s:\n" + (tmp / "agent.log").read_text()[-3000:])
+        # the birth can arrive before the agent's command subscription is in place: ping until it answers
+        deadline = time.monotonic() + 60
+        while not rec.wait(lambda ms: any(_kind(m["topic"]) == "reply" for m in ms), 1.0):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    "no reply to ping within 60 s:\n" + (tmp / "agent.log").read_text()[-3000:]
+                )
+            rec.send("ping", json.dumps({"id": "c-0"}))
         for name, payload in [
             ("ping", json.dumps({"id": "c-1"})),
             ("health/get", json.dumps({"id": "c-2"})),
