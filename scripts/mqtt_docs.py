@@ -71,7 +71,12 @@ def pick_examples(msgs: list[dict[str, Any]]) -> dict[str, Any]:
     def richness(p: dict) -> int:
         return len(json.dumps(p))
 
-    summaries = [p for p in by["summary"] if p["sections"].get("analytics") and p["sections"].get("gps")]
+    def has_bins(p: dict) -> bool:
+        return any(c.get("bins") for c in p["sections"].get("analytics", {}).get("cameras", {}).values())
+
+    summaries = [p for p in by["summary"] if has_bins(p) and p["sections"].get("gps")] or [
+        p for p in by["summary"] if p["sections"].get("analytics") and p["sections"].get("gps")
+    ]
     out = {
         "summary": max(summaries or by["summary"], key=richness),
         "health": by["health"][-1],
