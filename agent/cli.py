@@ -27,6 +27,7 @@ _COMMAND_MODULES = [
     "agent.api.cli",
     "agent.service.cli",
     "agent.privacy.cli",
+    "agent.ngsi_ld.cli",
 ]
 
 

@@ -23,6 +23,7 @@ from agent.analytics.config import CameraAnalytics
 from agent.api.config import ApiConfig
 from agent.configbase import Section, check_name, example_toml, format_validation_error
 from agent.errors import ConfigError
+from agent.ngsi_ld.config import NgsiLdConfig
 from agent.privacy.config import PrivacyConfig, PrivacyMask
 from agent.sync.config import MqttConfig, SummaryConfig
 from firmware_bridge.config import EXAMPLE_SENSORS, SensorConfig
@@ -40,6 +41,16 @@ class DeviceConfig(Section):
     )
     site: str = Field(
         "default", description="The site (intersection, corridor) this unit belongs to; a topic level."
+    )
+
+    latitude: float | None = Field(
+        None,
+        ge=-90,
+        le=90,
+        description="Where the unit stands (WGS84 degrees); NGSI-LD entities carry it as location.",
+    )
+    longitude: float | None = Field(
+        None, ge=-180, le=180, description="WGS84 longitude in degrees (with latitude)."
     )
 
     _id = field_validator("id")(lambda v: check_name(v, "device.id"))
@@ -252,6 +263,7 @@ class AgentConfig(Section):
     api: ApiConfig = Field(default_factory=ApiConfig, description="The local HTTP API for technicians.")
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="What images may show.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+    ngsi_ld: NgsiLdConfig = Field(default_factory=NgsiLdConfig, description="NGSI-LD context broker sink.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> AgentConfig:

@@ -81,6 +81,8 @@ class Pipeline:
             self.sync.start()
         # analysis
         self._load_engines()
+        if self.sync is not None and hasattr(self.sync, "models_ready"):
+            self.sync.models_ready()  # the birth names the active accelerator
         Runner = _optional("agent.analytics.runner", "AnalyticsRunner")
         active = [c for c in cfg.cameras if c.enabled]
         for cam_cfg in active:

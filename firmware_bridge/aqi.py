@@ -5,7 +5,13 @@ and 301-500 is one hazardous segment) and ``epa-2012`` (the earlier table). Conc
 truncated first (PM2.5 to 0.1 µg/m³, PM10 to 1 µg/m³), then
 ``I = (I_hi - I_lo) / (C_hi - C_lo) * (C - C_lo) + I_lo``, rounded to the nearest integer.
 Above the top breakpoint the index is 500 ("beyond the AQI"). NowCast (:func:`nowcast`) turns
-12 hourly averages into the concentration used for an hourly AQI.
+12 hourly averages into the concentration used for an hourly AQI; :func:`daily_mean` turns a day's
+hourly averages into the 24-hour mean of the daily AQI.
+
+Completeness (EPA technical assistance document and AirNow's rules): an hourly average is valid
+when at least :data:`HOUR_MIN_MINUTES` of its 60 minutes have valid readings (75 %); a NowCast needs
+2 of the 3 most recent hours; a daily (24-hour) mean needs :data:`DAY_MIN_HOURS` of 24 hours (75 %).
+Anything with too little data is reported as missing with its reason, never guessed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,18 @@ CATEGORIES = [
     (300, "Very Unhealthy"),
     (500, "Hazardous"),
 ]
+
+#: AQI category colours (EPA technical assistance document, table "names and colors"), as hex RGB
+COLORS = {
+    "Good": "#00e400",
+    "Moderate": "#ffff00",
+    "Unhealthy for Sensitive Groups": "#ff7e00",
+    "Unhealthy": "#ff0000",
+    "Very Unhealthy": "#8f3f97",
+    "Hazardous": "#7e0023",
+}
+HOUR_MIN_MINUTES = 45
+DAY_MIN_HOURS = 18
 
 # (C_lo, C_hi, I_lo, I_hi)
 TABLES: dict[str, dict[str, list[tuple[float, float, int, int]]]] = {
@@ -81,6 +99,11 @@ def category(aqi: int) -> str:
     return "Hazardous"
 
 
+def color(aqi_value: int) -> str:
+    """The category colour of an AQI value (hex RGB)."""
+    return COLORS[category(aqi_value)]
+
+
 def sub_index(pollutant: str, c: float, table: str = DEFAULT_TABLE) -> int:
     """The AQI of one pollutant (``pm25`` or ``pm10``) at concentration ``c`` (µg/m³)."""
     if table not in TABLES:
@@ -111,6 +134,7 @@ def aqi(pm25: float | None = None, pm10: float | None = None, table: str = DEFAU
     return {
         "aqi": value,
         "category": category(value),
+        "color": color(value),
         "dominant": dominant,
         "table": table,
         "sub_indices": subs,
@@ -132,3 +156,12 @@ def nowcast(hourly: Sequence[float | None], pollutant: str = "pm25") -> float | 
     num = sum((w**i) * c for i, c in enumerate(h) if c is not None)
     den = sum(w**i for i, c in enumerate(h) if c is not None)
     return truncate(pollutant, num / den)
+
+
+def daily_mean(hourly: Sequence[float | None], pollutant: str = "pm25") -> float | None:
+    """The 24-hour mean of a day's hourly averages (None: missing hour), truncated like the AQI input;
+    None when fewer than :data:`DAY_MIN_HOURS` hours are valid."""
+    vals = [x for x in hourly if x is not None]
+    if len(vals) < DAY_MIN_HOURS:
+        return None
+    return truncate(pollutant, sum(vals) / len(vals))

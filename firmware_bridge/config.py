@@ -97,8 +97,8 @@ class SensorConfig(Section):
         "epa-2024", description="PM sensors: breakpoint table of the AQI in summaries."
     )
     aqi_nowcast: bool = Field(
-        False,
-        description="PM sensors: summaries report the NowCast AQI (12 hourly averages) instead of the window-mean AQI.",
+        True,
+        description="PM sensors: the current AQI in summaries is the EPA NowCast (12 hourly averages); false: the window mean (not an EPA AQI).",
     )
     clock_tolerance_s: float = Field(
         2.0,

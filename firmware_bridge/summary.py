@@ -2,9 +2,10 @@
 
 Statistics (min/mean/max/last) use only values without a disqualifying quality flag
 (out_of_range, sensor_fault, warming_up, no_fix, stale); ``count`` is every row and ``flagged``
-the rows left out. The AQI of a PM sensor uses the window mean of ``pm2_5`` / ``pm10``
-(atmospheric), or with ``aqi_nowcast`` the NowCast of the 12 hourly means before the window end;
-the payload names the table and the basis.
+the rows left out. The AQI of a PM sensor follows the EPA: hourly averages of ``pm2_5`` / ``pm10``
+(atmospheric), the NowCast of the 12 complete hours before the window end for the current AQI
+(``aqi_nowcast = false``: the window mean instead), and the 24-hour mean of the last complete UTC
+day for the daily AQI; each names its basis and its valid hours (see :mod:`firmware_bridge.aqi`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def configure_sensor(
     name: str,
     *,
     aqi_table: str = aqi_mod.DEFAULT_TABLE,
-    aqi_nowcast: bool = False,
+    aqi_nowcast: bool = True,
     clock_tolerance_s: float = 2.0,
 ) -> None:
     """Per-sensor summary settings (the service sets them from the config)."""
@@ -43,7 +44,7 @@ def _settings(name: str) -> dict[str, Any]:
     with _LOCK:
         return dict(
             _SETTINGS.get(
-                name, {"aqi_table": aqi_mod.DEFAULT_TABLE, "aqi_nowcast": False, "clock_tolerance_s": 2.0}
+                name, {"aqi_table": aqi_mod.DEFAULT_TABLE, "aqi_nowcast": True, "clock_tolerance_s": 2.0}
             )
         )
 
@@ -76,45 +77,141 @@ def metric_stats(conn: sqlite3.Connection, start: str, end: str) -> dict[str, di
     return out
 
 
-def _hourly_means(conn: sqlite3.Connection, sensor: str, metric: str, end: str) -> list[float | None]:
-    end_t = dt.datetime.fromisoformat(end.replace("Z", "+00:00")).timestamp()
-    out: list[float | None] = []
-    for h in range(12):
-        a, b = iso_utc(end_t - (h + 1) * 3600), iso_utc(end_t - h * 3600)
-        v = conn.execute(
-            f"SELECT AVG(value) FROM readings WHERE sensor=? AND metric=? AND ts>=? AND ts<?"
-            f" AND (quality & {BAD}) = 0",
+def hourly_means(
+    conn: sqlite3.Connection, sensor: str, metric: str, end_hour: float, hours: int
+) -> list[dict[str, Any]]:
+    """The ``hours`` UTC hours before ``end_hour`` (epoch seconds on an hour), most recent first:
+    ``{"start", "mean", "minutes", "valid"}``. ``mean`` is the average of the unflagged readings; an
+    hour is valid with at least ``HOUR_MIN_MINUTES`` minutes holding a reading (else ``mean`` is None)."""
+    a, b = iso_utc(end_hour - hours * 3600), iso_utc(end_hour)
+    got = {
+        h: (m, v)
+        for h, m, v in conn.execute(
+            f"SELECT substr(ts, 1, 13), COUNT(DISTINCT substr(ts, 1, 16)), AVG(value) FROM readings"
+            f" WHERE sensor = ? AND metric = ? AND ts >= ? AND ts < ? AND (quality & {BAD}) = 0"
+            f" GROUP BY substr(ts, 1, 13)",
             (sensor, metric, a, b),
-        ).fetchone()[0]
-        out.append(v)
+        )
+    }
+    out = []
+    for i in range(hours):
+        t = end_hour - (i + 1) * 3600
+        key = iso_utc(t)[:13]
+        minutes, mean = got.get(key, (0, None))
+        valid = minutes >= aqi_mod.HOUR_MIN_MINUTES and mean is not None
+        out.append({"start": iso_utc(t), "mean": mean if valid else None, "minutes": minutes, "valid": valid})
     return out
+
+
+_POLS = (("pm2_5", "pm25"), ("pm10", "pm10"))
+
+
+def _result(table: str, basis: str, a: str, b: str, conc: dict[str, float | None], hours: dict, why: str):
+    base = {"basis": basis, "from": a, "to": b, "hours_valid": hours}
+    c25, c10 = conc.get("pm2_5"), conc.get("pm10")
+    if c25 is None and c10 is None:
+        return base | {
+            "aqi": None,
+            "category": None,
+            "color": None,
+            "pm2_5": None,
+            "pm10": None,
+            "missing": why,
+        }
+    r = aqi_mod.aqi(c25, c10, table)
+    return base | {
+        "aqi": r["aqi"],
+        "category": r["category"],
+        "color": r["color"],
+        "dominant": r["dominant"],
+        "sub_indices": r["sub_indices"],
+        "pm2_5": c25,
+        "pm10": c10,
+    }
+
+
+_DAILY: dict[tuple[str, str, str], dict[str, Any]] = {}
 
 
 def sensor_aqi(
     conn: sqlite3.Connection, sensor: str, metrics: dict[str, dict[str, Any]], end: str
 ) -> dict | None:
+    """The EPA AQI of a PM sensor: ``current`` (NowCast over the 12 complete hours before ``end``, or
+    the window mean with ``aqi_nowcast = false``) and ``daily`` (24-hour mean of the last complete
+    UTC day), each with its basis, period and the number of valid hours per pollutant."""
+    present = [(m, p) for m, p in _POLS if m in metrics]
+    if not present:
+        return None
     s = _settings(sensor)
     table = s["aqi_table"]
+    end_t = dt.datetime.fromisoformat(end.replace("Z", "+00:00")).timestamp()
+    hour = end_t - end_t % 3600
     if s["aqi_nowcast"]:
-        pm25 = (
-            aqi_mod.nowcast(_hourly_means(conn, sensor, "pm2_5", end), "pm25") if "pm2_5" in metrics else None
+        conc, valid = {}, {}
+        for m, p in present:
+            hrs = hourly_means(conn, sensor, m, hour, 12)
+            conc[m] = aqi_mod.nowcast([h["mean"] for h in hrs], p)
+            valid[m] = sum(h["valid"] for h in hrs)
+        current = _result(
+            table,
+            "nowcast",
+            iso_utc(hour - 12 * 3600),
+            iso_utc(hour),
+            conc,
+            valid,
+            "NowCast needs valid hourly averages in 2 of the 3 latest hours",
         )
-        pm10 = (
-            aqi_mod.nowcast(_hourly_means(conn, sensor, "pm10", end), "pm10") if "pm10" in metrics else None
-        )
-        basis = "nowcast"
     else:
-        pm25 = metrics.get("pm2_5", {}).get("mean")
-        pm10 = metrics.get("pm10", {}).get("mean")
-        basis = "window_mean"
-    if pm25 is None and pm10 is None:
+        conc = {m: metrics[m].get("mean") for m, _ in present}
+        current = _result(table, "window_mean", "", end, conc, {}, "no valid reading in the window")
+        current.pop("hours_valid")
+        current.pop("from")
+    day_end = end_t - end_t % 86400
+    day = iso_utc(day_end - 86400)[:10]
+    key = (sensor, day, table)
+    daily = _DAILY.get(key)
+    if daily is None:
+        conc, valid = {}, {}
+        for m, p in present:
+            hrs = hourly_means(conn, sensor, m, day_end, 24)
+            conc[m] = aqi_mod.daily_mean([h["mean"] for h in hrs], p)
+            valid[m] = sum(h["valid"] for h in hrs)
+        daily = _result(
+            table,
+            "24h_mean",
+            iso_utc(day_end - 86400),
+            iso_utc(day_end),
+            conc,
+            valid,
+            f"a daily AQI needs {aqi_mod.DAY_MIN_HOURS} of 24 valid hourly averages",
+        )
+        with _LOCK:
+            if len(_DAILY) > 256:
+                _DAILY.clear()
+            _DAILY[key] = daily
+    return {"table": table, "current": current, "daily": dict(daily)}
+
+
+def gps_of(name: str, m: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    if "gps_fix_quality" not in m and "clock_offset_s" not in m:
         return None
-    result = aqi_mod.aqi(pm25, pm10, table)
-    result.update({"basis": basis, "pm2_5": pm25, "pm10": pm10})
-    return result
+    off = m.get("clock_offset_s", {}).get("last")
+    tol = _settings(name)["clock_tolerance_s"]
+    return {
+        "sensor": name,
+        "fix_quality": m.get("gps_fix_quality", {}).get("last"),
+        "satellites": m.get("gps_satellites", {}).get("last"),
+        "hdop": m.get("gps_hdop", {}).get("last"),
+        "latitude": m.get("latitude", {}).get("last"),
+        "longitude": m.get("longitude", {}).get("last"),
+        "clock_offset_s": off,
+        "clock_trusted": None if off is None else abs(off) <= tol,
+    }
 
 
 def sensors_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str, Any] | None:
+    """``{sensor: {driver, metrics, health, aqi}}``: one entry per sensor (schema 2: no inner
+    ``sensors`` map; the AQI sits with its sensor; the GPS fix is the ``gps`` section)."""
     try:
         stats = metric_stats(conn, start, end)
         health = {
@@ -127,13 +224,13 @@ def sensors_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str,
         return None
     if not stats and not health:
         return None
-    out: dict[str, Any] = {"sensors": {}, "aqi": {}}
+    out: dict[str, Any] = {}
     for name in sorted(set(stats) | set(health)):
-        entry: dict[str, Any] = {"metrics": stats.get(name, {})}
+        entry: dict[str, Any] = {"driver": health[name][1] if name in health else None}
+        entry["metrics"] = stats.get(name, {})
         if name in health:
             _, driver, connected, ok, bad, resyncs, reconnects, last_error, detail = health[name]
             entry["health"] = {
-                "driver": driver,
                 "connected": bool(connected),
                 "frames_ok": ok,
                 "frames_bad": bad,
@@ -141,24 +238,28 @@ def sensors_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str,
                 "reconnects": reconnects,
                 "last_error": last_error,
             }
-        out["sensors"][name] = entry
+        else:
+            entry["health"] = None
         a = sensor_aqi(conn, name, stats.get(name, {}), end)
         if a:
-            out["aqi"][name] = a
-        m = stats.get(name, {})
-        if "gps_fix_quality" in m or "clock_offset_s" in m:
-            off = m.get("clock_offset_s", {}).get("last")
-            tol = _settings(name)["clock_tolerance_s"]
-            out["gps"] = {
-                "sensor": name,
-                "fix_quality": m.get("gps_fix_quality", {}).get("last"),
-                "satellites": m.get("gps_satellites", {}).get("last"),
-                "hdop": m.get("gps_hdop", {}).get("last"),
-                "clock_offset_s": off,
-                "clock_trusted": None if off is None else abs(off) <= tol,
-            }
+            entry["aqi"] = a
+        out[name] = entry
     return out
 
 
+def gps_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str, Any] | None:
+    """The GPS fix and whether the clock is trusted (the first sensor with a fix in the window)."""
+    try:
+        stats = metric_stats(conn, start, end)
+    except sqlite3.OperationalError:
+        return None
+    for name in sorted(stats):
+        g = gps_of(name, stats[name])
+        if g:
+            return g
+    return None
+
+
 register_summary_section("sensors", sensors_section)
-__all__ = ["sensors_section", "configure_sensor", "metric_stats"]
+register_summary_section("gps", gps_section)
+__all__ = ["sensors_section", "gps_section", "configure_sensor", "metric_stats"]

@@ -36,6 +36,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# The AsyncAPI test parses docs/asyncapi.yaml with the official parser (node); skipped without node.
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && [ ! -d .node/node_modules/@asyncapi/parser ]; then
+  npm install --prefix .node --no-audit --no-fund -q '@asyncapi/parser@3' >/dev/null || echo "WARNING: npm could not install @asyncapi/parser" >&2
+fi
+
 export EDGE_AGENT_MIRROR=${EDGE_AGENT_MIRROR:-../shared/assets}
 export PYTHONUNBUFFERED=1
 

@@ -263,6 +263,21 @@ def latest_readings(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     return out
 
 
+def sensor_aqi(conn: sqlite3.Connection, latest: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The EPA AQI of each PM sensor now (the summary's computation: NowCast and the daily mean)."""
+    try:
+        from firmware_bridge.summary import sensor_aqi as _aqi
+    except ImportError:  # pragma: no cover
+        return {}
+    out = {}
+    now = iso_utc(time.time())
+    for sensor, metrics in latest.items():
+        a = _aqi(conn, sensor, metrics, now)
+        if a:
+            out[sensor] = a
+    return out
+
+
 def sensor_health(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     """The last health snapshot of each sensor, as the daemon wrote it (for when it is not running)."""
     if not has_table(conn, "sensor_health"):

@@ -103,6 +103,10 @@ class Readings(BaseModel):
         ..., description="Newest value per sensor and metric (last 24 h)."
     )
     note: str | None = None
+    aqi: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="US EPA AQI per PM sensor: table, current (NowCast) and daily (24-hour mean), each with basis, category and colour.",
+    )
 
 
 class Outbox(BaseModel):
@@ -292,6 +296,7 @@ def build_app(server: Any) -> FastAPI:
                 conn, sensor=sensor, metric=metric, since=t, after_id=after_id, limit=limit
             )
             out["latest"] = queries.latest_readings(conn)
+            out["aqi"] = queries.sensor_aqi(conn, out["latest"])
             return out
         finally:
             conn.close()

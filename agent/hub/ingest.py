@@ -148,8 +148,7 @@ def summary_rows(site: str, device: str, seq: int, doc: dict[str, Any]) -> dict[
                                     _num(b.get("coverage")),
                                 )
                             )
-    for sensor, a in _dict(_dict(sections.get("sensors")).get("aqi")).items():
-        a = _dict(a)
+    for sensor, a in _aqi_by_sensor(_dict(sections.get("sensors"))):
         if _int(a.get("aqi")) is None:
             continue
         out["aqi"].append(
@@ -170,6 +169,20 @@ def summary_rows(site: str, device: str, seq: int, doc: dict[str, Any]) -> dict[
     return out
 
 
+def _aqi_by_sensor(sensors: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(sensor, AQI) pairs from either contract: 2.x ``{sensor: {aqi: {table, current: {...}}}}``
+    (the current, NowCast AQI) or 1.x ``{aqi: {sensor: {...}}}``."""
+    if "aqi" in sensors and not isinstance(_dict(sensors.get("aqi")).get("current"), dict):
+        return [(k, _dict(v)) for k, v in _dict(sensors.get("aqi")).items()]  # contract 1.x
+    out = []
+    for name, sens in sensors.items():
+        a = _dict(_dict(sens).get("aqi"))
+        cur = _dict(a.get("current"))
+        if cur:
+            out.append((name, {**cur, "table": a.get("table")}))
+    return out
+
+
 def device_facts(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
     """What a message says about its unit now: backlog, clock trust, accelerator."""
     f: dict[str, Any] = {}
@@ -180,7 +193,7 @@ def device_facts(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
         b = _int(_dict(sections.get("health")).get("outbox_backlog"))
         if b is not None:
             f["backlog"] = b
-        gps = _dict(_dict(sections.get("sensors")).get("gps"))
+        gps = _dict(sections.get("gps")) or _dict(_dict(sections.get("sensors")).get("gps"))  # 2.x, 1.x
         if isinstance(gps.get("clock_trusted"), bool):
             f["clock_trusted"] = gps["clock_trusted"]
         for c in _dict(_dict(sections.get("inference")).get("cameras")).values():

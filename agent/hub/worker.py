@@ -38,6 +38,7 @@ from agent.hub import fleet
 from agent.hub.db import HubDB
 from agent.hub.ingest import Ingestor, Result
 from agent.sections import iso_utc
+from agent.sync.topics import SCHEMAS
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +335,7 @@ class Hub:
     def request_replay(self, site: str, device: str, from_seq: int, to_seq: int) -> str:
         req_id = uuid.uuid4().hex[:12]
         body = json.dumps(
-            {"schema": "edge-agent/command/1", "id": req_id, "args": {"from_seq": from_seq, "to_seq": to_seq}}
+            {"schema": SCHEMAS["command"], "id": req_id, "args": {"from_seq": from_seq, "to_seq": to_seq}}
         )
         self.client.publish(f"{self.prefix}/{site}/{device}/cmd/replay", body, qos=1)
         self.replays_requested += 1

@@ -85,7 +85,11 @@ def outbox_status(config: str | None, url: str | None, db: str | None, offline: 
     help="Start at this seq (ascending); default: the newest rows.",
 )
 @click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
-@click.option("--payload", is_flag=True, help="Print each payload (JSON lines).")
+@click.option(
+    "--payload",
+    is_flag=True,
+    help="Print each payload (JSON lines) as stored, before publish: publishing adds `session` (and `replay`).",
+)
 def outbox_list(
     config: str | None,
     url: str | None,
@@ -114,6 +118,7 @@ def outbox_list(
         payload=payload,
     )["items"]
     if payload:
+        click.echo("payloads as stored, before publish: publishing adds session (and replay: true)", err=True)
         for r in rows:
             if r.get("payload") is not None:
                 click.echo(r["payload"])

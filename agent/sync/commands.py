@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.sections import iso_utc
-from agent.sync.topics import SCHEMAS, Topics
+from agent.sync.topics import SCHEMA_VERSION, SCHEMAS, Topics
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,7 @@ class CommandProcessor:
     ) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "schema": SCHEMAS["reply"],
+            "schema_version": SCHEMA_VERSION,
             "device": self.topics.device,
             "site": self.topics.site,
             "ts": iso_utc(time.time()),

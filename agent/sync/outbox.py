@@ -26,7 +26,7 @@ from typing import Any
 
 from agent.sections import iso_utc
 from agent.store.db import Migration, register_migrations
-from agent.sync.topics import SCHEMAS
+from agent.sync.topics import SCHEMA_VERSION, SCHEMAS
 
 #: priority classes (lower goes first in live-first delivery)
 LIVE = 0  # health, events
@@ -103,6 +103,31 @@ register_migrations(
             END;
             """,
         ),
+        Migration(
+            3,
+            "sink_queue: messages for other sinks (NGSI-LD) with their own delivery state; MQTT rows untouched",
+            """
+            CREATE TABLE sink_queue (
+                id INTEGER PRIMARY KEY,
+                sink TEXT NOT NULL,              -- the sink's name, e.g. ngsi-ld
+                kind TEXT NOT NULL,              -- what it holds (the NGSI-LD entity type)
+                key TEXT NOT NULL,               -- idempotency key (the entity id)
+                created TEXT NOT NULL,
+                state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'rejected')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                delivered TEXT,
+                payload TEXT NOT NULL            -- JSON, exactly as sent
+            );
+            CREATE INDEX sink_queue_state ON sink_queue (sink, state, id);
+            CREATE TABLE sink_cursor (
+                sink TEXT NOT NULL,
+                what TEXT NOT NULL,              -- e.g. TrafficFlowObserved: produced up to this time
+                value TEXT NOT NULL,
+                PRIMARY KEY (sink, what)
+            );
+            """,
+        ),
     ],
 )
 
@@ -172,6 +197,7 @@ def enqueue(
     ).fetchone()[0]
     doc = {
         "schema": SCHEMAS[kind],
+        "schema_version": SCHEMA_VERSION,
         "seq": seq,
         **{k: v for k, v in body.items() if k not in ("seq", "session")},
     }

@@ -30,13 +30,38 @@ from agent.store.writer import Writer
 from agent.sync import health as _health
 from agent.sync import outbox
 from agent.sync.commands import CommandProcessor, known_commands
+from agent.sync.contract import pipeline_projection
 from agent.sync.mqtt import MqttLink
 from agent.sync.publisher import Publisher
 from agent.sync.retention import Retention
 from agent.sync.summary import SummaryBuilder
-from agent.sync.topics import SCHEMAS, Topics
+from agent.sync.topics import SCHEMA_VERSION, SCHEMAS, Topics
 
 log = logging.getLogger(__name__)
+
+
+def birth_models(live: dict[str, Any], default_model: str) -> dict[str, Any]:
+    """The birth's model fields from the pipeline's status: the default ``model``, its active
+    ``accelerator`` (the first loaded model's when the default is not loaded; None with no model), and
+    per loaded model its accelerator and the reasons the better ones were skipped (fallbacks); models
+    that failed to load are in ``model_errors``."""
+    loaded = live.get("models") or {}
+    models = {
+        name: {
+            "accelerator": m.get("accelerator"),
+            "fallback_reasons": list(m.get("reasons") or []),
+            "family": m.get("family"),
+        }
+        for name, m in sorted(loaded.items())
+        if isinstance(m, dict)
+    }
+    main = models.get(default_model) or next(iter(models.values()), None)
+    return {
+        "model": default_model,
+        "accelerator": main["accelerator"] if main else None,
+        "models": models,
+        "model_errors": {str(k): str(v) for k, v in (live.get("model_errors") or {}).items()},
+    }
 
 
 class SyncService:
@@ -101,6 +126,14 @@ class SyncService:
             self.link.on_ack = (
                 self.publisher.on_ack
             )  # straight to the publisher: runs once per message in paho's thread
+        #: other sinks (the NGSI-LD context broker), each with its own delivery state in sink_queue
+        self.sinks: dict[str, Any] = {}
+        import agent.ngsi_ld.sink  # noqa: F401  - registers its retention step (delivered sink rows)
+
+        if getattr(cfg, "ngsi_ld", None) is not None and cfg.ngsi_ld.enabled:
+            from agent.ngsi_ld.sink import SINK, NgsiLdSink
+
+            self.sinks[SINK] = NgsiLdSink(cfg, writer, self._reader)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self.last_progress = time.monotonic()
@@ -116,6 +149,8 @@ class SyncService:
             self.commands.start()
             self.publisher.start()
             self.link.start()
+        for sink in self.sinks.values():
+            sink.start()
         self._ticker = threading.Thread(target=self._tick_loop, name="sync-ticker", daemon=True)
         self._ticker.start()
         return self
@@ -124,6 +159,8 @@ class SyncService:
         """Publish what can be published within ``deadline_s``, publish offline status, disconnect."""
         end = time.monotonic() + deadline_s
         self._stop.set()
+        for sink in self.sinks.values():
+            sink.stop(max(0.5, min(3.0, end - time.monotonic())))
         if self._ticker:
             self._ticker.join(max(0.5, min(5.0, end - time.monotonic())))
             self._ticker = None
@@ -136,6 +173,12 @@ class SyncService:
             self.publisher.stop(max(0.5, end - time.monotonic()))
 
     # -- public helpers --------------------------------------------------------------------------
+    def models_ready(self) -> None:
+        """The pipeline loaded its models: publish the birth again so it names the active accelerator
+        (the birth at connect may precede the models: accelerator null, models {})."""
+        if self.link is not None:
+            self.link.republish_birth()
+
     def publish_event(self, type_: str, data: dict[str, Any], *, block: bool = False) -> bool:
         """Queue an event (an alert) for the hub: live priority, through the outbox, with a seq."""
         body = {
@@ -205,6 +248,7 @@ class SyncService:
             "pruned": st["pruned"],
             "gaps": st["gaps"],
             "summaries_written": self.builder.written,
+            "sinks": {name: sink.health() for name, sink in self.sinks.items()},
             "restarts": dict(self.restarts),
             "uptime_s": _health.agent_uptime_s(),
         }
@@ -249,14 +293,14 @@ class SyncService:
             last, first = None, None
         return {
             "schema": SCHEMAS["status"],
+            "schema_version": SCHEMA_VERSION,
             "state": "online",
             "device": self.topics.device,
             "site": self.topics.site,
             "ts": iso_utc(time.time()),
             "session": session,
             "agent_version": __version__,
-            "model": live.get("model", self.cfg.inference.model),
-            "accelerator": live.get("accelerator"),
+            **birth_models(live, self.cfg.inference.model),
             # set while the model runs below its accelerator (lost mid-run): which, since when, why
             "accelerator_fallback": live.get("accelerator_fallback"),
             "config_hash": self.cfg.config_hash(),
@@ -269,6 +313,7 @@ class SyncService:
     def _death(self, session: int) -> dict[str, Any]:
         return {
             "schema": SCHEMAS["status"],
+            "schema_version": SCHEMA_VERSION,
             "state": "offline",
             "device": self.topics.device,
             "site": self.topics.site,
@@ -335,8 +380,10 @@ class SyncService:
                 if k in ("connected", "backlog", "in_flight", "reconnects", "last_error", "session")
             },
             "writer": self.writer.stats(),
-            "pipeline": self._live_status(),
         }
+        pipeline = pipeline_projection(self._live_status())
+        if pipeline:  # absent when the sync service runs without a pipeline (tests, the hub's own tools)
+            body["pipeline"] = pipeline
         topic = self.topics.kind("health")
         body = json.loads(json.dumps(body, default=str))
         if outbox.submit(

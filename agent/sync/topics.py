@@ -11,14 +11,12 @@ from dataclasses import dataclass
 KINDS = ("summary", "status", "health", "event")
 SEQ_KINDS = ("summary", "health", "event")
 
-#: schema ids: every payload has ``"schema": "<id>"`` and a JSON Schema in docs/schemas/<kind>.schema.json
+#: the contract version (semver, see agent.sync.contract); every payload has ``"schema_version"``
+SCHEMA_VERSION = "2.0.0"
+#: schema ids: every payload has ``"schema": "<id>"`` (its major) and a JSON Schema in docs/schemas/<kind>.schema.json
 SCHEMAS = {
-    "summary": "edge-agent/summary/1",
-    "status": "edge-agent/status/1",
-    "health": "edge-agent/health/1",
-    "event": "edge-agent/event/1",
-    "command": "edge-agent/command/1",
-    "reply": "edge-agent/reply/1",
+    k: f"edge-agent/{k}/{SCHEMA_VERSION.split('.')[0]}"
+    for k in ("summary", "status", "health", "event", "command", "reply")
 }
 
 

@@ -212,6 +212,10 @@ def test_status_page_in_chromium_shows_snapshot_and_counts(live_agent, chromium,
             page.wait_for_function(
                 "() => document.getElementById('sensors').textContent.includes('pm2_5')", timeout=20_000
             )
+            # the EPA AQI with its basis and category colour (a fresh unit: NowCast says what it lacks)
+            assert "AQI now (nowcast)" in page.text_content("#sensors")
+            assert "AQI daily (24h_mean)" in page.text_content("#sensors")
+            assert page.locator("#sensors .aqi-swatch").count() == 2
             assert page.get_attribute("#light-camera", "data-state") == "ok"
             assert page.locator("#lights .light").count() == 6
             width = page.evaluate("document.querySelector('img[data-camera=\"road\"]').naturalWidth")

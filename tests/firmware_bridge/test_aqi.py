@@ -104,3 +104,89 @@ def test_aqi_cli(cli):
     assert r.returncode == 0 and "AQI 56 (Moderate)" in r.stdout and "epa-2024" in r.stdout
     r = cli("aqi")
     assert r.returncode != 0 and "pm25" in r.stderr
+
+
+# -- EPA AQI over time: hourly averages, NowCast, the daily 24-hour mean, missing data ----------------
+# Rules from the EPA technical assistance document for the AQI (EPA-454/B-24-002, May 2024) and
+# AirNow's notes on it: NowCast weight factor w = min/max of the 12 hours, at least 0.5, the most
+# recent hour weighted w^0; 2 of the 3 latest hours must be valid; the raw hourly averages are used
+# and the NowCast is truncated (PM2.5 to 0.1); the daily AQI is the 24-hour mean with 18 of 24 hours;
+# the AQI is rounded to the nearest integer.
+
+
+def test_nowcast_pulse_example():
+    # A single hour of 71 ug/m3 after eleven hours of 0: w* = 0 -> w = 0.5;
+    # NowCast = 71 / (1 + 0.5 + ... + 0.5^11) = 71 / 1.99951 = 35.508 -> 35.5 -> AQI 101 (2024 table)
+    c = nowcast([71.0] + [0.0] * 11)
+    assert c == 35.5
+    assert aqi(c)["aqi"] == 101 and aqi(c)["category"] == "Unhealthy for Sensitive Groups"
+    # an hour later the pulse is one hour old: (0 + 0.5*71) / 1.99951 = 17.75 -> 17.7 -> AQI 67 (49/26.3 * 8.6 + 51 = 67.02)
+    c = nowcast([0.0, 71.0] + [0.0] * 10)
+    assert c == 17.7 and aqi(c)["aqi"] == 67
+
+
+def test_nowcast_uses_raw_hours_and_truncates_the_result():
+    # steady air: w = 1, the NowCast is the plain average of the hours present
+    assert nowcast([12.34, 12.34, 12.34]) == 12.3
+    # missing hours are skipped, not filled: [10, -, 20, 20] -> w = 0.5, (10 + 0.25*20 + 0.125*20) / 1.375
+    assert nowcast([10.0, None, 20.0, 20.0]) == 12.7
+    # 2 of the 3 latest hours: the latest two missing -> no NowCast, whatever came before
+    assert nowcast([None, None, 20.0] + [20.0] * 9) is None
+    assert nowcast([None, 15.0, 15.0]) == 15.0
+
+
+def test_daily_mean_needs_18_of_24_hours():
+    from firmware_bridge.aqi import daily_mean
+
+    full = [10.0] * 12 + [20.0] * 12
+    assert daily_mean(full) == 15.0 and aqi(daily_mean(full))["aqi"] == 62  # 49/26.3 * 5.9 + 51 = 61.99
+    day_with_gaps = [10.0] * 12 + [20.0] * 6 + [None] * 6  # 18 valid hours: (120 + 120) / 18 = 13.33
+    assert daily_mean(day_with_gaps) == 13.3
+    too_few = [10.0] * 17 + [None] * 7
+    assert daily_mean(too_few) is None
+    assert daily_mean([54.9] * 24, "pm10") == 54.0
+
+
+def _fill(conn, sensor, hours: dict[int, tuple[float, int]], day_start: float) -> None:
+    """Readings for ``{hour_of_day: (value, minutes with a reading)}`` of the UTC day at ``day_start``."""
+    from agent.sections import iso_utc
+
+    rows = []
+    for h, (value, minutes) in hours.items():
+        for m in range(minutes):
+            rows.append((iso_utc(day_start + h * 3600 + m * 60 + 1), sensor, "pm2_5", value, "ug/m3", 0))
+    conn.executemany(
+        "INSERT INTO readings (ts, sensor, metric, value, unit, quality) VALUES (?,?,?,?,?,?)", rows
+    )
+
+
+def test_summary_daily_aqi_and_a_day_with_missing_hours(tmp_path):
+    from agent.sections import iso_utc
+    from agent.store.db import Database
+    from firmware_bridge import summary
+
+    db = Database(tmp_path / "aqi.sqlite")
+    today = (1796169600 // 86400) * 86400  # a UTC midnight
+    # yesterday: 20 hours of 12.0 (60 minutes each), hour 5 has only 30 minutes (invalid, not guessed),
+    # hours 20..23 missing: 19 valid hours -> daily mean 12.0 -> AQI 56 (Moderate)
+    hours = {h: (12.0, 60) for h in range(20)}
+    hours[5] = (500.0, 30)
+    _fill(db.conn, "air", hours, today - 86400)
+    # another sensor, yesterday: only 10 hours
+    _fill(db.conn, "air2", {h: (12.0, 60) for h in range(10)}, today - 86400)
+    _fill(db.conn, "air", {0: (12.0, 2)}, today)  # the sensors still report in the summarised window
+    _fill(db.conn, "air2", {0: (12.0, 2)}, today)
+    end = iso_utc(today + 300)
+    s = summary.sensors_section(db.conn, iso_utc(today), end)
+    d = s["air"]["aqi"]["daily"]
+    assert d["basis"] == "24h_mean" and d["from"] == iso_utc(today - 86400) and d["to"] == iso_utc(today)
+    assert d["hours_valid"] == {"pm2_5": 19} and d["pm2_5"] == 12.0 and d["aqi"] == 56
+    assert d["category"] == "Moderate" and d["color"] == "#ffff00"
+    d2 = s["air2"]["aqi"]["daily"]
+    assert d2["aqi"] is None and d2["hours_valid"] == {"pm2_5": 10} and "18 of 24" in d2["missing"]
+    hrs = summary.hourly_means(db.conn, "air", "pm2_5", today, 24)
+    assert [h["valid"] for h in hrs][::-1] == [h < 20 and h != 5 for h in range(24)]
+    assert hrs[-6]["minutes"] == 30 and hrs[-6]["mean"] is None  # hour 5: marked, not guessed
+    # NowCast at 00:05 uses hours 12..23 of yesterday: the latest three (21, 22, 23) are missing
+    cur = s["air"]["aqi"]["current"]
+    assert cur["aqi"] is None and "2 of the 3" in cur["missing"]

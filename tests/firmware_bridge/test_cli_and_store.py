@@ -166,11 +166,15 @@ def test_schema_and_summary_with_nowcast_and_gps(db_path):
     assert ("sensors", 1) in {
         (c, v) for c, v in db.conn.execute("SELECT component, version FROM _migrations")
     }
-    end_t = time.time()
+    end_t = (time.time() // 3600) * 3600 + 600  # 10 minutes into the current UTC hour
+    hour = end_t - 600
     rows = []
-    for h in range(12):  # hourly PM2.5: 40 in the latest hour, 20 before
-        rows.append((iso_utc(end_t - h * 3600 - 60), "pm", "pm2_5", 40.0 if h == 0 else 20.0, "ug/m3", 0))
+    for h in range(12):  # hourly PM2.5 with a reading in 50 minutes of each hour: 40 in the latest, 20 before
+        for minute in range(50):
+            t = hour - (h + 1) * 3600 + minute * 60 + 5
+            rows.append((iso_utc(t), "pm", "pm2_5", 40.0 if h == 0 else 20.0, "ug/m3", 0))
     rows += [
+        (iso_utc(end_t - 40), "pm", "pm2_5", 40.0, "ug/m3", 0),
         (iso_utc(end_t - 30), "pm", "pm2_5", 900.0, "ug/m3", Q_WARMING_UP),  # flagged: left out of the stats
         (iso_utc(end_t - 20), "gps", "gps_fix_quality", 1.0, "code", 0),
         (iso_utc(end_t - 20), "gps", "clock_offset_s", -7200.0, "s", 0),
@@ -178,22 +182,31 @@ def test_schema_and_summary_with_nowcast_and_gps(db_path):
     db.conn.executemany(
         "INSERT INTO readings (ts, sensor, metric, value, unit, quality) VALUES (?,?,?,?,?,?)", rows
     )
-    start, end = iso_utc(end_t - 600), iso_utc(end_t)
+    start, end = iso_utc(end_t - 300), iso_utc(end_t)
     summary.configure_sensor("pm", aqi_table="epa-2024", aqi_nowcast=True)
     try:
         s = summary.sensors_section(db.conn, start, end)
+        g = summary.gps_section(db.conn, start, end)
     finally:
         summary.configure_sensor("pm")
-    pm = s["sensors"]["pm"]["metrics"]["pm2_5"]
+    pm = s["pm"]["metrics"]["pm2_5"]
     assert (pm["count"], pm["flagged"], pm["mean"], pm["max"], pm["last"]) == (2, 1, 40.0, 40.0, 40.0)
-    # NowCast: w = 0.5; (40 + 20*(0.5 + ... + 0.5^11)) / (1 + ... + 0.5^11) = 30.0 -> AQI 90
-    a = s["aqi"]["pm"]
-    assert a["basis"] == "nowcast" and a["pm2_5"] == 30.0 and a["aqi"] == 90 and a["table"] == "epa-2024"
-    assert s["gps"] == {
+    # NowCast over the 12 complete hours: w = 0.5; (40 + 20*(0.5 + ... + 0.5^11)) / (1 + ... + 0.5^11) = 30.0 -> AQI 90
+    a = s["pm"]["aqi"]
+    cur = a["current"]
+    assert (
+        a["table"] == "epa-2024" and cur["basis"] == "nowcast" and cur["pm2_5"] == 30.0 and cur["aqi"] == 90
+    )
+    assert cur["category"] == "Moderate" and cur["color"] == "#ffff00" and cur["hours_valid"] == {"pm2_5": 12}
+    assert cur["from"] == iso_utc(hour - 12 * 3600) and cur["to"] == iso_utc(hour)
+    assert a["daily"]["basis"] == "24h_mean"  # yesterday (UTC) has at most 11 of 24 hours here
+    assert g == {
         "sensor": "gps",
         "fix_quality": 1.0,
         "satellites": None,
         "hdop": None,
+        "latitude": None,
+        "longitude": None,
         "clock_offset_s": -7200.0,
         "clock_trusted": False,
     }

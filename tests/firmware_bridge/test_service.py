@@ -178,7 +178,7 @@ def test_readings_reach_the_summary(rig, store):
     store[1].flush(5)
     end = iso_utc(time.time() + 1)
     section = summary_sections()["sensors"](conn, start, end)
-    m = section["sensors"]["sds011"]["metrics"]["pm2_5"]
+    m = section["sds011"]["metrics"]["pm2_5"]
     rows = [
         r[0]
         for r in conn.execute(
@@ -190,9 +190,12 @@ def test_readings_reach_the_summary(rig, store):
     assert m["count"] == len(rows) and m["min"] == min(rows) and m["max"] == max(rows)
     assert m["mean"] == pytest.approx(sum(rows) / len(rows), abs=1e-3) and m["last"] == rows[-1]
     assert m["unit"] == "ug/m3"
-    a = section["aqi"]["sds011"]
-    assert a["table"] == "epa-2012" and a["basis"] == "window_mean" and a["aqi"] > 0 and a["category"]
-    assert section["sensors"]["sds011"]["health"]["connected"] is True
+    a = section["sds011"]["aqi"]
+    # NowCast (the default) needs complete hours: a fresh sensor has none, so the AQI is marked missing
+    assert a["table"] == "epa-2012" and a["current"]["basis"] == "nowcast" and a["current"]["aqi"] is None
+    assert a["current"]["hours_valid"] == {"pm2_5": 0, "pm10": 0} and "2 of the 3" in a["current"]["missing"]
+    assert a["daily"]["aqi"] is None and "18 of 24" in a["daily"]["missing"]
+    assert section["sds011"]["health"]["connected"] is True and section["sds011"]["driver"] == "sds011"
 
 
 def test_missing_port_backs_off_without_blocking(store, tmp_path):

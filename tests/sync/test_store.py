@@ -52,7 +52,11 @@ def test_seq_increases_by_one_survives_restart_and_rollback(db_path):
     db.conn.execute("COMMIT")
     assert _enqueue(db.conn, 1) == [6]  # pruning the newest rows does not reuse their seqs
     payload = json.loads(db.conn.execute("SELECT payload FROM outbox_payload WHERE seq = 6").fetchone()[0])
-    assert payload["seq"] == 6 and payload["schema"] == "edge-agent/summary/1"
+    assert (
+        payload["seq"] == 6
+        and payload["schema"] == "edge-agent/summary/2"
+        and payload["schema_version"] == "2.0.0"
+    )
     db.close()
 
 

@@ -1,0 +1,331 @@
+"""The NGSI-LD sink: entities into ``sink_queue`` (SQLite), then batched upserts to a context broker.
+
+Two steps on one thread, like the MQTT path:
+
+1. **Produce** (every ``interval_s``): the bins and hours completed since the sink's cursor become
+   entities (:mod:`agent.ngsi_ld.encode`, the same code as ``edge-agent export ngsi-ld``); they are
+   queued in ``sink_queue`` and the cursor moves in the same transaction, so a crash neither loses
+   nor doubles a step.
+2. **Send**: pending rows, oldest first, one entity type per request (one ``Link`` context),
+   ``batch_size`` at a time: ``POST {url}/ngsi-ld/v1/entityOperations/upsert`` with
+   ``Content-Type: application/json``, the ``Link`` header, ``NGSILD-Tenant`` and a bearer token when
+   configured. 201/204: delivered. 207: the ids in ``success`` are delivered; those in ``errors``
+   with a 400-class problem are ``rejected`` (named in the log and ``last_error``), the others retried.
+   Connection errors, timeouts (a hanging broker), 401/403/408/429 and 5xx: nothing is marked, the
+   batch is retried with exponential backoff and jitter from ``retry_initial_s`` to ``retry_max_s``,
+   forever. Another 4xx: the batch is rejected (a broker that refuses our payload would refuse it
+   forever; the rows stay in the database for inspection).
+
+A row is ``delivered`` only after the broker's success answer. Ids are stable URNs, so the re-send of
+a batch whose answer was lost is an idempotent upsert.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from agent.ngsi_ld import encode
+from agent.sections import iso_utc
+from agent.sync import outbox
+
+log = logging.getLogger(__name__)
+
+SINK = "ngsi-ld"
+UPSERT_PATH = "/ngsi-ld/v1/entityOperations/upsert"
+RETRY_STATUS = {401, 403, 408, 425, 429}
+
+
+def link_header(entity_type: str) -> str:
+    return f'<{encode.context_for(entity_type)}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+
+
+class NgsiLdSink:
+    """Args:
+    cfg: the whole AgentConfig (``ngsi_ld`` section, device, cameras, sensors).
+    writer: the database writer (every state change is one of its transactions).
+    reader: returns a read connection.
+    clock: wall clock.
+    """
+
+    def __init__(
+        self, cfg: Any, writer: Any, reader: Callable[[], sqlite3.Connection], clock=time.time
+    ) -> None:
+        self.cfg = cfg
+        self.ncfg = cfg.ngsi_ld
+        self.writer = writer
+        self.reader = reader
+        self.clock = clock
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+        self.delivered = 0
+        self.rejected = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self.next_try_in_s: float | None = None
+        self.last_progress = time.monotonic()
+        self._delay = 0.0
+        token = None
+        if self.ncfg.token_file:
+            token = self.ncfg.token_file.read_text().strip()
+        self._token = token
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> NgsiLdSink:
+        self._thread = threading.Thread(target=self._run, name="ngsi-ld-sink", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+    def health(self) -> dict[str, Any]:
+        conn = self.reader()
+        try:
+            counts = dict(
+                conn.execute(
+                    "SELECT state, COUNT(*) FROM sink_queue WHERE sink = ? GROUP BY state", (SINK,)
+                ).fetchall()
+            )
+        finally:
+            conn.close()
+        return {
+            "url": self.ncfg.url,
+            "pending": counts.get("pending", 0),
+            "delivered": counts.get("delivered", 0),
+            "rejected": counts.get("rejected", 0),
+            "requests": self.sent,
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "next_try_in_s": self.next_try_in_s,
+        }
+
+    # -- produce --------------------------------------------------------------------------------
+    def produce(self, now: float | None = None) -> int:
+        """Queue the entities of everything completed since the cursor. Returns the entities queued."""
+        from agent.ngsi_ld import source
+        from agent.ngsi_ld.cli import unit_of
+
+        now = self.clock() if now is None else now
+        until = iso_utc(now)
+        conn = self.reader()
+        try:
+            cursors = dict(
+                conn.execute("SELECT what, value FROM sink_cursor WHERE sink = ?", (SINK,)).fetchall()
+            )
+            default = iso_utc(now - self.ncfg.lookback_s)
+            unit = unit_of(conn, self.cfg)
+            batches: list[tuple[str, list[dict[str, Any]], str]] = []
+            for t in self.ncfg.types:
+                since = cursors.get(t, default)
+                if since >= until:
+                    continue
+                if t == "TrafficFlowObserved":
+                    es = source.traffic(conn, self.cfg, since, until, unit)
+                    new_cursor = until
+                else:
+                    es = source.air_quality(conn, self.cfg, since, until, unit)
+                    new_cursor = iso_utc(now - now % 3600)  # only complete hours were encoded
+                batches.append((t, es, new_cursor))
+        finally:
+            conn.close()
+        form = self.ncfg.form
+        created = iso_utc(now)
+
+        def write(c: sqlite3.Connection) -> None:
+            for t, es, cur in batches:
+                c.executemany(
+                    "INSERT INTO sink_queue (sink, kind, key, created, payload) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (
+                            SINK,
+                            t,
+                            e["id"],
+                            created,
+                            json.dumps(encode.normalized(e) if form == "normalized" else e),
+                        )
+                        for e in es
+                    ],
+                )
+                c.execute(
+                    "INSERT INTO sink_cursor (sink, what, value) VALUES (?, ?, ?)"
+                    " ON CONFLICT (sink, what) DO UPDATE SET value = excluded.value",
+                    (SINK, t, cur),
+                )
+
+        if not outbox.submit(self.writer, write, kind="ngsi-ld", block=True, timeout_s=10):
+            self.last_error = "writer queue full: entities postponed"
+            return 0
+        self.writer.flush(10)
+        return sum(len(es) for _, es, _ in batches)
+
+    # -- send -----------------------------------------------------------------------------------
+    def _pending(self) -> list[tuple[int, str, str, str]]:
+        conn = self.reader()
+        try:
+            first = conn.execute(
+                "SELECT kind FROM sink_queue WHERE sink = ? AND state = 'pending' ORDER BY id LIMIT 1",
+                (SINK,),
+            ).fetchone()
+            if not first:
+                return []
+            return conn.execute(
+                "SELECT id, kind, key, payload FROM sink_queue WHERE sink = ? AND state = 'pending' AND kind = ?"
+                " ORDER BY id LIMIT ?",
+                (SINK, first[0], self.ncfg.batch_size),
+            ).fetchall()
+        finally:
+            conn.close()
+
+    def _mark(self, ids: list[int], state: str, error: str | None = None) -> None:
+        now = iso_utc(time.time())
+
+        def write(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "UPDATE sink_queue SET state = ?, attempts = attempts + 1, last_error = ?, delivered = ? WHERE id = ?",
+                [(state, error, now if state == "delivered" else None, i) for i in ids],
+            )
+
+        outbox.submit(self.writer, write, kind="ngsi-ld", block=True, timeout_s=10)
+        self.writer.flush(10)
+
+    def _post(self, entity_type: str, body: bytes) -> tuple[int, bytes]:
+        url = (
+            self.ncfg.url.rstrip("/")
+            + UPSERT_PATH
+            + ("?options=keyValues" if self.ncfg.form == "keyValues" else "")
+        )
+        headers = {
+            "Content-Type": "application/json",
+            "Link": link_header(entity_type),
+            "Accept": "application/json",
+        }
+        if self.ncfg.tenant:
+            headers["NGSILD-Tenant"] = self.ncfg.tenant
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.ncfg.timeout_s) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def send_once(self) -> int | None:
+        """Send one batch. Returns the number of rows delivered, or None when it must be retried."""
+        rows = self._pending()
+        if not rows:
+            return 0
+        etype = rows[0][1]
+        body = ("[" + ",".join(r[3] for r in rows) + "]").encode()
+        self.sent += 1
+        try:
+            status, text = self._post(etype, body)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            return self._retry(f"context broker {self.ncfg.url} unreachable: {getattr(exc, 'reason', exc)}")
+        ids = {r[2]: r[0] for r in rows}
+        if status in (200, 201, 204):
+            self._mark(list(ids.values()), "delivered")
+            self.delivered += len(ids)
+            self._delay = 0.0
+            self.last_error = None
+            return len(ids)
+        if status == 207:
+            try:
+                doc = json.loads(text or b"{}")
+            except ValueError:
+                return self._retry("context broker answered 207 without a JSON body")
+            ok = [ids[i] for i in doc.get("success", []) if i in ids]
+            bad, retry = [], []
+            for err in doc.get("errors", []):
+                rid = ids.get(err.get("entityId"))
+                if rid is None:
+                    continue
+                code = (err.get("error") or {}).get("status") or 400
+                (retry if int(code) >= 500 or int(code) in RETRY_STATUS else bad).append((rid, err))
+            if ok:
+                self._mark(ok, "delivered")
+                self.delivered += len(ok)
+            for rid, err in bad:
+                msg = f"rejected by the context broker: {json.dumps(err.get('error'))[:300]}"
+                log.error("NGSI-LD entity %s %s", err.get("entityId"), msg)
+                self._mark([rid], "rejected", msg)
+                self.rejected += 1
+            if retry:
+                return self._retry(f"context broker failed {len(retry)} entities of a batch (207)")
+            self._delay = 0.0
+            return len(ok)
+        detail = (text or b"")[:300].decode("utf-8", "replace")
+        if status >= 500 or status in RETRY_STATUS:
+            hint = " (check ngsi_ld.token_file)" if status in (401, 403) else ""
+            return self._retry(f"context broker answered HTTP {status}{hint}: {detail}")
+        msg = f"context broker refused the batch: HTTP {status}: {detail}"
+        log.error("NGSI-LD %s", msg)
+        self._mark(list(ids.values()), "rejected", msg)
+        self.rejected += len(ids)
+        self.last_error = msg
+        return 0
+
+    def _retry(self, error: str) -> None:
+        self.failures += 1
+        self.last_error = error
+        base = self.ncfg.retry_initial_s if self._delay == 0 else min(self.ncfg.retry_max_s, self._delay * 2)
+        self._delay = base
+        self.next_try_in_s = round(random.uniform(base / 2, base), 3)
+        log.warning("NGSI-LD sink: %s; retrying in %.1f s", error, self.next_try_in_s)
+        return None
+
+    def _run(self) -> None:
+        next_produce = 0.0
+        while not self._stop.is_set():
+            self.last_progress = time.monotonic()
+            try:
+                if time.monotonic() >= next_produce:
+                    self.produce()
+                    next_produce = time.monotonic() + self.ncfg.interval_s
+                n = self.send_once()
+            except Exception as exc:  # a bug must not end the sink for good
+                log.exception("NGSI-LD sink: unexpected error")
+                n = self._retry(f"internal error: {exc!r}")
+            if n is None:
+                self._stop.wait(self.next_try_in_s or self.ncfg.retry_initial_s)
+                self.next_try_in_s = None
+            elif n == 0:
+                self._wake.wait(max(0.05, next_produce - time.monotonic()))
+                self._wake.clear()
+
+
+def prune_delivered(conn: sqlite3.Connection, limit: int) -> int:
+    """Retention step: the oldest delivered (or rejected) rows of the sink queue, after the MQTT ones."""
+    cur = conn.execute(
+        "DELETE FROM sink_queue WHERE id IN (SELECT id FROM sink_queue WHERE state != 'pending' ORDER BY id LIMIT ?)",
+        (limit,),
+    )
+    outbox.add_counter(conn, "pruned_other", cur.rowcount)
+    return cur.rowcount
+
+
+def _register() -> None:
+    from agent.sync.retention import register_prune_step
+
+    register_prune_step(55, "delivered sink messages", prune_delivered)
+
+
+_register()

@@ -1,0 +1,158 @@
+"""The rows the NGSI-LD encoder needs, read from the agent's database (read-only is enough)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from agent.ngsi_ld import encode
+
+
+def _table(conn: sqlite3.Connection, name: str) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
+        is not None
+    )
+
+
+def volume_bins(conn: sqlite3.Connection, since: str, until: str) -> list[dict[str, Any]]:
+    """Completed volume bins that end in ``(since, until]``."""
+    if not _table(conn, "volume_bins"):
+        return []
+    rows = conn.execute(
+        "SELECT camera, line, direction, class, bin_start, bin_s, count, coverage_s FROM volume_bins"
+        " WHERE strftime('%Y-%m-%dT%H:%M:%fZ', bin_start, '+' || bin_s || ' seconds') > ?"
+        " AND strftime('%Y-%m-%dT%H:%M:%fZ', bin_start, '+' || bin_s || ' seconds') <= ?"
+        " ORDER BY bin_start, camera, line, direction, class",
+        (since, until),
+    ).fetchall()
+    return [
+        {
+            "camera": c,
+            "line": ln,
+            "direction": d,
+            "class": cls,
+            "start": s,
+            "seconds": int(bs),
+            "count": int(n),
+            "coverage": (cov / bs) if bs else 0.0,
+        }
+        for c, ln, d, cls, s, bs, n, cov in rows
+    ]
+
+
+def zone_occupancy(conn: sqlite3.Connection, since: str, until: str) -> dict[tuple[str, str, str], float]:
+    """``(camera, zone, bin start) -> mean objects in the zone over the observed part of the bin``."""
+    if not _table(conn, "zone_bins"):
+        return {}
+    return {
+        (c, z, s): (occ / cov if cov else 0.0)
+        for c, z, s, occ, cov in conn.execute(
+            "SELECT camera, zone, bin_start, occupancy_s, coverage_s FROM zone_bins WHERE bin_start >= ? AND bin_start < ?",
+            (since, until),
+        )
+    }
+
+
+def bin_speeds(conn: sqlite3.Connection, bins: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+    """``(camera, bin start) -> mean speed (km/h)`` of the speeds measured inside each bin."""
+    if not bins or not _table(conn, "speeds"):
+        return {}
+    out: dict[tuple[str, str], float] = {}
+    for cam, start, seconds in sorted({(b["camera"], b["start"], b["seconds"]) for b in bins}):
+        t0 = encode._parse(start)
+        v = conn.execute(
+            "SELECT AVG(speed_kmh) FROM speeds WHERE camera = ? AND ts >= ? AND ts < ?",
+            (cam, start, encode._iso(t0 + seconds)),
+        ).fetchone()[0]
+        if v is not None:
+            out[(cam, start)] = v
+    return out
+
+
+def traffic(
+    conn: sqlite3.Connection, cfg: Any, since: str, until: str, unit: encode.Unit
+) -> list[dict[str, Any]]:
+    """TrafficFlowObserved entities of the bins that ended in ``(since, until]``.
+
+    Occupancy comes from a zone: the zone named like the line, else the camera's only zone."""
+    bins = volume_bins(conn, since, until)
+    directions: dict[tuple[str, str], tuple[str, str]] = {}
+    zone_of: dict[tuple[str, str], str] = {}
+    for cam in getattr(cfg, "cameras", []) or []:
+        a = getattr(cam, "analytics", None)
+        if a is None:
+            continue
+        zones = [z.name for z in a.zones]
+        for ln in a.lines:
+            directions[(cam.name, ln.name)] = tuple(ln.directions)
+            if ln.name in zones:
+                zone_of[(cam.name, ln.name)] = ln.name
+            elif len(zones) == 1:
+                zone_of[(cam.name, ln.name)] = zones[0]
+    occ_z = zone_occupancy(conn, encode._iso(encode._parse(since) - 86400), until)
+    occupancy = {
+        (c, ln, s): occ_z[(c, zone_of[(c, ln)], s)]
+        for (c, ln) in zone_of
+        for s in {b["start"] for b in bins if b["camera"] == c and b["line"] == ln}
+        if (c, zone_of[(c, ln)], s) in occ_z
+    }
+    return encode.traffic_flow_entities(
+        bins, unit=unit, directions=directions, occupancy=occupancy, speeds=bin_speeds(conn, bins)
+    )
+
+
+def air_quality(
+    conn: sqlite3.Connection, cfg: Any, since: str, until: str, unit: encode.Unit, *, partial: bool = False
+) -> list[dict[str, Any]]:
+    """AirQualityObserved entities for every complete UTC hour in ``[since, until)`` of every PM sensor;
+    with ``partial`` also the hours the range only overlaps, e.g. the current one (marked by its
+    ``reliability``; re-sending it later is an upsert of the same id)."""
+    if not _table(conn, "readings"):
+        return []
+    from firmware_bridge import aqi as aqi_mod
+    from firmware_bridge import summary as fs
+
+    tables = {s.name: (s.aqi_table, s.aqi_nowcast) for s in getattr(cfg, "sensors", []) or []}
+    t0 = encode._parse(since)
+    t1 = encode._parse(until)
+    if partial:
+        first, last = t0 - t0 % 3600, t1 - t1 % 3600 + (3600 if t1 % 3600 else 0)
+    else:
+        first, last = t0 - t0 % 3600 + (3600 if t0 % 3600 else 0), t1 - t1 % 3600
+    sensors = [
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT sensor FROM readings WHERE metric IN ('pm2_5', 'pm10') AND ts >= ? AND ts < ?",
+            (encode._iso(first), encode._iso(last)),
+        )
+    ]
+    rows = []
+    for sensor in sensors:
+        table = tables.get(sensor, (aqi_mod.DEFAULT_TABLE, True))[0]
+        n = int((last - first) // 3600)
+        if n <= 0:
+            continue
+        # each hour's mean plus the 11 before it, for that hour's NowCast
+        series = {m: fs.hourly_means(conn, sensor, m, last, n + 11) for m in ("pm2_5", "pm10")}
+        for i in range(n):  # i = 0: the latest complete hour
+            h25, h10 = series["pm2_5"][i], series["pm10"][i]
+            conc = {}
+            for m, p in (("pm2_5", "pm25"), ("pm10", "pm10")):
+                conc[m] = aqi_mod.nowcast([h["mean"] for h in series[m][i : i + 12]], p)
+            a = None
+            if conc["pm2_5"] is not None or conc["pm10"] is not None:
+                a = aqi_mod.aqi(conc["pm2_5"], conc["pm10"], table) | {"basis": "nowcast"}
+            rows.append(
+                {
+                    "sensor": sensor,
+                    "start": h25["start"],
+                    "pm2_5": h25["mean"],
+                    "pm10": h10["mean"],
+                    "minutes": max(h25["minutes"], h10["minutes"]),
+                    "aqi": a,
+                    "location": None,
+                    "end": min(encode._parse(h25["start"]) + 3600, t1),  # a partial hour ends now
+                }
+            )
+    return encode.air_quality_entities(rows, unit=unit)
