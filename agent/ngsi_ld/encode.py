@@ -88,6 +88,8 @@ def traffic_flow_entities(
     directions: Mapping[tuple[str, str], tuple[str, str]] | None = None,
     occupancy: Mapping[tuple[str, str, str], float] | None = None,
     speeds: Mapping[tuple[str, str], float] | None = None,
+    privacy: Mapping[str, Any] | None = None,
+    merged_class: str | None = None,
 ) -> list[dict[str, Any]]:
     """TrafficFlowObserved entities (key-values) from volume bins.
 
@@ -99,6 +101,9 @@ def traffic_flow_entities(
             ``forward``, its second ``backward`` (from the line config). Unknown: no laneDirection.
         occupancy: ``(camera, line, bin start) -> fraction 0..1`` where a zone gives it.
         speeds: ``(camera, bin start) -> mean speed km/h`` of the tracks measured in the bin.
+        privacy: the small-count declaration (``agent.privacy.smallcount``) of protected bins, sent
+            as ``privacyProtection`` on every entity; None when no protection was applied.
+        merged_class: the class of merged small bins: counted in the all-classes total only.
 
     Returns:
         One entity per camera/line/direction/bin/vehicle class and one for all classes (sorted by id).
@@ -127,6 +132,8 @@ def traffic_flow_entities(
             "source": f"edge-agent:{unit.site}/{unit.device}",
             "reliability": round(g["coverage"], 3),
         }
+        if privacy:
+            base["privacyProtection"] = dict(privacy)
         loc = unit.location()
         if loc:
             base["location"] = loc
@@ -144,7 +151,7 @@ def traffic_flow_entities(
         total = {
             **base,
             "id": f"urn:ngsi-ld:TrafficFlowObserved:{stem}:all",
-            "intensity": sum(vehicles.values()),
+            "intensity": sum(vehicles.values()) + (g["classes"].get(merged_class, 0) if merged_class else 0),
         }
         if spd is not None:
             total["averageVehicleSpeed"] = round(spd, 1)

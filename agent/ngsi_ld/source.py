@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import sqlite3
 from typing import Any
+
+import numpy as np
 
 from agent.ngsi_ld import encode
 
@@ -76,7 +80,9 @@ def traffic(
     """TrafficFlowObserved entities of the bins that ended in ``(since, until]``.
 
     Occupancy comes from a zone: the zone named like the line, else the camera's only zone."""
-    bins = volume_bins(conn, since, until)
+    small = getattr(getattr(cfg, "privacy", None), "small_counts", None)
+    vehicles = [b for b in volume_bins(conn, since, until) if b["class"] in encode.VEHICLE_TYPES]
+    bins, declared = protect(vehicles, small, conn)  # people are never sent as traffic flow
     directions: dict[tuple[str, str], tuple[str, str]] = {}
     zone_of: dict[tuple[str, str], str] = {}
     for cam in getattr(cfg, "cameras", []) or []:
@@ -98,8 +104,64 @@ def traffic(
         if (c, zone_of[(c, ln)], s) in occ_z
     }
     return encode.traffic_flow_entities(
-        bins, unit=unit, directions=directions, occupancy=occupancy, speeds=bin_speeds(conn, bins)
+        bins,
+        unit=unit,
+        directions=directions,
+        occupancy=occupancy,
+        speeds=bin_speeds(conn, bins),
+        privacy=declared,
+        merged_class=getattr(small, "merge_class", None),
     )
+
+
+def protect(
+    bins: list[dict[str, Any]], small: Any, conn: sqlite3.Connection
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Small-count protection (``privacy.small_counts``) of the bins before they leave the unit, the
+    same rule as the summaries' (:func:`agent.privacy.smallcount.protect_bins`); the local database
+    keeps the true counts. Returns the bins and the declaration (None when protection is off).
+
+    In ``dp`` mode each bin's noise is drawn from a generator seeded by the bin's key and a secret
+    kept in the unit's database, so exporting or re-sending the same bin gives the same noisy value:
+    averaging repeated answers cannot strip the noise. A count the noise makes negative is sent as 0
+    (the data model's ``intensity`` cannot be negative), which the declaration says."""
+    from agent.privacy.smallcount import protect_bins
+
+    if small is None or small.mode == "off":
+        return bins, None
+    if small.mode != "dp":
+        out, decl = protect_bins(bins, small)
+        return out, decl
+    secret = _dp_secret(conn)
+    out: list[dict[str, Any]] = []
+    decl: dict[str, Any] = {}
+    for b in bins:
+        key = f"{secret}:{b['camera']}:{b['line']}:{b['direction']}:{b['class']}:{b['start']}:{b['seconds']}"
+        seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+        (pb,), decl = protect_bins([b], small, rng=np.random.default_rng(seed))
+        pb["count"] = max(0, pb["count"])
+        out.append(pb)
+    decl = dict(decl or protect_bins([], small)[1])
+    decl["note"] = (decl.get("note", "") + "; in NGSI-LD a negative noisy count is sent as 0").lstrip("; ")
+    return out, decl
+
+
+def _dp_secret(conn: sqlite3.Connection) -> str:
+    """The unit's secret for seeding per-bin noise (made once; a read-only connection that finds none
+    gets a fresh random one, so its noise is simply not repeatable)."""
+    try:
+        row = conn.execute("SELECT value FROM sync_state WHERE key = 'dp_secret'").fetchone()
+    except sqlite3.OperationalError:
+        row = None
+    if row is not None:
+        return str(row[0])
+    value = secrets.randbits(62)
+    try:
+        conn.execute("INSERT OR IGNORE INTO sync_state (key, value) VALUES ('dp_secret', ?)", (value,))
+        conn.commit()
+        return str(conn.execute("SELECT value FROM sync_state WHERE key = 'dp_secret'").fetchone()[0])
+    except sqlite3.Error:
+        return str(value)
 
 
 def air_quality(
