@@ -35,9 +35,7 @@ class Feed:
 
     def frame(self, objs: list[tuple[str, float, float, float]]) -> None:
         """objs: (label, centre x, bottom y, box height)."""
-        dets = [
-            Detection(lab, 0, 0.9, (x - h / 2, y - h, x + h / 2, y)) for lab, x, y, h in objs
-        ]
+        dets = [Detection(lab, 0, 0.9, (x - h / 2, y - h, x + h / 2, y)) for lab, x, y, h in objs]
         self.r.process(InferenceResult(Frame("cam", self.i, self.t, 0.0, IMG), "m", dets))
         self.i += 1
         self.t += 1 / FPS
@@ -179,7 +177,13 @@ def test_queue_starts_when_dense_and_slow_and_clears_when_it_dissolves():
     f = Feed(runner([rule]))
     for k in range(100):  # three cars crawling at 0.25 box heights/s
         y = 100 + k
-        f.frame([("car", 150, y / 10 * 1.0 + 100, 40), ("car", 250, y / 10 + 200, 40), ("car", 200, y / 10 + 300, 40)])
+        f.frame(
+            [
+                ("car", 150, y / 10 * 1.0 + 100, 40),
+                ("car", 250, y / 10 + 200, 40),
+                ("car", 200, y / 10 + 300, 40),
+            ]
+        )
     assert f.kinds() == ["queue"]
     assert f.kinds("update"), "a lasting queue is updated"
     start = next(e for e in f.events if e["phase"] == "start")

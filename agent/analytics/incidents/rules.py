@@ -58,23 +58,39 @@ class _TrackRule:
     def inside(self, o: Obs) -> bool:
         return self.zone.distance(o.pt) >= 0
 
-    def adopt(self, o: Obs, ts: float) -> dict[str, Any] | None:
-        """State of a lost track taken over by ``o`` when it appears where that one would be by now
-        (its last seen position moved on at its last velocity)."""
+    def _continues(self, o: Obs, last: Obs, kin: Any, fallback_ts: float, ts: float) -> bool:
+        """Is ``o`` where the object last seen as ``last`` would be by now, moving on at its velocity?"""
+        t0, x0, y0, vx, vy = kin or (fallback_ts, last.pt[0], last.pt[1], 0.0, 0.0)
+        gap = max(0.0, ts - t0)
+        px, py = x0 + vx * gap, y0 + vy * gap
+        slack = min(max(0.5 * last.h, 12.0), 80.0) + 0.3 * float(np.hypot(vx, vy)) * gap
+        similar = 0.5 <= o.h / max(last.h, 1.0) <= 2.0
+        return similar and bool(np.hypot(o.pt[0] - px, o.pt[1] - py) <= slack)
+
+    def adopt(self, o: Obs, ts: float, stale: dict[int, Obs] | None = None) -> dict[str, Any] | None:
+        """State of another track of the same object taken over by the new track ``o``: a track lost
+        a moment ago (an orphan), or one the tracker still predicts but no longer matches (the
+        detector gave the object a second track), when ``o`` appears where that one would be by now."""
         for i, (lost, last, st) in enumerate(self.orphans):
-            if ts - lost > self.occlusion_s:
-                continue
-            t0, x0, y0, vx, vy = st.get("_kin") or (lost, last.pt[0], last.pt[1], 0.0, 0.0)
-            gap = max(0.0, ts - t0)
-            px, py = x0 + vx * gap, y0 + vy * gap
-            slack = max(0.75 * last.h, 12.0) + 0.3 * float(np.hypot(vx, vy)) * gap
-            if np.hypot(o.pt[0] - px, o.pt[1] - py) <= slack:
+            if ts - lost <= self.occlusion_s and self._continues(o, last, st.get("_kin"), lost, ts):
                 del self.orphans[i]
                 st.pop("_kin", None)
-                if st.get("incident") is not None:
-                    st["incident"].track_id = o.id
-                return st
+                return self._hand_over(st, o)
+        for tid, last in (stale or {}).items():
+            if (
+                tid != o.id
+                and tid in self.state
+                and self._continues(o, last, self.motion.kinematics(tid), ts, ts)
+            ):
+                self.fired.add(tid)  # the old track, should it match again, is the same object
+                return self._hand_over(self.state.pop(tid), o)
         return None
+
+    @staticmethod
+    def _hand_over(st: dict[str, Any], o: Obs) -> dict[str, Any]:
+        if st.get("incident") is not None:
+            st["incident"].track_id = o.id
+        return st
 
     def lose(self, alive: set[int], last_obs: dict[int, Obs], ts: float) -> list[Transition]:
         out: list[Transition] = []
@@ -126,14 +142,32 @@ class WrongWay(_TrackRule):
         super().__init__(cfg, zone, motion, occlusion_s=2.0)
         self.u = expected / np.linalg.norm(expected)
         self.names = names  # (expected direction name, the other) when the rule is on a line
+        self.recent: list[Incident] = []
         proj = zone.poly.reshape(-1, 2) @ self.u
         self.extent_px = float(proj.max() - proj.min()) or 1.0
+
+    def _same_as_recent(self, st: dict[str, Any], ts: float) -> bool:
+        """Is this track's first sight in the zone where a vehicle of a recent event would have been?
+        (A track broken for longer than the hand-over allows must not raise a second event.)"""
+        entry = st.get("entry")
+        if entry is None:
+            return False
+        t_entry, o_entry = entry
+        for inc in self.recent:
+            kin_obs = inc.extra.get("_kin")
+            if kin_obs is None or inc.track_id == o_entry.id or t_entry - inc.last_ts > 4.0:
+                continue
+            kin, last = kin_obs
+            if kin is not None and self._continues(o_entry, last, kin, inc.last_ts, t_entry):
+                return True
+        return False
 
     def _along(self, pt: tuple[float, float]) -> float:
         return float(np.dot(np.asarray(pt), self.u))
 
     def step(self, obs: list[Obs], ts: float) -> list[Transition]:
         cfg, out = self.cfg, []
+        stale = {o.id: o for o in obs if not o.matched}
         for o in obs:
             if o.label not in cfg.classes or not o.matched:
                 continue
@@ -141,7 +175,7 @@ class WrongWay(_TrackRule):
             if st is None:
                 if not self.inside(o):
                     continue
-                st = self.adopt(o, ts) or {"best": o.pt, "incident": None}
+                st = self.adopt(o, ts, stale) or {"best": o.pt, "incident": None, "entry": (ts, o)}
                 self.state[o.id] = st
             inc = st["incident"]
             if not self.inside(o):
@@ -154,6 +188,7 @@ class WrongWay(_TrackRule):
                 continue
             if inc is not None:
                 inc.last_ts = ts
+                inc.extra["_kin"] = (self.motion.kinematics(o.id), o)
                 continue
             if st.get("done") or o.id in self.fired:
                 continue
@@ -174,8 +209,14 @@ class WrongWay(_TrackRule):
                 if kmh is not None
                 else (rel is not None and rel >= cfg.min_speed_rel)
             )
+            if far and fast and self._same_as_recent(st, ts):
+                self.fired.add(o.id)
+                self.suppressed += 1
+                continue
             if far and fast:
                 inc = Incident("wrong_way", cfg.name, cfg.zone, ts, o.id, o.label, last_ts=ts, last_update=ts)
+                self.recent.append(inc)
+                self.recent = [i for i in self.recent if ts - i.last_ts <= 10.0]
                 inc.direction = self.names[1] if self.names else None
                 self._speed(inc, o.id)
                 st["incident"] = inc
@@ -192,6 +233,7 @@ class _Dwell(_TrackRule):
 
     def step(self, obs: list[Obs], ts: float) -> list[Transition]:
         cfg, out = self.cfg, []
+        stale = {o.id: o for o in obs if not o.matched}
         for o in obs:
             if o.label not in cfg.classes:
                 continue
@@ -199,7 +241,12 @@ class _Dwell(_TrackRule):
             if st is None:
                 if not (o.matched and self.inside(o)):
                     continue
-                st = self.adopt(o, ts) or {"since": None, "bad_since": None, "incident": None, "last_in": ts}
+                st = self.adopt(o, ts, stale) or {
+                    "since": None,
+                    "bad_since": None,
+                    "incident": None,
+                    "last_in": ts,
+                }
                 self.state[o.id] = st
             if not o.matched:
                 continue  # a predicted position says nothing; the clock runs on
