@@ -18,7 +18,7 @@ import numpy as np
 from agent.analytics.config import CameraAnalytics
 from agent.analytics.runner import AnalyticsRunner
 from tests.analytics.conftest import load_truth
-from tests.analytics.helpers import feed, match
+from tests.analytics.helpers import feed
 
 # the two carriageways of 4ku_traffic.mp4 (pixels of the 1280x720 frame)
 TOWARD = [[670, 270], [790, 270], [1280, 600], [1280, 720], [790, 720]]  # right: traffic moves down
