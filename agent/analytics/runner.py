@@ -94,6 +94,9 @@ class AnalyticsRunner:
         self.snapshot_dir: Path | None = None
         self.snapshot_image: Callable[[Any, str], bytes | None] | None = None
         self.events_emitted = 0
+        if cfg.radar is not None:  # readings may come before the first frame
+            line = next(lc for lc in cfg.lines if lc.name == cfg.radar.line)
+            self.fusion = RadarFusion(cfg.radar, line.directions)
         self._incident_cfg: Any = None
 
     # -- setup -----------------------------------------------------------------------------------

@@ -97,8 +97,8 @@ class RadarFusion:
         with self._lock:
             for m in messages:
                 for ms in getattr(m, "measurements", []):
-                    if ms.name in ("speed_inbound", "speed_outbound") and ms.value is not None:
-                        self._readings.append(_Reading(received, float(ms.value), ms.name[6:]))
+                    if ms.metric in ("speed_inbound", "speed_outbound") and ms.value is not None:
+                        self._readings.append(_Reading(received, float(ms.value), ms.metric[6:]))
                         self.bin.readings += 1
                         self.total.readings += 1
 
