@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent import __version__
 from agent.api import queries
+from agent.api.incident_routes import add_incident_routes
 from agent.api.queries import BINS, MAX_SPAN_S, NAME_PATTERN, SINCE_PATTERN, QueryError
 from agent.api.status import jsonable, live_status
 from agent.sections import iso_utc
@@ -382,4 +383,5 @@ def build_app(server: Any) -> FastAPI:
 
         return Response(server.metrics.render(), media_type=CONTENT_TYPE)
 
+    add_incident_routes(app, reader, _ERRS)
     return app

@@ -173,3 +173,55 @@ def _register_retention() -> None:
 
 
 _register_retention()
+
+
+def incidents_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str, Any] | None:
+    """Summary section ``incidents``: per camera, incidents started in ``[start, end)`` by kind, those
+    still active at the end of the window, and the radar fusion bins closed in it. None when the unit
+    has no incident rules or radar (no rows at all)."""
+    try:
+        started = conn.execute(
+            "SELECT camera, kind, COUNT(*) FROM incidents WHERE start_ts >= ? AND start_ts < ? GROUP BY 1, 2",
+            (start, end),
+        ).fetchall()
+        active = conn.execute(
+            "SELECT camera, COUNT(*) FROM incidents WHERE start_ts < ? AND (end_ts IS NULL OR end_ts >= ?) GROUP BY 1",
+            (end, end),
+        ).fetchall()
+        fusion = conn.execute(
+            "SELECT * FROM radar_fusion_bins WHERE bin_start >= ? AND bin_start < ? ORDER BY bin_start",
+            (start, end),
+        ).fetchall()
+        any_rows = conn.execute("SELECT 1 FROM incidents LIMIT 1").fetchone() or fusion
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    if not any_rows:
+        return None
+    cams: dict[str, dict[str, Any]] = {}
+
+    def cam(name: str) -> dict[str, Any]:
+        return cams.setdefault(name, {"started": {}, "active": 0, "radar": []})
+
+    for camera, kind, n in started:
+        cam(camera)["started"][kind] = n
+    for camera, n in active:
+        cam(camera)["active"] = n
+    cols = [
+        "camera", "sensor", "bin_start", "bin_s", "crossings", "readings", "matched", "radar_unmatched",
+        "crossings_unmatched", "radar_mean_kmh", "vision_mean_kmh", "mean_abs_diff_kmh", "mean_ratio",
+    ]  # fmt: skip
+    for row in fusion:
+        d = dict(zip(cols, row))
+        cam(d.pop("camera"))["radar"].append(d)
+    return {"cameras": cams}
+
+
+def _register_section() -> None:
+    from agent.sections import register_summary_section
+
+    register_summary_section("incidents", incidents_section)
+
+
+_register_section()
