@@ -89,8 +89,8 @@ class Pipeline:
             self.cameras[cam_cfg.name] = CameraSource(cam_cfg)
             engine = self.engines.get(self._model_of(cam_cfg))
             if Runner is not None and engine is not None:
-                self.analytics[cam_cfg.name] = Runner(
-                    cam_cfg.name, cam_cfg.analytics, self.writer, calibration=engine.calibration
+                self.analytics[cam_cfg.name] = self._wire_runner(
+                    Runner(cam_cfg.name, cam_cfg.analytics, self.writer, calibration=engine.calibration)
                 )
         self.results = ResultsWorker(
             self.results_q,
@@ -121,6 +121,7 @@ class Pipeline:
         SensorService = _optional("firmware_bridge.service", "SensorService")
         if SensorService is not None and cfg.sensors:
             self.sensors = SensorService(cfg.sensors, self.writer)
+            self._wire_radar()
             self.sensors.start()
         ApiServer = _optional("agent.api.server", "ApiServer") if cfg.api.enabled else None
         if ApiServer is not None:
@@ -275,7 +276,9 @@ class Pipeline:
             cam.last_error = f"model {model} unavailable: {self.engine_errors.get(model)}"
             return
         if runner is None and Runner is not None:
-            runner = Runner(cam_cfg.name, cam_cfg.analytics, self.writer, calibration=engine.calibration)
+            runner = self._wire_runner(
+                Runner(cam_cfg.name, cam_cfg.analytics, self.writer, calibration=engine.calibration)
+            )
         if self.results is not None:
             self.results.shown_thresholds[cam_cfg.name] = self._shown_threshold(cam_cfg)
         if runner is not None:
@@ -292,6 +295,69 @@ class Pipeline:
             worker.thresholds[cam_cfg.name] = self._feed_threshold(cam_cfg)
             worker.cameras = worker.cameras + [cam]  # copy-on-write: the worker iterates its own reference
         cam.start()
+
+    # -- incidents ---------------------------------------------------------------------------------
+    def _wire_runner(self, runner: Any) -> Any:
+        """Give a camera's analytics what its incidents need: the clock's quality, the outbox, a place
+        and a privacy filter for snapshots."""
+        from pathlib import Path
+
+        runner.clock = self.clock_quality
+        if self.sync is not None:
+            runner.event_writes = self.sync.event_writes
+            runner.on_event_queued = self.sync.notify
+        runner.snapshot_dir = Path(self.cfg.storage.path).resolve().parent / "incidents"
+        runner.snapshot_image = self._incident_snapshot
+        return runner
+
+    def _wire_radar(self) -> None:
+        for name, runner in self.analytics.items():
+            radar = runner.cfg.radar
+            if radar is None:
+                continue
+            try:
+                self.sensors.add_listener(radar.sensor, runner.radar_feed)
+            except KeyError:
+                log.error("camera %s: radar sensor %r is not configured or not enabled", name, radar.sensor)
+
+    def _incident_snapshot(self, result: Any, camera: str) -> bytes | None:
+        """The frame as a JPEG, blurred as the privacy settings say (people/faces), for the unit only.
+        None when the privacy settings allow no images (``privacy.snapshots = false``)."""
+        import cv2
+
+        from agent.privacy.blur import apply_privacy
+        from agent.privacy.faces import shared_finder
+
+        priv = self.cfg.privacy
+        image = getattr(result.frame, "image", None)  # already masked by the inference stage
+        if not priv.snapshots or image is None:
+            return None
+        img = image.copy()
+        faces = shared_finder(self.cfg) if priv.blur == "faces" else None
+        apply_privacy(img, result.detections, priv.blur, priv.blur_labels, faces)
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.api.snapshot_quality])
+        return buf.tobytes() if ok else None
+
+    def clock_quality(self) -> dict[str, Any]:
+        """How far the unit's clock can be trusted: gps (NMEA time agrees), ntp (kernel synchronised),
+        untrusted (GPS says the clock is off) or unsynchronised."""
+        from agent.sync.health import clock_synced
+
+        gps = None
+        if self.sensors is not None and any(s.driver == "nmea" for s in self.sensors.sensors):
+            gps = self.sensors.gps_clock()
+        if gps is not None and gps.get("trusted") is False:
+            return {
+                "quality": "untrusted",
+                "trusted": False,
+                "source": "gps",
+                "offset_s": gps.get("offset_s"),
+            }
+        if gps is not None and gps.get("trusted") is True:
+            return {"quality": "gps", "trusted": True, "source": "gps", "offset_s": gps.get("offset_s")}
+        if clock_synced():
+            return {"quality": "ntp", "trusted": True, "source": "kernel", "offset_s": None}
+        return {"quality": "unsynchronised", "trusted": False, "source": "kernel", "offset_s": None}
 
     def _remove_camera(self, name: str, keep_analytics: bool = False) -> None:
         cam = self.cameras.pop(name, None)

@@ -25,6 +25,7 @@ _LOCK = threading.Lock()
 SECTION_MODULES = [
     "agent.sync.sections_core",
     "agent.analytics.summary",
+    "agent.analytics.incidents.store",
     "firmware_bridge.summary",
 ]
 

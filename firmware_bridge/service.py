@@ -73,6 +73,8 @@ class SensorWorker:
             "port_resolved": None,
         }
         self._ever_connected = False
+        # called with (messages, received wall time) on this thread after each read (radar fusion)
+        self.listeners: list[Any] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -203,6 +205,11 @@ class SensorWorker:
         extra = 0
         if self.clock is not None and self.cfg.driver != "nmea" and self.clock.state()["trusted"] is False:
             extra = Q_CLOCK_UNTRUSTED
+        for fn in self.listeners:
+            try:
+                fn(msgs, received)
+            except Exception:  # a listener's bug must not stop the sensor
+                log.exception("sensor %s: listener failed", self.cfg.name)
         rows = reading_rows(self.cfg.name, msgs, received, extra)
         if rows:
             self._h["last_reading_ts"] = iso_utc(received)
@@ -246,6 +253,12 @@ class SensorService:
 
     def health(self) -> dict[str, dict[str, Any]]:
         return {name: w.health() for name, w in self.workers.items()}
+
+    def add_listener(self, sensor: str, fn: Any) -> None:
+        """Call ``fn(messages, received_ts)`` on ``sensor``'s thread with every batch it decodes."""
+        if sensor not in self.workers:
+            raise KeyError(sensor)
+        self.workers[sensor].listeners.append(fn)
 
     @property
     def last_progress(self) -> dict[str, float]:

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from agent.analytics.incidents.config import IncidentRule, RadarFusionConfig, WrongWayRule
 from agent.configbase import NAME_PATTERN, Section
 
 Point = tuple[float, float]
@@ -247,6 +248,31 @@ class CameraAnalytics(Section):
         description="Length of the volume bins in minutes (aligned to UTC midnight; 1440 must be a multiple).",
     )
     forecast: ForecastConfig = Field(default_factory=ForecastConfig, description="Short-term flow forecast.")
+    incidents: list[IncidentRule] = Field(
+        default_factory=list,
+        description="Road-safety incident rules on this camera's zones (wrong_way, stopped_vehicle, pedestrian_on_carriageway, queue); events are published at once (docs/incidents.md).",
+        examples=[
+            [
+                {
+                    "kind": "wrong_way",
+                    "name": "wrong_way_nb",
+                    "zone": "northbound",
+                    "line": "main",
+                    "line_direction": "inbound",
+                },
+                {
+                    "kind": "stopped_vehicle",
+                    "name": "shoulder_stop",
+                    "zone": "shoulder",
+                    "min_duration_s": 30,
+                },
+            ]
+        ],
+    )
+    radar: RadarFusionConfig | None = Field(
+        None,
+        description="An OPS243 radar on this camera's lane: its speeds are attached to the tracks crossing `line`.",
+    )
 
     @field_validator("bin_minutes")
     @classmethod
@@ -266,4 +292,28 @@ class CameraAnalytics(Section):
             for ref in (seg.line_a, seg.line_b):
                 if ref not in names:
                     raise ValueError(f"speed segment {seg.name}: no line named {ref!r}")
+        zones = {z.name for z in self.zones}
+        lines = {ln.name: ln for ln in self.lines}
+        rule_names = [r.name for r in self.incidents]
+        if len(set(rule_names)) != len(rule_names):
+            raise ValueError("duplicate incident rule name")
+        for r in self.incidents:
+            if r.zone not in zones:
+                raise ValueError(
+                    f"incident rule {r.name}: no zone named {r.zone!r} (add it to analytics.zones)"
+                )
+            if isinstance(r, WrongWayRule) and r.line is not None:
+                if r.line not in lines:
+                    raise ValueError(f"incident rule {r.name}: no line named {r.line!r}")
+                if r.line_direction not in lines[r.line].directions:
+                    raise ValueError(
+                        f"incident rule {r.name}: line_direction {r.line_direction!r} is not one of {list(lines[r.line].directions)}"
+                    )
+        if self.radar is not None:
+            if self.radar.line not in lines:
+                raise ValueError(f"radar: no line named {self.radar.line!r}")
+            if self.radar.inbound_direction not in lines[self.radar.line].directions:
+                raise ValueError(
+                    f"radar: inbound_direction {self.radar.inbound_direction!r} is not one of {list(lines[self.radar.line].directions)}"
+                )
         return self

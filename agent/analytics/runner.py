@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,9 @@ from agent.analytics.bins import BinAccumulator, ClosedBin
 from agent.analytics.config import DEFAULT_CLASSES, CameraAnalytics
 from agent.analytics.counting import Crossing, LineCounter
 from agent.analytics.forecast import DAY, Forecaster
+from agent.analytics.incidents import IncidentEngine
+from agent.analytics.incidents import store as incident_store
+from agent.analytics.incidents.fusion import RadarFusion
 from agent.analytics.speed import GroundPlane, segment_speed_kmh
 from agent.analytics.tracking import Track, Tracker
 from agent.analytics.zones import Zone
@@ -89,6 +94,19 @@ class AnalyticsRunner:
         self._epoch: int | None = None
         self.track_classes: set[str] = set(DEFAULT_CLASSES)
         self.min_score = self.tracker.cfg.low_threshold
+        # incidents and radar fusion (wired by the pipeline; all optional)
+        self.incidents: IncidentEngine | None = None
+        self.fusion: RadarFusion | None = None
+        self.clock: Callable[[], dict[str, Any]] | None = None
+        self.event_writes: Callable[[str, dict[str, Any]], Callable[[Any], Any]] | None = None
+        self.on_event_queued: Callable[[], None] | None = None
+        self.snapshot_dir: Path | None = None
+        self.snapshot_image: Callable[[Any, str], bytes | None] | None = None
+        self.events_emitted = 0
+        if cfg.radar is not None:  # readings may come before the first frame
+            line = next(lc for lc in cfg.lines if lc.name == cfg.radar.line)
+            self.fusion = RadarFusion(cfg.radar, line.directions)
+        self._incident_cfg: Any = None
 
     # -- setup -----------------------------------------------------------------------------------
     def _reader(self):
@@ -125,10 +143,13 @@ class AnalyticsRunner:
             if cfg.calibration
             else None
         )
+        self._build_incidents()
         keys = [(lc.name, d, c) for lc in cfg.lines for d in lc.directions for c in lc.classes]
-        self.track_classes = {c for lc in cfg.lines for c in lc.classes} | {
-            c for zc in cfg.zones for c in zc.classes
-        }
+        self.track_classes = (
+            {c for lc in cfg.lines for c in lc.classes}
+            | {c for zc in cfg.zones for c in zc.classes}
+            | {c for r in cfg.incidents for c in r.classes}
+        )
         if not self.track_classes:
             self.track_classes = set(DEFAULT_CLASSES)
         self.bins.set_keys(keys, list(self.zones))
@@ -150,6 +171,84 @@ class AnalyticsRunner:
             return item
         scaled = pts * np.array([size[0] / ref[0], size[1] / ref[1]])
         return item.model_copy(update={field: [list(p) for p in scaled.tolist()], "units": "px"})
+
+    def _build_incidents(self) -> None:
+        cfg = self.cfg
+        if self.incidents is not None:
+            if self._incident_cfg == (cfg.incidents, cfg.zones, cfg.lines, cfg.calibration):
+                pass  # unchanged: open incidents go on
+            else:
+                now = self.tracker._last_ts or time.time()
+                for ev in self.incidents.close(now):
+                    self._emit_incident(ev, None)
+                self.incidents = None
+        if self.incidents is None and (cfg.incidents or cfg.radar is not None):
+            lines = {lc.name: lc for lc in cfg.lines}
+            self.incidents = IncidentEngine(
+                self.camera, cfg.incidents, self.zones, lines, self.ground, self.frame_size, self._clock
+            )
+            self._incident_cfg = (cfg.incidents, cfg.zones, cfg.lines, cfg.calibration)
+        if cfg.radar is None:
+            self.fusion = None
+        elif self.fusion is None or self.fusion.cfg != cfg.radar:
+            line = next(lc for lc in cfg.lines if lc.name == cfg.radar.line)
+            self.fusion = RadarFusion(cfg.radar, line.directions)
+
+    def _clock(self) -> dict[str, Any]:
+        if self.clock is None:
+            return {"quality": "unknown", "trusted": None}
+        try:
+            return self.clock()
+        except Exception as exc:  # the clock probe must never stop analytics
+            return {"quality": "unknown", "trusted": None, "error": str(exc)}
+
+    def radar_feed(self, messages: list[Any], received: float) -> None:
+        """Listener for the radar sensor's messages (called on the sensor's thread)."""
+        fusion = self.fusion
+        if fusion is not None:
+            fusion.feed(messages, received)
+
+    def _emit_incident(self, ev: dict[str, Any], result: Any) -> None:
+        """Store the incident's row and queue its event in one write, then wake the publisher."""
+        self.events_emitted += 1
+        snap = None
+        if ev["phase"] == "start" and result is not None and self._rule_snapshot(ev["rule"]):
+            snap = self._save_snapshot(ev["id"], result)
+        if self.writer is None:
+            return
+        now = iso_utc(time.time())
+        enqueue = self.event_writes("incident", ev) if self.event_writes is not None else None
+
+        def fn(conn: Any) -> None:
+            incident_store.upsert(conn, ev, now, snap)
+            if enqueue is not None:
+                enqueue(conn)
+
+        from agent.sync import outbox
+
+        outbox.submit(self.writer, fn, kind="incidents", block=True, urgent=True)
+        if self.on_event_queued is not None:
+            self.on_event_queued()
+
+    def _rule_snapshot(self, rule: str) -> bool:
+        return any(r.name == rule and r.snapshot for r in self.cfg.incidents)
+
+    def _save_snapshot(self, incident_id: str, result: Any) -> str | None:
+        if self.snapshot_dir is None or self.snapshot_image is None:
+            return None
+        try:
+            data = self.snapshot_image(result, self.camera)
+            if not data:
+                return None
+            self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+            path = self.snapshot_dir / f"{incident_id}.jpg"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+            return str(path)
+        except Exception as exc:  # a snapshot is optional; the event is not
+            log.warning("incident %s: snapshot not kept: %s", incident_id, exc)
+            return None
 
     def _new_forecaster(self, line: str, direction: str) -> Forecaster:
         f = Forecaster(
@@ -198,6 +297,10 @@ class AnalyticsRunner:
         self.tracker = Tracker(self.tracker.cfg, first_id=self.tracker.next_id)
         self._meta.clear()
         self._seg_marks.clear()
+        if self.incidents is not None:  # its zones are in the old pixels: end what is open, rebuild
+            for ev in self.incidents.close(self.tracker._last_ts or time.time()):
+                self._emit_incident(ev, None)
+            self.incidents = None
         self.lines, self.zones = {}, {}
         self._build()
 
@@ -273,12 +376,25 @@ class AnalyticsRunner:
                     self.bins.zones[z.name].entries += 1
         if rows and self.writer is not None:
             self.writer.submit_rows("crossings", rows)
+        if self.incidents is not None:
+            for ev in self.incidents.observe(self.tracker.tracks, ts):
+                self._emit_incident(ev, result)
+        if self.fusion is not None:
+            self._fused(self.fusion.poll(ts))
         closed = self.tracker.closed
         if closed:
             self._persist_tracks(closed)
         return [t.id if t is not None else None for t in per_det]
 
+    def _fused(self, fused: list[Any]) -> None:
+        sensor = self.cfg.radar.sensor if self.cfg.radar is not None else "radar"
+        for f in fused:
+            self._speed(f"radar:{sensor}", f.track_id, f.label, f.ts, f.radar_kmh)
+
     def _on_crossing(self, c: Crossing, t: Track) -> dict[str, Any]:
+        if self.fusion is not None and c.line == self.fusion.cfg.line:
+            kmh = self.incidents.motion.speed(t.id)[0] if self.incidents is not None else None
+            self.fusion.crossing(c.ts, c.direction, t.id, c.label, kmh)
         self.bins.add(c.line, c.direction, c.label)
         self.totals[(c.line, c.direction, c.label)] += 1
         self._meta[t.id]["crossings"] += 1
@@ -359,6 +475,15 @@ class AnalyticsRunner:
     def _close_bin(self, b: ClosedBin) -> None:
         if self.writer is not None:
             self.writer.submit_fn(store.upsert_bin(self.camera, b), kind="volume_bins", block=True)
+        if self.fusion is not None and self.writer is not None:
+            figures = self.fusion.take_bin()
+            self.writer.submit_fn(
+                incident_store.upsert_fusion_bin(
+                    self.camera, self.fusion.cfg.sensor, b.start, b.bin_s, figures
+                ),
+                kind="radar_fusion",
+                block=True,
+            )
         if not self.cfg.forecast.enabled:
             return
         totals = b.totals()
@@ -402,6 +527,12 @@ class AnalyticsRunner:
         for z in self.zones.values():
             for v in z.take_closed(set()):
                 self._on_visit(v)
+        now = self.tracker._last_ts or time.time()
+        if self.incidents is not None:
+            for ev in self.incidents.close(now):
+                self._emit_incident(ev, None)
+        if self.fusion is not None:
+            self._fused(self.fusion.poll(now + self.fusion.cfg.tolerance_s))
         self._persist_tracks(self.tracker.close_all())
         b = self.bins.close_partial()
         if b is not None and self.writer is not None and (b.coverage_s > 0 or any(b.counts.values())):
@@ -433,6 +564,8 @@ class AnalyticsRunner:
             },
             "speed_kmh": {"p50": _pct(sp, 50), "p85": _pct(sp, 85), "n": len(sp)},
             "forecast": {f"{line}/{d}": v for (line, d), v in self.last_forecast.items()},
+            "incidents": self.incidents.state() if self.incidents is not None else None,
+            "radar": self.fusion.total.as_dict() if self.fusion is not None else None,
         }
 
 

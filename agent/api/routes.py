@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent import __version__
 from agent.api import queries
+from agent.api.incident_routes import add_incident_routes
 from agent.api.queries import BINS, MAX_SPAN_S, NAME_PATTERN, SINCE_PATTERN, QueryError
 from agent.api.status import jsonable, live_status
 from agent.sections import iso_utc
@@ -390,4 +391,5 @@ def build_app(server: Any) -> FastAPI:
     from agent.privacy.api import add_routes as add_privacy_routes
 
     add_privacy_routes(app, server)
+    add_incident_routes(app, reader, _ERRS)
     return app

@@ -37,7 +37,7 @@ AGGREGATE_TABLES = (
 # Images held in the database or on disk by any part of the agent: (table, time column). None
 # today (snapshots are rendered in memory per request); a part that stores event images adds its
 # table here so the report and the limits cover it.
-IMAGE_TABLES: list[tuple[str, str]] = [("event_images", "ts"), ("images", "ts")]
+IMAGE_TABLES: list[tuple[str, str]] = [("event_images", "ts"), ("images", "ts"), ("incidents", "start_ts")]
 
 
 def _parse(ts: str | None) -> float | None:
@@ -54,7 +54,10 @@ def _tables(conn: sqlite3.Connection) -> set[str]:
 
 
 def _held(conn: sqlite3.Connection, table: str, col: str, now: float) -> dict[str, Any]:
-    n, oldest, newest = conn.execute(f"SELECT count(*), min({col}), max({col}) FROM {table}").fetchone()
+    where = " WHERE snapshot IS NOT NULL" if table == "incidents" else ""  # rows that hold an image
+    n, oldest, newest = conn.execute(
+        f"SELECT count(*), min({col}), max({col}) FROM {table}{where}"
+    ).fetchone()
     t = _parse(oldest)
     return {
         "rows": int(n),

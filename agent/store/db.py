@@ -66,6 +66,7 @@ _SCHEMA_MODULES = [
     "agent.store.schema",
     "agent.sync.outbox",
     "agent.analytics.store",
+    "agent.analytics.incidents.store",
     "firmware_bridge.store",
 ]
 

@@ -544,6 +544,42 @@ def small_counts_declaration() -> dict:
     )  # fmt: skip
 
 
+def incidents_section() -> dict:
+    fusion_bin = obj(
+        "One closed bin of radar fusion figures.",
+        {
+            "sensor": f("string", "The OPS243 sensor."),
+            "bin_start": ts("Bin start"),
+            "bin_s": f("integer", "Bin length.", "s", minimum=1),
+            "crossings": f("integer", "Crossings of the radar's line.", "vehicles", **INT0),
+            "readings": f("integer", "Radar speed readings.", "readings", **INT0),
+            "matched": f("integer", "Crossings given a radar speed.", "vehicles", **INT0),
+            "radar_unmatched": f("integer", "Readings no crossing claimed.", "readings", **INT0),
+            "crossings_unmatched": f("integer", "Crossings with no reading.", "vehicles", **INT0),
+            "radar_mean_kmh": f("number", "Mean radar speed of the matched crossings.", "km/h", null=True),
+            "vision_mean_kmh": f(
+                "number", "Mean vision speed of the same (calibrated cameras).", "km/h", null=True
+            ),
+            "mean_abs_diff_kmh": f("number", "Mean |vision - radar|.", "km/h", null=True),
+            "mean_ratio": f("number", "Mean vision / radar.", "ratio", null=True),
+        },
+    )
+    camera = obj(
+        "One camera's incidents.",
+        {
+            "started": mapof(
+                "Incidents started in the window, by kind.", f("integer", "Incidents.", **INT0), "kind"
+            ),
+            "active": f("integer", "Incidents still open at the end of the window.", **INT0),
+            "radar": arr("Radar fusion bins closed in the window (empty without a radar).", fusion_bin),
+        },
+    )
+    return obj(
+        "Road-safety incidents and radar fusion per camera (docs/incidents.md).",
+        {"cameras": mapof("Per camera.", camera, "camera")},
+    )
+
+
 def summary_schema() -> dict:
     props = envelope("summary")
     props.update(
@@ -570,8 +606,9 @@ def summary_schema() -> dict:
                     "analytics": analytics_section(),
                     "sensors": sensors_section(),
                     "gps": gps_section(),
+                    "incidents": incidents_section(),
                 },
-                optional=("counts", "inference", "health", "analytics", "sensors", "gps"),
+                optional=("counts", "inference", "health", "analytics", "sensors", "gps", "incidents"),
             ),
             "privacy": obj(
                 "What the unit did to protect people in this payload (docs/privacy.md).",
@@ -739,31 +776,105 @@ def health_schema() -> dict:
     )
 
 
+def incident_data() -> dict:
+    """The ``data`` of an ``incident`` event (docs/incidents.md)."""
+    return obj(
+        "A road-safety incident: one id from start to end; each phase is its own message.",
+        {
+            "id": f("string", "Incident id, the same in every phase.", pattern="^[0-9a-f]{32}$"),
+            "phase": {
+                "enum": ["start", "update", "end"],
+                "description": "start once, update every update_s while it lasts, end once.",
+            },
+            "kind": {
+                "enum": ["wrong_way", "stopped_vehicle", "pedestrian_on_carriageway", "queue"],
+                "description": "The rule's kind.",
+            },
+            "rule": f("string", "The configured rule's name."),
+            "camera": f("string", "Camera."),
+            "zone": f("string", "The zone the rule watches."),
+            "track_id": f("integer", "The camera's track id of the road user; null for queue.", null=True),
+            "class": f("string", "Its class; null for queue.", null=True),
+            "start": ts("When the condition began (dwell rules: when the dwell started)"),
+            "end": ts("End time, in the end phase only; else null", null=True),
+            "duration_s": f("number", "From start to this message (or to end).", "s", **INT0),
+            "speed_kmh": f(
+                "number",
+                "Speed through the ground-plane calibration; null without calibration. queue: the median of the vehicles in the zone.",
+                "km/h",
+                null=True,
+            ),
+            "speed_rel": f(
+                "number", "Speed in box heights per second (a car is about 1.5 m tall).", "1/s", null=True
+            ),
+            "heading_deg": f(
+                "number", "Direction of travel in the image: 0 = right, 90 = down.", "deg", null=True
+            ),
+            "direction": f(
+                "string", "wrong_way on a line: the line direction travelled; else null.", null=True
+            ),
+            "vehicles": f(
+                "integer", "queue: vehicles in the zone; else null.", "vehicles", null=True, **INT0
+            ),
+            "queue_length_m": f(
+                "number", "queue: estimated length (calibrated cameras); else null.", "m", null=True
+            ),
+            "end_reason": {
+                "enum": [None, "left_zone", "moved", "lost", "dissolved", "stopped"],
+                "description": "end phase: why it ended (stopped: the agent stopped or the rule was reconfigured); null before.",
+            },
+            "clock": obj(
+                "How far the times can be trusted when the event was raised.",
+                {
+                    "quality": {
+                        "enum": ["gps", "ntp", "untrusted", "unsynchronised", "unknown"],
+                        "description": "gps: NMEA time agrees; ntp: kernel clock synchronised; untrusted: GPS says the clock is off; unsynchronised: neither.",
+                    },
+                    "trusted": f("boolean", "Whether the time can be trusted; null when unknown.", null=True),
+                    "source": {"enum": ["gps", "kernel"], "description": "Where the quality comes from."},
+                    "offset_s": f("number", "System clock minus GPS time.", "s", null=True),
+                    "error": f("string", "Why the quality is unknown."),
+                },
+                optional=("source", "offset_s", "error"),
+            ),
+        },
+    )
+
+
+def gap_data() -> dict:
+    return obj(
+        "A gap: a range of undelivered messages pruned over the storage budget.",
+        {
+            "from_seq": f("integer", "First seq pruned.", minimum=1),
+            "to_seq": f("integer", "Last seq pruned.", minimum=1),
+            "count": f("integer", "Messages pruned in the range.", "messages", minimum=1),
+            "kind": f("string", "Kind of the pruned messages (summary)."),
+            "reason": f("string", "Why (storage budget)."),
+        },
+    )
+
+
 def event_schema() -> dict:
     props = envelope("event")
     props.update(
         {
             "type": {
-                "enum": ["gap"],
-                "description": "gap: messages pruned before delivery (the only type today).",
+                "enum": ["gap", "incident"],
+                "description": "gap: messages pruned before delivery; incident: a road-safety incident (docs/incidents.md).",
             },
-            "data": obj(
-                "A gap: a range of undelivered messages pruned over the storage budget.",
-                {
-                    "from_seq": f("integer", "First seq pruned.", minimum=1),
-                    "to_seq": f("integer", "Last seq pruned.", minimum=1),
-                    "count": f("integer", "Messages pruned in the range.", "messages", minimum=1),
-                    "kind": f("string", "Kind of the pruned messages (summary)."),
-                    "reason": f("string", "Why (storage budget)."),
-                },
-            ),
+            "data": {"type": "object", "description": "By type: see the allOf branches (gap, incident)."},
         }
     )
+    base = obj("An event.", props, optional=("replay",))
+    base["allOf"] = [
+        {"if": {"properties": {"type": {"const": t}}}, "then": {"properties": {"data": d}}}
+        for t, d in (("gap", gap_data()), ("incident", incident_data()))
+    ]
     return document(
         "event",
         "Event (alert)",
         "On {prefix}/{site}/{device}/event, QoS 1, through the outbox (live priority).",
-        obj("An event.", props, optional=("replay",)),
+        base,
     )
 
 

@@ -179,8 +179,10 @@ class SyncService:
         if self.link is not None:
             self.link.republish_birth()
 
-    def publish_event(self, type_: str, data: dict[str, Any], *, block: bool = False) -> bool:
-        """Queue an event (an alert) for the hub: live priority, through the outbox, with a seq."""
+    def event_writes(self, type_: str, data: dict[str, Any]) -> Callable[[Any], int]:
+        """The write that queues an event (an alert) for the hub: live priority, through the outbox,
+        with a seq. Run it in the writer's transaction, next to the part's own rows, so the two are
+        stored together or not at all; then call :meth:`notify`."""
         body = {
             "device": self.topics.device,
             "site": self.topics.site,
@@ -189,14 +191,18 @@ class SyncService:
             "data": data,
         }
         topic = self.topics.kind("event")
-        ok = outbox.submit(
-            self.writer,
-            lambda c: outbox.enqueue(c, topic, "event", body, priority=outbox.LIVE),
-            kind="event",
-            block=block,
-        )
-        if ok and self.publisher:
+        return lambda c: outbox.enqueue(c, topic, "event", body, priority=outbox.LIVE)
+
+    def notify(self) -> None:
+        """Wake the publisher: a live message was queued."""
+        if self.publisher:
             self.publisher.notify()
+
+    def publish_event(self, type_: str, data: dict[str, Any], *, block: bool = False) -> bool:
+        """Queue an event on its own (see :meth:`event_writes`)."""
+        ok = outbox.submit(self.writer, self.event_writes(type_, data), kind="event", block=block)
+        if ok:
+            self.notify()
         return ok
 
     def replay(self, from_seq: int, to_seq: int) -> dict[str, Any]:

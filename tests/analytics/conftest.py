@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -34,7 +35,11 @@ def _detect_clip(path: Path, model: Path, threshold: float) -> list[list[Detecti
 def clip_detections(media_path, model_path, tmp_path_factory):
     """clip_detections(name) -> per-frame detections (threshold 0.3, for ByteTrack's low pass)."""
     cache: dict[str, list[list[Detection]]] = {}
-    root = tmp_path_factory.mktemp("dets")
+    # EDGE_AGENT_TEST_DETS_CACHE keeps the detector's output between runs (a developer's loop on a
+    # busy machine); by default each session runs the real model once per clip.
+    keep = os.environ.get("EDGE_AGENT_TEST_DETS_CACHE")
+    root = Path(keep) if keep else tmp_path_factory.mktemp("dets")
+    root.mkdir(parents=True, exist_ok=True)
 
     def get(name: str) -> list[list[Detection]]:
         if name not in cache:

@@ -23,6 +23,7 @@ ROUTES = [
     "/api/counts",
     "/api/readings",
     "/api/outbox",
+    "/api/incidents",
     "/api/snapshot/road.jpg",
     "/api/privacy",
     "/metrics",

@@ -84,6 +84,9 @@ def test_counts_detections_readings_outbox(live_agent):
         ("/api/detections?camera=../etc", 422),
         ("/api/readings?after_id=-1", 422),
         ("/api/outbox?state=lost", 422),
+        ("/api/incidents?limit=0", 422),
+        ("/api/incidents/nope.jpg", 422),
+        ("/api/incidents/" + "0" * 32 + ".jpg", 404),
         ("/api/snapshot/nope.jpg", 404),
         ("/api/nothing", 404),
     ],
@@ -240,6 +243,8 @@ OPERATIONS = [
     "/api/readings",
     "/api/outbox",
     "/api/privacy",
+    "/api/incidents",
+    "/api/incidents/{incident_id}.jpg",
     "/api/snapshot/{camera}.jpg",
     "/metrics",
 ]
