@@ -17,6 +17,7 @@ import numpy as np
 
 from agent.analytics.config import CameraAnalytics
 from agent.analytics.runner import AnalyticsRunner
+from agent.inference.catalog import load_catalog
 from tests.analytics.conftest import load_truth
 from tests.analytics.helpers import feed
 
@@ -48,7 +49,9 @@ def _runner(rules: list[dict]) -> AnalyticsRunner:
             "forecast": {"enabled": False},
         }
     )
-    return AnalyticsRunner("cam", cfg, _Rows(), frame_size=(1280, 720))
+    # the default model's own score calibration, as `edge-agent run` gives the tracker
+    calibration = load_catalog().get("ssd_mobilenet_v1_coco").tracker
+    return AnalyticsRunner("cam", cfg, _Rows(), frame_size=(1280, 720), calibration=calibration)
 
 
 class _Rows:
@@ -75,9 +78,9 @@ WRONG_WAY = [
     {"kind": "wrong_way", "name": "ww_toward", "zone": "toward", "direction": [0, 1]},
     {"kind": "wrong_way", "name": "ww_away", "zone": "away", "direction": [0, -1]},
 ]
-STOPPED = [
-    {"kind": "stopped_vehicle", "name": "stop_toward", "zone": "toward", "min_duration_s": 5},
-    {"kind": "stopped_vehicle", "name": "stop_away", "zone": "away", "min_duration_s": 5},
+STOPPED = [  # the default T (min_duration_s = 30 s)
+    {"kind": "stopped_vehicle", "name": "stop_toward", "zone": "toward"},
+    {"kind": "stopped_vehicle", "name": "stop_away", "zone": "away"},
 ]
 
 
@@ -141,12 +144,12 @@ def test_reversed_clip_raises_one_wrong_way_per_vehicle(clip_detections):
     for f in figures.values():
         assert f["duplicates"] == 0
         assert f["events"] <= f["vehicles"] * 1.05 + 1, f  # no duplicate events
-        assert f["vehicles_with_an_event"] >= 0.7 * f["vehicles"], f  # 0.71 and 0.81 measured (README)
+        assert f["vehicles_with_an_event"] >= 0.85 * f["vehicles"], f  # 0.97 and 0.89 measured (README)
 
 
 def test_frozen_frame_raises_stopped_vehicles_that_end_when_motion_resumes(clip_detections):
     frames = clip_detections("4ku_traffic.mp4")
-    k, hold = 360, 25 * 10  # frame 360 held for 10 s (T = 5 s)
+    k, hold = 360, 25 * 40  # frame 360 held for 40 s (T = 30 s)
     clip = frames[: k + 1] + [frames[k]] * hold + frames[k + 1 :]
     r = _runner(STOPPED)
     events = _capture(r)
@@ -155,16 +158,18 @@ def test_frozen_frame_raises_stopped_vehicles_that_end_when_motion_resumes(clip_
     starts = [e for e in events if e["phase"] == "start"]
     ends = [e for e in events if e["phase"] == "end"]
     ids = {e["track_id"] for e in starts}
-    in_zone = _vehicles_in_zones(frames[k])
+    in_zone = _vehicles_in_zones(frames[k])  # strong detections
+    seen = _vehicles_in_zones(frames[k], 0.0)  # every detection the tracker was given (threshold 0.3)
     figures = {
         "vehicles_in_zones_in_frame": in_zone,
+        "vehicle_boxes_in_zones_any_score": seen,
         "stopped_events": len(starts),
         "ended_after_resume": sum(1 for e in ends if e["end_reason"] in ("moved", "left_zone", "lost")),
         "ended_at_stop": sum(1 for e in ends if e["end_reason"] == "stopped"),
     }
     _report("frozen", figures)
     assert len(ids) == len(starts)
-    assert 0.75 * in_zone <= len(starts) <= in_zone, figures
+    assert 0.75 * in_zone <= len(starts) <= seen, figures
     t_resume = 1_700_000_000.0 + (k + hold) / 25.0
     for e in ends:
         assert e["end_reason"] != "stopped", e  # every stop ended once the traffic moved on
@@ -227,19 +232,27 @@ def _record_paths(r: AnalyticsRunner) -> dict[int, list[tuple[int, float, float]
     return paths
 
 
-def _vehicles_in_zones(dets) -> int:
+def _vehicles_in_zones(dets, least: float | None = None) -> int:
+    """Vehicles in the two zones whose detection scores ``least`` or more (default: the model's high
+    threshold, strong enough to hold a track), nested duplicate boxes counted once (max_overlap)."""
     import cv2
-    import numpy as np
 
+    from agent.analytics.tracking import suppress_nested
+
+    cal = load_catalog().get("ssd_mobilenet_v1_coco").tracker
+    least = cal["high_threshold"] if least is None else least
+    strong = [d for d in dets if d.label in VEHICLES and d.score >= least]
+    if not strong:
+        return 0
+    keep = suppress_nested(
+        np.array([d.box for d in strong], float), np.array([d.score for d in strong]), cal["max_overlap"]
+    )
     n = 0
-    for d in dets:
-        if d.label not in VEHICLES or d.score < 0.5:
-            continue
+    for i in keep:
+        d = strong[i]
         x, y = (d.box[0] + d.box[2]) / 2, d.box[3]
-        for poly in (TOWARD, AWAY):
-            if cv2.pointPolygonTest(np.array(poly, np.float32), (x, y), False) >= 0:
-                n += 1
-                break
+        if any(cv2.pointPolygonTest(np.array(p, np.float32), (x, y), False) >= 0 for p in (TOWARD, AWAY)):
+            n += 1
     return n
 
 

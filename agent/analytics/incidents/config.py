@@ -60,6 +60,12 @@ class WrongWayRule(_Rule):
     min_speed_rel: float = Field(
         0.5, ge=0, description="Without calibration: least speed in box heights per second."
     )
+    min_steady: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description="Share of the track's steps since its furthest point along the lane that must move against it (a track hopping back onto the vehicle behind is not a wrong-way driver).",
+    )
     max_angle_deg: float = Field(
         60.0,
         gt=0,

@@ -192,8 +192,16 @@ class WrongWay(_TrackRule):
                 continue
             if st.get("done") or o.id in self.fired:
                 continue
+            prev = st.get("prev")
+            st["prev"] = o.pt
             if self._along(o.pt) > self._along(st["best"]):
                 st["best"] = o.pt  # furthest point reached along the lane's direction
+                st["steps"] = st["against"] = 0
+            elif prev is not None:
+                # a wrong-way driver moves against the lane step after step; a track that hops back
+                # onto the vehicle behind (an ID switch) jumps back once, then drives forward again
+                st["steps"] = st.get("steps", 0) + 1
+                st["against"] = st.get("against", 0) + (self._along(o.pt) < self._along(prev))
             back = np.asarray(st["best"]) - np.asarray(o.pt)
             dist_px = float(np.dot(back, self.u))
             norm = float(np.hypot(*back))
@@ -209,6 +217,8 @@ class WrongWay(_TrackRule):
                 if kmh is not None
                 else (rel is not None and rel >= cfg.min_speed_rel)
             )
+            steady = st.get("steps", 0) >= 5 and st.get("against", 0) >= cfg.min_steady * st["steps"]
+            far = far and steady
             if far and fast and self._same_as_recent(st, ts):
                 self.fired.add(o.id)
                 self.suppressed += 1
@@ -296,6 +306,16 @@ class StoppedVehicle(_Dwell):
         slow = self.motion.slow(o.id, self.cfg.max_speed_kmh, self.cfg.max_speed_rel)
         if slow is None:
             return None
+        # one standing vehicle keeps its size; a "track" whose box keeps changing size is the tracker
+        # hopping between vehicles passing one spot (the far end of a busy road), not a stop
+        lo, hi = st.get("h_range") or (o.h, o.h)
+        lo, hi = min(lo, o.h), max(hi, o.h)
+        if st["since"] is None or hi > 1.5 * lo:
+            lo = hi = o.h
+            if st["since"] is not None:
+                st["h_range"] = (lo, hi)
+                return False
+        st["h_range"] = (lo, hi)
         if slow:
             return True
         # between the limit and twice the limit: hysteresis, a standing vehicle's jitter never resets it
