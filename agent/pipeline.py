@@ -70,7 +70,9 @@ class Pipeline:
         self.started_at = time.time()
         self.started_mono = time.monotonic()
         # store
-        self.database = Database(cfg.storage.path, check=cfg.storage.integrity_check)
+        self.database = Database(
+            cfg.storage.path, check=cfg.storage.integrity_check, max_db_mb=cfg.storage.max_db_mb
+        )
         self.writer = Writer(
             self.database, max_queue=cfg.storage.writer_queue, max_delay_s=cfg.storage.commit_interval_s
         ).start()
