@@ -169,10 +169,13 @@ class SyncService:
                 "SELECT COUNT(*) FROM outbox WHERE seq BETWEEN ? AND ?", (from_seq, to_seq)
             ).fetchone()[0]
             missing = outbox.missing_in_range(conn, from_seq, to_seq)
+            last = conn.execute("SELECT MAX(seq) FROM outbox").fetchone()[0]
         finally:
             conn.close()
         if self.publisher and present:
-            self.publisher.replay(from_seq, to_seq)
+            # only what is stored counts against the replay queue's bound (a range past the last seq
+            # asks for nothing more); ReplayQueue.add merges it with those queued or refuses it: busy
+            self.publisher.replay(from_seq, min(to_seq, last or to_seq))
         return {"from_seq": from_seq, "to_seq": to_seq, "queued": present, "missing": missing}
 
     def health(self) -> dict[str, Any]:
