@@ -86,16 +86,23 @@ def connect(path: str | Path, *, readonly: bool = False, timeout_s: float = 10.0
             conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA schema_version").fetchone()  # reads the header: a corrupt file fails here
+    except OSError as exc:  # the directory cannot be made: a file in the way, no permission
+        raise StoreError(
+            f"cannot create the database's directory {path.parent}: {exc.strerror or exc}",
+            f"set storage.path to a writable place, or create {path.parent} for the agent's user"
+            + (" (a file is in the way)" if isinstance(exc, (NotADirectoryError, FileExistsError)) else ""),
+        ) from None
     except sqlite3.DatabaseError as exc:
         if "not a database" in str(exc) or "malformed" in str(exc):
             raise StoreError(
                 f"database {path} is not a valid SQLite file: {exc}",
                 f"move it aside (mv {path} {path}.corrupt) and restart; the agent creates a new one",
-            ) from exc
+            ) from None
         raise StoreError(
             f"cannot open database {path}: {exc}",
             "check that the directory exists and is writable by the agent's user (storage.path)",
-        ) from exc
+        ) from None
     return conn
 
 
