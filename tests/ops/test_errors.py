@@ -69,3 +69,23 @@ def test_run_without_permission_for_the_database_directory(tmp_path):
     cfg.write_text(f'[storage]\npath = "{locked}/sub/agent.sqlite"\n\n[api]\nenabled = false\n')
     r = _run("run", "--config", str(cfg), "--duration", "1")
     _assert_clean(r, 5)
+
+
+def test_run_without_config_uses_the_environment_and_says_so(tmp_path):
+    db = tmp_path / "env-agent.sqlite"
+    cfg = tmp_path / "env.toml"
+    cfg.write_text(f'[storage]\npath = "{db}"\n\n[api]\nenabled = false\n')
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    r = subprocess.run(
+        [EDGE_AGENT, "run", "--duration", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env={**os.environ, "EDGE_AGENT_CONFIG": str(cfg)},
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"config: {cfg}" in r.stderr
+    assert "warning: nothing to do" in r.stderr and "fix:" in r.stderr
+    assert db.exists() and not (cwd / "var").exists()  # the config's database, not ./var
