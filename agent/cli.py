@@ -51,7 +51,9 @@ class _Group(click.Group):
 def cli(verbose: int) -> None:
     """edge-agent: cameras and serial sensors -> TFLite on the edge -> SQLite -> MQTT."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from agent.service.logsetup import setup_logging
+
+    setup_logging(level)
 
 
 def _register() -> None:

@@ -76,10 +76,13 @@ def run_cmd(
         cfg = demo_config(cfg)
     if db_path:
         cfg.storage.path = db_path
+    from agent.service.logsetup import setup_logging
+
     root = _logging.getLogger()
-    if root.level > _logging.INFO or not root.handlers:
-        _logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        root.setLevel(getattr(_logging, cfg.logging.level.upper()))
+    level = getattr(_logging, cfg.logging.level.upper())
+    if root.handlers and root.level <= _logging.INFO:  # -v / -vv asked for more
+        level = min(level, root.level)
+    setup_logging(level, json_format=cfg.logging.json_format)  # journald prefixes, JSON lines
 
     def reload_config():
         new = load_config(config_file)

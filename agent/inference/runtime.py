@@ -12,9 +12,14 @@ library that is not installed) becomes a :class:`~agent.errors.ModelError` or
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
+import os
 import platform
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,7 +129,8 @@ def _load_delegate(load_delegate: Any, lib: str, options: dict[str, str], what: 
     if err is not None:
         raise AcceleratorError(f"{what}: cannot load {lib}: {err}", _delegate_hint(what, lib))
     try:
-        return load_delegate(lib, options or {})
+        with native_stderr_to_log():
+            return load_delegate(lib, options or {})
     except (ValueError, RuntimeError, OSError, AttributeError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AcceleratorError(
@@ -175,18 +181,58 @@ def has_edgetpu_op(model_bytes: bytes) -> bool:
     return EDGETPU_CUSTOM_OP.encode() in model_bytes
 
 
+@contextlib.contextmanager
+def native_stderr_to_log() -> Iterator[None]:
+    """Route what native code (LiteRT's C++, a delegate) writes to fd 2 meanwhile into our log:
+    ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` becomes a DEBUG record of
+    ``agent.inference.litert`` instead of a bare unprefixed line on stderr (which journald would
+    file at the unit's default priority). ``WARNING:``/``ERROR:`` lines keep their level; any other
+    line (another thread's) is written back to stderr unchanged."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded): nothing to route
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace")
+            passthrough = []
+            for line in text.splitlines():
+                head, _, rest = line.partition(": ")
+                level = _NATIVE_LEVELS.get(head)
+                if level is None:
+                    passthrough.append(line)
+                else:
+                    _native_log.log(level, "%s", rest.strip())
+            if passthrough:
+                sys.stderr.write("\n".join(passthrough) + "\n")
+                sys.stderr.flush()
+
+
+_native_log = logging.getLogger("agent.inference.litert")
+_NATIVE_LEVELS = {"INFO": logging.DEBUG, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
+
+
 def _build(Interpreter: Any, path: Path, delegates: list[Any], num_threads: int) -> Any:
     """Create and allocate an interpreter; runtime errors become ModelError."""
-    try:
-        interp = Interpreter(
-            model_path=str(path), experimental_delegates=delegates or None, num_threads=num_threads
-        )
-    except (ValueError, RuntimeError) as exc:
-        raise _model_error(path, exc) from None
-    try:
-        interp.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise _model_error(path, exc) from None
+    with native_stderr_to_log():
+        try:
+            interp = Interpreter(
+                model_path=str(path), experimental_delegates=delegates or None, num_threads=num_threads
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise _model_error(path, exc) from None
+        try:
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise _model_error(path, exc) from None
     return interp
 
 

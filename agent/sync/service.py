@@ -416,10 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retention-interval", type=float, default=0.25)
     ns = ap.parse_args(argv)
     cfg = load_config(ns.config)
-    logging.basicConfig(
-        level=getattr(logging, cfg.logging.level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from agent.service.logsetup import setup_logging
+
+    setup_logging(cfg.logging.level, json_format=cfg.logging.json_format)
     db_path = Path(ns.db) if ns.db else cfg.storage.path
     database = Database(db_path, check=cfg.storage.integrity_check, max_db_mb=cfg.storage.max_db_mb)
     writer = Writer(
