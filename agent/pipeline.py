@@ -150,13 +150,16 @@ class Pipeline:
                 log.error("model %s cannot be used: %s", model, exc)
                 continue
             self.engines[model] = eng
+            from agent.inference.runtime import accelerator_summary
+
             log.info(
-                "model %s: %s on %s%s",
+                "model %s: %s on %s",
                 model,
                 eng.family,
-                eng.accelerator,
-                f" ({'; '.join(eng.accelerator_reasons)})" if eng.accelerator_reasons else "",
+                accelerator_summary(eng.accelerator, eng.accelerator_reasons),
             )
+            if eng.accelerator_reasons:
+                log.debug("model %s: accelerators skipped: %s", model, "; ".join(eng.accelerator_reasons))
 
     # -- reload (SIGHUP) --------------------------------------------------------------------------
     def reload(self, new: AgentConfig) -> dict[str, list[str]]:

@@ -266,6 +266,18 @@ def _model_error(path: Path, exc: Exception) -> ModelError:
     )
 
 
+def accelerator_summary(accelerator: str, reasons: list[str]) -> str:
+    """A short account of where a model runs, for a status light or one log line:
+    ``cpu (no Edge TPU, no GPU delegate)``. The full reasons (dlopen errors) are the details."""
+    missing = []
+    text = [r.lower() for r in reasons]
+    if any(r.startswith("edgetpu") or "edge tpu" in r for r in text):
+        missing.append("no Edge TPU")
+    if any(r.startswith("gpu") for r in text):
+        missing.append("no GPU delegate")
+    return f"{accelerator} ({', '.join(missing)})" if missing else accelerator
+
+
 def make_interpreter(
     model_path: str | Path,
     runtime: str = "auto",
@@ -340,7 +352,7 @@ def make_interpreter(
             if accelerator == "edgetpu":
                 raise
             reasons.append(exc.message)
-            log.info("inference: skipping the Edge TPU: %s", exc.message)
+            log.debug("inference: skipping the Edge TPU: %s", exc.message)
 
     # -- GPU
     if accelerator in ("auto", "gpu"):
@@ -366,7 +378,7 @@ def make_interpreter(
         if accelerator == "gpu":
             raise AcceleratorError(msg, _delegate_hint("gpu", libs[0]))
         reasons.append(msg)
-        log.info("inference: skipping the GPU: %s", msg)
+        log.debug("inference: skipping the GPU: %s", msg)
 
     # -- CPU (XNNPACK is the default CPU path of LiteRT)
     if cpu_is_tpu_model:
