@@ -9,6 +9,7 @@ loopback) and read the SQLite file read-only when the daemon does not answer.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sys
@@ -269,6 +270,12 @@ def tail_cmd(
             sys.stdout.flush()
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:  # `tail | head`: the reader has what it wanted; that is no agent trouble
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the interpreter's last flush is quiet
+        except OSError:
+            pass
+        return
     except (urllib.error.URLError, OSError) as exc:
         click.echo(f"the agent stopped answering ({exc}); run tail again to read the database", err=True)
         sys.exit(3)

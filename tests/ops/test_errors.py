@@ -89,3 +89,79 @@ def test_run_without_config_uses_the_environment_and_says_so(tmp_path):
     assert f"config: {cfg}" in r.stderr
     assert "warning: nothing to do" in r.stderr and "fix:" in r.stderr
     assert db.exists() and not (cwd / "var").exists()  # the config's database, not ./var
+
+
+def test_replay_range_backwards_says_how_to_fix_it(tmp_path):
+    from agent.store.db import Database
+
+    db = tmp_path / "a.sqlite"
+    Database(db).close()
+    r = _run("outbox", "replay", "--db", str(db), "--from", "5", "--to", "2")
+    _assert_clean(r, 1)
+    assert "--from 2 --to 5" in r.stderr
+
+
+def test_a_config_with_a_utf8_bom_is_read(tmp_path):
+    cfg = tmp_path / "bom.toml"
+    cfg.write_bytes(b'\xef\xbb\xbf[device]\nid = "unit-7"\n')
+    r = _run("config", "check", str(cfg))
+    assert r.returncode == 0 and "unit-7" in r.stdout, r.stdout + r.stderr
+
+
+def test_tail_into_head_is_not_reported_as_the_agent_stopping(tmp_path):
+    import time
+
+    from agent.sections import iso_utc
+    from agent.store.db import Database
+
+    db = tmp_path / "a.sqlite"
+    d = Database(db)
+    d.conn.executemany(
+        "INSERT INTO readings (ts, sensor, metric, value, unit) VALUES (?, 'pm', 'pm2_5', ?, 'ug/m3')",
+        [(iso_utc(time.time() - 3000 + i), float(i)) for i in range(2000)],
+    )
+    d.close()
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(f'[storage]\npath = "{db}"\n\n[api]\nport = {_free_port()}\n')
+    env = {k: v for k, v in os.environ.items() if k != "EDGE_AGENT_CONFIG"}
+    p = subprocess.run(
+        f"{EDGE_AGENT} tail --config {cfg} --lines 1000 --no-detections --duration 5 | head -n 3",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert len(p.stdout.splitlines()) == 3
+    assert "stopped answering" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_writer_last_error_is_cleared_once_writes_resume(tmp_path):
+    """A real SQLITE_FULL (the file capped by max_page_count), then room again: the writer keeps the
+    batch, commits it when space returns, and its last_error no longer shows the old disk-full error."""
+    import time
+
+    from agent.store.db import Database
+    from agent.store.writer import Writer
+
+    db = Database(tmp_path / "a.sqlite")
+    pages = db.conn.execute("PRAGMA page_count").fetchone()[0]
+    db.conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+    w = Writer(db, max_delay_s=0.01).start()
+    try:
+        rows = [
+            {"ts": "2026-01-01T00:00:00.000Z", "sensor": "s", "metric": "m" * 200, "value": 1.0, "unit": ""}
+        ] * 500
+        assert w.submit_rows("readings", rows)
+        deadline = time.monotonic() + 30
+        while not w.disk_full and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert w.disk_full and "full" in (w.last_error or "")
+        # room again (a per-connection setting: set on the writer's connection while it waits to retry)
+        db.conn.execute("PRAGMA max_page_count = 1000000")
+        assert w.flush(60)
+        assert not w.disk_full and w.last_error is None, w.stats()
+        assert w.committed_rows == 500
+    finally:
+        w.stop()
+        db.close()
