@@ -165,3 +165,10 @@ def test_writer_last_error_is_cleared_once_writes_resume(tmp_path):
     finally:
         w.stop()
         db.close()
+
+
+def test_classify_help_names_the_model_it_uses():
+    from agent.inference.cli import DEFAULT_CLASSIFIER
+
+    r = _run("classify", "--help")
+    assert r.returncode == 0 and DEFAULT_CLASSIFIER in " ".join(r.stdout.split()), r.stdout
