@@ -281,13 +281,17 @@ def hub_command(
             replay=replay,
         )
     except ValueError as exc:
-        raise AgentError(str(exc)) from None
+        raise AgentError(
+            str(exc), "give --broker as mqtt://[user:pass@]host[:port] or mqtts://host[:port] (TLS)"
+        ) from None
     hub.start()
     end = time.monotonic() + duration if duration else None
     tty = sys.stdout.isatty()
+    ever = False
     try:
         while end is None or time.monotonic() < end:
             time.sleep(min(refresh, max(0.0, end - time.monotonic())) if end else refresh)
+            ever = ever or hub.connected.is_set()
             if as_json:
                 click.echo(json.dumps(hub.devices()))
             else:
@@ -295,7 +299,13 @@ def hub_command(
     except KeyboardInterrupt:
         pass
     finally:
+        ever = ever or hub.connected.is_set()
         hub.stop()
+    if not ever:  # a hub that never reached its broker did not do its job: say so, exit non-zero
+        raise AgentError(
+            f"the hub never connected to {broker}: {hub.last_error or 'no answer'}",
+            "check the broker address and port, the credentials (--username, --password-file) and TLS (--ca-file)",
+        )
 
 
 commands = [outbox_group, hub_command]

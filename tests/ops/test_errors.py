@@ -172,3 +172,26 @@ def test_classify_help_names_the_model_it_uses():
 
     r = _run("classify", "--help")
     assert r.returncode == 0 and DEFAULT_CLASSIFIER in " ".join(r.stdout.split()), r.stdout
+
+
+def test_hub_that_never_connects_exits_non_zero(tmp_path):
+    r = _run(
+        "hub",
+        "--broker",
+        f"mqtt://127.0.0.1:{_free_port()}",
+        "--db",
+        str(tmp_path / "hub.sqlite"),
+        "--duration",
+        "2",
+        "--refresh",
+        "0.5",
+        "--json",
+    )
+    _assert_clean(r, 1)
+    assert "never connected" in r.stderr
+
+
+def test_hub_with_a_bad_broker_url_says_how_to_write_it(tmp_path):
+    r = _run("hub", "--broker", "http://x", "--db", str(tmp_path / "hub.sqlite"), "--duration", "1")
+    _assert_clean(r, 1)
+    assert "mqtt://" in r.stderr
