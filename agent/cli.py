@@ -25,6 +25,7 @@ _COMMAND_MODULES = [
     "firmware_bridge.cli",
     "agent.api.cli",
     "agent.service.cli",
+    "agent.store.dump_cli",
 ]
 
 
