@@ -332,7 +332,12 @@ def offline_status(conn: sqlite3.Connection, cfg: Any, db_path: Path) -> dict[st
         "versions": versions(),
     }
     ls = lights(st, cfg)
-    ls["camera"] = _light("bad", "the agent is not running") if cfg.cameras else ls["camera"]
+    # never green from the database: its last stats window may be a partial one, and no camera runs now
+    if cfg.cameras:
+        ls["camera"] = _light("bad", "the agent is not running")
+    elif cams:
+        last = max(str(c.get("last_stats_ts") or "") for c in cams.values())
+        ls["camera"] = _light("off", f"the agent is not running (last camera stats {last or 'unknown'})")
     ls["accelerator"] = _light("off", "the agent is not running")
     ls["broker"] = _light(
         "off",

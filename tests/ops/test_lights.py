@@ -75,3 +75,19 @@ def test_piped_status_prints_words_not_glyphs(tmp_path):
     ]
     db_line = [ln for ln in r.stdout.splitlines() if ln.startswith("database:")]
     assert disk_line and db_line and disk_line[0].split("disk", 1)[1].strip() in db_line[0], r.stdout
+
+
+def test_offline_status_never_shows_a_green_camera(tmp_path):
+    from agent.api.status import offline_status
+
+    db = Database(tmp_path / "a.sqlite")
+    db.conn.execute(
+        "INSERT INTO inference_stats (ts_start, ts_end, camera, model, accelerator, frames, fps, detections)"
+        " VALUES ('2026-01-01T00:00:00.000Z', '2026-01-01T00:00:03.000Z', 'cam', 'ssd', 'cpu', 30, 10.0, 5)"
+    )
+    st = offline_status(
+        db.conn, _cfg(tmp_path), tmp_path / "a.sqlite"
+    )  # a partial last window, no cameras in cfg
+    db.close()
+    assert st["lights"]["camera"]["state"] != "ok", st["lights"]["camera"]
+    assert "not running" in st["lights"]["camera"]["why"]
