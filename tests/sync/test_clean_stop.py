@@ -30,4 +30,6 @@ def test_paho_loop_after_disconnect_is_not_an_error(caplog):
     c.enable_logger(logging.getLogger("agent.sync.paho"))
     c._loop(0.0)  # what paho's thread does after disconnect() closed the socket
     recs = [r for r in caplog.records if "not connected" in r.getMessage()]
-    assert recs and all(r.levelno == logging.DEBUG for r in recs), [(r.levelname, r.getMessage()) for r in recs]
+    assert recs and all(r.levelno == logging.DEBUG for r in recs), [
+        (r.levelname, r.getMessage()) for r in recs
+    ]
