@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sqlite3
 import sys
 
 import click
 
 from agent import __version__
-from agent.errors import AgentError
+from agent.errors import AgentError, StoreError
 
 # Modules contributing commands (each has `commands: list[click.Command]`).
 _COMMAND_MODULES = [
@@ -28,6 +29,7 @@ _COMMAND_MODULES = [
     "agent.service.cli",
     "agent.privacy.cli",
     "agent.ngsi_ld.cli",
+    "agent.store.dump_cli",
 ]
 
 
@@ -38,6 +40,14 @@ class _Group(click.Group):
         except AgentError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except sqlite3.DatabaseError as exc:  # a page deep in the file is damaged: met only when read
+            click.echo(
+                f"error: the database is damaged or unreadable: {exc}\n"
+                "  fix: run `edge-agent doctor`; move the file aside (storage.path) and restart the agent,"
+                " or repair it with sqlite3 .recover",
+                err=True,
+            )
+            sys.exit(StoreError.exit_code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -46,7 +56,9 @@ class _Group(click.Group):
 def cli(verbose: int) -> None:
     """edge-agent: cameras and serial sensors -> TFLite on the edge -> SQLite -> MQTT."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from agent.service.logsetup import setup_logging
+
+    setup_logging(level)
 
 
 def _register() -> None:

@@ -321,7 +321,7 @@ def load_config(path: str | Path | None) -> AgentConfig:
         return parse_config({})
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a BOM (Windows editors write one) is not TOML: dropped
     except FileNotFoundError:
         raise ConfigError(
             f"config file {p} does not exist",

@@ -37,7 +37,7 @@ commands = [config_group]
     "--config",
     "config_file",
     type=click.Path(dir_okay=False),
-    help="Config file (TOML). Default: built-in defaults.",
+    help="Config file (TOML) [default: $EDGE_AGENT_CONFIG, else /etc/edge-agent/config.toml, else built-in defaults].",
 )
 @click.option(
     "--demo",
@@ -58,17 +58,33 @@ def run_cmd(
     the writer flushes; nothing already accepted is lost)."""
     import logging as _logging
 
+    from agent.api.client import load as find_config
     from agent.runner import run_agent
 
-    cfg = load_config(config_file)
+    cfg, config_file = find_config(config_file)  # the same lookup as every other command
+    click.echo(
+        f"config: {config_file}"
+        if config_file
+        else "config: built-in defaults (no --config, $EDGE_AGENT_CONFIG or /etc/edge-agent/config.toml)",
+        err=True,
+    )
+    if not demo and not any(c.enabled for c in cfg.cameras) and not cfg.sensors:
+        click.echo(
+            "warning: nothing to do: no camera and no sensor is configured\n"
+            "  fix: add [[cameras]] or [[sensors]] to the config (edge-agent config example), or try --demo",
+            err=True,
+        )
     if demo:
         cfg = demo_config(cfg)
     if db_path:
         cfg.storage.path = db_path
+    from agent.service.logsetup import setup_logging
+
     root = _logging.getLogger()
-    if root.level > _logging.INFO or not root.handlers:
-        _logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        root.setLevel(getattr(_logging, cfg.logging.level.upper()))
+    level = getattr(_logging, cfg.logging.level.upper())
+    if root.handlers and root.level <= _logging.INFO:  # -v / -vv asked for more
+        level = min(level, root.level)
+    setup_logging(level, json_format=cfg.logging.json_format)  # journald prefixes, JSON lines
 
     def reload_config():
         new = load_config(config_file)

@@ -70,7 +70,9 @@ class Pipeline:
         self.started_at = time.time()
         self.started_mono = time.monotonic()
         # store
-        self.database = Database(cfg.storage.path, check=cfg.storage.integrity_check)
+        self.database = Database(
+            cfg.storage.path, check=cfg.storage.integrity_check, max_db_mb=cfg.storage.max_db_mb
+        )
         self.writer = Writer(
             self.database, max_queue=cfg.storage.writer_queue, max_delay_s=cfg.storage.commit_interval_s
         ).start()
@@ -169,13 +171,16 @@ class Pipeline:
                 log.error("model %s cannot be used: %s", model, exc)
                 continue
             self.engines[model] = eng
+            from agent.inference.runtime import accelerator_summary
+
             log.info(
-                "model %s: %s on %s%s",
+                "model %s: %s on %s",
                 model,
                 eng.family,
-                eng.accelerator,
-                f" ({'; '.join(eng.accelerator_reasons)})" if eng.accelerator_reasons else "",
+                accelerator_summary(eng.accelerator, eng.accelerator_reasons),
             )
+            if eng.accelerator_reasons:
+                log.debug("model %s: accelerators skipped: %s", model, "; ".join(eng.accelerator_reasons))
 
     # -- reload (SIGHUP) --------------------------------------------------------------------------
     def reload(self, new: AgentConfig) -> dict[str, list[str]]:

@@ -9,6 +9,7 @@ loopback) and read the SQLite file read-only when the daemon does not answer.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sys
@@ -85,6 +86,8 @@ def query(
 
 
 def _light(state: str, text: str) -> str:
+    if not sys.stdout.isatty():  # piped or logged: words, not glyphs
+        return f"{state.upper():<4} {text}"
     sym, color = _SYM.get(state, ("?", None))
     return click.style(sym, fg=color) + " " + text
 
@@ -149,12 +152,9 @@ def print_status(st: dict[str, Any], where: str) -> None:
             f"sync: MQTT {state}, outbox backlog {_f(backlog)}"
             + (f", last error: {sync['last_error']}" if sync.get("last_error") else "")
         )
-    db, disk = st.get("database") or {}, st.get("disk") or {}
-    size = db.get("size_bytes")
-    click.echo(
-        f"database: {db.get('path')} ({_f(size / 2**20 if size else None, ' MiB')}); disk free "
-        f"{_f(disk.get('free_bytes', 0) / 2**30 if disk.get('free_bytes') else None, ' GiB')}"
-    )
+    db = st.get("database") or {}
+    disk_light = (st.get("lights") or {}).get("disk") or {}
+    click.echo(f"database: {db.get('path')}; {disk_light.get('why') or 'disk unknown'}")
 
 
 @click.command("status")
@@ -270,6 +270,12 @@ def tail_cmd(
             sys.stdout.flush()
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:  # `tail | head`: the reader has what it wanted; that is no agent trouble
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the interpreter's last flush is quiet
+        except OSError:
+            pass
+        return
     except (urllib.error.URLError, OSError) as exc:
         click.echo(f"the agent stopped answering ({exc}); run tail again to read the database", err=True)
         sys.exit(3)

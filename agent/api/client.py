@@ -274,17 +274,38 @@ def open_source(
     src = ApiSource(url or api_url(cfg), token)
     try:
         src.get("/healthz")
-        return src
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 429):
             why = problem or f"HTTP {exc.code}: the token was refused"
             return DbSource(cfg, path, f"{src.base} answered {exc.code} ({why})")
-        if exc.code == 503:  # alive but not ready: the API still serves status
-            return src
-        return DbSource(cfg, path, f"{src.base} answered HTTP {exc.code}")
+        if exc.code != 503:  # 503: alive but not ready, the API still serves status
+            return DbSource(cfg, path, f"{src.base} answered HTTP {exc.code}")
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return DbSource(cfg, path, f"nothing answers at {src.base}: {reason}")
+    other = None if url else other_agent(src, cfg)
+    if other:
+        return DbSource(cfg, path, other)
+    return src
+
+
+def other_agent(src: ApiSource, cfg: Any) -> str | None:
+    """Why the agent answering at ``src`` is not the one ``cfg`` describes (another device id, or
+    another database: two agents on one machine, a port reused), or None when it is that one. An
+    agent whose status cannot be read (token trouble) is given the benefit of the doubt."""
+    try:
+        st = src.get("/api/status")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    dev = (st.get("device") or {}).get("id")
+    db = (st.get("database") or {}).get("path")
+    if dev is not None and dev != cfg.device.id:
+        return f"the agent at {src.base} is device {dev!r}, not {cfg.device.id!r} (another agent's port)"
+    if db is not None and os.path.abspath(db) != os.path.abspath(str(cfg.storage.path)):
+        return (
+            f"the agent at {src.base} uses the database {db}, not {cfg.storage.path} (another agent's port)"
+        )
+    return None
 
 
 def running_agent(cfg: Any, url: str | None = None) -> ApiSource | None:
@@ -299,6 +320,8 @@ def running_agent(cfg: Any, url: str | None = None) -> ApiSource | None:
         if exc.code not in (401, 429, 503):  # the agent answers those (not ready, token trouble)
             return None
     except (urllib.error.URLError, OSError, ValueError):
+        return None
+    if not url and other_agent(src, cfg):
         return None
     return src
 

@@ -26,8 +26,12 @@ LIGHTS = ("camera", "accelerator", "sensors", "broker", "disk", "clock")
 _RANK = {"off": 0, "ok": 1, "warn": 2, "bad": 3}
 
 
-def _light(state: str, why: str) -> dict[str, str]:
-    return {"state": state, "why": why}
+def _light(state: str, why: str, detail: str | None = None) -> dict[str, str]:
+    """A status light: its state, a short why, and (optional) the details behind it."""
+    out = {"state": state, "why": why}
+    if detail:
+        out["detail"] = detail
+    return out
 
 
 def jsonable(obj: Any) -> Any:
@@ -148,19 +152,22 @@ def _accel_light(st: dict[str, Any], cfg: Any) -> dict[str, str]:
         return _light("bad", "; ".join(f"{m}: {e}" for m, e in errors.items()))
     if not models:
         return _light("off", "no model loaded")
+    from agent.inference.runtime import accelerator_summary
+
     wanted = getattr(getattr(cfg, "inference", None), "accelerator", "auto")
-    parts, state = [], "ok"
+    parts, details, state = [], [], "ok"
     for name, m in models.items():
         acc = m.get("accelerator")
-        reasons = "; ".join(m.get("reasons") or [])
-        parts.append(f"{name} on {acc}" + (f" ({reasons})" if reasons else ""))
+        reasons = list(m.get("reasons") or [])
+        parts.append(f"{name} on {accelerator_summary(str(acc), reasons)}")
+        details += [f"{name}: {r}" for r in reasons]
         if wanted not in ("auto", "cpu") and acc != wanted:
             state = "warn"
         fb = m.get("fallback")
         if fb:  # lost while running: still counting, on a slower accelerator
             parts[-1] = f"{name} on {acc}: {fb.get('lost')} lost ({fb.get('reason')}), re-probing"
             state = "warn"
-    return _light(state, "; ".join(parts))
+    return _light(state, "; ".join(parts), "\n".join(details) or None)
 
 
 def _sensor_light(st: dict[str, Any], cfg: Any) -> dict[str, str]:
@@ -179,12 +186,14 @@ def _sensor_light(st: dict[str, Any], cfg: Any) -> dict[str, str]:
     ]
     if down:
         return _light("bad", "; ".join(down))
+    # a line drops a few frames (the simulator's default noise is 5 % per fault kind): that is what the
+    # checksums are for. Warn when a quarter of the frames are bad, not at every burst of noise
     noisy = [
-        f"{n}: {h.get('frames_bad')} bad frames"
+        f"{n}: {h.get('frames_bad')} bad frames of {h['frames_bad'] + (h.get('frames_ok') or 0)}"
         for n, h in sensors.items()
         if isinstance(h, dict)
-        and h.get("frames_bad")
-        and h["frames_bad"] > 0.05 * max(1, h.get("frames_ok") or 0)
+        and (h.get("frames_bad") or 0) >= 20
+        and h["frames_bad"] > 0.25 * (h["frames_bad"] + (h.get("frames_ok") or 0))
     ]
     if noisy:
         return _light("warn", "; ".join(noisy))
@@ -215,14 +224,27 @@ def _disk_light(st: dict[str, Any], cfg: Any) -> dict[str, str]:
     free_mb = d["free_bytes"] / 2**20
     db = (st.get("database") or {}).get("size_bytes") or 0
     budget = getattr(getattr(cfg, "storage", None), "max_db_mb", None)
-    why = f"{free_mb:.0f} MiB free ({d.get('free_pct')}%), database {db / 2**20:.1f} MiB"
-    if budget:
-        why += f" of {budget:g} MiB budget"
+    why = disk_text(d, db, budget)
     if free_mb < 200 or (d.get("free_pct") or 100) < 3:
         return _light("bad", why)
     if (d.get("free_pct") or 100) < 10 or (budget and db > 0.9 * budget * 2**20):
         return _light("warn", why)
     return _light("ok", why)
+
+
+def mib(n: float | None) -> str:
+    """Sizes on the status page, the console and the lights: one unit, MiB (GiB from 10 GiB)."""
+    if n is None:
+        return "-"
+    return f"{n / 2**30:.1f} GiB" if n >= 10 * 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def disk_text(d: dict[str, Any], db_bytes: float | None, budget_mb: float | None) -> str:
+    """The one way disk space is written: ``812.0 MiB free (41.2 %), database 3.1 MiB of 1024 MiB budget``."""
+    why = f"{mib(d.get('free_bytes'))} free ({d.get('free_pct')} %), database {mib(db_bytes or 0)}"
+    if budget_mb:
+        why += f" of {budget_mb:g} MiB budget"
+    return why
 
 
 def _clock_light(st: dict[str, Any]) -> dict[str, str]:
@@ -314,7 +336,12 @@ def offline_status(conn: sqlite3.Connection, cfg: Any, db_path: Path) -> dict[st
         "versions": versions(),
     }
     ls = lights(st, cfg)
-    ls["camera"] = _light("bad", "the agent is not running") if cfg.cameras else ls["camera"]
+    # never green from the database: its last stats window may be a partial one, and no camera runs now
+    if cfg.cameras:
+        ls["camera"] = _light("bad", "the agent is not running")
+    elif cams:
+        last = max(str(c.get("last_stats_ts") or "") for c in cams.values())
+        ls["camera"] = _light("off", f"the agent is not running (last camera stats {last or 'unknown'})")
     ls["accelerator"] = _light("off", "the agent is not running")
     ls["broker"] = _light(
         "off",

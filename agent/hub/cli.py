@@ -155,9 +155,11 @@ def hub_group(ctx: click.Context, broker: str | None, dsn: str | None, db: str |
     hub.start()
     end = time.monotonic() + duration if duration else None
     tty = sys.stdout.isatty()
+    ever = False
     try:
         while not stop.is_set() and (end is None or time.monotonic() < end):
             stop.wait(min(refresh, max(0.0, end - time.monotonic())) if end else refresh)
+            ever = ever or hub.connected.is_set()
             if quiet:
                 continue
             if as_json:
@@ -167,7 +169,13 @@ def hub_group(ctx: click.Context, broker: str | None, dsn: str | None, db: str |
     except KeyboardInterrupt:
         pass
     finally:
+        ever = ever or hub.connected.is_set()
         hub.stop()
+    if not ever:  # a hub that never reached its broker did not do its job: say so, exit non-zero
+        raise AgentError(
+            f"the hub never connected to {broker}: {hub.last_error or 'no answer'}",
+            "check the broker address and port, the credentials (--username, --password-file) and TLS (--ca-file)",
+        )
 
 
 def _open(dsn: str | None):

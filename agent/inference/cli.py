@@ -395,6 +395,9 @@ def detect_cmd(
     click.echo(_summary(eng, n, ms), err=as_json)
 
 
+DEFAULT_CLASSIFIER = "mobilenet_v2_imagenet"
+
+
 @click.command("classify")
 @click.argument("path", type=click.Path())
 @_with(_model_opts)
@@ -411,10 +414,11 @@ def classify_cmd(
     """Classify PATH (an image, a folder of images or a video): the top-k classes, best first.
 
     With --json: one object per class per line, {"frame", "label", "class_id", "score"}.
-    The default threshold is 0 (report the top-k); --threshold raises it.
+    The default threshold is 0 (report the top-k); --threshold raises it. The default --model here
+    is the catalog's classifier, mobilenet_v2_imagenet (inference.model is a detector).
     """
     eng = _engine(
-        model or "mobilenet_v2_imagenet",
+        model or DEFAULT_CLASSIFIER,
         0.0 if threshold is None else threshold,
         accelerator,
         family,

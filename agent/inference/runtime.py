@@ -12,9 +12,14 @@ library that is not installed) becomes a :class:`~agent.errors.ModelError` or
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
+import os
 import platform
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,7 +129,8 @@ def _load_delegate(load_delegate: Any, lib: str, options: dict[str, str], what: 
     if err is not None:
         raise AcceleratorError(f"{what}: cannot load {lib}: {err}", _delegate_hint(what, lib))
     try:
-        return load_delegate(lib, options or {})
+        with native_stderr_to_log():
+            return load_delegate(lib, options or {})
     except (ValueError, RuntimeError, OSError, AttributeError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AcceleratorError(
@@ -175,6 +181,45 @@ def has_edgetpu_op(model_bytes: bytes) -> bool:
     return EDGETPU_CUSTOM_OP.encode() in model_bytes
 
 
+@contextlib.contextmanager
+def native_stderr_to_log() -> Iterator[None]:
+    """Route what native code (LiteRT's C++, a delegate) writes to fd 2 meanwhile into our log:
+    ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` becomes a DEBUG record of
+    ``agent.inference.litert`` instead of a bare unprefixed line on stderr (which journald would
+    file at the unit's default priority). ``WARNING:``/``ERROR:`` lines keep their level; any other
+    line (another thread's) is written back to stderr unchanged."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded): nothing to route
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace")
+            passthrough = []
+            for line in text.splitlines():
+                head, _, rest = line.partition(": ")
+                level = _NATIVE_LEVELS.get(head)
+                if level is None:
+                    passthrough.append(line)
+                else:
+                    _native_log.log(level, "%s", rest.strip())
+            if passthrough:
+                sys.stderr.write("\n".join(passthrough) + "\n")
+                sys.stderr.flush()
+
+
+_native_log = logging.getLogger("agent.inference.litert")
+_NATIVE_LEVELS = {"INFO": logging.DEBUG, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
+
+
 def _build(
     Interpreter: Any, path: Path, delegates: list[Any], num_threads: int, max_detections: int | None = None
 ) -> Any:
@@ -189,15 +234,16 @@ def _build(
         if old is not None:
             content = data
             log.info("%s: detections per frame raised from %d to %d", path.name, old, max_detections)
-    try:
-        src = {"model_content": content} if content is not None else {"model_path": str(path)}
-        interp = Interpreter(**src, experimental_delegates=delegates or None, num_threads=num_threads)
-    except (ValueError, RuntimeError) as exc:
-        raise _model_error(path, exc) from None
-    try:
-        interp.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise _model_error(path, exc) from None
+    with native_stderr_to_log():
+        try:
+            src = {"model_content": content} if content is not None else {"model_path": str(path)}
+            interp = Interpreter(**src, experimental_delegates=delegates or None, num_threads=num_threads)
+        except (ValueError, RuntimeError) as exc:
+            raise _model_error(path, exc) from None
+        try:
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise _model_error(path, exc) from None
     return interp
 
 
@@ -229,6 +275,18 @@ def _model_error(path: Path, exc: Exception) -> ModelError:
         f"cannot load model {path.name}: {first}",
         "check that the file is a complete .tflite model for this runtime (re-pull it to verify its sha256)",
     )
+
+
+def accelerator_summary(accelerator: str, reasons: list[str]) -> str:
+    """A short account of where a model runs, for a status light or one log line:
+    ``cpu (no Edge TPU, no GPU delegate)``. The full reasons (dlopen errors) are the details."""
+    missing = []
+    text = [r.lower() for r in reasons]
+    if any(r.startswith("edgetpu") or "edge tpu" in r for r in text):
+        missing.append("no Edge TPU")
+    if any(r.startswith("gpu") for r in text):
+        missing.append("no GPU delegate")
+    return f"{accelerator} ({', '.join(missing)})" if missing else accelerator
 
 
 def make_interpreter(
@@ -308,7 +366,7 @@ def make_interpreter(
             if accelerator == "edgetpu":
                 raise
             reasons.append(exc.message)
-            log.info("inference: skipping the Edge TPU: %s", exc.message)
+            log.debug("inference: skipping the Edge TPU: %s", exc.message)
 
     # -- GPU
     if accelerator in ("auto", "gpu"):
@@ -334,7 +392,7 @@ def make_interpreter(
         if accelerator == "gpu":
             raise AcceleratorError(msg, _delegate_hint("gpu", libs[0]))
         reasons.append(msg)
-        log.info("inference: skipping the GPU: %s", msg)
+        log.debug("inference: skipping the GPU: %s", msg)
 
     # -- CPU (XNNPACK is the default CPU path of LiteRT)
     if cpu_is_tpu_model:

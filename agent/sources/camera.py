@@ -160,6 +160,12 @@ class CameraSource:
                     timeout_s=self.cfg.read_timeout_s,
                 )
             except SourceError as exc:
+                if getattr(exc, "permanent", False):  # e.g. GStreamer on an OpenCV without it: one error
+                    self._fail(str(exc))
+                    self.state = "down"
+                    self.next_retry_s = None
+                    log.error("camera %s: %s (not retried)", self.name, exc)
+                    return
                 self._fail(str(exc.message))
                 # a host that does not answer is probed again soon (cheap, outside OpenCV's lock);
                 # a host that answers but whose stream fails to open backs off

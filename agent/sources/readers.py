@@ -321,10 +321,13 @@ def open_reader(
     if kind == "gstreamer":
         pipe = source[4:].strip() if source.startswith("gst:") else source
         if "GStreamer:                   YES" not in cv2.getBuildInformation():
-            raise SourceError(
+            err = SourceError(
                 "this OpenCV build has no GStreamer support, so the pipeline cannot be opened",
-                "install an OpenCV with GStreamer (on Jetson: the JetPack python3-opencv) or use a V4L2/RTSP source",
+                "install an OpenCV with GStreamer (on Jetson: the JetPack python3-opencv, with"
+                " install.sh --system-opencv) or use a V4L2/RTSP source",
             )
+            err.permanent = True  # type: ignore[attr-defined] - retrying cannot help: the camera stops
+            raise err
         return OpenCVReader(pipe, cv2.CAP_GSTREAMER, live=True, describe=f"GStreamer pipeline '{pipe[:60]}'")
     if kind == "images":
         if not os.path.isdir(source):

@@ -87,17 +87,33 @@ def connect(path: str | Path, *, readonly: bool = False, timeout_s: float = 10.0
             conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA schema_version").fetchone()  # reads the header: a corrupt file fails here
+    except OSError as exc:  # the directory cannot be made: a file in the way, no permission
+        raise StoreError(
+            f"cannot create the database's directory {path.parent}: {exc.strerror or exc}",
+            f"set storage.path to a writable place, or create {path.parent} for the agent's user"
+            + (" (a file is in the way)" if isinstance(exc, (NotADirectoryError, FileExistsError)) else ""),
+        ) from None
     except sqlite3.DatabaseError as exc:
         if "not a database" in str(exc) or "malformed" in str(exc):
             raise StoreError(
                 f"database {path} is not a valid SQLite file: {exc}",
                 f"move it aside (mv {path} {path}.corrupt) and restart; the agent creates a new one",
-            ) from exc
+            ) from None
         raise StoreError(
             f"cannot open database {path}: {exc}",
             "check that the directory exists and is writable by the agent's user (storage.path)",
-        ) from exc
+        ) from None
     return conn
+
+
+def wal_limits(max_db_mb: float, page_size: int = 4096) -> tuple[int, int]:
+    """(``wal_autocheckpoint`` pages, ``journal_size_limit`` bytes) for a size budget: the WAL may
+    hold a sixteenth of the budget (SQLite's default of 1000 pages is 4 MB, more than a small
+    budget), at least 16 pages and at most SQLite's default, and is truncated back to that after
+    each checkpoint."""
+    pages = max(16, min(1000, int(max_db_mb * 2**20 / 16 / page_size)))
+    return pages, pages * page_size
 
 
 class Database:
@@ -107,9 +123,16 @@ class Database:
     connections with :meth:`reader` (WAL lets readers run beside the single writer).
     """
 
-    def __init__(self, path: str | Path, *, check: str = "quick") -> None:
+    def __init__(self, path: str | Path, *, check: str = "quick", max_db_mb: float | None = None) -> None:
         self.path = Path(path)
         self.conn = connect(self.path)
+        #: what one transaction should write at most (the WAL's share of the budget), None: no budget
+        self.wal_bytes: int | None = None
+        if max_db_mb is not None:
+            pages, limit = wal_limits(max_db_mb)
+            self.wal_bytes = limit
+            self.conn.execute(f"PRAGMA wal_autocheckpoint={pages}")
+            self.conn.execute(f"PRAGMA journal_size_limit={limit}")
         if check != "off":
             self.integrity_check(full=(check == "full"))
         self.migrate()

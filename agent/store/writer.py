@@ -9,7 +9,9 @@ stats, the summaries and the health report, never silent.
 A write is either rows for a table (``submit_rows``) or a function of the connection
 (``submit_fn``), run inside the batch's transaction under its own savepoint, so one failing write
 cannot take the others down. When the disk is full (``SQLITE_FULL``), the batch is kept and retried
-with backoff until space returns; nothing already accepted is lost.
+with backoff until space returns; nothing already accepted is lost. Between two tries the writer
+calls ``relief(conn)`` (retention's prune of one chunk, see :meth:`agent.sync.retention.Retention.relieve`)
+on its own connection: a prune queued behind the stuck batch could never run.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +41,11 @@ class _Op:
     rows: Sequence[dict[str, Any]] | None = None
     fn: WriteFn | None = None
     urgent: bool = False
+    done: threading.Event | None = None
 
 
 _STOP = object()
+_WAKE = object()  # a call() is waiting in the priority lane
 
 
 class Writer:
@@ -51,14 +55,26 @@ class Writer:
         database: the open :class:`Database`; the writer owns its connection from ``start()`` on.
         max_queue: the most pending writes held in memory; beyond it ``submit_*`` returns False.
         max_batch: the most writes committed in one transaction.
+        max_batch_rows: the most rows committed in one transaction (default: what fits the WAL's share
+            of the size budget, ~256 bytes a row with its indexes, so one transaction cannot fill a
+            small disk; 20000 without a budget).
         max_delay_s: how long a write may wait for its batch to fill before it is committed.
     """
 
     def __init__(
-        self, database: Database, *, max_queue: int = 2000, max_batch: int = 500, max_delay_s: float = 0.25
+        self,
+        database: Database,
+        *,
+        max_queue: int = 2000,
+        max_batch: int = 500,
+        max_delay_s: float = 0.25,
+        max_batch_rows: int | None = None,
     ) -> None:
         self.database = database
+        wal = getattr(database, "wal_bytes", None)
+        self.max_batch_rows = max_batch_rows or (max(50, wal // 256) if wal else 20000)
         self._q: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._prio: deque[_Op] = deque()  # call(): rare writes that must not wait behind the queue
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self._seq = 0
@@ -73,6 +89,8 @@ class Writer:
         self.last_progress = time.monotonic()
         self.last_error: str | None = None
         self.disk_full = False
+        #: called on the writer's connection when the disk is full; True when it freed room
+        self.relief: Callable[[sqlite3.Connection], bool] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Writer:
@@ -149,6 +167,18 @@ class Writer:
                 return False
         return self._put(op)
 
+    def call(self, fn: WriteFn, *, kind: str = "fn", timeout_s: float = 30.0) -> bool:
+        """Run ``fn`` in the writer's next transaction, *ahead* of the queued writes, and wait until it
+        is committed (for retention: pruning must not wait behind a full queue of detections).
+        Returns False if it did not complete within ``timeout_s`` (it may still run later)."""
+        op = _Op(0, kind, fn=fn, urgent=True, done=threading.Event())  # seq 0: flush() ignores it
+        self._prio.append(op)
+        try:
+            self._q.put_nowait(_WAKE)
+        except queue.Full:
+            pass  # the writer is busy and looks at the lane before each batch
+        return op.done.wait(timeout_s)
+
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until every write submitted before this call is committed (or failed for good)."""
         with self._seq_lock:
@@ -174,17 +204,25 @@ class Writer:
         stopping = False
         while not stopping:
             batch: list[_Op] = []
+            while self._prio:
+                batch.append(self._prio.popleft())
+            if batch:
+                self._commit_with_retry(conn, batch, stopping)
+                continue
             try:
                 first = self._q.get(timeout=1.0)
             except queue.Empty:
                 self.last_progress = time.monotonic()
                 continue
+            if first is _WAKE:
+                continue
             if first is _STOP:
                 stopping = True
             else:
                 batch.append(first)
+                rows = len(first.rows) if first.rows is not None else 1
                 deadline = time.monotonic() + self.max_delay_s
-                while len(batch) < self.max_batch and not batch[-1].urgent:
+                while len(batch) < self.max_batch and rows < self.max_batch_rows and not batch[-1].urgent:
                     try:
                         item = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
                     except queue.Empty:
@@ -192,24 +230,33 @@ class Writer:
                     if item is _STOP:
                         stopping = True
                         break
+                    if item is _WAKE:
+                        break
                     batch.append(item)
+                    rows += len(item.rows) if item.rows is not None else 1
             if stopping:  # drain what is left without waiting
                 while True:
                     try:
                         item = self._q.get_nowait()
                     except queue.Empty:
                         break
-                    if item is not _STOP:
+                    if item is not _STOP and item is not _WAKE:
                         batch.append(item)
+                while self._prio:
+                    batch.append(self._prio.popleft())
             if batch:
                 self._commit_with_retry(conn, batch, stopping)
 
     def _commit_with_retry(self, conn: sqlite3.Connection, batch: list[_Op], stopping: bool) -> None:
         delay = 0.5
+        failed_before = False
         while True:
             try:
                 self._commit(conn, batch)
                 self.disk_full = False
+                if failed_before:  # recovered: the error is history, not the current state
+                    self.last_error = None
+                    log.warning("database writes resumed")
                 break
             except sqlite3.OperationalError as exc:
                 msg = str(exc)
@@ -220,7 +267,23 @@ class Writer:
                     for op in batch:
                         self.failed[op.kind] += 1
                     break
+                failed_before = True
                 self.disk_full = "full" in msg
+                if self.disk_full and self.relief is not None and not stopping:
+                    try:
+                        freed = self.relief(conn)
+                    except Exception:  # noqa: BLE001 - a failing relief must not stop the writer
+                        log.exception("relief on a full disk failed")
+                        freed = False
+                    if freed:
+                        delay = 0.5
+                        continue
+                if self.disk_full and len(batch) > 1:
+                    # a batch too big for what is left may fit in halves (in order; each half retried alike)
+                    mid = len(batch) // 2
+                    self._commit_with_retry(conn, batch[:mid], stopping)
+                    self._commit_with_retry(conn, batch[mid:], stopping)
+                    return
                 log.warning(
                     "database write failed (%s); keeping %d writes, retrying in %.1f s",
                     msg,
@@ -237,6 +300,9 @@ class Writer:
         with self._cond:
             self._committed = max(self._committed, max(op.seq for op in batch))
             self._cond.notify_all()
+        for op in batch:
+            if op.done is not None:
+                op.done.set()
         self.last_progress = time.monotonic()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:

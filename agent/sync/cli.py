@@ -158,7 +158,10 @@ def outbox_replay(config: str | None, db: str | None, from_seq: int, to_seq: int
     from agent.sync import outbox
 
     if to_seq < from_seq:
-        raise AgentError("--to must be >= --from")
+        raise AgentError(
+            f"--to {to_seq} is before --from {from_seq}",
+            f"give the range in order: --from {to_seq} --to {from_seq}",
+        )
     cfg, _ = load(config)
     path = Path(db) if db else Path(cfg.storage.path)
     _read(path).close()

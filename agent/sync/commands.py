@@ -25,6 +25,8 @@ from agent.sync.topics import SCHEMA_VERSION, SCHEMAS, Topics
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD = 64 * 1024
+#: seqs are SQLite integers (signed 64 bit): a larger number cannot name a stored message
+MAX_SEQ = 2**63 - 1
 
 
 class CommandError(Exception):
@@ -65,7 +67,94 @@ def _int_arg(args: dict[str, Any], key: str) -> int:
         raise CommandError("bad_request", f"args.{key} must be an integer, got {json.dumps(v)}")
     if v < 1:
         raise CommandError("bad_request", f"args.{key} must be >= 1")
+    if v > MAX_SEQ:
+        raise CommandError("bad_request", f"args.{key} must be < 2^63 (a seq is a signed 64-bit integer)")
     return v
+
+
+class ReplayQueue:
+    """The replays waiting to be re-sent: ranges of seqs, overlapping and adjacent ones merged, at
+    most ``max_messages`` seqs in all (a request that would go over is refused with ``busy``; the
+    publisher sends them through the same backfill cap as the backlog). A request for seqs that this
+    round of replays has already re-sent does not send them again (a hub that repeats its request
+    while the first is still being served gets each message once); once the queue is empty, a new
+    request re-sends everything it names. Thread-safe: requests come from the command worker, the
+    publisher takes from the front."""
+
+    def __init__(self, max_messages: int) -> None:
+        self.max_messages = max_messages
+        self._ranges: list[list[int]] = []  # sorted, disjoint, not adjacent
+        self._sent: list[list[int]] = []  # taken since the queue was last empty
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._ranges)
+
+    def queued(self) -> int:
+        """How many seqs wait to be re-sent."""
+        with self._lock:
+            return _count(self._ranges)
+
+    def add(self, a: int, b: int) -> int:
+        """Queue ``a..b``; returns how many seqs were new (0: all already queued or re-sent). Raises
+        :class:`CommandError` ``busy`` when the merged queue would hold more than the bound."""
+        with self._lock:
+            before = _count(self._ranges)
+            merged = _union(self._ranges, _subtract([a, b], self._sent))
+            after = _count(merged)
+            if after > self.max_messages:
+                raise CommandError(
+                    "busy",
+                    f"{before} messages already wait to be re-sent; this replay would make {after}, more than"
+                    f" {self.max_messages} (mqtt.max_replay): ask again when the earlier ones are done",
+                )
+            self._ranges = merged
+            return after - before
+
+    def first(self) -> tuple[int, int] | None:
+        with self._lock:
+            return (self._ranges[0][0], self._ranges[0][1]) if self._ranges else None
+
+    def done_until(self, seq: int) -> None:
+        """Everything queued up to ``seq`` has been taken (the front range starts after it, or goes)."""
+        with self._lock:
+            while self._ranges and self._ranges[0][0] <= seq:
+                lo, hi = self._ranges[0]
+                self._sent = _union(self._sent, [[lo, min(hi, seq)]])
+                if hi <= seq:
+                    self._ranges.pop(0)
+                else:
+                    self._ranges[0][0] = seq + 1
+            if not self._ranges:
+                self._sent = []
+
+
+def _count(ranges: list[list[int]]) -> int:
+    return sum(b - a + 1 for a, b in ranges)
+
+
+def _union(ranges: list[list[int]], more: list[list[int]]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for a, b in sorted([list(r) for r in ranges] + [list(r) for r in more]):
+        if out and a <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
+def _subtract(r: list[int], ranges: list[list[int]]) -> list[list[int]]:
+    pieces, lo = [], r[0]
+    for a, b in ranges:
+        if b < lo or a > r[1]:
+            continue
+        if a > lo:
+            pieces.append([lo, a - 1])
+        lo = max(lo, b + 1)
+    if lo <= r[1]:
+        pieces.append([lo, r[1]])
+    return pieces
 
 
 # -- the built-in commands (ctx is the SyncService) ------------------------------------------------
@@ -104,7 +193,7 @@ def _replay(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
         raise CommandError(
             "too_large", f"a replay may ask for at most {limit} messages (mqtt.max_replay); split the range"
         )
-    return ctx.replay(a, b)
+    return ctx.replay(a, b)  # ReplayQueue.add may refuse it with "busy"
 
 
 register_command("ping", _ping, read_only=True, doc="Answer with the session, last seq, backlog and uptime.")

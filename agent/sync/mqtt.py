@@ -35,6 +35,22 @@ from agent.sync.topics import Topics
 
 log = logging.getLogger(__name__)
 
+
+class _PahoStopNoise(logging.Filter):
+    """paho's network thread runs one more loop after a disconnect has closed the socket and logs
+    "Client is not connected" as an ERROR: on a clean stop (or a reconnect, which our own
+    on_disconnect reports with its reason) that is no error. Demoted to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Client is not connected"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_PAHO_LOG = logging.getLogger("agent.sync.paho")
+_PAHO_LOG.addFilter(_PahoStopNoise())
+
 AckFn = Callable[[int, int, bool, Any], None]  # (generation, mid, ok, reason code)
 MessageFn = Callable[[str, bytes, Any], None]  # (topic, payload, properties)
 
@@ -210,7 +226,7 @@ class MqttLink:
             kw["clean_session"] = not self.cfg.persistent_session
         c = paho.Client(**kw)
         c.suppress_exceptions = True  # a bug in a callback is logged, it does not kill the network thread
-        c.enable_logger(logging.getLogger("agent.sync.paho"))
+        c.enable_logger(_PAHO_LOG)
         c.connect_timeout = self.cfg.connect_timeout_s
         c.max_inflight_messages_set(self.cfg.max_inflight + 2)  # + birth and offline status
         if self.cfg.username is not None:

@@ -32,6 +32,7 @@ from typing import Any
 
 from agent.store.writer import Writer
 from agent.sync import outbox
+from agent.sync.commands import ReplayQueue
 from agent.sync.config import MqttConfig
 from agent.sync.mqtt import MqttLink
 
@@ -84,7 +85,7 @@ class Publisher:
         self.cond = threading.Condition()
         self._acks: deque[tuple[int, int, bool, Any]] = deque()
         self._marked: deque[int] = deque()
-        self._replays: deque[list[int]] = deque()
+        self._replays = ReplayQueue(cfg.max_replay)  # bounded, merged (agent/sync/commands.py)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._wake_acks = 1  # on_ack wakes this thread once this many acks wait (set by _step)
@@ -165,10 +166,13 @@ class Publisher:
     def on_state(self, up: bool) -> None:
         self.notify()
 
-    def replay(self, from_seq: int, to_seq: int) -> None:
+    def replay(self, from_seq: int, to_seq: int) -> int:
+        """Queue a replay (merged with those queued); returns the seqs newly queued. Raises
+        ``CommandError("busy")`` over the bound."""
+        n = self._replays.add(from_seq, to_seq)
         with self.cond:
-            self._replays.append([from_seq, to_seq])
             self.cond.notify_all()
+        return n
 
     def pending_count(self) -> int:
         conn = self.reader()  # its own connection: called from other threads
@@ -322,15 +326,19 @@ class Publisher:
         live = self._bufs.get(outbox.LIVE)
         if live:
             return [live.popleft() for _ in range(min(room, len(live)))], False, 0.0
-        while self._replays:
-            rng = self._replays[0]
-            rows = outbox.fetch_range(self._reader(), rng[0], rng[1], limit=min(room, _FETCH))
+        while (rng := self._replays.first()) is not None:
+            want = min(room, _FETCH)
+            tokens = want
+            if self._bucket.rate > 0:  # replays go through the backfill cap too
+                tokens, wait = self._bucket.take_up_to(want)
+                if not tokens:
+                    return [], False, wait
+            rows = outbox.fetch_range(self._reader(), rng[0], rng[1], limit=tokens)
+            self._bucket.give_back(tokens - len(rows))
             if not rows:
-                self._replays.popleft()
+                self._replays.done_until(rng[1])
                 continue
-            rng[0] = rows[-1][0] + 1
-            if rng[0] > rng[1] or len(rows) < min(room, _FETCH):
-                self._replays.popleft()
+            self._replays.done_until(rng[1] if len(rows) < tokens else rows[-1][0])
             return rows, True, 0.0
         cls = None if None in self._bufs else outbox.SUMMARY
         buf = self._bufs[cls]
@@ -433,5 +441,5 @@ class Publisher:
             "acked": self.acked,
             "rejected": self.rejected,
             "republished": self.republished,
-            "replays_queued": len(self._replays),
+            "replays_queued": self._replays.queued(),
         }

@@ -74,7 +74,7 @@ class SyncService:
         writer: Writer,
         status: Callable[[], dict] | None = None,
         *,
-        retention_interval_s: float = 30.0,
+        retention_interval_s: float = 0.25,
     ) -> None:
         self.cfg = cfg
         self.db_path = Path(db_path)
@@ -98,6 +98,7 @@ class SyncService:
             small_counts=cfg.privacy.small_counts,
         )
         self.retention = Retention(cfg.storage.max_db_mb, writer, self._reader, self.topics)
+        writer.relief = self.retention.relieve  # prunes on the writer's connection when the disk is full
         conn = self._reader()
         try:
             self._session = outbox.state_value(conn, "session")
@@ -136,11 +137,11 @@ class SyncService:
             self.sinks[SINK] = NgsiLdSink(cfg, writer, self._reader)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._pruner: threading.Thread | None = None
         self.last_progress = time.monotonic()
         self.last_error: str | None = None
         self.restarts: dict[str, int] = {}
         self._next_health = 0.0
-        self._next_retention = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> SyncService:
@@ -153,6 +154,8 @@ class SyncService:
             sink.start()
         self._ticker = threading.Thread(target=self._tick_loop, name="sync-ticker", daemon=True)
         self._ticker.start()
+        self._pruner = threading.Thread(target=self._retention_loop, name="sync-retention", daemon=True)
+        self._pruner.start()
         return self
 
     def stop(self, deadline_s: float = 10.0) -> None:
@@ -164,6 +167,9 @@ class SyncService:
         if self._ticker:
             self._ticker.join(max(0.5, min(5.0, end - time.monotonic())))
             self._ticker = None
+        if self._pruner:
+            self._pruner.join(max(0.5, min(5.0, end - time.monotonic())))
+            self._pruner = None
         if self.publisher and self.link:
             if self.link.connected.is_set():
                 self.publisher.drain(end - min(2.0, deadline_s * 0.3))
@@ -213,10 +219,13 @@ class SyncService:
                 "SELECT COUNT(*) FROM outbox WHERE seq BETWEEN ? AND ?", (from_seq, to_seq)
             ).fetchone()[0]
             missing = outbox.missing_in_range(conn, from_seq, to_seq)
+            last = conn.execute("SELECT MAX(seq) FROM outbox").fetchone()[0]
         finally:
             conn.close()
         if self.publisher and present:
-            self.publisher.replay(from_seq, to_seq)
+            # only what is stored counts against the replay queue's bound (a range past the last seq
+            # asks for nothing more); ReplayQueue.add merges it with those queued or refuses it: busy
+            self.publisher.replay(from_seq, min(to_seq, last or to_seq))
         return {"from_seq": from_seq, "to_seq": to_seq, "queued": present, "missing": missing}
 
     def health(self) -> dict[str, Any]:
@@ -415,7 +424,6 @@ class SyncService:
             for what, fn in (
                 ("summary", self._tick_summary),
                 ("health", self._tick_health),
-                ("retention", self._tick_retention),
                 ("supervise", self._supervise),
             ):
                 try:
@@ -425,9 +433,7 @@ class SyncService:
                     log.exception("sync %s failed", what)
             self.last_progress = time.monotonic()
             until_summary = self.builder.next_due() - time.time()
-            self._stop.wait(
-                max(0.05, min(1.0, until_summary, self._next_health - now, self._next_retention - now))
-            )
+            self._stop.wait(max(0.05, min(1.0, until_summary, self._next_health - now)))
 
     def _tick_summary(self) -> None:
         if self.builder.run_due() and self.publisher:
@@ -439,12 +445,17 @@ class SyncService:
             self._next_health = now + self.cfg.mqtt.health_interval_s
             self._queue_health()
 
-    def _tick_retention(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_retention or self.writer.disk_full:
-            self._next_retention = now + self.retention_interval_s
-            if self.retention.run()["removed"] and self.publisher:
-                self.publisher.notify()
+    def _retention_loop(self) -> None:
+        """Retention on its own schedule: a summary waiting on a slow or full disk never delays it."""
+        while not self._stop.wait(self.retention_interval_s):
+            try:
+                if not self.writer.disk_full:
+                    self.retention.keep_reserve(self.db_path)
+                if self.retention.run()["removed"] and self.publisher:
+                    self.publisher.notify()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                self.retention.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("retention failed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -458,15 +469,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m agent.sync.service", description=main.__doc__)
     ap.add_argument("--config", required=True)
     ap.add_argument("--db", help="database file (default: storage.path)")
-    ap.add_argument("--retention-interval", type=float, default=30.0)
+    ap.add_argument("--retention-interval", type=float, default=0.25)
     ns = ap.parse_args(argv)
     cfg = load_config(ns.config)
-    logging.basicConfig(
-        level=getattr(logging, cfg.logging.level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from agent.service.logsetup import setup_logging
+
+    setup_logging(cfg.logging.level, json_format=cfg.logging.json_format)
     db_path = Path(ns.db) if ns.db else cfg.storage.path
-    database = Database(db_path, check=cfg.storage.integrity_check)
+    database = Database(db_path, check=cfg.storage.integrity_check, max_db_mb=cfg.storage.max_db_mb)
     writer = Writer(
         database, max_queue=cfg.storage.writer_queue, max_delay_s=cfg.storage.commit_interval_s
     ).start()

@@ -186,11 +186,9 @@ class SummaryBuilder:
             c.execute("UPDATE summary_windows SET seq = ? WHERE start = ?", (seq, s))
             result["seq"] = seq
 
-        if not outbox.submit(self.writer, write, kind="summary", block=True, timeout_s=self.flush_timeout_s):
-            self.last_error = f"writer queue full: summary of window {s} postponed"
-            log.warning(self.last_error)
-            return False
-        if not self.writer.flush(self.flush_timeout_s):
+        # ahead of the writer's queue (Writer.call): a queue full of detections must not hold a summary
+        # back, nor the retention that may prune only what a summary covers
+        if not self.writer.call(outbox.full_safe(write), kind="summary", timeout_s=self.flush_timeout_s):
             # still queued (e.g. disk full, being retried): it will commit; the bookkeeping prevents a double
             self.last_error = f"summary of window {s} not committed yet (writer: {self.writer.last_error})"
             log.warning(self.last_error)

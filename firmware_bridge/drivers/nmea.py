@@ -160,7 +160,7 @@ class Nmea(Driver):
         parts = body.split(",")
         addr = parts[0]
         talker, kind = (addr[:2], addr[2:]) if not addr.startswith("P") else ("P", addr[1:])
-        handler = {"GGA": self._gga, "RMC": self._rmc, "GSA": self._gsa}.get(kind)
+        handler = {"GGA": self._gga, "RMC": self._rmc, "GSA": self._gsa, "GLL": self._gll}.get(kind)
         if handler is None:
             self._emit(Message(kind.lower() or "unknown", self._base, {"talker": talker}))
             return
@@ -224,6 +224,18 @@ class Nmea(Driver):
             "speed_knots": sog,
             "course_deg": cog,
         }
+        return fields, ms
+
+    def _gll(self, p: list[str]) -> tuple[dict, list[Measurement]]:
+        """``$xxGLL,lat,N|S,lon,E|W,hhmmss.ss,A|V[,mode]``: a position with its time and status."""
+        lat, lon = _coord(p[1], p[2], 2), _coord(p[3], p[4], 3)
+        t = _utc_time(p[5]) if len(p) > 5 else None
+        valid = len(p) > 6 and p[6] == "A" and (len(p) < 8 or p[7] != "N")  # mode N: data not valid
+        flag = 0 if valid else Q_NO_FIX
+        ms = []
+        if lat is not None and lon is not None:
+            ms += [Measurement("latitude", lat, "deg", flag), Measurement("longitude", lon, "deg", flag)]
+        fields = {"time": t.isoformat() if t else None, "valid": valid, "lat": lat, "lon": lon}
         return fields, ms
 
     def _gsa(self, p: list[str]) -> tuple[dict, list[Measurement]]:

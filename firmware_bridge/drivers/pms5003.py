@@ -16,7 +16,7 @@ import struct
 import time
 
 from firmware_bridge.drivers.base import Driver
-from firmware_bridge.events import Q_OUT_OF_RANGE, Q_WARMING_UP, Measurement, Message
+from firmware_bridge.events import Q_OUT_OF_RANGE, Q_SENSOR_FAULT, Q_WARMING_UP, Measurement, Message
 
 HEADER = b"\x42\x4d"
 DATA_LEN = 28  # frame length field of a data frame
@@ -110,6 +110,11 @@ class Pms5003(Driver):
         words = struct.unpack(">12H", frame[4:28])
         version, error = frame[28], frame[29]
         warm = Q_WARMING_UP if time.monotonic() < self._warm_until else 0
+        if not any(words[:12]):
+            # every value zero, counts included: a sensor that has not started measuring (fan spinning
+            # up after power-on or wake) or has stopped; real air always has particles in the 0.3 µm
+            # bin. Kept, but flagged so it is left out of statistics and the AQI
+            warm = Q_WARMING_UP if warm else Q_SENSOR_FAULT
         ms = []
         for name, v in zip(PM_FIELDS, words[:6]):
             ms.append(Measurement(name, float(v), "ug/m3", warm | (Q_OUT_OF_RANGE if v > PM_MAX else 0)))

@@ -83,7 +83,11 @@ def test_lights_say_what_is_wrong():
     }
     ls = lights(st, cfg)
     assert ls["camera"] == {"state": "bad", "why": "a: down (cannot open x.mp4)"}
-    assert ls["accelerator"]["state"] == "warn" and "no Edge TPU found" in ls["accelerator"]["why"]
+    assert (
+        ls["accelerator"]["state"] == "warn"
+        and ls["accelerator"]["why"] == "m on cpu (no Edge TPU)"
+        and "no Edge TPU found" in ls["accelerator"]["detail"]
+    )
     assert ls["sensors"]["state"] == "bad" and "port vanished" in ls["sensors"]["why"]
     assert ls["broker"]["state"] == "bad" and "backlog 12" in ls["broker"]["why"]
     assert ls["disk"]["state"] == "bad" and ls["clock"]["state"] == "bad" and "42.0" in ls["clock"]["why"]

@@ -245,7 +245,7 @@ def test_retention_prunes_in_order_and_records_the_gap(db_path):
     c.execute("COMMIT")
     writer = Writer(db, max_delay_s=0.01).start()
     used0 = Retention(1000, writer, db.reader, TOPICS).used()
-    r = Retention(used0 / 2**20 * 0.3, writer, db.reader, TOPICS, chunk=100)
+    r = Retention(used0 / 2**20 * 0.4, writer, db.reader, TOPICS, chunk=100)  # prunes to 75 % of it
     report = r.run()
     writer.stop()
     removed = report["removed"]
