@@ -46,6 +46,7 @@ TABLES = [
     ("Summary section `analytics`", "summary", "sections.analytics"),
     ("Summary section `sensors`", "summary", "sections.sensors"),
     ("Summary section `gps`", "summary", "sections.gps"),
+    ("Summary section `incidents`", "summary", "sections.incidents"),
     ("Health message", "health", ""),
     ("Health message: `pipeline`", "health", "pipeline"),
     ("Event", "event", ""),

@@ -86,7 +86,11 @@ def stored(db_path: Path, now: float | None = None) -> dict[str, Any]:
                     out[group][table] = {"what": what, **_held(conn, table, col, now)}
         for table, col in IMAGE_TABLES:
             if table in have:
-                out["images"][table] = _held(conn, table, col, now)
+                held = _held(conn, table, col, now)
+                if (
+                    held["rows"] or table != "incidents"
+                ):  # every database has the table; only kept snapshots count
+                    out["images"][table] = held
     finally:
         conn.close()
     return out

@@ -862,7 +862,10 @@ def event_schema() -> dict:
                 "enum": ["gap", "incident"],
                 "description": "gap: messages pruned before delivery; incident: a road-safety incident (docs/incidents.md).",
             },
-            "data": {"type": "object", "description": "By type: see the allOf branches (gap, incident)."},
+            "data": {
+                "anyOf": [gap_data(), incident_data()],
+                "description": "By type: a gap or an incident (the allOf branches tie each to its type).",
+            },
         }
     )
     base = obj("An event.", props, optional=("replay",))
@@ -924,10 +927,10 @@ def status_schema() -> dict:
         }
     )
     online = [
-        "agent_version", "model", "accelerator", "accelerator_fallback", "models", "model_errors", "config_hash",
+        "agent_version", "model", "accelerator", "models", "model_errors", "config_hash",
         "seq_last", "seq_first_pending", "summary_interval_s", "mqtt_protocol",
     ]  # fmt: skip
-    base = obj("A status.", props, optional=tuple(["reason", *online]))
+    base = obj("A status.", props, optional=tuple(["reason", "accelerator_fallback", *online]))
     base["allOf"] = [
         {
             "if": {"properties": {"state": {"const": "online"}}},

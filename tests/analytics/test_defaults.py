@@ -64,7 +64,7 @@ def test_demo_clip_counts_each_pass_and_nothing_across_the_seam(clip_detections)
     r = AnalyticsRunner("demo", cfg, None, frame_size=(960, 540), calibration=cal)
     import numpy as np
 
-    img = np.zeros((1, 1, 3), np.uint8)
+    img = np.zeros((540, 960, 3), np.uint8)  # the clip's size: a frame of another size is a resolution change
     n = 0
     for epoch in (1, 2, 3):
         for i, dets in enumerate(frames):

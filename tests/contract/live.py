@@ -39,9 +39,9 @@ threshold = 0.3
 bin_minutes = 1
 tracker = {{high_threshold = 0.4, new_track_threshold = 0.45, low_threshold = 0.3, max_overlap = 0.5}}
 lines = [{{name = "main", points = [[0, 450], [1280, 450]], anchor = "center", directions = ["toward", "away"], classes = ["car", "truck", "bus", "motorcycle"]}}]
-zones = [{{name = "lanes", points = [[0.0, 0.45], [1.0, 0.45], [1.0, 1.0], [0.0, 1.0]], classes = ["car", "truck", "bus", "motorcycle"]}}, {{name = "toward", points = [[670, 270], [790, 270], [1280, 600], [1280, 720], [790, 720]], units = "px"}}]
-# expected direction "up" on the carriageway whose traffic drives down: every vehicle there raises an incident
-incidents = [{{kind = "wrong_way", name = "ww_contract", zone = "toward", direction = [0, -1], update_s = 1.0}}]
+zones = [{{name = "lanes", points = [[0.0, 0.45], [1.0, 0.45], [1.0, 1.0], [0.0, 1.0]], classes = ["car", "truck", "bus", "motorcycle"]}}]
+# expected direction "up" on both carriageways: every vehicle driving down (toward the camera) raises an incident
+incidents = [{{kind = "wrong_way", name = "ww_contract", zone = "lanes", direction = [0, -1], update_s = 1.0}}]
 calibration = {{image_points = [[0.3, 0.45], [0.7, 0.45], [1.0, 1.0], [0.0, 1.0]], world_points = [[0.0, 60.0], [12.0, 60.0], [12.0, 0.0], [0.0, 0.0]]}}
 """
 

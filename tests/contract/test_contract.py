@@ -44,6 +44,8 @@ def _walk_closed(schema: dict, path: str = ""):
         yield from _walk_closed(ap, f"{path}.*")
     if isinstance(schema.get("items"), dict):
         yield from _walk_closed(schema["items"], f"{path}[]")
+    for i, sub in enumerate(schema.get("anyOf") or []):
+        yield from _walk_closed(sub, f"{path}|{i}")
 
 
 def test_every_object_is_closed_or_a_declared_map():

@@ -16,7 +16,7 @@ from agent.privacy.smallcount import protect_bins, protect_summary
 from agent.sections import iso_utc
 from agent.store.db import Database
 from agent.sync.summary import SummaryBuilder
-from agent.sync.topics import Topics
+from agent.sync.topics import SCHEMA_VERSION, SCHEMAS, Topics
 from tests.sync.conftest import schema_validator
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -219,7 +219,10 @@ def test_summaries_never_carry_bins_below_k_and_the_database_keeps_the_truth(tmp
         assert "person" not in vols["in"] and "bicycle" not in vols["in"]
         assert doc["sections"]["counts"]["cameras"]["c"]["labels"]["bicycle"]["objects"] == 5
         assert doc["privacy"]["small_counts"]["mode"] == mode
-        validate.validate({**doc, "schema": "edge-agent/summary/1", "seq": 1, "session": 1})
+        # as enqueue and publish complete it (schema, version, seq; session at publish)
+        validate.validate(
+            {**doc, "schema": SCHEMAS["summary"], "schema_version": SCHEMA_VERSION, "seq": 1, "session": 1}
+        )
         if mode == "merge":  # in: person 2 + bicycle 1 = 3 >= 3 -> one coarser bin
             assert vols["in"]["other_protected"] == 3
         else:
