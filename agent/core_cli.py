@@ -99,6 +99,7 @@ def run_cmd(
         duration_s=duration,
         exit_on_end=True if exit_on_end else None,  # None: when every source has ended
         reload_config=reload_config if config_file else None,
+        restore_signals=False,  # a SIGTERM while the report below is printed is not a death
     )
     st = pipe.status()
     for name, cam in st["cameras"].items():

@@ -21,6 +21,7 @@ def run_agent(
     exit_on_end: bool | None = None,
     on_started: Any = None,
     reload_config: Any = None,
+    restore_signals: bool = True,
 ) -> Pipeline:
     """Run until SIGINT/SIGTERM (or ``duration_s``, or the end of every file source), then stop
     cleanly: nothing already accepted is lost.
@@ -30,7 +31,11 @@ def run_agent(
     (sensors never end); ``False`` never stops on that.
 
     SIGHUP calls ``reload_config()`` (which returns a new, validated AgentConfig) and applies it with
-    :meth:`Pipeline.reload`; an invalid file is logged and the running config kept."""
+    :meth:`Pipeline.reload`; an invalid file is logged and the running config kept.
+
+    ``restore_signals=False`` (the ``run`` command) keeps the handlers after the stop: a SIGTERM that
+    arrives while the process prints its report and exits (a service manager stopping a run that
+    has just ended by itself) is logged as "already stopping", never a death by signal."""
     stop = threading.Event()
     reload_requested = threading.Event()
     reasons: list[str] = []
@@ -68,14 +73,16 @@ def run_agent(
                 _reload(pipe, reload_config, watchdog)
             stop.wait(0.2)
     finally:
+        stop.set()  # from here on a SIGINT/SIGTERM is "already stopping"
         log.info("stopping (%s)", ", ".join(reasons) or "error")
         if watchdog is not None:
             watchdog.stopping()
         pipe.stop()
         if watchdog is not None:
             watchdog.close()
-        for s, h in old.items():
-            signal.signal(s, h)
+        if restore_signals:
+            for s, h in old.items():
+                signal.signal(s, h)
     return pipe
 
 

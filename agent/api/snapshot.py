@@ -77,7 +77,7 @@ def _geometry(
 
 
 def draw(img: np.ndarray, detections: list[Any], cam_cfg: Any, scale: float, caption: str) -> None:
-    """Zones, lines, boxes and a caption onto ``img`` (already scaled by ``scale``)."""
+    """Zones, boxes, lines and a caption onto ``img`` (already scaled by ``scale``)."""
     h, w = img.shape[:2]
     src_size = (round(w / scale), round(h / scale))
     lines, zones = _geometry(cam_cfg, src_size)
@@ -92,15 +92,16 @@ def draw(img: np.ndarray, detections: list[Any], cam_cfg: Any, scale: float, cap
             p = np.round(pts * scale).astype(np.int32)
             cv2.polylines(img, [p], True, (0, 200, 255), th)
             _text(img, f"zone {name}", tuple(p[0]), fs, (0, 200, 255))
-    for name, pts in lines:
-        p = np.round(pts * scale).astype(np.int32)
-        cv2.line(img, tuple(p[0]), tuple(p[1]), (0, 255, 255), th + 1)
-        _text(img, f"line {name}", (int(p[0][0]) + 4, int(p[0][1]) - 6), fs, (0, 255, 255))
     for d in detections:
         x1, y1, x2, y2 = (round(v * scale) for v in d.box)
         c = _color(d.label)
         cv2.rectangle(img, (x1, y1), (x2, y2), c, th)
         _text(img, f"{d.label} {d.score:.2f}", (x1, max(12, y1 - 4)), fs, c)
+    # counting lines last: a busy frame's boxes and their labels never hide them
+    for name, pts in lines:
+        p = np.round(pts * scale).astype(np.int32)
+        cv2.line(img, tuple(p[0]), tuple(p[1]), (0, 255, 255), th + 1)
+        _text(img, f"line {name}", (int(p[0][0]) + 4, int(p[0][1]) - 6), fs, (0, 255, 255))
     _text(img, caption, (6, h - 8), fs, (255, 255, 255))
 
 

@@ -136,3 +136,29 @@ model = "{corrupt}"
     assert "camera side:" in out and "unavailable" in out and str(corrupt.name) in out
     assert "Traceback" not in err
     assert _count(tmp_path / "agent.sqlite", "SELECT count(*) FROM detections WHERE camera='road'") > 0
+
+
+def test_a_sigterm_after_the_run_has_ended_is_not_a_death(tmp_path):
+    """A run that ended by itself (a file, --duration) keeps its handlers while it prints its report
+    and exits: a service manager's SIGTERM in that window is "already stopping", not a kill -15.
+    In-process callers (the default) get their own handlers back."""
+    cfg = _write_config(tmp_path, "")
+    code = f"""
+import os, signal, time
+from agent.config import load_config
+from agent.runner import run_agent
+cfg = load_config({str(cfg)!r})
+def mine(*_):
+    print("caller's handler")
+signal.signal(signal.SIGTERM, mine)
+run_agent(cfg, duration_s=0.2)
+assert signal.getsignal(signal.SIGTERM) is mine, "the default restores the caller's handler"
+run_agent(cfg, duration_s=0.2, restore_signals=False)
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.2)
+print("alive after SIGTERM")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "alive after SIGTERM" in r.stdout and "caller's handler" not in r.stdout
+    assert "SIGTERM again: already stopping" in r.stderr
