@@ -118,9 +118,11 @@ class LineCounter:
                 return None
             st = self._state[track_id] = _TrackLineState()
         s = self.signed_distance(pt)
+        band = self.cfg.hysteresis_rel * box_h
+        if band < self.cfg.hysteresis_px:
+            band = self.cfg.hysteresis_px
         if st.pending is not None and not predicted:
-            band0 = max(self.cfg.hysteresis_px, self.cfg.hysteresis_rel * box_h)
-            if abs(s) > band0:
+            if abs(s) > band:
                 side_now = 1 if s > 0 else -1
                 c = st.pending
                 st.pending = None
@@ -138,10 +140,9 @@ class LineCounter:
                 st.last_pt[1] + f * (pt[1] - st.last_pt[1]),
             )
         st.last_s, st.last_ts, st.last_pt = s, ts, pt
-        band = max(self.cfg.hysteresis_px, self.cfg.hysteresis_rel * box_h)
         side = 1 if s > 0 else -1
-        if st.counted and side != st.side:
-            band = max(band, 0.5 * box_h)  # going back after a count must be a real move, not jitter
+        if st.counted and side != st.side and band < 0.5 * box_h:
+            band = 0.5 * box_h  # going back after a count must be a real move, not jitter
         if abs(s) <= band:
             return None
         prev = st.side

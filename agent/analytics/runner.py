@@ -340,33 +340,36 @@ class AnalyticsRunner:
         rows: list[dict[str, Any]] = []
         alive: set[int] = set()
         predict_s = self.tracker.cfg.predict_s
+        lines = list(self.lines.values())
+        zones = list(self.zones.values())
+        check_motion = self.cfg.tracker.check_motion
         for t in self.tracker.tracks:
+            cx, cy, _w, h, vx, vy = t.mean[:6].tolist()  # one conversion per track and frame
+            bottom, center = (cx, cy + h / 2), (cx, cy)
             if not t.matched:
                 if t.confirmed:
                     alive.add(t.id)
                     if 0 < ts - t.last_ts <= predict_s:  # the detector missed it: follow its motion
-                        v = (float(t.mean[4]), float(t.mean[5]))
-                        for line in self.lines.values():
-                            pt = t.anchor("bottom_center" if line.cfg.anchor == "bottom_center" else "center")
-                            line.observe(t.id, pt, float(t.mean[3]), ts, frame.index, t.label, True, True, v)
+                        for line in lines:
+                            pt = bottom if line.cfg.anchor == "bottom_center" else center
+                            line.observe(t.id, pt, h, ts, frame.index, t.label, True, True, (vx, vy))
                 continue
             meta = self._meta.setdefault(t.id, {"crossings": 0})
-            bottom = t.anchor("bottom_center")
             if "entry" not in meta:
                 meta["entry"] = bottom
             meta["exit"] = bottom
             label = t.label
-            v = (float(t.mean[4]), float(t.mean[5])) if self.cfg.tracker.check_motion else None
-            for line in self.lines.values():
-                pt = bottom if line.cfg.anchor == "bottom_center" else t.anchor("center")
-                c = line.observe(t.id, pt, float(t.mean[3]), ts, frame.index, label, t.confirmed, False, v)
+            v = (vx, vy) if check_motion else None
+            for line in lines:
+                pt = bottom if line.cfg.anchor == "bottom_center" else center
+                c = line.observe(t.id, pt, h, ts, frame.index, label, t.confirmed, False, v)
                 if c is not None:
                     rows.append(self._on_crossing(c, t))
             if t.confirmed:
                 alive.add(t.id)
-                for z in self.zones.values():
-                    z.observe(t.id, t.anchor(z.cfg.anchor), ts, label)
-        for z in self.zones.values():
+                for z in zones:
+                    z.observe(t.id, bottom if z.cfg.anchor == "bottom_center" else center, ts, label)
+        for z in zones:
             visits = z.take_closed(alive)
             self.bins.zone_sample(z.name, z.occupancy, entries=0)
             for v in visits:

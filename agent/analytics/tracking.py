@@ -131,6 +131,7 @@ class Track:
     last_score: float = 0.0
     matched: bool = True  # matched in the latest frame
     relinks: int = 0  # fragments joined back into this track
+    _label: str = "unknown"  # the votes' winner, kept up to date by vote()
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -139,7 +140,12 @@ class Track:
 
     @property
     def label(self) -> str:
-        return max(self.votes.items(), key=lambda kv: kv[1])[0] if self.votes else "unknown"
+        return self._label
+
+    def vote(self, label: str, score: float) -> None:
+        """Add a detection's score to its label's votes (the track's class is the highest total)."""
+        self.votes[label] += score
+        self._label = max(self.votes.items(), key=lambda kv: kv[1])[0]
 
     def anchor(self, kind: str) -> tuple[float, float]:
         cx, cy, _, h = self.mean[:4].tolist()
@@ -210,7 +216,7 @@ class Tracker:
         h = max(mean[3], 1.0)
         std = np.array([2 * _POS_W * h] * 4 + [10 * _VEL_W * h] * 4)
         t = Track(self.next_id, mean, np.diag(std**2), ts, ts, frame, frame)
-        t.votes[label] += score
+        t.vote(label, score)
         t.last_score = score
         t.confirmed = self.cfg.min_hits <= 1
         self.next_id += 1
@@ -255,7 +261,10 @@ class Tracker:
             db = boxes[dets]
             sim = iou_matrix(tb, db)
             if not cfg.class_agnostic:
-                lab = np.array([[t.label == labels[d] for d in dets] for t in tracks])
+                lab = (
+                    np.array([t.label for t in tracks])[:, None]
+                    == np.array([labels[d] for d in dets])[None, :]
+                )
                 sim = np.where(lab, sim, 0.0)
             pairs = greedy_match(sim, max(min_iou, 1e-6))
             if fallback and cfg.max_center_dist > 0:
@@ -275,7 +284,10 @@ class Tracker:
                     )
                     ok = (dist <= cfg.max_center_dist) & (ratio > 0.5)
                     if not cfg.class_agnostic:
-                        ok &= np.array([[tracks[r].label == labels[dets[c]] for c in cc] for r in rr])
+                        ok &= (
+                            np.array([tracks[r].label for r in rr])[:, None]
+                            == np.array([labels[dets[c]] for c in cc])[None, :]
+                        )
                     sc = np.where(ok, 1.0 / (1.0 + dist), 0.0)
                     pairs += [(rr[a], cc[b]) for a, b in greedy_match(sc, 1e-6)]
             mr = set()
@@ -302,7 +314,7 @@ class Tracker:
 
         newly: list[int] = []
         for d, t in det_track.items():
-            t.votes[labels[d]] += float(scores[d])
+            t.vote(labels[d], float(scores[d]))
             t.last_score = float(scores[d])
             t.last_ts = ts
             t.last_frame = frame
@@ -352,21 +364,24 @@ class Tracker:
         if not lost:
             return
         for d in newly:
+            if not lost:
+                break
             n = det_track[d]
-            best, best_d = None, self.cfg.relink_dist
-            for o in lost:
-                ocx, ocy, ow, oh = o.mean[:4]
-                ncx, ncy, nw, nh = n.mean[:4]
-                dist = float(np.hypot(ncx - ocx, ncy - ocy) / max(np.hypot(ow, oh), 1.0))
-                ratio = min(oh, nh) / max(oh, nh, 1e-6)
-                if dist <= best_d and ratio > 0.6:
-                    best, best_d = o, dist
-            if best is None:
+            o_m = np.array([o.mean[:4] for o in lost])
+            ncx, ncy, _, nh = n.mean[:4].tolist()
+            dist = np.hypot(ncx - o_m[:, 0], ncy - o_m[:, 1]) / np.maximum(
+                np.hypot(o_m[:, 2], o_m[:, 3]), 1.0
+            )
+            ratio = np.minimum(o_m[:, 3], nh) / np.maximum(np.maximum(o_m[:, 3], nh), 1e-6)
+            ok = (dist <= self.cfg.relink_dist) & (ratio > 0.6)
+            if not ok.any():
                 continue
+            cand = np.where(ok, dist, np.inf)[::-1]  # the nearest; on a tie the last (as a <= scan)
+            best = lost[len(lost) - 1 - int(np.argmin(cand))]
             lost.remove(best)
             best.mean, best.cov = n.mean.copy(), n.cov.copy()
             for k, v in n.votes.items():
-                best.votes[k] += v
+                best.vote(k, v)
             best.last_score, best.last_ts, best.last_frame = n.last_score, n.last_ts, n.last_frame
             best.hits += n.hits
             best.frames += n.frames

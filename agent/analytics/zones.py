@@ -43,6 +43,7 @@ class Zone:
         self.classes = set(cfg.classes)
         self.band_px = band_px
         self.visits: dict[int, Visit] = {}  # open visits by track id
+        self._open = 0  # how many of them are open (kept as visits open and close)
         self.peak = 0
 
     def distance(self, pt: tuple[float, float]) -> float:
@@ -58,25 +59,29 @@ class Zone:
         if v is None:
             if d >= 0:
                 self.visits[track_id] = Visit(self.name, track_id, label, ts, ts, pt, pt)
+                self._open += 1
+                self.peak = max(self.peak, self._open)
         elif d >= -self.band_px:
             if d >= 0:
                 v.exit_ts, v.exit_pt = ts, pt
             v.label = label
-        else:
+        elif v.open:
             v.open = False
-        self.peak = max(self.peak, self.occupancy)
+            self._open -= 1
 
     def take_closed(self, alive: set[int] | None = None) -> list[Visit]:
         """Remove and return the visits that ended (the track left, or is no longer in ``alive``)."""
         done = [v for tid, v in self.visits.items() if not v.open or (alive is not None and tid not in alive)]
         for v in done:
+            if v.open:
+                self._open -= 1
             v.open = False
             del self.visits[v.track_id]
         return done
 
     @property
     def occupancy(self) -> int:
-        return sum(1 for v in self.visits.values() if v.open)
+        return self._open
 
     def reset_peak(self) -> int:
         p, self.peak = self.peak, self.occupancy
