@@ -1,39 +1,186 @@
 """The one entry point: ``edge-agent``. Thin: parses, calls the library, turns errors into messages.
 
 Each part of the agent keeps its commands next to its code (``agent.inference.cli``,
-``agent.sync.cli``, ...) as a module-level ``commands`` list; they are registered here, in one place.
+``agent.sync.cli``, ...) as a module-level ``commands`` list. They are listed here, in one table:
+each command's name, its one-line help and the function that imports its module (a plain import
+statement). A command's module is imported only when that command runs, so ``edge-agent --help``
+and a typo answer at once instead of loading numpy, pydantic and every part first (issue #15).
+``tests/core/test_cli.py`` checks the table against the modules, so it cannot drift from them.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sqlite3
 import sys
+from collections.abc import Callable
 
 import click
 
 from agent import __version__
 from agent.errors import AgentError, StoreError
 
-# Modules contributing commands (each has `commands: list[click.Command]`).
-_COMMAND_MODULES = [
-    "agent.core_cli",
-    "agent.inference.cli",
-    "agent.sync.cli",
-    "agent.hub.cli",
-    "agent.analytics.cli",
-    "agent.analytics.validate_cli",
-    "firmware_bridge.cli",
-    "agent.api.cli",
-    "agent.service.cli",
-    "agent.privacy.cli",
-    "agent.ngsi_ld.cli",
-    "agent.store.dump_cli",
-]
+
+def _core() -> list[click.Command]:
+    from agent import core_cli
+
+    return core_cli.commands
+
+
+def _inference() -> list[click.Command]:
+    from agent.inference import cli
+
+    return cli.commands
+
+
+def _sync() -> list[click.Command]:
+    from agent.sync import cli
+
+    return cli.commands
+
+
+def _hub() -> list[click.Command]:
+    from agent.hub import cli
+
+    return cli.commands
+
+
+def _analytics() -> list[click.Command]:
+    from agent.analytics import cli
+
+    return cli.commands
+
+
+def _validate() -> list[click.Command]:
+    from agent.analytics import validate_cli
+
+    return validate_cli.commands
+
+
+def _sensors() -> list[click.Command]:
+    from firmware_bridge import cli
+
+    return cli.commands
+
+
+def _api() -> list[click.Command]:
+    from agent.api import cli
+
+    return cli.commands
+
+
+def _service() -> list[click.Command]:
+    from agent.service import cli
+
+    return cli.commands
+
+
+def _privacy() -> list[click.Command]:
+    from agent.privacy import cli
+
+    return cli.commands
+
+
+def _ngsi_ld() -> list[click.Command]:
+    from agent.ngsi_ld import cli
+
+    return cli.commands
+
+
+def _dump() -> list[click.Command]:
+    from agent.store import dump_cli
+
+    return dump_cli.commands
+
+
+# name -> (one-line help as `edge-agent --help` shows it, the loader of the module that has it)
+COMMANDS: dict[str, tuple[str, Callable[[], list[click.Command]]]] = {
+    "aqi": ("US EPA Air Quality Index from PM2.5 and/or PM10.", _sensors),
+    "bench": (
+        "Benchmark: raw invoke() throughput vs end-to-end pipeline throughput, same model and threads.",
+        _core,
+    ),
+    "classify": (
+        "Classify PATH (an image, a folder of images or a video): the top-k classes, best first.",
+        _inference,
+    ),
+    "config": ("Check or print the configuration.", _core),
+    "counts": ("Vehicle and pedestrian counts per line, direction and class, in bins.", _analytics),
+    "detect": ("Detect objects in PATH (an image, a folder of images or a video).", _inference),
+    "doctor": (
+        "Check that this unit works: cameras, models, sensors, broker, clock, disk, database, permissions.",
+        _service,
+    ),
+    "dump": (
+        "Write TABLE (detections, readings, crossings, outbox, ...) to stdout as CSV, a JSON array or NDJSON (one object per line).",
+        _dump,
+    ),
+    "export": ("Export stored data in standard formats.", _ngsi_ld),
+    "hub": (
+        "The city's side: a hub worker stores every unit's summaries, health, events and status in PostgreSQL or SQLite (once each, keyed by device and seq), tracks each unit's seq ranges and repairs gaps with cmd/replay; `hub status` and `hub serve` show the fleet.",
+        _hub,
+    ),
+    "models": ("List, install (pull) and verify catalog models and sample media.", _inference),
+    "outbox": ("Inspect the outbox (messages waiting for the broker) and re-send stored messages.", _sync),
+    "privacy": (
+        "What this unit keeps and sends about people, and whether it stays within its limits.",
+        _privacy,
+    ),
+    "provision": (
+        "Write this unit's config (and API token) from a bundle and/or flags, after checking all of it.",
+        _service,
+    ),
+    "readings": (
+        "Sensor readings, oldest first: from the running agent's API or, when it does not answer, the local database (read-only); stderr says which one answered.",
+        _sensors,
+    ),
+    "run": ("Run the agent daemon.", _core),
+    "sensors": ("Serial sensor tools.", _sensors),
+    "simulate-serial": (
+        "Create a pseudo-terminal speaking DEVICE's protocol; point a sensor's `port` at --link.",
+        _sensors,
+    ),
+    "status": ("Is the unit working, and if not, why: health lights, cameras, sensors, sync, disk.", _api),
+    "tail": (
+        "Detections and sensor readings as they arrive (from the running agent, or its database).",
+        _api,
+    ),
+    "token": ("Show or rotate the local API's bearer token.", _service),
+    "validate": (
+        "Count CLIP with the agent's pipeline and compare with hand-counted TRUTH, per line, direction and class: truth, counted, matched, missed and extra (with frames), accuracy.",
+        _validate,
+    ),
+}
 
 
 class _Group(click.Group):
+    """Lists the commands from :data:`COMMANDS` and imports a command's module when it is run."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        for cmd in entry[1]():
+            self.commands.setdefault(cmd.name or "", cmd)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = [
+            (n, click.Command(n, help=COMMANDS[n][0]).get_short_help_str(limit))
+            if n in COMMANDS and n not in self.commands
+            else (n, self.commands[n].get_short_help_str(limit))
+            for n in names
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context):  # errors become messages, not tracebacks
         try:
             return super().invoke(ctx)
@@ -61,19 +208,9 @@ def cli(verbose: int) -> None:
     setup_logging(level)
 
 
-def _register() -> None:
-    for name in _COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that part is not built yet
-                continue
-            raise
-        for cmd in getattr(mod, "commands", []):
-            cli.add_command(cmd)
-
-
-_register()
+def load_all() -> dict[str, click.Command]:
+    """Every command, its module imported (for the docs test and tools that walk the tree)."""
+    return {n: c for n in COMMANDS if (c := cli.get_command(click.Context(cli), n)) is not None}
 
 
 def main() -> None:

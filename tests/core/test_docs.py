@@ -23,7 +23,10 @@ def test_readme_config_reference_is_the_generated_example():
 
 
 def _commands(group: click.Group, prefix: str = ""):
-    for name, cmd in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # the top level imports a command's module on demand
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, f"command {prefix}{name} is listed but does not load"
         full = f"{prefix}{name}"
         yield full, cmd
         if isinstance(cmd, click.Group):
