@@ -195,6 +195,14 @@ class _Group(click.Group):
                 err=True,
             )
             sys.exit(StoreError.exit_code)
+        except ModuleNotFoundError as exc:
+            if exc.name != "cv2":
+                raise
+            from agent.opencv import MissingOpenCV
+
+            err = MissingOpenCV()
+            click.echo(f"error: {err}", err=True)
+            sys.exit(err.exit_code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

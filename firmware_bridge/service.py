@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from agent.backoff import Backoff, spread
 from agent.sections import iso_utc
 from firmware_bridge import summary
 from firmware_bridge.commands import CommandClient, CommandResult
@@ -21,7 +22,7 @@ from firmware_bridge.drivers import make_driver
 from firmware_bridge.events import Q_CLOCK_UNTRUSTED, DecodeError, Measurement, Message
 from firmware_bridge.gpsclock import GpsClock
 from firmware_bridge.store import reading_rows, upsert_health
-from firmware_bridge.transport import Backoff, SerialTransport, TransportError
+from firmware_bridge.transport import SerialTransport, TransportError
 
 log = logging.getLogger(__name__)
 HEALTH_WRITE_S = 10.0
@@ -109,7 +110,8 @@ class SensorWorker:
 
     # -- the thread --------------------------------------------------------------------------
     def _run(self) -> None:
-        backoff = Backoff(self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s)
+        # reconnect_initial_s doubling to reconnect_max_s, +-20 %
+        backoff = Backoff(self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s, jitter=spread(0.2))
         next_health = 0.0
         while not self._stop.is_set():
             self.last_progress = now = time.monotonic()
@@ -123,11 +125,11 @@ class SensorWorker:
                 self._pump()
             except TransportError as exc:
                 self._disconnected(str(exc))
-                self._stop.wait(backoff.next())
+                backoff.wait(self._stop)
             except Exception as exc:  # a bug must not kill the sensor thread for good
                 log.exception("sensor %s: unexpected error", self.cfg.name)
                 self._disconnected(f"internal error: {exc!r}")
-                self._stop.wait(backoff.next())
+                backoff.wait(self._stop)
         self.transport.close()
         self._h["connected"] = False
         self._write_health()

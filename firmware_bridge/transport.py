@@ -1,14 +1,13 @@
 """The serial port: open by path (a /dev/serial/by-id link is resolved at every open), exclusive
-lock, chunked reads, and a backoff for reopening after the device disappears or errors.
+lock and chunked reads.
 
-Every pyserial/OS failure becomes :class:`TransportError`; the caller closes, waits
-``Backoff.next()`` and opens again. Nothing here retries on its own or sleeps while holding a lock.
+Every pyserial/OS failure becomes :class:`TransportError`; the caller closes, waits (the
+service's :class:`agent.backoff.Backoff`) and opens again. Nothing here retries on its own or sleeps while holding a lock.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import threading
 
 import serial
@@ -25,23 +24,6 @@ _STOPBITS = {1: serial.STOPBITS_ONE, 1.5: serial.STOPBITS_ONE_POINT_FIVE, 2: ser
 
 class TransportError(Exception):
     """The port could not be opened, read or written (device gone, busy, permission, ...)."""
-
-
-class Backoff:
-    """Exponential backoff with +-20 % jitter: initial, 2x, 4x, ... capped at ``maximum``."""
-
-    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
-        self.initial, self.maximum = initial, maximum
-        self._next = initial
-        self._rng = rng or random.Random()
-
-    def next(self) -> float:
-        d = self._next
-        self._next = min(self._next * 2, self.maximum)
-        return d * self._rng.uniform(0.8, 1.2)
-
-    def reset(self) -> None:
-        self._next = self.initial
 
 
 class SerialTransport:

@@ -4,6 +4,7 @@
 #
 #   sudo scripts/install.sh                      # online: pip fetches the dependencies
 #   sudo scripts/install.sh --wheels /media/usb/wheels   # offline, from a wheelhouse
+#   sudo scripts/install.sh --system-opencv      # JetPack: use the system's OpenCV (GStreamer, CSI)
 #   sudo scripts/install.sh --uninstall [--purge]
 #
 # Lays down: /opt/edge-agent/venv (the agent), /usr/local/bin/edge-agent, the edge-agent user
@@ -23,6 +24,8 @@ Options:
   --wheels DIR    install offline from a wheelhouse (pip --no-index --find-links DIR)
   --python PY     interpreter for the virtual environment (default: python3, needs >= 3.10)
   --no-pip        create the virtual environment but do not install the agent into it
+  --system-opencv use the system's OpenCV (JetPack's, with GStreamer; or apt's python3-opencv)
+                  instead of the pip wheel: the venv sees system site-packages, no opencv wheel
   --no-start      enable the service but do not start it
   --uninstall     remove the agent, units and rules; keep config, data and the user
   --purge         with --uninstall: also delete /etc/edge-agent, /var/lib/edge-agent and the user
@@ -37,6 +40,7 @@ SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WHEELS=""
 PY=python3
 PIP=1
+SYSTEM_OPENCV=0
 START=1
 UNINSTALL=0
 PURGE=0
@@ -47,6 +51,7 @@ while [ $# -gt 0 ]; do
     --wheels) WHEELS="${2:?--wheels needs a directory}"; shift 2 ;;
     --python) PY="${2:?--python needs an interpreter}"; shift 2 ;;
     --no-pip) PIP=0; shift ;;
+    --system-opencv) SYSTEM_OPENCV=1; shift ;;
     --no-start) START=0; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
     --purge) PURGE=1; shift ;;
@@ -132,6 +137,18 @@ if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
   fi
 fi
 
+if [ "$SYSTEM_OPENCV" = 1 ]; then
+  if ! "$PY" -c 'import cv2' 2>/dev/null; then
+    if [ "$(command -v "$PY")" != /usr/bin/python3 ] && /usr/bin/python3 -c 'import cv2' 2>/dev/null; then
+      die "--system-opencv: $PY has no OpenCV (python3 -c 'import cv2' fails), /usr/bin/python3 has one" \
+        "pass --python /usr/bin/python3"
+    fi
+    die "--system-opencv: no system OpenCV for $PY (python3 -c 'import cv2' fails)" \
+      "apt-get install python3-opencv (on a Jetson: JetPack's OpenCV, apt-get install nvidia-opencv), or install without --system-opencv to use the pip wheel"
+  fi
+  say "system OpenCV: $("$PY" -c 'import cv2; print(cv2.__version__, "at", cv2.__file__)')"
+fi
+
 # --- user, groups, directories ---------------------------------------------------------------
 install -d -m 0755 "$ROOT/etc"
 install -D -m 0644 "$SRC/systemd/edge-agent.sysusers" "$SYSUSERS"
@@ -150,17 +167,56 @@ install -d -m 0750 -o 0 -g "$gid" "$CONF"
 install -d -m 0750 -o "$uid" -g "$gid" "$STATE"
 
 # --- the agent -------------------------------------------------------------------------------
+# the venv sees the system's site-packages exactly when --system-opencv is given; a venv made the
+# other way is made again (a pip wheel left in it would hide the system OpenCV)
+SYSTEM_SITE=false; [ "$SYSTEM_OPENCV" = 1 ] && SYSTEM_SITE=true
+if [ -x "$VENV/bin/python" ] && ! grep -qi "^include-system-site-packages *= *$SYSTEM_SITE" "$VENV/pyvenv.cfg" 2>/dev/null; then
+  say "re-creating $VENV (include-system-site-packages = $SYSTEM_SITE)"
+  rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
-  say "creating $VENV"
-  "$PY" -m venv "$VENV"
+  say "creating $VENV$([ "$SYSTEM_OPENCV" = 1 ] && echo ' (with system site-packages)')"
+  if [ "$SYSTEM_OPENCV" = 1 ]; then "$PY" -m venv --system-site-packages "$VENV"; else "$PY" -m venv "$VENV"; fi
 fi
 if [ "$PIP" = 1 ]; then
   pip_args=(--disable-pip-version-check --quiet)
   [ -n "$WHEELS" ] && pip_args+=(--no-index --find-links "$WHEELS")
-  say "installing edge-agent from $SRC${WHEELS:+ (offline, wheels from $WHEELS)}"
-  "$VENV/bin/python" -m pip install "${pip_args[@]}" "$SRC" \
+  target="$SRC[opencv]"  # the pip OpenCV wheel (extra "opencv")
+  if [ "$SYSTEM_OPENCV" = 1 ]; then
+    target="$SRC"
+    # the system cv2 is built against the system numpy: a numpy 1.x stays 1.x (numpy 2 breaks its ABI)
+    if "$VENV/bin/python" -c 'import numpy, sys; sys.exit(int(numpy.__version__.split(".")[0]) != 1)' 2>/dev/null; then
+      echo "numpy<2" >"$OPT/constraints.txt"
+      pip_args+=(--constraint "$OPT/constraints.txt")
+    fi
+  fi
+  say "installing edge-agent from $SRC${WHEELS:+ (offline, wheels from $WHEELS)}$([ "$SYSTEM_OPENCV" = 1 ] && echo ', without the pip OpenCV wheel')"
+  "$VENV/bin/python" -m pip install "${pip_args[@]}" "$target" \
     || die "pip could not install edge-agent" "online: check the network; offline: the wheelhouse must hold every dependency for this CPU (see docs/install.md)"
   "$VENV/bin/edge-agent" --version >/dev/null || die "the installed edge-agent does not start" "run $VENV/bin/edge-agent --version to see why"
+fi
+if [ "$SYSTEM_OPENCV" = 1 ]; then
+  # the system OpenCV must be what the venv imports: present, loadable, not shadowed by a wheel
+  cv=$("$VENV/bin/python" - 2>&1 <<'PYEOF'
+import importlib.metadata as md, re, sys
+import cv2
+wheels = []
+for n in ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless", "opencv-contrib-python"):
+    try:
+        d = md.distribution(n)
+    except md.PackageNotFoundError:
+        continue
+    if str(d.locate_file("")).startswith(sys.prefix):
+        wheels.append(n)
+gst = "yes" if re.search(r"^\s*GStreamer:\s*YES", cv2.getBuildInformation(), re.M) else "no"
+print(f"OpenCV {cv2.__version__} at {cv2.__file__}, GStreamer: {gst}")
+if wheels:
+    sys.exit("a pip OpenCV wheel in the venv hides it: " + ", ".join(wheels))
+PYEOF
+  ) || die "the virtual environment cannot use the system OpenCV: ${cv##*$'\n'}" \
+    "check that $PY -c 'import cv2' works and that no opencv-python wheel is installed in $VENV (pip uninstall), then run install.sh --system-opencv again"
+  say "using the system OpenCV: $cv"
+  case "$cv" in *"GStreamer: no") say "warning: this OpenCV has no GStreamer: gst: pipelines (Jetson CSI cameras) cannot open" ;; esac
 fi
 install -d -m 0755 "$OPT/docs"
 [ -f "$SRC/docs/install.md" ] && install -m 0644 "$SRC/docs/install.md" "$OPT/docs/install.md"

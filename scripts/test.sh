@@ -9,7 +9,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,hub]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[opencv,test,hub]'
 
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
@@ -24,6 +24,8 @@ command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 command -v systemd-nspawn >/dev/null 2>&1 || need_apt+=(systemd-container)
 /usr/bin/python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)  # its wheelhouse
+# install.sh --system-opencv test (tests/service/test_install.py, root only): Debian's OpenCV
+/usr/bin/python3 -c "import cv2" 2>/dev/null || need_apt+=(python3-opencv)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import queue
-import random
 import socket
 import ssl
 import threading
@@ -34,6 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.backoff import Backoff, spread
 from agent.hub import fleet
 from agent.hub.db import HubDB
 from agent.hub.ingest import Ingestor, Result
@@ -115,6 +115,10 @@ class Hub:
         self.gap_grace_s = gap_grace_s
         self.replay_retry_s = replay_retry_s
         self.replay_retry_max_s = replay_retry_max_s
+        # between two requests for one gap: replay_retry_s doubling to replay_retry_max_s, +-20 %
+        self._replay_backoff = Backoff(
+            min(replay_retry_s, replay_retry_max_s), replay_retry_max_s, jitter=spread(0.2)
+        )
         self.replay_rate_per_s = replay_rate_per_s
         self.max_replay = max_replay
         self.batch_max = batch_max
@@ -287,8 +291,7 @@ class Hub:
 
     def backoff_s(self, requests: int) -> float:
         """Seconds until the next request for a gap already asked for ``requests`` times."""
-        base = min(self.replay_retry_max_s, self.replay_retry_s * 2 ** min(requests, 20))
-        return base * random.uniform(0.8, 1.2)
+        return self._replay_backoff.delay_for(requests)
 
     def fleet_lag_s(self, db: HubDB) -> float:
         """How far behind the units the hub runs now: the largest smoothed lag of the live workers."""

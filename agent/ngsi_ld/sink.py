@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import sqlite3
 import threading
 import time
@@ -33,6 +32,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from agent.backoff import EQUAL, Backoff
 from agent.ngsi_ld import encode
 from agent.sections import iso_utc
 from agent.sync import outbox
@@ -74,7 +74,10 @@ class NgsiLdSink:
         self.last_error: str | None = None
         self.next_try_in_s: float | None = None
         self.last_progress = time.monotonic()
-        self._delay = 0.0
+        # retry_initial_s doubling to retry_max_s, "equal jitter" (between half and all of it)
+        self._retry_backoff = Backoff(
+            min(self.ncfg.retry_initial_s, self.ncfg.retry_max_s), self.ncfg.retry_max_s, jitter=EQUAL
+        )
         token = None
         if self.ncfg.token_file:
             token = self.ncfg.token_file.read_text().strip()
@@ -244,7 +247,7 @@ class NgsiLdSink:
         if status in (200, 201, 204):
             self._mark(list(ids.values()), "delivered")
             self.delivered += len(ids)
-            self._delay = 0.0
+            self._retry_backoff.reset()
             self.last_error = None
             return len(ids)
         if status == 207:
@@ -270,7 +273,7 @@ class NgsiLdSink:
                 self.rejected += 1
             if retry:
                 return self._retry(f"context broker failed {len(retry)} entities of a batch (207)")
-            self._delay = 0.0
+            self._retry_backoff.reset()
             return len(ok)
         detail = (text or b"")[:300].decode("utf-8", "replace")
         if status >= 500 or status in RETRY_STATUS:
@@ -286,9 +289,7 @@ class NgsiLdSink:
     def _retry(self, error: str) -> None:
         self.failures += 1
         self.last_error = error
-        base = self.ncfg.retry_initial_s if self._delay == 0 else min(self.ncfg.retry_max_s, self._delay * 2)
-        self._delay = base
-        self.next_try_in_s = round(random.uniform(base / 2, base), 3)
+        self.next_try_in_s = round(self._retry_backoff.next_delay(), 3)
         log.warning("NGSI-LD sink: %s; retrying in %.1f s", error, self.next_try_in_s)
         return None
 

@@ -20,11 +20,11 @@ reopen), ``reconnecting``, ``down`` (three or more failed attempts in a row, sti
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from agent.backoff import Backoff, spread
 from agent.errors import SourceError
 from agent.sources.readers import Reader, Unreachable, guess_kind, open_reader, redact_url
 from agent.sources.slot import FrameSlot
@@ -54,6 +54,8 @@ class CameraSource:
         self.frames_offered = 0
         self.reconnects = 0
         self.failures_in_row = 0
+        # the wait after the n-th failure in a row: reconnect_initial_s doubling to reconnect_max_s, +-25 %
+        self.retry = Backoff(cfg.reconnect_initial_s, cfg.reconnect_max_s, jitter=spread(0.25))
         self.epoch = 0
         self.last_frame_ts: float | None = None
         self.last_progress = time.monotonic()
@@ -133,10 +135,7 @@ class CameraSource:
         self.state = "down" if self.failures_in_row >= DOWN_AFTER_FAILURES else "reconnecting"
 
     def _backoff(self) -> float:
-        base = min(
-            self.cfg.reconnect_max_s, self.cfg.reconnect_initial_s * (2 ** max(0, self.failures_in_row - 1))
-        )
-        return base * random.uniform(0.75, 1.25)
+        return self.retry.delay_for(self.failures_in_row - 1)
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -171,7 +170,7 @@ class CameraSource:
                 # a host that answers but whose stream fails to open backs off
                 unreachable = isinstance(exc, Unreachable)
                 delay = (
-                    min(self._backoff(), PROBE_EVERY_S * random.uniform(0.75, 1.25))
+                    min(self._backoff(), PROBE_EVERY_S * self.retry.rng.uniform(*self.retry.jitter))
                     if unreachable
                     else self._backoff()
                 )

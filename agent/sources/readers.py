@@ -25,8 +25,11 @@ import cv2
 import numpy as np
 
 from agent.errors import SourceError
+from agent.opencv import has_gstreamer
 
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+_cv_log = getattr(getattr(cv2, "utils", None), "logging", None)  # missing in some system builds (Debian 4.6)
+if _cv_log is not None:
+    _cv_log.setLogLevel(_cv_log.LOG_LEVEL_ERROR)
 # RTSP over TCP (interleaved), as Frigate and most NVRs default to: no lost UDP packets on a flaky
 # link, one connection to watch. A user's own OPENCV_FFMPEG_CAPTURE_OPTIONS wins.
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
@@ -320,7 +323,7 @@ def open_reader(
         return OpenCVReader(source, cv2.CAP_FFMPEG, live=True, params=params, describe=redact_url(source))
     if kind == "gstreamer":
         pipe = source[4:].strip() if source.startswith("gst:") else source
-        if "GStreamer:                   YES" not in cv2.getBuildInformation():
+        if not has_gstreamer(cv2.getBuildInformation()):
             err = SourceError(
                 "this OpenCV build has no GStreamer support, so the pipeline cannot be opened",
                 "install an OpenCV with GStreamer (on Jetson: the JetPack python3-opencv, with"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import socket
 import ssl
 import threading
@@ -30,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.backoff import EQUAL, Backoff
 from agent.sync.config import MqttConfig
 from agent.sync.topics import Topics
 
@@ -53,12 +53,6 @@ _PAHO_LOG.addFilter(_PahoStopNoise())
 
 AckFn = Callable[[int, int, bool, Any], None]  # (generation, mid, ok, reason code)
 MessageFn = Callable[[str, bytes, Any], None]  # (topic, payload, properties)
-
-
-def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with "equal jitter": between half and all of min(max, initial * 2^attempt)."""
-    d = min(maximum, initial * (2 ** min(attempt, 30)))
-    return (rng or random).uniform(d / 2, d)
 
 
 def describe_connect_error(exc: BaseException, host: str, port: int) -> str:
@@ -250,15 +244,15 @@ class MqttLink:
         return c
 
     def _run(self) -> None:
-        failures = 0
+        # reconnect_initial_s doubling to reconnect_max_s, "equal jitter" (between half and all of it)
+        backoff = Backoff(self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s, jitter=EQUAL)
         while not self._stop.is_set():
             up_at = self._attempt()
             if self._stop.is_set():
                 break
             if up_at is not None:
-                failures = 0  # a connection that reached CONNACK resets the backoff
-            delay = backoff_delay(failures, self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s)
-            failures += 1
+                backoff.reset()  # a connection that reached CONNACK resets the backoff
+            delay = backoff.next_delay()
             self.next_attempt_in = delay
             log.info("mqtt: reconnecting in %.1f s", delay)
             self._stop.wait(delay)

@@ -4,7 +4,7 @@
   about 300 MB, 2 minutes) and cached in ``$EDGE_AGENT_TEST_CACHE`` (default
   ``/var/cache/edge-agent-tests``), so CI reuses it. Each test run boots an overlay of it (the
   cache is never written), from a fresh upper directory.
-- The wheelhouse is the one docs/install.md tells installers to build (``pip wheel ... setuptools
+- The wheelhouse is the one docs/install.md tells installers to build (``pip wheel ...[opencv] setuptools
   wheel``), made with the host's Debian python3 (the container's Python) and cached next to it
   under a hash of pyproject.toml.
 - The container gets the source tree (tracked and untracked files, no .venv), the wheelhouse
@@ -81,10 +81,17 @@ def rootfs() -> Path:
         return ROOTFS
 
 
-def wheelhouse() -> Path:
-    """docs/install.md's offline wheelhouse for this tree, built with the container's Python."""
+def wheelhouse(system_opencv: bool = False) -> Path:
+    """docs/install.md's offline wheelhouse for this tree, built with the container's Python; with
+    ``system_opencv``, the recipe for ``install.sh --system-opencv`` on a numpy 1.x system (no pip
+    OpenCV, ``numpy<2``)."""
     key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:12]
-    dst = CACHE / f"wheels-py311-{key}"
+    dst = CACHE / f"wheels-py311-{key}{'-sysopencv' if system_opencv else ''}"
+    reqs = (
+        [str(ROOT), "setuptools", "wheel", "numpy<2"]
+        if system_opencv
+        else [f"{ROOT}[opencv]", "setuptools", "wheel"]
+    )
     with _locked("wheels"):
         if (dst / ".complete").exists():
             return dst
@@ -100,9 +107,7 @@ def wheelhouse() -> Path:
                 "-q",
                 "-w",
                 str(dst),
-                str(ROOT),
-                "setuptools",
-                "wheel",
+                *reqs,
             ],
             capture_output=True,
             text=True,

@@ -102,6 +102,7 @@ def test_all_green_against_real_broker_sensors_camera_and_model(rig, tmp_path, c
     assert rep["status"] == "ok" and rep["schema"] == "edge-agent/doctor/1" and rep["device"] == "unit-1"
     expected = {
         "config",
+        "opencv",
         "camera:street",
         "model:ssd_mobilenet_v1_coco",
         "sensor:pm",

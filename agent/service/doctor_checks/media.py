@@ -24,12 +24,40 @@ if TYPE_CHECKING:
 
 
 def camera_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
+    first = Check("opencv", "camera", lambda: check_opencv(cfg), ctx.timeout_s)
     if not cfg.cameras:
-        return [Check("camera", "camera", lambda: skip("no cameras configured"), ctx.timeout_s)]
-    return [
+        return [first, Check("camera", "camera", lambda: skip("no cameras configured"), ctx.timeout_s)]
+    return [first] + [
         Check(f"camera:{c.name}", "camera", (lambda c=c: check_camera(c, ctx.timeout_s)), ctx.timeout_s + 2)
         for c in cfg.cameras
     ]
+
+
+def check_opencv(cfg: AgentConfig) -> Result:
+    """Which OpenCV decodes the cameras: pip wheel or system build, its version, GStreamer or not."""
+    from agent.opencv import MISSING_HINT, MissingOpenCV, info
+
+    try:
+        cv = info()
+    except MissingOpenCV as exc:
+        return fail(exc.message, MISSING_HINT)
+    from agent.sources.readers import guess_kind  # imports cv2
+
+    data = {"version": cv.version, "origin": cv.origin, "package": cv.package, "path": cv.path}
+    data["gstreamer"] = cv.gstreamer
+    gst = [
+        c.name
+        for c in cfg.cameras
+        if c.enabled and (guess_kind(c.source) if c.kind == "auto" else c.kind) == "gstreamer"
+    ]
+    if gst and not cv.gstreamer:
+        return fail(
+            f"{cv.describe()}, but camera(s) {', '.join(gst)} are GStreamer pipelines",
+            "use an OpenCV built with GStreamer: on a Jetson, JetPack's, with scripts/install.sh"
+            " --system-opencv (the pip wheels have no GStreamer)",
+            **data,
+        )
+    return ok(cv.describe(), **data)
 
 
 def check_camera(cam: CameraConfig, timeout_s: float) -> Result:
