@@ -24,6 +24,16 @@ def peak_rss_mb() -> float:
     return kb / 1024.0
 
 
+def rss_mb() -> float:
+    """The process's resident set now (MB), from /proc (the peak where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return peak_rss_mb()
+
+
 def default_clip(cfg: AgentConfig) -> Path:
     mirror = os.environ.get("EDGE_AGENT_MIRROR") or cfg.models.mirror
     if mirror:
@@ -35,10 +45,12 @@ def default_clip(cfg: AgentConfig) -> Path:
     return ensure_media("traffic_frames", cfg.models)
 
 
-def bench_raw(cfg: AgentConfig, image, n: int, warmup: int = 10) -> dict[str, Any]:
+def bench_raw(cfg: AgentConfig, image, n: int, warmup: int = 10, rss: dict | None = None) -> dict[str, Any]:
     from agent.inference import load_engine
 
+    rss = {} if rss is None else rss
     eng = load_engine(cfg.inference.model, cfg.inference, cfg.models)
+    rss["model_loaded"] = rss_mb()
     eng.set_input_from(image)
     for _ in range(warmup):
         eng.invoke()
@@ -56,31 +68,48 @@ def bench_raw(cfg: AgentConfig, image, n: int, warmup: int = 10) -> dict[str, An
         "accelerator": eng.accelerator,
         "model": eng.name,
     }
+    rss["model_invoked"] = rss_mb()
     del eng
     import gc
 
     gc.collect()
+    rss["model_released"] = rss_mb()
     return out
 
 
-def bench_pipeline(cfg: AgentConfig, clip: Path, max_frames: int | None) -> dict[str, Any]:
+def bench_pipeline(
+    cfg: AgentConfig, clip: Path, max_frames: int | None, rss: dict | None = None, api: bool = False
+) -> dict[str, Any]:
     from agent.pipeline import Pipeline
 
+    rss = {} if rss is None else rss
     with tempfile.TemporaryDirectory(prefix="edge-agent-bench-") as tmp:
         c = cfg.model_copy(deep=True)
         c.storage.path = Path(tmp) / "bench.sqlite"
-        c.api.enabled = False
+        c.api.enabled = api
+        if api:  # a free loopback port and a throwaway token: a bench never takes the unit's own
+            import socket
+
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                c.api.port = sock.getsockname()[1]
+            c.api.bind = "127.0.0.1"
+            c.api.token_file = Path(tmp) / "api-token"
         c.cameras = [CameraConfig(name="bench", source=str(clip), realtime=False, detect_fps=120, loop=False)]
         pipe = Pipeline(c)
         t0 = time.perf_counter()
         pipe.start()
         t_start = time.perf_counter()
+        rss["pipeline_started"] = rss_mb()
         while not pipe.idle():
+            if "first_frame" not in rss and pipe.results and pipe.results.totals["bench"]["frames"] >= 1:
+                rss["first_frame"] = rss_mb()
             if max_frames and pipe.results and pipe.results.totals["bench"]["frames"] >= max_frames:
                 break
             time.sleep(0.01)
         pipe.writer.flush(60)
         t_end = time.perf_counter()
+        rss["pipeline_end"] = rss_mb()
         frames = int(pipe.results.totals["bench"]["frames"])
         dets = int(pipe.results.totals["bench"]["detections"])
         pipe.stop()
@@ -98,8 +127,11 @@ def bench_pipeline(cfg: AgentConfig, clip: Path, max_frames: int | None) -> dict
 
 
 def run_bench(
-    cfg: AgentConfig, clip: Path, *, raw_frames: int = 300, max_frames: int | None = None
+    cfg: AgentConfig, clip: Path, *, raw_frames: int = 300, max_frames: int | None = None, api: bool = False
 ) -> dict[str, Any]:
+    """Both measurements, and the resident memory after each stage (``rss_mb``: the imports, the
+    model loaded and invoked, released, the pipeline started, its first frame, its end)."""
+    rss: dict[str, float] = {"imports": rss_mb()}
     import cv2
 
     cap = cv2.VideoCapture(str(clip))
@@ -109,8 +141,8 @@ def run_bench(
         from agent.errors import SourceError
 
         raise SourceError(f"cannot read a frame from {clip}", "give a video file OpenCV can decode (--clip)")
-    raw = bench_raw(cfg, img, raw_frames)
-    e2e = bench_pipeline(cfg, clip, max_frames)
+    raw = bench_raw(cfg, img, raw_frames, rss=rss)
+    e2e = bench_pipeline(cfg, clip, max_frames, rss=rss, api=api)
     return {
         "model": raw["model"],
         "accelerator": raw["accelerator"],
@@ -125,4 +157,6 @@ def run_bench(
         "detections_accepted": e2e["detections"],
         "ratio": round(e2e["fps"] / raw["fps"], 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "rss_mb": {k: round(v, 1) for k, v in rss.items()},
+        "api": api,
     }
