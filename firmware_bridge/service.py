@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from agent.sections import iso_utc
+from agent.timefmt import iso_utc
 from firmware_bridge import summary
 from firmware_bridge.commands import CommandClient, CommandResult
 from firmware_bridge.config import SensorConfig

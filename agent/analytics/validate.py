@@ -315,7 +315,7 @@ def compare(
     max_error: float = 0.05,
 ) -> ValidationResult:
     """Match the crossing rows of a run with the truth, for every line both name."""
-    from agent.analytics.store import parse_iso
+    from agent.timefmt import parse_iso
 
     tol_px = tolerance_px if tolerance_px is not None else 0.1 * float(np.hypot(*frame_size))
     reports = []

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from typing import Any
 
-from agent.sections import iso_utc
+from agent.timefmt import iso_utc
 
 _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -158,7 +158,7 @@ def counts(
 ) -> dict[str, Any]:
     """Line crossings in UTC-aligned bins (analytics' own query), plus per-bin totals for charts."""
     try:
-        from agent.analytics.cli import volumes
+        from agent.analytics.store import volumes
     except ImportError:
         return {"items": [], "totals": [], "note": "analytics is not installed in this build"}
     if not has_table(conn, "crossings"):

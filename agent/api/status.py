@@ -109,7 +109,7 @@ def clock(pipeline: Any = None) -> dict[str, Any]:
 
 
 def _now_iso() -> str:
-    from agent.sections import iso_utc
+    from agent.timefmt import iso_utc
 
     return iso_utc(time.time())
 

@@ -34,8 +34,8 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.ngsi_ld import encode
-from agent.sections import iso_utc
 from agent.sync import outbox
+from agent.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 

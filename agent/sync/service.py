@@ -24,7 +24,6 @@ from typing import Any
 from agent import __version__
 from agent.config import AgentConfig
 from agent.errors import ConfigError
-from agent.sections import iso_utc
 from agent.store.db import connect
 from agent.store.writer import Writer
 from agent.sync import health as _health
@@ -36,6 +35,7 @@ from agent.sync.publisher import Publisher
 from agent.sync.retention import Retention
 from agent.sync.summary import SummaryBuilder
 from agent.sync.topics import SCHEMA_VERSION, SCHEMAS, Topics
+from agent.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 
