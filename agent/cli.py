@@ -6,7 +6,6 @@ Each part of the agent keeps its commands next to its code (``agent.inference.cl
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sqlite3
 import sys
@@ -15,22 +14,6 @@ import click
 
 from agent import __version__
 from agent.errors import AgentError, StoreError
-
-# Modules contributing commands (each has `commands: list[click.Command]`).
-_COMMAND_MODULES = [
-    "agent.core_cli",
-    "agent.inference.cli",
-    "agent.sync.cli",
-    "agent.hub.cli",
-    "agent.analytics.cli",
-    "agent.analytics.validate_cli",
-    "firmware_bridge.cli",
-    "agent.api.cli",
-    "agent.service.cli",
-    "agent.privacy.cli",
-    "agent.ngsi_ld.cli",
-    "agent.store.dump_cli",
-]
 
 
 class _Group(click.Group):
@@ -62,14 +45,36 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    for name in _COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that part is not built yet
-                continue
-            raise
-        for cmd in getattr(mod, "commands", []):
+    # Each part's commands: one line per part (each module has ``commands: list[click.Command]``).
+    from agent import core_cli
+    from agent.analytics import cli as analytics_cli
+    from agent.analytics import validate_cli
+    from agent.api import cli as api_cli
+    from agent.hub import cli as hub_cli
+    from agent.inference import cli as inference_cli
+    from agent.ngsi_ld import cli as ngsi_ld_cli
+    from agent.privacy import cli as privacy_cli
+    from agent.service import cli as service_cli
+    from agent.store import dump_cli
+    from agent.sync import cli as sync_cli
+    from firmware_bridge import cli as sensors_cli
+
+    parts = (
+        core_cli,
+        inference_cli,
+        sync_cli,
+        hub_cli,
+        analytics_cli,
+        validate_cli,
+        sensors_cli,
+        api_cli,
+        service_cli,
+        privacy_cli,
+        ngsi_ld_cli,
+        dump_cli,
+    )
+    for mod in parts:
+        for cmd in mod.commands:
             cli.add_command(cmd)
 
 

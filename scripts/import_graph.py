@@ -12,7 +12,7 @@ A package's ``__init__`` is its own node; importing ``a.b.c`` does not count as 
 Layers, lowest first (a module may import its own layer and the ones below; importing a higher
 layer is an *upward* import). The first rule that matches a module's dotted name wins:
 
-  0 base        agent (the package), types, timefmt, errors, memory, host, configbase, sections
+  0 base        agent (the package), types, timefmt, errors, memory, host, fsutil, configbase, sections
                 (the summary-section registry): what every part may use
   1 store       agent.store.*: the database, migrations registry, the single writer
   2 inputs      agent.sources.*, agent.inference.*, firmware_bridge protocol/transport/drivers:
@@ -66,12 +66,14 @@ LAYERS: list[tuple[str, int]] = [
     ("agent.errors", 0),
     ("agent.memory", 0),
     ("agent.host", 0),
+    ("agent.fsutil", 0),
     ("agent.configbase", 0),
     ("agent.sections", 0),
     ("agent.store*", 1),
     ("agent.sync.outbox", 1),
     ("agent.sync.retention", 1),
     ("agent.sync.topics", 1),
+    ("agent.sync.health", 0),  # a re-export of agent.host until retention.py and summary.py import it
     ("agent.sources*", 2),
     ("agent.inference*", 2),
     ("firmware_bridge.service", 3),

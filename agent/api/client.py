@@ -227,7 +227,7 @@ def _token_for(cfg: Any) -> tuple[str | None, str | None]:
     """(token, problem) when the API needs one; (None, None) when it does not."""
     if is_loopback(cfg.api.bind) and not cfg.api.require_token:
         return None, None
-    from agent.service import token as tokens
+    from agent.api import token as tokens
 
     try:
         return tokens.read(cfg.api.token_file), None

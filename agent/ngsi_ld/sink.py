@@ -121,7 +121,6 @@ class NgsiLdSink:
     def produce(self, now: float | None = None) -> int:
         """Queue the entities of everything completed since the cursor. Returns the entities queued."""
         from agent.ngsi_ld import source
-        from agent.ngsi_ld.cli import unit_of
 
         now = self.clock() if now is None else now
         until = iso_utc(now)
@@ -131,7 +130,7 @@ class NgsiLdSink:
                 conn.execute("SELECT what, value FROM sink_cursor WHERE sink = ?", (SINK,)).fetchall()
             )
             default = iso_utc(now - self.ncfg.lookback_s)
-            unit = unit_of(conn, self.cfg)
+            unit = source.unit_of(conn, self.cfg)
             batches: list[tuple[str, list[dict[str, Any]], str]] = []
             for t in self.ncfg.types:
                 since = cursors.get(t, default)

@@ -47,3 +47,16 @@ def test_graph_sees_function_level_and_relative_imports(tmp_path):
     assert graph["agent.sub.mod"] == {}  # TYPE_CHECKING imports never run
     assert strings == [("agent.sub.mod", 5, "import_module(agent.types)")]
     assert g.circles({"a": {"b": 1}, "b": {"a": 1}, "c": {}}) == [["a", "b"]]
+
+
+def test_few_upward_imports():
+    g = _graph()
+    up = g.report()["upward"]
+    assert len(up) <= g.MAX_UPWARD, "upward imports: " + "; ".join(f"{m}:{n} -> {t}" for m, n, t in up)
+
+
+def test_imports_by_a_string_only_the_two_registries():
+    # The summary-section and migration registries still load their parts by name (see CHANGELOG #13);
+    # nothing else may.
+    strings = {m for m, _, _ in _graph().report()["strings"]}
+    assert strings <= {"agent.sections", "agent.store.db"}, strings

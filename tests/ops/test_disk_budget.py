@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from agent.config import parse_config
+from agent.host import db_file_bytes
 from agent.store.db import Database
 from agent.store.writer import Writer
-from agent.sync.health import db_file_bytes
 from agent.sync.service import SyncService
 from agent.timefmt import iso_utc
 
