@@ -77,7 +77,3 @@ class Zone:
     @property
     def occupancy(self) -> int:
         return sum(1 for v in self.visits.values() if v.open)
-
-    def reset_peak(self) -> int:
-        p, self.peak = self.peak, self.occupancy
-        return p

@@ -356,13 +356,3 @@ def last_stats(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
         "(SELECT camera, max(id) AS id FROM inference_stats GROUP BY camera) m ON s.id = m.id"
     )
     return {r[0]: dict(zip(cols, r[1:])) for r in rows}
-
-
-def max_ids(conn: sqlite3.Connection) -> dict[str, int]:
-    """Highest row ids of detections and readings (where `tail` starts)."""
-    out = {}
-    for table in ("detections", "readings"):
-        out[table] = (
-            (conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0) if has_table(conn, table) else 0
-        )
-    return out

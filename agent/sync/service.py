@@ -206,13 +206,6 @@ class SyncService:
         if self.publisher:
             self.publisher.notify()
 
-    def publish_event(self, type_: str, data: dict[str, Any], *, block: bool = False) -> bool:
-        """Queue an event on its own (see :meth:`event_writes`)."""
-        ok = outbox.submit(self.writer, self.event_writes(type_, data), kind="event", block=block)
-        if ok:
-            self.notify()
-        return ok
-
     def replay(self, from_seq: int, to_seq: int) -> dict[str, Any]:
         """Re-send stored messages in ``[from_seq, to_seq]`` (the replay command)."""
         conn = self._reader()
