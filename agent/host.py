@@ -112,7 +112,7 @@ def collect(conn: sqlite3.Connection) -> dict[str, Any]:
     path = db_file(conn)
     avail, total = memory_mb()
     try:
-        load = os.getloadavg()
+        load: tuple[float | None, ...] = os.getloadavg()
     except OSError:
         load = (None, None, None)
     try:
