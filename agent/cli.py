@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import click
 
@@ -21,80 +21,80 @@ from agent import __version__
 from agent.errors import AgentError, StoreError
 
 
-def _core() -> list[click.Command]:
+def _core() -> Sequence[click.Command]:
     from agent import core_cli
 
     return core_cli.commands
 
 
-def _inference() -> list[click.Command]:
+def _inference() -> Sequence[click.Command]:
     from agent.inference import cli
 
     return cli.commands
 
 
-def _sync() -> list[click.Command]:
+def _sync() -> Sequence[click.Command]:
     from agent.sync import cli
 
     return cli.commands
 
 
-def _hub() -> list[click.Command]:
+def _hub() -> Sequence[click.Command]:
     from agent.hub import cli
 
     return cli.commands
 
 
-def _analytics() -> list[click.Command]:
+def _analytics() -> Sequence[click.Command]:
     from agent.analytics import cli
 
     return cli.commands
 
 
-def _validate() -> list[click.Command]:
+def _validate() -> Sequence[click.Command]:
     from agent.analytics import validate_cli
 
     return validate_cli.commands
 
 
-def _sensors() -> list[click.Command]:
+def _sensors() -> Sequence[click.Command]:
     from firmware_bridge import cli
 
     return cli.commands
 
 
-def _api() -> list[click.Command]:
+def _api() -> Sequence[click.Command]:
     from agent.api import cli
 
     return cli.commands
 
 
-def _service() -> list[click.Command]:
+def _service() -> Sequence[click.Command]:
     from agent.service import cli
 
     return cli.commands
 
 
-def _privacy() -> list[click.Command]:
+def _privacy() -> Sequence[click.Command]:
     from agent.privacy import cli
 
     return cli.commands
 
 
-def _ngsi_ld() -> list[click.Command]:
+def _ngsi_ld() -> Sequence[click.Command]:
     from agent.ngsi_ld import cli
 
     return cli.commands
 
 
-def _dump() -> list[click.Command]:
+def _dump() -> Sequence[click.Command]:
     from agent.store import dump_cli
 
     return dump_cli.commands
 
 
 # name -> (one-line help as `edge-agent --help` shows it, the loader of the module that has it)
-COMMANDS: dict[str, tuple[str, Callable[[], list[click.Command]]]] = {
+COMMANDS: dict[str, tuple[str, Callable[[], Sequence[click.Command]]]] = {
     "aqi": ("US EPA Air Quality Index from PM2.5 and/or PM10.", _sensors),
     "bench": (
         "Benchmark: raw invoke() throughput vs end-to-end pipeline throughput, same model and threads.",
@@ -214,11 +214,6 @@ def cli(verbose: int) -> None:
     from agent.service.logsetup import setup_logging
 
     setup_logging(level)
-
-
-def load_all() -> dict[str, click.Command]:
-    """Every command, its module imported (for the docs test and tools that walk the tree)."""
-    return {n: c for n in COMMANDS if (c := cli.get_command(click.Context(cli), n)) is not None}
 
 
 def main() -> None:

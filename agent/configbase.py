@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -147,11 +146,6 @@ def _comment(text: str | None, indent: str = "") -> list[str]:
     if not text:
         return []
     return [f"{indent}# {line}".rstrip() for line in text.strip().splitlines()]
-
-
-def _is_optional(annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    return origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(annotation)
 
 
 def example_toml(model: type[BaseModel], prefix: str = "") -> str:

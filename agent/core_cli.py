@@ -58,7 +58,7 @@ def run_cmd(
     the writer flushes; nothing already accepted is lost)."""
     import logging as _logging
 
-    from agent.api.client import load as find_config
+    from agent.clihelp import load as find_config
     from agent.runner import run_agent
 
     cfg, config_file = find_config(config_file)  # the same lookup as every other command

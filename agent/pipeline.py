@@ -11,7 +11,6 @@ agent (other cameras, sensors, sync, API) keeps running.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import queue
@@ -29,16 +28,6 @@ from agent.store.db import Database
 from agent.store.writer import Writer
 
 log = logging.getLogger(__name__)
-
-
-def _optional(module: str, attr: str) -> Any:
-    """A part that may not be built into this install (returns None when its module is absent)."""
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return None
-        raise
 
 
 class Pipeline:
@@ -77,15 +66,17 @@ class Pipeline:
             self.database, max_queue=cfg.storage.writer_queue, max_delay_s=cfg.storage.commit_interval_s
         ).start()
         # sinks
-        SyncService = _optional("agent.sync.service", "SyncService")
-        if SyncService is not None:
-            self.sync = SyncService(cfg, cfg.storage.path, self.writer, status=self.status)
-            self.sync.start()
+        from agent.sync.service import SyncService
+
+        # the sink is always built: it buffers in the outbox while MQTT is off
+        self.sync = SyncService(cfg, cfg.storage.path, self.writer, status=self.status)
+        self.sync.start()
         # analysis
         self._load_engines()
         if self.sync is not None and hasattr(self.sync, "models_ready"):
             self.sync.models_ready()  # the birth names the active accelerator
-        Runner = _optional("agent.analytics.runner", "AnalyticsRunner")
+        from agent.analytics.runner import AnalyticsRunner as Runner
+
         active = [c for c in cfg.cameras if c.enabled]
         for cam_cfg in active:
             self.cameras[cam_cfg.name] = CameraSource(cam_cfg)
@@ -120,13 +111,15 @@ class Pipeline:
         for w in self.workers:
             for cam in w.cameras:
                 cam.start()
-        SensorService = _optional("firmware_bridge.service", "SensorService")
-        if SensorService is not None and cfg.sensors:
+        from firmware_bridge.service import SensorService
+
+        if cfg.sensors:
             self.sensors = SensorService(cfg.sensors, self.writer)
             self._wire_radar()
             self.sensors.start()
-        ApiServer = _optional("agent.api.server", "ApiServer") if cfg.api.enabled else None
-        if ApiServer is not None:
+        if cfg.api.enabled:
+            from agent.api.server import ApiServer  # FastAPI and uvicorn: loaded only when the API runs
+
             try:
                 self.api = ApiServer(cfg, self)
                 self.api.start()
@@ -218,7 +211,8 @@ class Pipeline:
         applied.logging = new.logging
         old_cams = {c.name: c for c in old.cameras if c.enabled}
         new_cams = {c.name: c for c in new.cameras if c.enabled}
-        Runner = _optional("agent.analytics.runner", "AnalyticsRunner")
+        from agent.analytics.runner import AnalyticsRunner as Runner
+
         for name in old_cams.keys() - new_cams.keys():
             self._remove_camera(name)
             report["removed"].append(name)
@@ -346,7 +340,7 @@ class Pipeline:
     def clock_quality(self) -> dict[str, Any]:
         """How far the unit's clock can be trusted: gps (NMEA time agrees), ntp (kernel synchronised),
         untrusted (GPS says the clock is off) or unsynchronised."""
-        from agent.sync.health import clock_synced
+        from agent.host import clock_synced
 
         gps = None
         if self.sensors is not None and any(s.driver == "nmea" for s in self.sensors.sensors):

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from agent.config import AgentConfig
-from agent.pipeline import Pipeline, _optional
+from agent.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,6 @@ class _SystemdLink:
 
     @classmethod
     def start(cls, pipe: Pipeline) -> _SystemdLink | None:
-        mod = _optional("agent.service.notify", "Watchdog")
-        if mod is None:
-            return None
         import agent.service.notify as notify_mod
 
         return cls(notify_mod, pipe)

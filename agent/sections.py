@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from agent.timefmt import iso_utc  # noqa: F401 - re-export for agent/sync/summary.py, agent/hub/ingest.py (other work in flight)
+
 SectionFn = Callable[[sqlite3.Connection, str, str], "dict[str, Any] | None"]
 
 _SECTIONS: dict[str, SectionFn] = {}
@@ -46,10 +48,3 @@ def summary_sections() -> dict[str, SectionFn]:
                 raise
     with _LOCK:
         return dict(_SECTIONS)
-
-
-def iso_utc(ts: float) -> str:
-    """Seconds since the epoch -> '2026-11-23T17:00:00.123Z' (the one timestamp format in the store)."""
-    import datetime as _dt
-
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

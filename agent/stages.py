@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from agent.privacy import masks as privacy_masks
-from agent.sections import iso_utc
 from agent.sources.camera import CameraSource
 from agent.store.writer import Writer
+from agent.timefmt import iso_utc
 from agent.types import InferenceResult
 
 log = logging.getLogger(__name__)

@@ -32,12 +32,12 @@ import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from agent.config import parse_config  # noqa: E402
-from agent.sections import iso_utc  # noqa: E402
 from agent.store.db import Database  # noqa: E402
 from agent.store.writer import Writer  # noqa: E402
 from agent.sync import outbox  # noqa: E402
 from agent.sync.service import SyncService  # noqa: E402
 from agent.sync.topics import Topics  # noqa: E402
+from agent.timefmt import iso_utc  # noqa: E402
 from tests.sync.mosquitto import Mosquitto  # noqa: E402
 
 USERS = {"unit-1": "pw-unit-1", "bare": "pw-bare"}

@@ -9,8 +9,7 @@ import sys
 
 import click
 
-from agent.api.cli import check_name, query, source_options
-from agent.api.client import since_param
+from agent.clihelp import check_name, query, since_param, source_options
 from agent.errors import AgentError
 from firmware_bridge import aqi as aqi_mod
 from firmware_bridge.drivers import DRIVER_NAMES, make_driver

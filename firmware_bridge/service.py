@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from agent.backoff import Backoff, spread
-from agent.sections import iso_utc
+from agent.timefmt import iso_utc
 from firmware_bridge import summary
 from firmware_bridge.commands import CommandClient, CommandResult
 from firmware_bridge.config import SensorConfig

@@ -13,8 +13,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from agent.sections import iso_utc
 from agent.store.db import Migration, register_migrations
+from agent.timefmt import iso_utc
 from firmware_bridge.events import Message
 
 register_migrations(

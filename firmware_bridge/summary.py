@@ -15,7 +15,8 @@ import sqlite3
 import threading
 from typing import Any
 
-from agent.sections import iso_utc, register_summary_section
+from agent.sections import register_summary_section
+from agent.timefmt import iso_utc
 from firmware_bridge import aqi as aqi_mod
 from firmware_bridge.events import Q_NO_FIX, Q_OUT_OF_RANGE, Q_SENSOR_FAULT, Q_STALE, Q_WARMING_UP
 

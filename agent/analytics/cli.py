@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 
 import click
 
-from agent.api.cli import check_name, query, source_options
-from agent.api.client import since_param
 from agent.api.queries import MAX_SPAN_S
-from agent.sections import iso_utc
+from agent.clihelp import check_name, query, since_param, source_options
 
 _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT = {"": 60, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -24,34 +21,6 @@ def parse_duration(text: str) -> float:
     if not m or float(m.group(1)) <= 0:
         raise click.BadParameter(f"{text!r}: use a number with s, m, h, d or w (e.g. 15m, 1h, 7d)")
     return float(m.group(1)) * _UNIT[m.group(2)]
-
-
-def volumes(conn: sqlite3.Connection, since_ts: float, bin_s: int, camera: str | None = None) -> list[dict]:
-    """Crossings since ``since_ts`` grouped into UTC-aligned bins of ``bin_s`` seconds."""
-    q = (
-        "SELECT camera, line, direction, class, ts FROM crossings WHERE ts >= ?"
-        + (" AND camera = ?" if camera else "")
-        + " ORDER BY ts"
-    )
-    args: tuple = (iso_utc(since_ts), camera) if camera else (iso_utc(since_ts),)
-    from agent.analytics.store import parse_iso
-
-    out: dict[tuple, int] = {}
-    for cam, line, d, cls, ts in conn.execute(q, args):
-        b = int(parse_iso(ts) // bin_s * bin_s)
-        out[(b, cam, line, d, cls)] = out.get((b, cam, line, d, cls), 0) + 1
-    return [
-        {
-            "bin_start": iso_utc(b),
-            "bin_minutes": bin_s / 60,
-            "camera": cam,
-            "line": line,
-            "direction": d,
-            "class": cls,
-            "count": n,
-        }
-        for (b, cam, line, d, cls), n in sorted(out.items())
-    ]
 
 
 @click.command("counts")

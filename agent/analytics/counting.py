@@ -176,6 +176,3 @@ class LineCounter:
 
     def forget(self, track_id: int) -> None:
         self._state.pop(track_id, None)
-
-    def counted_tracks(self) -> int:
-        return sum(1 for st in self._state.values() if st.counted)

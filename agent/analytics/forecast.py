@@ -160,7 +160,7 @@ class Forecaster:
                 out[h] = {"mae": None, "mape": None, "n": 0}
                 continue
             errs = [abs(p.predicted - p.actual) for p in ps]  # type: ignore[operator]
-            pct = [abs(p.predicted - p.actual) / p.actual for p in ps if p.actual]  # type: ignore[operator]
+            pct = [abs(p.predicted - p.actual) / p.actual for p in ps if p.actual]
             out[h] = {
                 "mae": sum(errs) / len(errs),
                 "mape": 100.0 * sum(pct) / len(pct) if pct else None,

@@ -28,7 +28,7 @@ from agent.analytics.incidents.fusion import RadarFusion
 from agent.analytics.speed import GroundPlane, segment_speed_kmh
 from agent.analytics.tracking import Track, Tracker
 from agent.analytics.zones import Zone
-from agent.sections import iso_utc
+from agent.timefmt import iso_utc, parse_iso
 from agent.types import InferenceResult
 
 log = logging.getLogger(__name__)
@@ -258,15 +258,13 @@ class AnalyticsRunner:
         )
         for ln, d, start, vol, cov in self._history_rows:
             if ln == line and d == direction and cov >= 0.95 * self.bin_s:
-                f.observe(store.parse_iso(start), vol)
+                f.observe(parse_iso(start), vol)
         f.pending.clear()
         from agent.analytics.forecast import Prediction
 
         for ln, d, issued, h, ts0, ts1, pred, actual in self._forecast_rows:
             if ln == line and d == direction and h in f.horizons:
-                p = Prediction(
-                    store.parse_iso(issued), h, store.parse_iso(ts0), store.parse_iso(ts1), pred, actual
-                )
+                p = Prediction(parse_iso(issued), h, parse_iso(ts0), parse_iso(ts1), pred, actual)
                 (f.scored if actual is not None else f.pending).append(p)
         return f
 

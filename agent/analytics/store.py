@@ -11,8 +11,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from agent.sections import iso_utc
 from agent.store.db import Migration, register_migrations
+from agent.timefmt import iso_utc, parse_iso
 
 register_migrations(
     "analytics",
@@ -259,17 +259,6 @@ def load_forecasts(conn: sqlite3.Connection, camera: str, since_iso: str) -> lis
         return []
 
 
-def parse_iso(s: str) -> float:
-    """The store's timestamp text -> seconds since the epoch."""
-    import datetime as _dt
-
-    return (
-        _dt.datetime.strptime(s.rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f")
-        .replace(tzinfo=_dt.timezone.utc)
-        .timestamp()
-    )
-
-
 def _prune_raw(conn, limit: int) -> int:
     from agent.sync.retention import prune_summarised
 
@@ -290,3 +279,29 @@ def _register_retention() -> None:
 
 
 _register_retention()
+
+
+def volumes(conn: sqlite3.Connection, since_ts: float, bin_s: int, camera: str | None = None) -> list[dict]:
+    """Crossings since ``since_ts`` grouped into UTC-aligned bins of ``bin_s`` seconds."""
+    q = (
+        "SELECT camera, line, direction, class, ts FROM crossings WHERE ts >= ?"
+        + (" AND camera = ?" if camera else "")
+        + " ORDER BY ts"
+    )
+    args: tuple = (iso_utc(since_ts), camera) if camera else (iso_utc(since_ts),)
+    out: dict[tuple, int] = {}
+    for cam, line, d, cls, ts in conn.execute(q, args):
+        b = int(parse_iso(ts) // bin_s * bin_s)
+        out[(b, cam, line, d, cls)] = out.get((b, cam, line, d, cls), 0) + 1
+    return [
+        {
+            "bin_start": iso_utc(b),
+            "bin_minutes": bin_s / 60,
+            "camera": cam,
+            "line": line,
+            "direction": d,
+            "class": cls,
+            "count": n,
+        }
+        for (b, cam, line, d, cls), n in sorted(out.items())
+    ]

@@ -11,9 +11,6 @@ accuracies in the way Telraam reports its validations (counted / true, in total 
 
 from __future__ import annotations
 
-import sqlite3
-import tempfile
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -216,90 +213,6 @@ def clip_info(path: str) -> tuple[float, int, tuple[int, int]]:
     return fps, n, size
 
 
-def run_counts(
-    cfg: Any, camera: str, *, progress: Any = None, stats: dict | None = None
-) -> tuple[list[dict], float]:
-    """Run the pipeline over the camera's file once; return its crossing rows and the media clock's
-    start (seconds since the epoch). ``stats``, when given, receives the tracking figures: confirmed
-    tracks and re-linked fragments.
-
-    Args:
-        cfg: an ``AgentConfig`` holding the camera (changed in place for the run).
-        camera: the camera's name.
-        progress: called now and then with the number of frames read so far.
-    """
-    from agent.runner import run_agent
-
-    cam = next(c for c in cfg.cameras if c.name == camera)
-    cam.loop = False
-    cam.realtime = False
-    cam.enabled = True
-    if cam.start_time is None:
-        cam.start_time = EPOCH
-    t0 = cam.start_time if cam.start_time.tzinfo else cam.start_time.replace(tzinfo=timezone.utc)
-    cfg.cameras = [cam]
-    cfg.sensors = []
-    cfg.api.enabled = False
-    cfg.mqtt.enabled = False
-    cfg.storage.integrity_check = "off"
-    with tempfile.TemporaryDirectory(prefix="edge-agent-validate-") as tmp:
-        cfg.storage.path = Path(tmp) / "validate.sqlite"
-        done = threading.Event()
-
-        def watch(pipe: Any) -> None:
-            if progress is None:
-                return
-
-            def loop() -> None:
-                src = pipe.cameras.get(camera)
-                while not done.wait(0.25):
-                    if src is not None:
-                        progress(src.frames_read)
-
-            threading.Thread(target=loop, name="validate-progress", daemon=True).start()
-
-        try:
-            pipe = run_agent(cfg, exit_on_end=True, on_started=watch)
-        finally:
-            done.set()
-        errors = pipe.engine_errors
-        if errors:
-            from agent.errors import ModelError
-
-            raise ModelError(
-                f"model {', '.join(errors)} cannot be used: {'; '.join(errors.values())}",
-                "fix inference.model (or --model): `edge-agent models list` shows the catalog",
-            )
-        src = pipe.cameras.get(camera)
-        if src is not None and src.frames_read == 0:
-            from agent.errors import SourceError
-
-            raise SourceError(
-                f"camera {camera}: no frame could be read from {cam.source}"
-                + (f" ({src.last_error})" if src.last_error else ""),
-                "give a video file OpenCV can read (mp4, avi, mkv)",
-            )
-        runner = pipe.analytics.get(camera)
-        conn = sqlite3.connect(str(cfg.storage.path))
-        try:
-            if stats is not None:
-                stats["tracks"] = conn.execute(
-                    "SELECT count(*) FROM tracks WHERE camera = ?", (camera,)
-                ).fetchone()[0]
-                stats["relinked_fragments"] = runner.tracker.relinks if runner is not None else 0
-            conn.row_factory = sqlite3.Row
-            rows = [
-                dict(r)
-                for r in conn.execute(
-                    "SELECT ts, line, direction, class, track_id, x, y FROM crossings WHERE camera = ? ORDER BY ts",
-                    (camera,),
-                )
-            ]
-        finally:
-            conn.close()
-    return rows, t0.timestamp()
-
-
 def compare(
     truth: Truth,
     rows: list[dict],
@@ -315,7 +228,7 @@ def compare(
     max_error: float = 0.05,
 ) -> ValidationResult:
     """Match the crossing rows of a run with the truth, for every line both name."""
-    from agent.analytics.store import parse_iso
+    from agent.timefmt import parse_iso
 
     tol_px = tolerance_px if tolerance_px is not None else 0.1 * float(np.hypot(*frame_size))
     reports = []

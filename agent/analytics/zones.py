@@ -82,7 +82,3 @@ class Zone:
     @property
     def occupancy(self) -> int:
         return self._open
-
-    def reset_peak(self) -> int:
-        p, self.peak = self.peak, self.occupancy
-        return p

@@ -13,7 +13,7 @@ Rules (ASGI middleware, applied before any route):
   ``auth_backoff_s``, doubling per further failure up to ``auth_backoff_max_s``, *whatever* it
   sends, the right token included. Success clears its record.
 
-The token lives in a file (``agent.service.token``); a rotated file is re-read on the next request
+The token lives in a file (``agent.api.token``); a rotated file is re-read on the next request
 (its mtime changes), so ``edge-agent token rotate`` takes effect without a restart.
 """
 
@@ -41,7 +41,7 @@ class TokenFile:
     """The current token, re-read when the file changes (rotation)."""
 
     def __init__(self, path: Path) -> None:
-        from agent.service import token as tokens
+        from agent.api import token as tokens
 
         self.path = path
         self._tokens = tokens

@@ -1,5 +1,5 @@
-"""Console commands: ``edge-agent status`` and ``edge-agent tail``, and the source options shared
-with ``edge-agent counts``, ``readings`` and ``outbox status | list``.
+"""Console commands: ``edge-agent status`` and ``edge-agent tail`` (their shared options and the
+config lookup are in :mod:`agent.clihelp`).
 
 They find the daemon's API through the config (``--config``, ``$EDGE_AGENT_CONFIG`` or
 /etc/edge-agent/config.toml: ``api.bind`` / ``api.port``, and the token file when the API is off
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -19,70 +18,10 @@ from typing import Any
 
 import click
 
-from agent.api.client import ApiSource, DbSource, fetch, load, open_source
-from agent.api.queries import NAME_PATTERN
+from agent.api.client import open_source
+from agent.clihelp import config_opt, db_opt, load, offline_opt, url_opt
 
 _SYM = {"ok": ("●", "green"), "warn": ("●", "yellow"), "bad": ("●", "red"), "off": ("○", None)}
-_config_opt = click.option(
-    "--config",
-    "config",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Agent config file [default: $EDGE_AGENT_CONFIG, else /etc/edge-agent/config.toml, else built-in defaults].",
-)
-_url_opt = click.option(
-    "--url", default=None, help="The API's base URL [default: from api.bind and api.port]."
-)
-_db_opt = click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Database file when the agent is not running [default: storage.path].",
-)
-_offline_opt = click.option("--offline", is_flag=True, help="Read the database even if the agent runs.")
-
-
-_direct_db_opt = click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Read this database file directly (read-only), without asking the agent.",
-)
-
-
-def check_name(_ctx: Any, param: Any, value: str | None) -> str | None:
-    """A camera or sensor name as the config allows them (and the API accepts): both sources refuse the same."""
-    if value is not None and not re.match(NAME_PATTERN, value):
-        raise click.BadParameter(
-            f"{value!r}: names are letters, digits, '_', '.', '-' (at most 64)", param=param
-        )
-    return value
-
-
-def source_options(f: Any) -> Any:
-    """--config, --url, --db (read that file directly) and --offline, for a console command that asks
-    the running agent's API and else reads its database (see :func:`query`)."""
-    for opt in reversed((_config_opt, _url_opt, _direct_db_opt, _offline_opt)):
-        f = opt(f)
-    return f
-
-
-def query(
-    config: str | None, url: str | None, db: str | None, offline: bool, what: str, call: Any
-) -> tuple[Any, ApiSource | DbSource]:
-    """``call(source)`` on the running agent's API, or on its database (read-only) when the agent does
-    not answer (or --db / --offline is given); says on stderr which one answered ("WHAT from ...").
-    Returns (the answer, the source)."""
-    cfg, _ = load(config)
-    src = open_source(cfg, url=url, db=db, offline=offline, db_direct=True)
-    try:
-        out, used = fetch(cfg, src, call, db=db)
-    finally:
-        src.close()
-    if used is not src:
-        used.close()
-    click.echo(f"{what} from {used.where}", err=True)
-    return out, used
 
 
 def _light(state: str, text: str) -> str:
@@ -158,10 +97,10 @@ def print_status(st: dict[str, Any], where: str) -> None:
 
 
 @click.command("status")
-@_config_opt
-@_url_opt
-@_db_opt
-@_offline_opt
+@config_opt
+@url_opt
+@db_opt
+@offline_opt
 @click.option("--json", "as_json", is_flag=True, help="The whole status document as JSON.")
 def status_cmd(config: str | None, url: str | None, db: str | None, offline: bool, as_json: bool) -> None:
     """Is the unit working, and if not, why: health lights, cameras, sensors, sync, disk.
@@ -198,10 +137,10 @@ def _fmt_reading(r: dict[str, Any]) -> str:
 
 
 @click.command("tail")
-@_config_opt
-@_url_opt
-@_db_opt
-@_offline_opt
+@config_opt
+@url_opt
+@db_opt
+@offline_opt
 @click.option("--camera", default=None, help="Only this camera's detections.")
 @click.option("--sensor", default=None, help="Only this sensor's readings.")
 @click.option("--detections/--no-detections", default=True, show_default=True, help="Show detections.")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,19 +20,6 @@ from typing import Any
 from agent.api import queries
 from agent.api.config import is_loopback
 from agent.errors import AgentError, StoreError
-from agent.sections import iso_utc
-
-DEFAULT_CONFIG = Path("/etc/edge-agent/config.toml")
-CONFIG_ENV = "EDGE_AGENT_CONFIG"
-
-
-def load(config: str | None) -> tuple[Any, str | None]:
-    """The agent's config: --config, else $EDGE_AGENT_CONFIG, else /etc/edge-agent/config.toml if it
-    exists, else the built-in defaults. Returns (config, the file used or None)."""
-    from agent.config import load_config
-
-    path = config or os.environ.get(CONFIG_ENV) or (str(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else None)
-    return load_config(path), path
 
 
 def api_url(cfg: Any) -> str:
@@ -237,17 +223,11 @@ def _since(text: str, default: str) -> float:
         raise AgentError(str(exc)) from None
 
 
-def since_param(seconds_back: float, now: float | None = None) -> str:
-    """A console command's "how far back" as the fixed UTC time both sources are given (so the API
-    and the database answer for the same window)."""
-    return iso_utc(max((time.time() if now is None else now) - seconds_back, 0.0))
-
-
 def _token_for(cfg: Any) -> tuple[str | None, str | None]:
     """(token, problem) when the API needs one; (None, None) when it does not."""
     if is_loopback(cfg.api.bind) and not cfg.api.require_token:
         return None, None
-    from agent.service import token as tokens
+    from agent.api import token as tokens
 
     try:
         return tokens.read(cfg.api.token_file), None

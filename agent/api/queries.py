@@ -13,7 +13,7 @@ import sqlite3
 import time
 from typing import Any
 
-from agent.sections import iso_utc
+from agent.timefmt import iso_utc
 
 _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -158,7 +158,7 @@ def counts(
 ) -> dict[str, Any]:
     """Line crossings in UTC-aligned bins (analytics' own query), plus per-bin totals for charts."""
     try:
-        from agent.analytics.cli import volumes
+        from agent.analytics.store import volumes
     except ImportError:
         return {"items": [], "totals": [], "note": "analytics is not installed in this build"}
     if not has_table(conn, "crossings"):
@@ -356,13 +356,3 @@ def last_stats(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
         "(SELECT camera, max(id) AS id FROM inference_stats GROUP BY camera) m ON s.id = m.id"
     )
     return {r[0]: dict(zip(cols, r[1:])) for r in rows}
-
-
-def max_ids(conn: sqlite3.Connection) -> dict[str, int]:
-    """Highest row ids of detections and readings (where `tail` starts)."""
-    out = {}
-    for table in ("detections", "readings"):
-        out[table] = (
-            (conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0) if has_table(conn, table) else 0
-        )
-    return out

@@ -22,7 +22,7 @@ from agent.api import queries
 from agent.api.incident_routes import add_incident_routes
 from agent.api.queries import BINS, MAX_SPAN_S, NAME_PATTERN, SINCE_PATTERN, QueryError
 from agent.api.status import jsonable, live_status
-from agent.sections import iso_utc
+from agent.timefmt import iso_utc
 
 PAGE = Path(__file__).with_name("page") / "index.html"
 _NAME = NAME_PATTERN

@@ -49,7 +49,7 @@ class ApiServer:
         self.need_token = (not is_loopback(api.bind)) or api.require_token
         self.token_file: TokenFile | None = None
         if self.need_token:
-            from agent.service import token as tokens
+            from agent.api import token as tokens
 
             path = Path(api.token_file) if api.token_file else tokens.default_path()
             try:

@@ -150,7 +150,7 @@ class SnapshotRenderer:
                 img = cv2.resize(
                     img, (max_width, max(1, round(img.shape[0] * scale))), interpolation=cv2.INTER_AREA
                 )
-            from agent.sections import iso_utc
+            from agent.timefmt import iso_utc
 
             caption = f"{camera}  {iso_utc(f.ts)}  frame {f.index}  {len(dets)} detection(s)"
             draw(img, dets, cam_cfg, scale, caption)

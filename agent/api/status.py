@@ -93,7 +93,7 @@ def disk(path: Path) -> dict[str, Any]:
 def clock(pipeline: Any = None) -> dict[str, Any]:
     synced = None
     try:
-        from agent.sync.health import clock_synced
+        from agent.host import clock_synced
 
         synced = clock_synced()
     except ImportError:
@@ -109,7 +109,7 @@ def clock(pipeline: Any = None) -> dict[str, Any]:
 
 
 def _now_iso() -> str:
-    from agent.sections import iso_utc
+    from agent.timefmt import iso_utc
 
     return iso_utc(time.time())
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from agent.errors import AgentError, ConfigError, StoreError
 from agent.hub.schema import MIGRATIONS
-from agent.sections import iso_utc
+from agent.timefmt import iso_utc
 
 JSON_COLUMNS = {"payload", "status", "data"}
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from agent.hub import ranges as R
 from agent.hub.db import HubDB
-from agent.sections import iso_utc
+from agent.timefmt import iso_utc
 
 
 def _t(iso: str | None) -> float | None:

@@ -37,8 +37,8 @@ from agent.backoff import Backoff, spread
 from agent.hub import fleet
 from agent.hub.db import HubDB
 from agent.hub.ingest import Ingestor, Result
-from agent.sections import iso_utc
 from agent.sync.topics import SCHEMAS
+from agent.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 

@@ -218,7 +218,7 @@ class _Writer:
     def __init__(self, out: str | None, src: Path) -> None:
         self.out = Path(out) if out else None
         self.src = src
-        self.video = None
+        self.video: Any = None  # a cv2.VideoWriter once the first frame gives the size
 
     def write(self, n: int, name: str, img) -> None:
         import cv2
@@ -234,7 +234,7 @@ class _Writer:
                 cap = cv2.VideoCapture(str(self.src))
                 fps = cap.get(cv2.CAP_PROP_FPS) or 10.0
                 cap.release()
-                self.video = cv2.VideoWriter(str(self.out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                self.video = cv2.VideoWriter(str(self.out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
                 if not self.video.isOpened():
                     raise SourceError(
                         f"cannot write video {self.out}", "use an .mp4 or .avi file name in a writable folder"

@@ -25,43 +25,11 @@ def parse_duration(s: str) -> float:
     return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def unit_of(conn: sqlite3.Connection, cfg: Any | None) -> encode.Unit:
-    """The observing unit: from the config, else from the database (its outbox and GPS readings)."""
-    site = device = None
-    lat = lon = None
-    if cfg is not None:
-        site, device = cfg.device.site, cfg.device.id
-        lat, lon = cfg.device.latitude, cfg.device.longitude
-    else:
-        try:
-            row = conn.execute(
-                "SELECT p.payload FROM outbox_payload p ORDER BY p.seq DESC LIMIT 1"
-            ).fetchone()
-            if row:
-                doc = json.loads(row[0])
-                site, device = doc.get("site"), doc.get("device")
-        except sqlite3.Error:
-            pass
-    if lat is None or lon is None:
-        try:
-            got = dict(
-                conn.execute(
-                    "SELECT metric, AVG(value) FROM readings WHERE metric IN ('latitude', 'longitude') AND quality = 0"
-                    " AND ts >= (SELECT MAX(ts) FROM readings WHERE metric = 'latitude') GROUP BY metric"
-                ).fetchall()
-            )
-            if "latitude" in got and "longitude" in got:
-                lat, lon = got["latitude"], got["longitude"]
-        except sqlite3.Error:
-            pass
-    return encode.Unit(site or "default", device or "unit", lat, lon)
-
-
 def entities(
     conn: sqlite3.Connection, cfg: Any | None, since: str, until: str, types: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     """Key-values entities of both types for ``(since, until]`` (the export and the sink share this)."""
-    unit = unit_of(conn, cfg)
+    unit = source.unit_of(conn, cfg)
     out: list[dict[str, Any]] = []
     if "TrafficFlowObserved" in types:
         out += source.traffic(conn, cfg, since, until, unit)

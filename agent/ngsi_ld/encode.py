@@ -70,7 +70,7 @@ def _stamp(iso: str) -> str:
 
 
 def _iso(ts: float) -> str:
-    from agent.sections import iso_utc
+    from agent.timefmt import iso_utc
 
     return iso_utc(ts)
 

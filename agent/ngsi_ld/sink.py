@@ -34,8 +34,8 @@ from typing import Any
 
 from agent.backoff import EQUAL, Backoff
 from agent.ngsi_ld import encode
-from agent.sections import iso_utc
 from agent.sync import outbox
+from agent.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,6 @@ class NgsiLdSink:
     def produce(self, now: float | None = None) -> int:
         """Queue the entities of everything completed since the cursor. Returns the entities queued."""
         from agent.ngsi_ld import source
-        from agent.ngsi_ld.cli import unit_of
 
         now = self.clock() if now is None else now
         until = iso_utc(now)
@@ -134,7 +133,7 @@ class NgsiLdSink:
                 conn.execute("SELECT what, value FROM sink_cursor WHERE sink = ?", (SINK,)).fetchall()
             )
             default = iso_utc(now - self.ncfg.lookback_s)
-            unit = unit_of(conn, self.cfg)
+            unit = source.unit_of(conn, self.cfg)
             batches: list[tuple[str, list[dict[str, Any]], str]] = []
             for t in self.ncfg.types:
                 since = cursors.get(t, default)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import sqlite3
 from typing import Any
@@ -218,3 +219,35 @@ def air_quality(
                 }
             )
     return encode.air_quality_entities(rows, unit=unit)
+
+
+def unit_of(conn: sqlite3.Connection, cfg: Any | None) -> encode.Unit:
+    """The observing unit: from the config, else from the database (its outbox and GPS readings)."""
+    site = device = None
+    lat = lon = None
+    if cfg is not None:
+        site, device = cfg.device.site, cfg.device.id
+        lat, lon = cfg.device.latitude, cfg.device.longitude
+    else:
+        try:
+            row = conn.execute(
+                "SELECT p.payload FROM outbox_payload p ORDER BY p.seq DESC LIMIT 1"
+            ).fetchone()
+            if row:
+                doc = json.loads(row[0])
+                site, device = doc.get("site"), doc.get("device")
+        except sqlite3.Error:
+            pass
+    if lat is None or lon is None:
+        try:
+            got = dict(
+                conn.execute(
+                    "SELECT metric, AVG(value) FROM readings WHERE metric IN ('latitude', 'longitude') AND quality = 0"
+                    " AND ts >= (SELECT MAX(ts) FROM readings WHERE metric = 'latitude') GROUP BY metric"
+                ).fetchall()
+            )
+            if "latitude" in got and "longitude" in got:
+                lat, lon = got["latitude"], got["longitude"]
+        except sqlite3.Error:
+            pass
+    return encode.Unit(site or "default", device or "unit", lat, lon)

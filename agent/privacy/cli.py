@@ -30,7 +30,7 @@ def report_cmd(config: str | None, as_json: bool) -> None:
     Exit status: 0 within every limit of [privacy.limits], 1 when one is exceeded (each is named with
     its fix), 2 config error, 5 database error.
     """
-    from agent.api.client import load
+    from agent.clihelp import load
     from agent.privacy.report import build_report, render_text
 
     cfg, _ = load(config)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
+from agent.api import token as tokens
 from agent.errors import AgentError
 from agent.service import provision as prov
-from agent.service import token as tokens
 from agent.service.doctor import doctor_cmd
 
 _path = click.Path(dir_okay=False, path_type=Path)

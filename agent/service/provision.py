@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.api import token as tokens
 from agent.config import AgentConfig, load_config, parse_config
 from agent.errors import AgentError, ConfigError
+from agent.fsutil import CONFIG_DIR, STATE_DIR, atomic_write, ensure_dir, ownership
 from agent.service import bundle as B
-from agent.service import token as tokens
-from agent.service.fsutil import CONFIG_DIR, STATE_DIR, atomic_write, ensure_dir, ownership
 from agent.service.tomlwrite import dumps
 
 DEFAULT_OUTPUT = CONFIG_DIR / "config.toml"

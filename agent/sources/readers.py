@@ -105,7 +105,7 @@ class OpenCVReader(Reader):
             cap.release()
             raise SourceError(f"cannot open {self.describe}", _open_hint(self.describe, api))
         if fourcc:
-            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*fourcc))
+            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*fourcc))
         if width:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         if height:
@@ -329,7 +329,7 @@ def open_reader(
                 "install an OpenCV with GStreamer (on Jetson: the JetPack python3-opencv, with"
                 " install.sh --system-opencv) or use a V4L2/RTSP source",
             )
-            err.permanent = True  # type: ignore[attr-defined] - retrying cannot help: the camera stops
+            err.permanent = True  # type: ignore[attr-defined]  # retrying cannot help: the camera stops
             raise err
         return OpenCVReader(pipe, cv2.CAP_GSTREAMER, live=True, describe=f"GStreamer pipeline '{pipe[:60]}'")
     if kind == "images":

@@ -41,7 +41,7 @@ def dump_cmd(
 ) -> None:
     """Write TABLE (detections, readings, crossings, outbox, ...) to stdout as CSV, a JSON array or
     NDJSON (one object per line). `edge-agent dump` with an unknown table lists the tables."""
-    from agent.api.client import load
+    from agent.clihelp import load
     from agent.store.db import connect
 
     cfg, _ = load(config)

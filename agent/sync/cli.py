@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from agent.api.cli import query, source_options
+from agent.clihelp import query, source_options
 from agent.errors import AgentError, StoreError
 
 
@@ -153,7 +153,8 @@ def outbox_replay(config: str | None, db: str | None, from_seq: int, to_seq: int
 
     Writes the database directly, also while the agent runs (the local API is read-only): WAL and a
     busy timeout keep that safe, and the agent's publisher rescans the outbox."""
-    from agent.api.client import load, running_agent
+    from agent.api.client import running_agent
+    from agent.clihelp import load
     from agent.store.db import connect
     from agent.sync import outbox
 

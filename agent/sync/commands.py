@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.sections import iso_utc
 from agent.sync.topics import SCHEMA_VERSION, SCHEMAS, Topics
+from agent.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agent.sections import iso_utc
 from agent.store.db import Migration, register_migrations
 from agent.sync.topics import SCHEMA_VERSION, SCHEMAS
+from agent.timefmt import iso_utc
 
 #: priority classes (lower goes first in live-first delivery)
 LIVE = 0  # health, events

@@ -9,8 +9,8 @@ import datetime as dt
 import sqlite3
 from typing import Any
 
+from agent import host as _health
 from agent.sections import register_summary_section
-from agent.sync import health as _health
 
 
 def counts_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str, Any] | None:

@@ -19,15 +19,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
-from agent.config import AgentConfig
+from agent import host as _health
 from agent.errors import ConfigError
-from agent.sections import iso_utc
 from agent.store.db import connect
 from agent.store.writer import Writer
-from agent.sync import health as _health
 from agent.sync import outbox
 from agent.sync.commands import CommandProcessor, known_commands
 from agent.sync.contract import pipeline_projection
@@ -36,6 +34,10 @@ from agent.sync.publisher import Publisher
 from agent.sync.retention import Retention
 from agent.sync.summary import SummaryBuilder
 from agent.sync.topics import SCHEMA_VERSION, SCHEMAS, Topics
+from agent.timefmt import iso_utc
+
+if TYPE_CHECKING:  # annotations only: the whole config sits above the parts
+    from agent.config import AgentConfig
 
 log = logging.getLogger(__name__)
 
@@ -203,13 +205,6 @@ class SyncService:
         """Wake the publisher: a live message was queued."""
         if self.publisher:
             self.publisher.notify()
-
-    def publish_event(self, type_: str, data: dict[str, Any], *, block: bool = False) -> bool:
-        """Queue an event on its own (see :meth:`event_writes`)."""
-        ok = outbox.submit(self.writer, self.event_writes(type_, data), kind="event", block=block)
-        if ok:
-            self.notify()
-        return ok
 
     def replay(self, from_seq: int, to_seq: int) -> dict[str, Any]:
         """Re-send stored messages in ``[from_seq, to_seq]`` (the replay command)."""
@@ -456,41 +451,3 @@ class SyncService:
             except Exception as exc:  # noqa: BLE001 - the next round tries again
                 self.retention.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("retention failed")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """A sync-only agent: open the store, start the writer and the SyncService, run until SIGTERM/SIGINT."""
-    import argparse
-    import signal
-
-    from agent.config import load_config
-    from agent.store.db import Database
-
-    ap = argparse.ArgumentParser(prog="python -m agent.sync.service", description=main.__doc__)
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--db", help="database file (default: storage.path)")
-    ap.add_argument("--retention-interval", type=float, default=0.25)
-    ns = ap.parse_args(argv)
-    cfg = load_config(ns.config)
-    from agent.service.logsetup import setup_logging
-
-    setup_logging(cfg.logging.level, json_format=cfg.logging.json_format)
-    db_path = Path(ns.db) if ns.db else cfg.storage.path
-    database = Database(db_path, check=cfg.storage.integrity_check, max_db_mb=cfg.storage.max_db_mb)
-    writer = Writer(
-        database, max_queue=cfg.storage.writer_queue, max_delay_s=cfg.storage.commit_interval_s
-    ).start()
-    svc = SyncService(cfg, db_path, writer, retention_interval_s=ns.retention_interval).start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(f"sync service running: device {cfg.device.site}/{cfg.device.id}, db {db_path}", flush=True)
-    stop.wait()
-    svc.stop(5.0)
-    writer.stop()
-    database.close()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

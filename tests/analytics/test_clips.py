@@ -65,7 +65,7 @@ def test_4ku_traffic_counts_match_ground_truth(clip_detections):
     counts = r.state()["since_start"]["main"]
     got = {d: sum(counts.get(d, {}).values()) for d in truth["line"]["directions"]}
     print("counter:", got, "truth:", {d: len(v) for d, v in truth["crossings"].items()})
-    from agent.analytics.store import parse_iso
+    from agent.timefmt import parse_iso
 
     rows = [
         {"ts": parse_iso(x["ts"]), "x": x["x"], "direction": x["direction"]}
@@ -99,7 +99,7 @@ def test_person_clip_counts_people_leaving(clip_detections):
     r = AnalyticsRunner("cam", cfg, w, frame_size=tuple(truth["frame_size"]))
     feed(r, frames, truth["fps"])
     counts = r.state()["since_start"].get("exit", {})
-    from agent.analytics.store import parse_iso
+    from agent.timefmt import parse_iso
 
     rows = [
         {"ts": parse_iso(x["ts"]), "x": x["x"], "direction": x["direction"]}

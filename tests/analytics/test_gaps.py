@@ -68,7 +68,7 @@ def test_hole_of_several_frames_around_the_line_counts_once():
     assert len(seen) == 1  # one object, one track across the hole
     # the crossing time is where the line was passed, inside the hole, not when the car was seen again
     ts = w.crossings[0]["ts"]
-    from agent.analytics.store import parse_iso
+    from agent.timefmt import parse_iso
 
     frame_at = (parse_iso(ts) - 1_700_000_000.0) * FPS
     assert 12 <= frame_at <= 27

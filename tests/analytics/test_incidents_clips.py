@@ -257,6 +257,6 @@ def _vehicles_in_zones(dets, least: float | None = None) -> int:
 
 
 def _iso(s: str) -> float:
-    from agent.analytics.store import parse_iso
+    from agent.timefmt import parse_iso
 
     return parse_iso(s)

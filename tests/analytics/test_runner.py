@@ -9,9 +9,10 @@ import numpy as np
 from agent.analytics.config import CameraAnalytics
 from agent.analytics.runner import AnalyticsRunner
 from agent.analytics.summary import analytics_section
-from agent.sections import iso_utc, summary_sections
+from agent.sections import summary_sections
 from agent.store.db import open_database
 from agent.store.writer import Writer
+from agent.timefmt import iso_utc
 from agent.types import Detection, Frame, InferenceResult
 
 CFG = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from agent.api import queries
-from agent.sections import iso_utc
 from agent.store.db import Database
+from agent.timefmt import iso_utc
 
 
 def test_readings_api_aqi_with_category_colour(tmp_path):

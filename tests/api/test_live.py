@@ -396,7 +396,8 @@ def test_console_commands_same_output_from_api_and_database(live_agent, tmp_path
     the publisher picks the rows up while the agent runs."""
     import sqlite3
 
-    from agent.api.client import ApiSource, DbSource, load
+    from agent.api.client import ApiSource, DbSource
+    from agent.clihelp import load
     from agent.sync import outbox
     from tests.api.conftest import Agent, free_port, write_config
 

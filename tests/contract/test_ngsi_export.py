@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import time
 
-from agent.sections import iso_utc
 from agent.store.db import Database
+from agent.timefmt import iso_utc
 from tests.contract.ngsi import validate
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from agent.sections import iso_utc
 from agent.store.db import Database
 from agent.store.writer import Writer
 from agent.sync import outbox
 from agent.sync.retention import Retention
 from agent.sync.topics import Topics
+from agent.timefmt import iso_utc
 
 
 def test_raw_tables_are_pruned_in_order_and_only_when_summarised(db_path):

@@ -149,7 +149,7 @@ def test_daily_mean_needs_18_of_24_hours():
 
 def _fill(conn, sensor, hours: dict[int, tuple[float, int]], day_start: float) -> None:
     """Readings for ``{hour_of_day: (value, minutes with a reading)}`` of the UTC day at ``day_start``."""
-    from agent.sections import iso_utc
+    from agent.timefmt import iso_utc
 
     rows = []
     for h, (value, minutes) in hours.items():
@@ -161,8 +161,8 @@ def _fill(conn, sensor, hours: dict[int, tuple[float, int]], day_start: float) -
 
 
 def test_summary_daily_aqi_and_a_day_with_missing_hours(tmp_path):
-    from agent.sections import iso_utc
     from agent.store.db import Database
+    from agent.timefmt import iso_utc
     from firmware_bridge import summary
 
     db = Database(tmp_path / "aqi.sqlite")

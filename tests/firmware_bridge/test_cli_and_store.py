@@ -12,8 +12,8 @@ import serial
 
 from agent.config import parse_config
 from agent.errors import ConfigError
-from agent.sections import iso_utc
 from agent.store.db import Database
+from agent.timefmt import iso_utc
 from firmware_bridge import summary
 from firmware_bridge.drivers import make_driver, pms5003, sds011
 from firmware_bridge.events import Q_WARMING_UP

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from agent.sections import iso_utc, summary_sections
+from agent.sections import summary_sections
 from agent.store.db import Database
 from agent.store.writer import Writer
+from agent.timefmt import iso_utc
 from firmware_bridge.config import SensorConfig
 from firmware_bridge.service import SensorService
 from firmware_bridge.simulator import Simulator

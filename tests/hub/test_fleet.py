@@ -15,7 +15,7 @@ import pytest
 from agent.hub.db import HubDB
 from agent.hub.fleet import today_start
 from agent.hub.ingest import Ingestor
-from agent.sections import iso_utc
+from agent.timefmt import iso_utc
 from tests.hub.conftest import ROOT
 from tests.sync.mosquitto import free_port
 

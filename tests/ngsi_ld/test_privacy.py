@@ -7,8 +7,8 @@ import sqlite3
 
 from agent.config import parse_config
 from agent.ngsi_ld import encode, source
-from agent.sections import iso_utc
 from agent.store.db import Database
+from agent.timefmt import iso_utc
 from tests.contract.ngsi import validate
 
 START = 1_764_000_000 - 1_764_000_000 % 900

@@ -16,10 +16,10 @@ import pytest
 
 from agent.config import parse_config
 from agent.ngsi_ld.sink import UPSERT_PATH, NgsiLdSink, link_header
-from agent.sections import iso_utc
 from agent.store.db import Database
 from agent.store.writer import Writer
 from agent.sync import outbox
+from agent.timefmt import iso_utc
 from tests.contract.ngsi import validate
 
 

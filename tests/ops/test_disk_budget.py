@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from agent.config import parse_config
-from agent.sections import iso_utc
+from agent.host import db_file_bytes
 from agent.store.db import Database
 from agent.store.writer import Writer
-from agent.sync.health import db_file_bytes
 from agent.sync.service import SyncService
+from agent.timefmt import iso_utc
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.sections import iso_utc
 from agent.store.db import Database
+from agent.timefmt import iso_utc
 
 EDGE_AGENT = str(Path(sys.executable).with_name("edge-agent"))
 

@@ -111,8 +111,8 @@ def test_a_config_with_a_utf8_bom_is_read(tmp_path):
 def test_tail_into_head_is_not_reported_as_the_agent_stopping(tmp_path):
     import time
 
-    from agent.sections import iso_utc
     from agent.store.db import Database
+    from agent.timefmt import iso_utc
 
     db = tmp_path / "a.sqlite"
     d = Database(db)

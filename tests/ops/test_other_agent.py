@@ -11,8 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from agent.sections import iso_utc
 from agent.store.db import Database
+from agent.timefmt import iso_utc
 
 EDGE_AGENT = str(Path(sys.executable).with_name("edge-agent"))
 

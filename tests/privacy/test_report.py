@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from agent.sections import iso_utc
 from agent.store.db import Database
+from agent.timefmt import iso_utc
 
 
 def _unit(tmp_path, privacy: str, age_h: float = 0.0, cameras: str = ""):

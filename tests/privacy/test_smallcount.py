@@ -13,10 +13,10 @@ import agent.analytics.summary  # noqa: F401  (registers the analytics section)
 import agent.sync.sections_core  # noqa: F401  (registers the counts section)
 from agent.privacy.config import SmallCountConfig
 from agent.privacy.smallcount import protect_bins, protect_summary
-from agent.sections import iso_utc
 from agent.store.db import Database
 from agent.sync.summary import SummaryBuilder
 from agent.sync.topics import SCHEMA_VERSION, SCHEMAS, Topics
+from agent.timefmt import iso_utc
 from tests.sync.conftest import schema_validator
 
 DATA = Path(__file__).resolve().parents[1] / "data"

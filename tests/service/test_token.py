@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
+from agent.api import token as tokens
 from agent.errors import AgentError
-from agent.service import token as tokens
 
 
 def mode(p):

@@ -132,7 +132,7 @@ def agents():
 
 
 class AgentProcess:
-    """`python -m agent.sync.service --config FILE` as a child process (killable with SIGKILL)."""
+    """`python -m agent.sync --config FILE` as a child process (killable with SIGKILL)."""
 
     def __init__(self, tmp_path: Path, cfg: dict[str, Any], name: str = "agent") -> None:
         self.config = tmp_path / f"{name}.toml"
@@ -143,7 +143,7 @@ class AgentProcess:
     def start(self) -> AgentProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.sync.service", "--config", str(self.config)],
+            [sys.executable, "-m", "agent.sync", "--config", str(self.config)],
             cwd=ROOT,
             env=env,
             stdout=open(self.log, "ab"),

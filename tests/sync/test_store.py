@@ -8,13 +8,14 @@ import sqlite3
 
 import pytest
 
-from agent.sections import _SECTIONS, iso_utc, register_summary_section
+from agent.sections import _SECTIONS, register_summary_section
 from agent.store.db import Database
 from agent.store.writer import Writer
 from agent.sync import outbox
 from agent.sync.retention import Retention
 from agent.sync.summary import SummaryBuilder
 from agent.sync.topics import Topics
+from agent.timefmt import iso_utc
 from tests.sync.conftest import agent_config, schema_validator, wait_until
 
 TOPICS = Topics("city", "site-a", "unit-1")

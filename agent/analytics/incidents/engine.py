@@ -21,7 +21,7 @@ from agent.analytics.incidents.config import (
 )
 from agent.analytics.incidents.motion import Motion, Obs, observations
 from agent.analytics.incidents.rules import Incident, Pedestrian, Queue, StoppedVehicle, WrongWay
-from agent.sections import iso_utc
+from agent.timefmt import iso_utc
 
 ClockFn = Callable[[], dict[str, Any]]
 

@@ -84,7 +84,7 @@ def upsert(
 
 def upsert_fusion_bin(camera: str, sensor: str, start: float, bin_s: int, f: dict[str, Any]):
     """The write of one closed bin of radar fusion figures (a restart continues the same bin)."""
-    from agent.sections import iso_utc
+    from agent.timefmt import iso_utc
 
     def fn(conn: sqlite3.Connection) -> None:
         conn.execute(

@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 
 from agent.errors import AgentError
-from agent.service.fsutil import STATE_DIR, atomic_write, ownership
+from agent.fsutil import STATE_DIR, atomic_write, ownership
 
 log = logging.getLogger(__name__)
 
