@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 
-import pytest
-
 from agent.analytics import store
 from agent.analytics.bins import ClosedBin, ZoneBin
 from agent.sections import iso_utc
@@ -40,7 +38,6 @@ def _write_bin(agent, start: float, counts: dict, coverage: float, zones: dict |
     assert agent.writer.flush(5)
 
 
-@pytest.mark.xfail(strict=True, reason="#14: bins are selected by end time, a late one is never sent")
 def test_a_bin_committed_after_its_window_was_summarised_reaches_the_hub(tmp_path, broker, hub, agents):
     cfg = agent_config(tmp_path, broker)
     a = agents(cfg).start()
@@ -88,3 +85,45 @@ def test_a_bin_committed_after_its_window_was_summarised_reaches_the_hub(tmp_pat
     b2.stop()
     assert [b["start"] for _, b in _sent_bins(hub)] == [iso_utc(start)] * 2 + [iso_utc(start - 60)]
     assert _hub_bins(hub)[key] == 7
+
+
+def test_upgrade_numbers_existing_bins_and_sends_only_those_the_time_selection_missed(tmp_path):
+    """A v1 analytics database (bins, summaries already sent): the migration numbers the rows that end
+    after the last summarised window after the others and sets the mark between them."""
+    from agent.analytics.store import SUMMARY_MARK
+    from agent.analytics.summary import analytics_section, bins_cursor
+    from agent.sections import summary_mark
+    from agent.store.db import _split_sql, registered_components
+
+    conn = sqlite3.connect(tmp_path / "old.sqlite", isolation_level=None)
+    v1 = {c: ms[0].apply for c, ms in registered_components().items() if c in ("analytics", "sync")}
+    for c in ("analytics", "sync"):
+        for st in _split_sql(v1[c]):
+            conn.execute(st)
+    conn.execute(
+        "INSERT INTO summary_windows VALUES ('2026-12-01T10:00:00.000Z', '2026-12-01T10:01:00.000Z', 1, 'x')"
+    )
+    rows = [  # the last summarised window is [10:00, 10:01): the old selection sent bins ending by 10:01
+        ("cam0", "main", "nb", "car", "2026-12-01T10:01:00.000Z", 60, 4, 60.0),  # ends 10:02: never sent
+        ("cam0", "main", "nb", "car", "2026-12-01T09:59:00.000Z", 60, 3, 60.0),  # ends 10:00: sent
+    ]
+    conn.executemany("INSERT INTO volume_bins VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.execute(
+        "INSERT INTO zone_bins VALUES ('cam0', 'stop', '2026-12-01T09:59:00.000Z', 60, 1, 6.0, 1, 60.0)"
+    )
+    conn.execute("BEGIN")
+    registered_components()["analytics"][1].apply(conn)
+    conn.execute("COMMIT")
+    seqs = dict(conn.execute("SELECT bin_start, change_seq FROM volume_bins"))
+    assert sorted(seqs.values()) == [1, 3] and seqs["2026-12-01T10:01:00.000Z"] == 3
+    assert summary_mark(conn, SUMMARY_MARK) == 2  # the two rows of the 09:59 bin were sent
+    sec = analytics_section(conn, "2026-12-01T10:01:00.000Z", "2026-12-01T10:02:00.000Z")
+    (b,) = sec["cameras"]["cam0"]["bins"]
+    assert b["start"] == "2026-12-01T10:01:00.000Z" and b["rev"] == 3 and b["late"] is False
+    assert bins_cursor(conn, 2) == 3
+    # the triggers number every later insert and update
+    conn.execute("UPDATE volume_bins SET count = count + 1 WHERE bin_start = '2026-12-01T09:59:00.000Z'")
+    assert conn.execute(
+        "SELECT change_seq FROM volume_bins WHERE count = 4 AND bin_start < '2026-12-01T10:00'"
+    ).fetchone() == (4,)
+    conn.close()
