@@ -7,6 +7,13 @@ for each window. Adding a part never touches the others.
 A section function takes a read connection and the window ``[start, end)`` as UTC ISO-8601 strings
 (``2026-11-23T17:00:00.000Z``) and returns a JSON-serialisable dict, or ``None`` to leave the
 section out of this window.
+
+Rows that may be committed after the window they belong to was summarised (bins: a crossing is
+counted when its track is resolved, the writer batches, a camera lags, a clock steps) are not
+selected by time but by change: a section reads its high-water mark with :func:`summary_mark` and
+sends what changed after it; its cursor (:func:`register_summary_cursor`) says, on the same snapshot,
+up to which change it sent, and the summary builder stores that in ``sync_state`` in the transaction
+that queues the summary. A restart resumes exactly there; a failed section does not move its mark.
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from agent.timefmt import iso_utc  # noqa: F401 - re-export for agent/sync/summary.py, agent/hub/ingest.py (other work in flight)
-
 SectionFn = Callable[[sqlite3.Connection, str, str], "dict[str, Any] | None"]
+#: (read connection, the stored mark) -> the mark after what the section sends on this snapshot
+CursorFn = Callable[[sqlite3.Connection, int], int]
 
 _SECTIONS: dict[str, SectionFn] = {}
+_CURSORS: dict[str, tuple[str, CursorFn]] = {}  # sync_state key -> (section, cursor)
 _LOCK = threading.Lock()
 
 # Modules that register sections at import (one line per part).
@@ -37,7 +45,13 @@ def register_summary_section(name: str, fn: SectionFn) -> None:
         _SECTIONS[name] = fn
 
 
-def summary_sections() -> dict[str, SectionFn]:
+def register_summary_cursor(section: str, key: str, fn: CursorFn) -> None:
+    """``section`` sends rows by change after the mark kept in ``sync_state[key]``; ``fn`` gives the new mark."""
+    with _LOCK:
+        _CURSORS[key] = (section, fn)
+
+
+def _load() -> None:
     import importlib
 
     for mod in SECTION_MODULES:
@@ -46,5 +60,24 @@ def summary_sections() -> dict[str, SectionFn]:
         except ModuleNotFoundError as exc:
             if exc.name != mod:
                 raise
+
+
+def summary_sections() -> dict[str, SectionFn]:
+    _load()
     with _LOCK:
         return dict(_SECTIONS)
+
+
+def summary_cursors() -> dict[str, tuple[str, CursorFn]]:
+    _load()
+    with _LOCK:
+        return dict(_CURSORS)
+
+
+def summary_mark(conn: sqlite3.Connection, key: str) -> int:
+    """The stored high-water mark ``key`` (0 before the first summary, or without the sync tables)."""
+    try:
+        row = conn.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
+    except sqlite3.OperationalError:
+        return 0
+    return int(row[0]) if row else 0

@@ -107,9 +107,78 @@ register_migrations(
             );
             CREATE INDEX forecasts_issued ON forecasts (issued_ts);
             """,
-        )
+        ),
+        Migration(
+            2, "bin change numbers: bins are sent by change, not by time (#14)", lambda c: _change_numbers(c)
+        ),
     ],
 )
+
+
+def change_triggers(table: str, counted: str) -> list[str]:
+    """Triggers giving every insert and every update of ``counted`` columns of ``table`` the next number
+    of the shared ``bins`` counter (kept in its own table, so numbers are never reused, even when rows
+    are deleted). The single writer serialises transactions: a reader's snapshot holding change N holds
+    every change below N."""
+    bump = (
+        "UPDATE change_counter SET value = value + 1 WHERE name = 'bins';"
+        f" UPDATE {table} SET change_seq = (SELECT value FROM change_counter WHERE name = 'bins')"
+        " WHERE rowid = new.rowid;"
+    )
+    return [
+        f"CREATE TRIGGER {table}_changed_ins AFTER INSERT ON {table} BEGIN {bump} END",
+        f"CREATE TRIGGER {table}_changed_upd AFTER UPDATE OF {counted} ON {table} BEGIN {bump} END",
+    ]
+
+
+def add_change_numbers(conn: sqlite3.Connection, tables: dict[str, str]) -> None:
+    """Give each table (name -> the columns whose update is a change) its ``change_seq`` column, index
+    and triggers, and number the rows it holds. On an upgrade, the rows that end by the last summarised
+    window (the old time selection sent them) are numbered first and the summary mark is set after
+    them: only the bins it never sent go out again."""
+    conn.execute("CREATE TABLE IF NOT EXISTS change_counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+    conn.execute("INSERT OR IGNORE INTO change_counter (name, value) VALUES ('bins', 0)")
+    exists = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    last_end = (
+        conn.execute("SELECT max(end) FROM summary_windows").fetchone()[0]
+        if "summary_windows" in exists
+        else None
+    )
+    end_expr = "strftime('%Y-%m-%dT%H:%M:%fZ', bin_start, '+' || bin_s || ' seconds')"
+    rows: list[tuple[bool, str, int]] = []
+    for t in tables:
+        conn.execute(f"ALTER TABLE {t} ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0")
+        rows += [
+            (bool(unsent), t, rowid)
+            for rowid, unsent in conn.execute(f"SELECT rowid, {end_expr} > ? FROM {t}", (last_end or "",))
+        ]
+    rows.sort()
+    base = conn.execute("SELECT value FROM change_counter WHERE name = 'bins'").fetchone()[0]
+    for i, (_, t, rowid) in enumerate(rows):
+        conn.execute(f"UPDATE {t} SET change_seq = ? WHERE rowid = ?", (base + i + 1, rowid))
+    conn.execute("UPDATE change_counter SET value = ? WHERE name = 'bins'", (base + len(rows),))
+    for t, counted in tables.items():
+        conn.execute(f"CREATE INDEX {t}_change ON {t} (change_seq)")
+        for trig in change_triggers(t, counted):
+            conn.execute(trig)
+    sent = sum(1 for unsent, _, _ in rows if not unsent)
+    if last_end and sent and "sync_state" in exists:
+        row = conn.execute("SELECT value FROM sync_state WHERE key = ?", (SUMMARY_MARK,)).fetchone()
+        if (row[0] if row else 0) >= base:  # every change numbered before was covered already
+            conn.execute(
+                "INSERT INTO sync_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (SUMMARY_MARK, base + sent),
+            )
+
+
+#: ``sync_state`` key: the highest bin change number that a committed summary covered
+SUMMARY_MARK = "summary_bins_mark"
+
+
+def _change_numbers(conn: sqlite3.Connection) -> None:
+    add_change_numbers(
+        conn, {"volume_bins": "count, coverage_s", "zone_bins": "peak, occupancy_s, entries, coverage_s"}
+    )
 
 
 def track_row(camera: str, t: Any, meta: dict[str, Any]) -> dict[str, Any]:

@@ -1,11 +1,24 @@
-"""The "analytics" summary section: counts, bins, occupancy, speeds and forecasts. Never boxes or images."""
+"""The "analytics" summary section: counts, bins, occupancy, speeds and forecasts. Never boxes or images.
+
+Bins (volume and zone figures) are sent by change, not by time (#14): every bin whose rows were
+inserted or updated after the mark of the last committed summary (``change_seq`` above
+``sync_state['summary_bins_mark']``) goes out whole in the next summary, with its ``rev`` (its
+highest change number: a later version of a bin has a higher one) and ``late`` (it ended before
+this window began). A bin committed after its window was summarised, or changed again, is sent in
+the next summary; nothing committed is skipped and a restart resumes at the mark.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 from typing import Any
 
-from agent.sections import register_summary_section
+from agent.analytics.store import SUMMARY_MARK
+from agent.sections import register_summary_cursor, register_summary_section, summary_mark
+
+#: most changed bin rows one summary takes (a backlog, e.g. after an upgrade, drains over the next ones)
+MAX_BIN_CHANGES = 2000
+_END = "strftime('%Y-%m-%dT%H:%M:%fZ', bin_start, '+' || bin_s || ' seconds')"
 
 
 def _pct(vals: list[float], p: float) -> float | None:
@@ -17,9 +30,67 @@ def _pct(vals: list[float], p: float) -> float | None:
     return round(vals[lo] + (vals[hi] - vals[lo]) * (k - lo), 1)
 
 
+def _changes(conn: sqlite3.Connection, mark: int) -> list[tuple[str, str, int, int]]:
+    """(camera, bin_start, bin_s, change_seq) of the first bin rows changed after ``mark``."""
+    return list(
+        conn.execute(
+            "SELECT camera, bin_start, bin_s, change_seq FROM volume_bins WHERE change_seq > ?"
+            " UNION ALL SELECT camera, bin_start, bin_s, change_seq FROM zone_bins WHERE change_seq > ?"
+            " ORDER BY change_seq LIMIT ?",
+            (mark, mark, MAX_BIN_CHANGES),
+        )
+    )
+
+
+def bins_cursor(conn: sqlite3.Connection, mark: int) -> int:
+    """The mark after the bins :func:`analytics_section` sends on this snapshot."""
+    try:
+        rows = _changes(conn, mark)
+    except sqlite3.OperationalError:  # analytics never ran on this database
+        return mark
+    return max(mark, rows[-1][3]) if rows else mark
+
+
+def changed_bins(conn: sqlite3.Connection, mark: int, window_start: str) -> list[tuple[str, dict[str, Any]]]:
+    """(camera, bin) of every bin changed after ``mark``, whole (all its lines, classes and zones)."""
+    keys = sorted({(c, s, b) for c, s, b, _ in _changes(conn, mark)}, key=lambda k: (k[1], k[0]))
+    out = []
+    for cam, bstart, bin_s in keys:
+        vol = conn.execute(
+            f"SELECT line, direction, class, count, coverage_s, change_seq, {_END} FROM volume_bins"
+            " WHERE camera = ? AND bin_start = ? AND bin_s = ? ORDER BY line, direction, class",
+            (cam, bstart, bin_s),
+        ).fetchall()
+        zon = conn.execute(
+            f"SELECT zone, peak, entries, occupancy_s, coverage_s, change_seq, {_END} FROM zone_bins"
+            " WHERE camera = ? AND bin_start = ? AND bin_s = ? ORDER BY zone",
+            (cam, bstart, bin_s),
+        ).fetchall()
+        rows = [r[4:] for r in vol] + [r[4:] for r in zon]
+        b: dict[str, Any] = {
+            "start": bstart,
+            "minutes": bin_s // 60,
+            "coverage": min(round(cov / bin_s, 3) for cov, _, _ in rows),
+            "counts": {},
+            "rev": max(ch for _, ch, _ in rows),
+            "late": rows[0][2] <= window_start,
+        }
+        for line, d, cls, n, *_ in vol:
+            if n:
+                b["counts"].setdefault(line, {}).setdefault(d, {})[cls] = n
+        if zon:
+            b["zones"] = {
+                z: {"peak": peak, "entries": entries, "occupancy_mean": round(occ / cov, 3) if cov else None}
+                for z, peak, entries, occ, cov, *_ in zon
+            }
+        out.append((cam, b))
+    return out
+
+
 def analytics_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str, Any] | None:
-    """Volumes per camera/line/direction/class in ``[start, end)``, bins completed in it, zone peaks,
-    speed percentiles and the latest forecasts with their backtest error."""
+    """Volumes per camera/line/direction/class in ``[start, end)``, the bins changed since the last
+    summary (module docstring), zone peaks, speed percentiles and the latest forecasts with their
+    backtest error."""
     try:
         vol = list(
             conn.execute(
@@ -28,14 +99,7 @@ def analytics_section(conn: sqlite3.Connection, start: str, end: str) -> dict[st
                 (start, end),
             )
         )
-        bins = list(
-            conn.execute(
-                "SELECT camera, line, direction, class, bin_start, bin_s, count, coverage_s FROM volume_bins"
-                " WHERE strftime('%Y-%m-%dT%H:%M:%fZ', bin_start, '+' || bin_s || ' seconds') > ?"
-                " AND strftime('%Y-%m-%dT%H:%M:%fZ', bin_start, '+' || bin_s || ' seconds') <= ? ORDER BY bin_start",
-                (start, end),
-            )
-        )
+        bins = changed_bins(conn, summary_mark(conn, SUMMARY_MARK), start)
         zones = list(
             conn.execute(
                 "SELECT camera, zone, max(peak), sum(entries) FROM zone_bins WHERE bin_start >= ? AND bin_start < ?"
@@ -74,17 +138,8 @@ def analytics_section(conn: sqlite3.Connection, start: str, end: str) -> dict[st
 
     for c, line, d, cls, n in vol:
         cam(c)["volumes"].setdefault(line, {}).setdefault(d, {})[cls] = n
-    grouped: dict[tuple[str, str, int], dict[str, Any]] = {}
-    for c, line, d, cls, bstart, bin_s, n, cov in bins:
-        g = grouped.setdefault(
-            (c, bstart, bin_s),
-            {"start": bstart, "minutes": bin_s // 60, "coverage": round(cov / bin_s, 3), "counts": {}},
-        )
-        g["coverage"] = min(g["coverage"], round(cov / bin_s, 3))
-        if n:
-            g["counts"].setdefault(line, {}).setdefault(d, {})[cls] = n
-    for (c, _, _), g in grouped.items():
-        cam(c)["bins"].append(g)
+    for c, b in bins:
+        cam(c)["bins"].append(b)
     for c, z, peak, entries in zones:
         cam(c)["zones"][z] = {"peak": peak, "entries": entries}
     dw: dict[tuple[str, str], list[float]] = {}
@@ -119,3 +174,4 @@ def analytics_section(conn: sqlite3.Connection, start: str, end: str) -> dict[st
 
 
 register_summary_section("analytics", analytics_section)
+register_summary_cursor("analytics", SUMMARY_MARK, bins_cursor)

@@ -25,8 +25,8 @@ from typing import Any
 
 from agent.hub import ranges as R
 from agent.hub.db import HubDB
-from agent.sections import iso_utc
 from agent.sync.topics import SEQ_KINDS, parse
+from agent.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,12 @@ class _Msg:
 
 
 def summary_rows(site: str, device: str, seq: int, doc: dict[str, Any]) -> dict[str, list[tuple]]:
-    """Volumes (per window and per completed bin) and AQI rows of one summary."""
-    out: dict[str, list[tuple]] = {"volumes": [], "aqi": []}
+    """Volumes per window, bins and AQI rows of one summary.
+
+    ``volumes``: one row per window count. ``bins``: one ``(site, device, camera, start, rev, seq,
+    rows)`` per bin in the message, ``rows`` its volume rows; a bin is stored whole and replaced whole
+    by a newer version (:meth:`Ingestor._replace_bins`)."""
+    out: dict[str, list[tuple]] = {"volumes": [], "bins": [], "aqi": []}
     sections = _dict(doc.get("sections"))
     window = _dict(doc.get("window"))
     w_start, w_end = ts_or_none(window.get("start")), ts_or_none(window.get("end"))
@@ -120,7 +124,7 @@ def summary_rows(site: str, device: str, seq: int, doc: dict[str, Any]) -> dict[
                     for cls, n in _dict(classes).items():
                         if _int(n) is not None:
                             out["volumes"].append(
-                                (site, device, seq, cam, line, d, cls, "window", w_start, w_s, n, None)
+                                (site, device, seq, cam, line, d, cls, "window", w_start, w_s, n, None, None)
                             )
         for b in c.get("bins") or []:
             b = _dict(b)
@@ -128,11 +132,13 @@ def summary_rows(site: str, device: str, seq: int, doc: dict[str, Any]) -> dict[
             if not start:
                 continue
             minutes = _int(b.get("minutes"))
+            rev = _int(b.get("rev"))
+            rows = []
             for line, dirs in _dict(b.get("counts")).items():
                 for d, classes in _dict(dirs).items():
                     for cls, n in _dict(classes).items():
                         if _int(n) is not None:
-                            out["volumes"].append(
+                            rows.append(
                                 (
                                     site,
                                     device,
@@ -146,8 +152,10 @@ def summary_rows(site: str, device: str, seq: int, doc: dict[str, Any]) -> dict[
                                     minutes * 60 if minutes else None,
                                     n,
                                     _num(b.get("coverage")),
+                                    rev,
                                 )
                             )
+            out["bins"].append((site, device, cam, start, rev, seq, rows))
     for sensor, a in _aqi_by_sensor(_dict(sections.get("sensors"))):
         if _int(a.get("aqi")) is None:
             continue
@@ -326,7 +334,7 @@ class Ingestor:
                 seq_msgs.append(m)
             seq_msgs.sort(key=lambda m: (m.key, m.seq))
             new = self._insert_messages(seq_msgs, now)
-            typed: dict[str, list[tuple]] = {"volumes": [], "aqi": [], "events": []}
+            typed: dict[str, list[tuple]] = {"volumes": [], "bins": [], "aqi": [], "events": []}
             lost: list[tuple] = []
             for m in seq_msgs:
                 d = devs[m.key]
@@ -349,6 +357,7 @@ class Ingestor:
                     if m.kind == "summary":
                         rows = summary_rows(*m.key, m.seq, m.doc)
                         typed["volumes"] += rows["volumes"]
+                        typed["bins"] += rows["bins"]
                         typed["aqi"] += rows["aqi"]
                         if rows["aqi"] and m.seq >= d["_aqi_seq"]:
                             best = max(rows["aqi"], key=lambda r: r[5])
@@ -430,9 +439,10 @@ class Ingestor:
     def _insert_typed(self, typed: dict[str, list[tuple]]) -> None:
         self.db.executemany(
             "INSERT INTO volumes (site, device, seq, camera, line, direction, class, source, bin_start, bin_s,"
-            " count, coverage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            " count, coverage, rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             typed["volumes"],
         )
+        self._replace_bins(typed["bins"])
         self.db.executemany(
             "INSERT INTO aqi (site, device, seq, ts, sensor, aqi, category, dominant, aqi_table, pm2_5, pm10)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -441,6 +451,42 @@ class Ingestor:
         self.db.executemany(
             "INSERT INTO events (site, device, seq, ts, type, data) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             typed["events"],
+        )
+
+    def _replace_bins(self, bins: list[tuple]) -> None:
+        """Store each bin whole, keyed by (site, device, camera, start): a version ranked higher than
+        the stored one (rev, then seq: a unit re-sends a bin that changed, late or not, with a higher
+        rev; a unit without revs in a later summary) deletes the stored rows of that bin and inserts
+        its own; an equal or lower one (a duplicate, an old version arriving late by replay) is
+        dropped. So late and re-sent bins end up as the unit's latest counts, never added twice."""
+        best: dict[tuple, tuple[tuple[int, int], list[tuple]]] = {}
+        for site, device, cam, start, rev, seq, rows in bins:
+            k, rank = (site, device, cam, start), (rev or 0, seq)
+            if k not in best or rank > best[k][0]:
+                best[k] = (rank, rows)
+        if not best:
+            return
+        keys = sorted(best)
+        stored: dict[tuple, tuple[int, int]] = {}
+        for i in range(0, len(keys), 200):
+            part = keys[i : i + 200]
+            marks = ",".join(["(?, ?, ?, ?)"] * len(part))
+            for r in self.db.query(
+                "SELECT site, device, camera, bin_start, MAX(COALESCE(rev, 0)) AS rev, MAX(seq) AS seq FROM volumes"
+                f" WHERE source = 'bin' AND (site, device, camera, bin_start) IN ({marks})"
+                " GROUP BY site, device, camera, bin_start",
+                [x for k in part for x in k],
+            ):
+                stored[(r["site"], r["device"], r["camera"], r["bin_start"])] = (int(r["rev"]), int(r["seq"]))
+        newer = [k for k in keys if k not in stored or best[k][0] > stored[k]]
+        self.db.executemany(
+            "DELETE FROM volumes WHERE site = ? AND device = ? AND camera = ? AND source = 'bin' AND bin_start = ?",
+            [k for k in newer if k in stored],
+        )
+        self.db.executemany(
+            "INSERT INTO volumes (site, device, seq, camera, line, direction, class, source, bin_start, bin_s,"
+            " count, coverage, rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [r for k in newer for r in best[k][1]],
         )
 
     def _status(self, d: dict[str, Any], m: _Msg, now: str, now_t: float) -> None:

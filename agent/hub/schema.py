@@ -10,7 +10,8 @@ Tables:
   reported it pruned), with its repair requests and the time of the next one;
 - ``lost``: ranges the unit reported as no longer stored, with its reason;
 - ``volumes``: typed counts per camera/line/direction/class, per summary window (``source`` =
-  ``window``) and per completed bin (``bin``);
+  ``window``) and per bin (``bin``; ``rev``: the bin's revision on the unit, since v2: a bin sent
+  again with a higher rev, or, without revs, in a later summary, replaces all its rows);
 - ``aqi``: the AQI per sensor per summary; ``events``: every event (incidents, gaps, ...);
 - ``replies``: command replies; ``workers``: each hub worker's heartbeat and counters.
 """
@@ -71,5 +72,11 @@ _V1 = [
         replays BIGINT NOT NULL DEFAULT 0, connected BOOLEAN, lag_s DOUBLE PRECISION, queued BIGINT)""",
 ]
 
+# v2 (#14): a bin's revision, and the lookup of a bin's rows when a newer version replaces them
+_V2 = [
+    "ALTER TABLE volumes ADD COLUMN rev BIGINT",
+    "CREATE INDEX volumes_bin ON volumes (site, device, camera, source, bin_start)",
+]
+
 #: (version, statements) in order; a released version is never edited, only followed by a new one.
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1)]
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2)]

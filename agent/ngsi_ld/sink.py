@@ -2,9 +2,10 @@
 
 Two steps on one thread, like the MQTT path:
 
-1. **Produce** (every ``interval_s``): the bins and hours completed since the sink's cursor become
-   entities (:mod:`agent.ngsi_ld.encode`, the same code as ``edge-agent export ngsi-ld``); they are
-   queued in ``sink_queue`` and the cursor moves in the same transaction, so a crash neither loses
+1. **Produce** (every ``interval_s``): the bins and hours completed since the sink's cursors become
+   entities (:mod:`agent.ngsi_ld.encode`, the same code as ``edge-agent export ngsi-ld``); bins are
+   taken by change number, not end time, so one committed late or changed again is still exported
+   (an upsert of the same id); they are queued in ``sink_queue`` and the cursor moves in the same transaction, so a crash neither loses
    nor doubles a step.
 2. **Send**: pending rows, oldest first, one entity type per request (one ``Link`` context),
    ``batch_size`` at a time: ``POST {url}/ngsi-ld/v1/entityOperations/upsert`` with
@@ -40,6 +41,8 @@ from agent.timefmt import iso_utc
 log = logging.getLogger(__name__)
 
 SINK = "ngsi-ld"
+#: ``sink_cursor.what`` suffix: the last bin change (``volume_bins.change_seq``) turned into entities
+BINS_CURSOR = ":bins"
 UPSERT_PATH = "/ngsi-ld/v1/entityOperations/upsert"
 RETRY_STATUS = {401, 403, 408, 425, 429}
 
@@ -137,11 +140,18 @@ class NgsiLdSink:
             batches: list[tuple[str, list[dict[str, Any]], str]] = []
             for t in self.ncfg.types:
                 since = cursors.get(t, default)
-                if since >= until:
+                if since >= until and t != "TrafficFlowObserved":
                     continue
                 if t == "TrafficFlowObserved":
-                    es = source.traffic(conn, self.cfg, since, until, unit)
+                    # by change, not by end time: a bin committed late, or changed again, still goes out
+                    raw = cursors.get(t + BINS_CURSOR)
+                    rows, mark = source.changed_volume_bins(
+                        conn, None if raw is None else int(raw), since, until
+                    )
+                    es = source.traffic(conn, self.cfg, since, until, unit, bins=rows)
                     new_cursor = until
+                    if mark is not None:
+                        batches.append((t + BINS_CURSOR, [], str(mark)))
                 else:
                     es = source.air_quality(conn, self.cfg, since, until, unit)
                     new_cursor = iso_utc(now - now % 3600)  # only complete hours were encoded

@@ -46,6 +46,60 @@ def volume_bins(conn: sqlite3.Connection, since: str, until: str) -> list[dict[s
     ]
 
 
+_END = "strftime('%Y-%m-%dT%H:%M:%fZ', bin_start, '+' || bin_s || ' seconds')"
+
+
+def changed_volume_bins(
+    conn: sqlite3.Connection, mark: int | None, since: str, until: str
+) -> tuple[list[dict[str, Any]], int | None]:
+    """The volume bins changed after the change number ``mark`` (``volume_bins.change_seq``) that have
+    ended by ``until``, whole (every row of each such bin), and the new mark (#14: a bin committed
+    after the sink's clock passed its end, or changed again, is still exported; selecting by end time
+    lost it).
+
+    The mark stops before the first changed bin still in progress (flushed at a shutdown and
+    continued after the restart): it is exported once it has ended or changed. ``mark`` None (the
+    first run, or a sink that kept only a time cursor): bins that ended by ``since`` count as exported.
+    """
+    if not _table(conn, "volume_bins"):
+        return [], mark
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(volume_bins)")}
+    if "change_seq" not in cols:  # a database the analytics migration has not reached
+        return volume_bins(conn, since, until), mark
+    new_mark = mark or 0
+    keys: dict[tuple[str, str, int], None] = {}
+    for cam, start, bin_s, change, end in conn.execute(
+        f"SELECT camera, bin_start, bin_s, change_seq, {_END} FROM volume_bins WHERE change_seq > ? ORDER BY change_seq",
+        (mark or 0,),
+    ):
+        if end > until:
+            break  # in progress: wait for it (and for what changed after it)
+        new_mark = change
+        if mark is None and end <= since:
+            continue
+        keys[(cam, start, bin_s)] = None
+    out = []
+    for cam, start, bin_s in sorted(keys, key=lambda k: (k[1], k[0], k[2])):
+        for c, ln, d, cls, s, bs, n, cov in conn.execute(
+            "SELECT camera, line, direction, class, bin_start, bin_s, count, coverage_s FROM volume_bins"
+            " WHERE camera = ? AND bin_start = ? AND bin_s = ? ORDER BY line, direction, class",
+            (cam, start, bin_s),
+        ):
+            out.append(
+                {
+                    "camera": c,
+                    "line": ln,
+                    "direction": d,
+                    "class": cls,
+                    "start": s,
+                    "seconds": int(bs),
+                    "count": int(n),
+                    "coverage": (cov / bs) if bs else 0.0,
+                }
+            )
+    return out, new_mark
+
+
 def zone_occupancy(conn: sqlite3.Connection, since: str, until: str) -> dict[tuple[str, str, str], float]:
     """``(camera, zone, bin start) -> mean objects in the zone over the observed part of the bin``."""
     if not _table(conn, "zone_bins"):
@@ -76,13 +130,21 @@ def bin_speeds(conn: sqlite3.Connection, bins: list[dict[str, Any]]) -> dict[tup
 
 
 def traffic(
-    conn: sqlite3.Connection, cfg: Any, since: str, until: str, unit: encode.Unit
+    conn: sqlite3.Connection,
+    cfg: Any,
+    since: str,
+    until: str,
+    unit: encode.Unit,
+    *,
+    bins: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """TrafficFlowObserved entities of the bins that ended in ``(since, until]``.
+    """TrafficFlowObserved entities of the bins that ended in ``(since, until]``, or of ``bins`` (rows
+    as :func:`volume_bins` gives them, e.g. from :func:`changed_volume_bins`).
 
     Occupancy comes from a zone: the zone named like the line, else the camera's only zone."""
     small = getattr(getattr(cfg, "privacy", None), "small_counts", None)
-    vehicles = [b for b in volume_bins(conn, since, until) if b["class"] in encode.VEHICLE_TYPES]
+    rows = volume_bins(conn, since, until) if bins is None else bins
+    vehicles = [b for b in rows if b["class"] in encode.VEHICLE_TYPES]
     bins, declared = protect(vehicles, small, conn)  # people are never sent as traffic flow
     directions: dict[tuple[str, str], tuple[str, str]] = {}
     zone_of: dict[tuple[str, str], str] = {}
@@ -97,7 +159,8 @@ def traffic(
                 zone_of[(cam.name, ln.name)] = ln.name
             elif len(zones) == 1:
                 zone_of[(cam.name, ln.name)] = zones[0]
-    occ_z = zone_occupancy(conn, encode._iso(encode._parse(since) - 86400), until)
+    first = min([b["start"] for b in bins] or [until])
+    occ_z = zone_occupancy(conn, first, encode._iso(encode._parse(until) + 1))
     occupancy = {
         (c, ln, s): occ_z[(c, zone_of[(c, ln)], s)]
         for (c, ln) in zone_of

@@ -296,7 +296,11 @@ def analytics_section() -> dict:
                 "Line crossings in the window: {line: {direction: {class: vehicles}}}."
             ),
             "bins": arr(
-                "Volume bins completed in the window (bin_minutes long, aligned to UTC midnight).",
+                "Bins (bin_minutes long, aligned to UTC midnight) committed or changed since the previous summary,"
+                " whatever window they belong to: each carries its own start and length. A bin is re-sent whole,"
+                " with a higher rev, whenever it changes (a crossing resolved late, a restart continuing it);"
+                " a hub keeps, per unit, camera and bin start, the version with the highest rev (docs/mqtt.md,"
+                " late and re-sent bins).",
                 obj(
                     "One bin.",
                     {
@@ -312,7 +316,38 @@ def analytics_section() -> dict:
                         "counts": counts_by_class(
                             "Vehicles per line, direction and class (a class with 0 is left out)."
                         ),
+                        "rev": f(
+                            "integer",
+                            "Revision of this bin on the unit (since 2.1.0): grows each time the bin changes;"
+                            " a higher rev replaces the whole bin (all its counts and zones) of a lower one.",
+                            minimum=1,
+                        ),
+                        "late": f(
+                            "boolean",
+                            "The bin ended before window.start (since 2.1.0): it amends an earlier window"
+                            " (committed after that window's summary was built, or changed since).",
+                        ),
+                        "zones": mapof(
+                            "Zone figures of the bin (since 2.1.0; only for cameras with zones).",
+                            obj(
+                                "One zone in the bin.",
+                                {
+                                    "peak": f("integer", "Most objects at once.", "objects", **INT0),
+                                    "entries": f("integer", "Objects that entered.", "objects", **INT0),
+                                    "occupancy_mean": f(
+                                        "number",
+                                        "Mean objects in the zone over the observed part of the bin;"
+                                        " null without observed time.",
+                                        "objects",
+                                        null=True,
+                                        minimum=0,
+                                    ),
+                                },
+                            ),
+                            "zone",
+                        ),
                     },
+                    optional=("rev", "late", "zones"),
                 ),
             ),
             "zones": mapof(

@@ -5,6 +5,12 @@ summarised once it has ended and the writes submitted before its end are committ
 goes into the outbox in the same transaction as its ``summary_windows`` row, and that row's primary
 key is the window start, so a crash can neither lose a window (it is redone as ``catchup`` at the
 next start) nor write it twice.
+
+Sections that send rows by change (bins, see :mod:`agent.sections`) have their high-water marks
+computed on the summary's snapshot and stored in ``sync_state`` in that same transaction: what a
+summary covers and the summary itself commit together, so a row committed at any time goes out in
+the first summary built after its change (a restart resumes at the marks; a failed section keeps its
+mark; a summary whose commit is still pending lets the next one send the same rows again, same rev).
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import __version__
-from agent.sections import iso_utc, summary_sections
+from agent import host as _health
+from agent.sections import summary_cursors, summary_mark, summary_sections
 from agent.store.writer import Writer
-from agent.sync import health as _health
 from agent.sync import outbox
 from agent.sync.topics import Topics
+from agent.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +96,7 @@ class SummaryBuilder:
         self.written = 0
         self.duplicates = 0
         self.last_error: str | None = None
+        self._marks: dict[str, int] = {}  # the marks of the last body built
 
     def _aligned(self, t: float) -> float:
         return math.floor(t / self.interval) * self.interval
@@ -140,9 +148,17 @@ class SummaryBuilder:
 
     def body(self, conn: sqlite3.Connection, start: float, end: float, *, catchup: bool) -> dict[str, Any]:
         s, e = iso_utc(start), iso_utc(end)
-        conn.execute("BEGIN")  # one snapshot for every section
+        conn.execute("BEGIN")  # one snapshot for every section and every mark
         try:
             sections, errors = build_sections(conn, s, e)
+            self._marks = {}
+            for key, (section, cursor) in sorted(summary_cursors().items()):
+                if section in errors:
+                    continue  # what it failed to send stays after its mark
+                try:
+                    self._marks[key] = cursor(conn, summary_mark(conn, key))
+                except Exception:  # the rows are sent again next time: never skipped
+                    log.exception("summary cursor %s failed for window %s", key, s)
         finally:
             if conn.in_transaction:
                 conn.execute("COMMIT")
@@ -169,6 +185,7 @@ class SummaryBuilder:
         self, conn: sqlite3.Connection, start: float, end: float, *, catchup: bool
     ) -> int | None | bool:
         body = self.body(conn, start, end, catchup=catchup)
+        marks = dict(self._marks)
         s, e = body["window"]["start"], body["window"]["end"]
         topic = self.topics.kind("summary")
         result: dict[str, Any] = {}
@@ -184,6 +201,11 @@ class SummaryBuilder:
                 return
             seq = outbox.enqueue(c, topic, "summary", body, priority=outbox.SUMMARY)
             c.execute("UPDATE summary_windows SET seq = ? WHERE start = ?", (seq, s))
+            c.executemany(  # what this summary covers commits with it
+                "INSERT INTO sync_state (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+                sorted(marks.items()),
+            )
             result["seq"] = seq
 
         # ahead of the writer's queue (Writer.call): a queue full of detections must not hold a summary

@@ -12,7 +12,7 @@ KINDS = ("summary", "status", "health", "event")
 SEQ_KINDS = ("summary", "health", "event")
 
 #: the contract version (semver, see agent.sync.contract); every payload has ``"schema_version"``
-SCHEMA_VERSION = "2.0.0"
+SCHEMA_VERSION = "2.1.0"
 #: schema ids: every payload has ``"schema": "<id>"`` (its major) and a JSON Schema in docs/schemas/<kind>.schema.json
 SCHEMAS = {
     k: f"edge-agent/{k}/{SCHEMA_VERSION.split('.')[0]}"

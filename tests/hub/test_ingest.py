@@ -215,7 +215,7 @@ def test_bad_messages_are_counted_and_never_stop_the_batch(ing):
 def test_migrations_are_recorded_and_run_once(dsn):
     a = HubDB(dsn)
     b = HubDB(dsn)  # a second worker starting on the same database
-    assert a.schema_version() == b.schema_version() == 1 and b.migrate() == []
+    assert a.schema_version() == b.schema_version() == 2 and b.migrate() == []
     a.close()
     b.close()
 
@@ -227,3 +227,77 @@ def test_dsn_errors_say_what_to_write(tmp_path):
     for bad in ("mysql://x/y", "sqlite:/x", "sqlite:///", ""):
         with pytest.raises(ConfigError):
             parse_dsn(bad)
+
+
+def bin_summary(seq: int, minute: int, bins: list[dict], *, replay: bool = False) -> bytes:
+    """A 2.1 summary carrying only bins (each: start, counts, rev, late)."""
+    start, end = f"2026-12-01T11:{minute:02d}:00.000Z", f"2026-12-01T11:{minute + 1:02d}:00.000Z"
+    doc = {"schema": "edge-agent/summary/2", "schema_version": "2.1.0", "seq": seq, "session": 1,
+           "device": DEV, "site": SITE, "ts": end, "window": {"start": start, "end": end, "seconds": 60.0},
+           "clock_synced": True,
+           "sections": {"analytics": {"cameras": {"cam0": {
+               "volumes": {}, "zones": {}, "speeds": {}, "forecasts": {},
+               "bins": [{"minutes": 15, "coverage": 1.0, **b} for b in bins]}}}}}  # fmt: skip
+    if replay:
+        doc["replay"] = True
+    return json.dumps(doc).encode()
+
+
+def _bins(db) -> dict[tuple[str, str, str], int]:
+    return {
+        (r["bin_start"][11:16], r["direction"], r["class"]): r["count"]
+        for r in db.query("SELECT bin_start, direction, class, count FROM volumes WHERE source = 'bin'")
+    }
+
+
+def test_late_and_re_sent_bins_end_as_the_units_latest_counts(ing):
+    b10 = "2026-12-01T10:45:00.000Z"
+    nb = lambda **c: {"main": {"northbound": c}}  # noqa: E731
+    # a bin first sent late (it belongs to a window already at the hub), then amended with a higher rev:
+    # the newer version replaces the whole bin (the truck the unit now merges away is gone too)
+    ing.ingest(
+        [
+            (
+                f"{T}/summary",
+                bin_summary(1, 0, [{"start": b10, "counts": nb(car=5, truck=1), "rev": 3, "late": True}]),
+                False,
+            )
+        ]
+    )
+    assert _bins(ing.db) == {("10:45", "northbound", "car"): 5, ("10:45", "northbound", "truck"): 1}
+    ing.ingest(
+        [
+            (
+                f"{T}/summary",
+                bin_summary(3, 2, [{"start": b10, "counts": nb(car=7), "rev": 9, "late": True}]),
+                False,
+            )
+        ]
+    )
+    assert _bins(ing.db) == {("10:45", "northbound", "car"): 7}
+    # an older version arriving after it (a replay of seq 2), and a duplicate of seq 3: no change
+    r = ing.ingest(
+        [
+            (f"{T}/summary", bin_summary(2, 1, [{"start": b10, "counts": nb(car=6, bus=2), "rev": 5, "late": True}], replay=True), False),
+            (f"{T}/summary", bin_summary(3, 2, [{"start": b10, "counts": nb(car=7), "rev": 9, "late": True}]), False),
+        ]
+    )  # fmt: skip
+    assert (r.new, r.duplicates) == (1, 1)
+    assert _bins(ing.db) == {("10:45", "northbound", "car"): 7}
+    assert ing.db.scalar("SELECT SUM(count) FROM volumes WHERE source = 'bin'") == 7
+    # two versions of one bin in one batch, out of order: the higher rev wins; another bin is independent
+    b11 = "2026-12-01T11:00:00.000Z"
+    ing.ingest(
+        [
+            (f"{T}/summary", bin_summary(5, 4, [{"start": b11, "counts": nb(car=4), "rev": 14, "late": True}]), False),
+            (f"{T}/summary", bin_summary(4, 3, [{"start": b11, "counts": nb(car=3), "rev": 12, "late": False}]), False),
+        ]
+    )  # fmt: skip
+    assert _bins(ing.db) == {("10:45", "northbound", "car"): 7, ("11:00", "northbound", "car"): 4}
+    # a unit on contract 2.0 (no rev): the bin in the later summary (higher seq) replaces the earlier
+    b12 = "2026-12-01T11:15:00.000Z"
+    ing.ingest([(f"{T}/summary", bin_summary(7, 6, [{"start": b12, "counts": nb(car=2)}]), False)])
+    ing.ingest([(f"{T}/summary", bin_summary(6, 5, [{"start": b12, "counts": nb(car=1)}]), False)])
+    assert _bins(ing.db)[("11:15", "northbound", "car")] == 2
+    assert ing.db.scalar("SELECT COUNT(*) FROM volumes WHERE source = 'bin'") == 3
+    assert {r["rev"] for r in ing.db.query("SELECT rev FROM volumes WHERE source = 'bin'")} == {9, 14, None}

@@ -56,7 +56,7 @@ def test_seq_increases_by_one_survives_restart_and_rollback(db_path):
     assert (
         payload["seq"] == 6
         and payload["schema"] == "edge-agent/summary/2"
-        and payload["schema_version"] == "2.0.0"
+        and payload["schema_version"] == "2.1.0"
     )
     db.close()
 
