@@ -131,11 +131,13 @@ def change_triggers(table: str, counted: str) -> list[str]:
     ]
 
 
-def add_change_numbers(conn: sqlite3.Connection, tables: dict[str, str]) -> None:
+def add_change_numbers(conn: sqlite3.Connection, tables: dict[str, str], mark_key: str | None = None) -> None:
     """Give each table (name -> the columns whose update is a change) its ``change_seq`` column, index
     and triggers, and number the rows it holds. On an upgrade, the rows that end by the last summarised
     window (the old time selection sent them) are numbered first and the summary mark is set after
-    them: only the bins it never sent go out again."""
+    them: only the bins it never sent go out again. ``mark_key``: the ``sync_state`` key of the
+    section that sends these tables (default: the analytics section's)."""
+    mark_key = mark_key or SUMMARY_MARK
     conn.execute("CREATE TABLE IF NOT EXISTS change_counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
     conn.execute("INSERT OR IGNORE INTO change_counter (name, value) VALUES ('bins', 0)")
     exists = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -163,11 +165,11 @@ def add_change_numbers(conn: sqlite3.Connection, tables: dict[str, str]) -> None
             conn.execute(trig)
     sent = sum(1 for unsent, _, _ in rows if not unsent)
     if last_end and sent and "sync_state" in exists:
-        row = conn.execute("SELECT value FROM sync_state WHERE key = ?", (SUMMARY_MARK,)).fetchone()
-        if (row[0] if row else 0) >= base:  # every change numbered before was covered already
+        row = conn.execute("SELECT value FROM sync_state WHERE key = ?", (mark_key,)).fetchone()
+        if row is None or row[0] >= base:  # no mark yet, or it covered every change numbered before
             conn.execute(
                 "INSERT INTO sync_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (SUMMARY_MARK, base + sent),
+                (mark_key, base + sent),
             )
 
 

@@ -597,7 +597,17 @@ def incidents_section() -> dict:
             ),
             "mean_abs_diff_kmh": f("number", "Mean |vision - radar|.", "km/h", null=True),
             "mean_ratio": f("number", "Mean vision / radar.", "ratio", null=True),
+            "rev": f(
+                "integer",
+                "Revision of this bin on the unit (since 2.1.0): a higher rev replaces the whole bin.",
+                minimum=1,
+            ),
+            "late": f(
+                "boolean",
+                "The bin ended before window.start (since 2.1.0): it amends an earlier window.",
+            ),
         },
+        optional=("rev", "late"),
     )
     camera = obj(
         "One camera's incidents.",
@@ -606,7 +616,12 @@ def incidents_section() -> dict:
                 "Incidents started in the window, by kind.", f("integer", "Incidents.", **INT0), "kind"
             ),
             "active": f("integer", "Incidents still open at the end of the window.", **INT0),
-            "radar": arr("Radar fusion bins closed in the window (empty without a radar).", fusion_bin),
+            "radar": arr(
+                "Radar fusion bins committed or changed since the previous summary, whatever window they"
+                " belong to (empty without a radar); a hub keeps, per unit, camera, sensor and bin start,"
+                " the one with the highest rev.",
+                fusion_bin,
+            ),
         },
     )
     return obj(

@@ -127,3 +127,41 @@ def test_upgrade_numbers_existing_bins_and_sends_only_those_the_time_selection_m
         "SELECT change_seq FROM volume_bins WHERE count = 4 AND bin_start < '2026-12-01T10:00'"
     ).fetchone() == (4,)
     conn.close()
+
+
+def _sent_radar(hub) -> list[tuple[int, dict]]:
+    out = []
+    for d in hub.payloads(SITE, DEV, "summary"):
+        for c in ((d["sections"].get("incidents") or {}).get("cameras") or {}).values():
+            out += [(d["seq"], b) for b in c["radar"]]
+    return out
+
+
+def test_a_radar_fusion_bin_committed_late_is_sent_and_amended(tmp_path, broker, hub, agents):
+    """The incidents section's radar fusion bins follow change numbers too: a bin committed after its
+    window went out is sent in the next summary (late), and a continued bin again with a higher rev."""
+    from agent.analytics.incidents.store import upsert_fusion_bin
+
+    cfg = agent_config(tmp_path, broker)
+    a = agents(cfg).start()
+    assert hub.wait_for(lambda h: len(h.seqs(SITE, DEV, "summary")) >= 2, 20)
+    w_end = parse_iso(hub.payloads(SITE, DEV, "summary")[-1]["window"]["end"])
+    fig = {
+        "crossings": 4, "readings": 5, "matched": 3, "radar_unmatched": 2, "crossings_unmatched": 1,
+        "radar_mean_kmh": 48.5, "vision_mean_kmh": 46.0, "mean_abs_diff_kmh": 2.5, "mean_ratio": 0.95,
+    }  # fmt: skip
+    a.writer.submit_fn(upsert_fusion_bin("cam0", "ops243", w_end - 60, 60, fig), kind="fusion", block=True)
+    assert a.writer.flush(5)
+    assert hub.wait_for(lambda h: len(_sent_radar(h)) == 1, 15), _sent_radar(hub)
+    (seq, b) = _sent_radar(hub)[0]
+    assert b["bin_start"] == iso_utc(w_end - 60) and b["crossings"] == 4 and b["late"] is True
+    a.writer.submit_fn(upsert_fusion_bin("cam0", "ops243", w_end - 60, 60, fig), kind="fusion", block=True)
+    assert a.writer.flush(5)
+    assert hub.wait_for(lambda h: len(_sent_radar(h)) == 2, 15), _sent_radar(hub)
+    (_, b2) = _sent_radar(hub)[1]
+    assert b2["crossings"] == 8 and b2["rev"] > b["rev"]  # the whole bin again, a higher rev
+    v = schema_validator("summary")
+    for d in hub.payloads(SITE, DEV, "summary"):
+        v.validate(d)
+    a.stop()
+    assert len(_sent_radar(hub)) == 2  # sent once per change, never again

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from agent.sections import summary_mark
 from agent.store.db import Migration, register_migrations
 
 register_migrations(
@@ -47,9 +48,29 @@ register_migrations(
                 PRIMARY KEY (camera, sensor, bin_start, bin_s)
             );
             """,
-        )
+        ),
+        Migration(
+            2,
+            "radar fusion bin change numbers: sent by change, not by time (#14)",
+            lambda c: _radar_change_numbers(c),
+        ),
     ],
 )
+
+#: ``sync_state`` key: the highest radar fusion bin change number that a committed summary covered
+RADAR_MARK = "summary_radar_mark"
+#: most changed radar fusion bins one summary takes (a backlog drains over the next ones)
+MAX_RADAR_CHANGES = 500
+_FUSION_COUNTED = (
+    "crossings, readings, matched, radar_unmatched, crossings_unmatched, radar_mean_kmh, vision_mean_kmh,"
+    " mean_abs_diff_kmh, mean_ratio"
+)
+
+
+def _radar_change_numbers(conn: sqlite3.Connection) -> None:
+    from agent.analytics.store import add_change_numbers
+
+    add_change_numbers(conn, {"radar_fusion_bins": _FUSION_COUNTED}, RADAR_MARK)
 
 
 def upsert(
@@ -88,7 +109,9 @@ def upsert_fusion_bin(camera: str, sensor: str, start: float, bin_s: int, f: dic
 
     def fn(conn: sqlite3.Connection) -> None:
         conn.execute(
-            """INSERT INTO radar_fusion_bins VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """INSERT INTO radar_fusion_bins (camera, sensor, bin_start, bin_s, crossings, readings, matched,
+                 radar_unmatched, crossings_unmatched, radar_mean_kmh, vision_mean_kmh, mean_abs_diff_kmh,
+                 mean_ratio) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (camera, sensor, bin_start, bin_s) DO UPDATE SET
                  crossings = crossings + excluded.crossings, readings = readings + excluded.readings,
                  matched = matched + excluded.matched, radar_unmatched = radar_unmatched + excluded.radar_unmatched,
@@ -177,7 +200,8 @@ _register_retention()
 
 def incidents_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str, Any] | None:
     """Summary section ``incidents``: per camera, incidents started in ``[start, end)`` by kind, those
-    still active at the end of the window, and the radar fusion bins closed in it. None when the unit
+    still active at the end of the window, and the radar fusion bins changed since the last summary
+    (:func:`_fusion_changes`). None when the unit
     has no incident rules or radar (no rows at all)."""
     try:
         started = conn.execute(
@@ -188,10 +212,7 @@ def incidents_section(conn: sqlite3.Connection, start: str, end: str) -> dict[st
             "SELECT camera, COUNT(*) FROM incidents WHERE start_ts < ? AND (end_ts IS NULL OR end_ts >= ?) GROUP BY 1",
             (end, end),
         ).fetchall()
-        fusion = conn.execute(
-            "SELECT * FROM radar_fusion_bins WHERE bin_start >= ? AND bin_start < ? ORDER BY bin_start",
-            (start, end),
-        ).fetchall()
+        fusion = _fusion_changes(conn, summary_mark(conn, RADAR_MARK))
         any_rows = conn.execute("SELECT 1 FROM incidents LIMIT 1").fetchone() or fusion
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
@@ -213,15 +234,39 @@ def incidents_section(conn: sqlite3.Connection, start: str, end: str) -> dict[st
         "crossings_unmatched", "radar_mean_kmh", "vision_mean_kmh", "mean_abs_diff_kmh", "mean_ratio",
     ]  # fmt: skip
     for row in fusion:
-        d = dict(zip(cols, row))
+        d = dict(zip(cols, row[: len(cols)]))
+        d["rev"], d["late"] = row[len(cols)], row[len(cols) + 1] <= start
         cam(d.pop("camera"))["radar"].append(d)
     return {"cameras": cams}
 
 
+def _fusion_changes(conn: sqlite3.Connection, mark: int) -> list[tuple]:
+    """Radar fusion bins changed after ``mark`` (every column, then change_seq and the bin's end), in
+    change order: a bin committed after its window's summary, or continued after a restart, is sent
+    in the next summary, whole, with a higher ``rev``."""
+    return conn.execute(
+        "SELECT camera, sensor, bin_start, bin_s, crossings, readings, matched, radar_unmatched,"
+        " crossings_unmatched, radar_mean_kmh, vision_mean_kmh, mean_abs_diff_kmh, mean_ratio, change_seq,"
+        " strftime('%Y-%m-%dT%H:%M:%fZ', bin_start, '+' || bin_s || ' seconds')"
+        " FROM radar_fusion_bins WHERE change_seq > ? ORDER BY change_seq LIMIT ?",
+        (mark, MAX_RADAR_CHANGES),
+    ).fetchall()
+
+
+def radar_cursor(conn: sqlite3.Connection, mark: int) -> int:
+    """The mark after the radar fusion bins :func:`incidents_section` sends on this snapshot."""
+    try:
+        rows = _fusion_changes(conn, mark)
+    except sqlite3.OperationalError:  # no incidents tables on this database
+        return mark
+    return max(mark, rows[-1][13]) if rows else mark
+
+
 def _register_section() -> None:
-    from agent.sections import register_summary_section
+    from agent.sections import register_summary_cursor, register_summary_section
 
     register_summary_section("incidents", incidents_section)
+    register_summary_cursor("incidents", RADAR_MARK, radar_cursor)
 
 
 _register_section()
