@@ -125,6 +125,21 @@ def test_nowcast_pulse_example():
     assert c == 17.7 and aqi(c)["aqi"] == 67
 
 
+def test_nowcast_epa_worked_example():
+    # EPA's NowCast worked example ("Computing the NowCast", the EPA/AirNow training material behind
+    # the NowCast fact sheet): the 12 hours, oldest first, 50 80 75 90 82 53 64 74 21 10 16 13 ug/m3;
+    # range 90 - 10 = 80, scaled rate 80/90, weight 1 - 0.89 = 0.11 < 0.5 -> 0.5; NowCast 17.4 ug/m3.
+    oldest_first = [50, 80, 75, 90, 82, 53, 64, 74, 21, 10, 16, 13]
+    c = nowcast([float(x) for x in reversed(oldest_first)])
+    assert c == 17.4
+    assert (
+        aqi(c)["aqi"] == 66 and aqi(c, table="epa-2012")["aqi"] == 62
+    )  # 2024: 49/26.3*8.3+51; 2012: 49/23.3*5.3+51
+    # with one of the two latest hours missing it is still reported (2 of the latest 3), weights by age
+    c = nowcast([None] + [float(x) for x in reversed(oldest_first)][1:])
+    assert c == 21.8  # (16*0.5 + 10*0.25 + ...) / (0.5 + 0.25 + ...): the missing hour is skipped, not filled
+
+
 def test_nowcast_uses_raw_hours_and_truncates_the_result():
     # steady air: w = 1, the NowCast is the plain average of the hours present
     assert nowcast([12.34, 12.34, 12.34]) == 12.3
