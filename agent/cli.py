@@ -211,6 +211,7 @@ class _Group(click.Group):
 def cli(verbose: int) -> None:
     """edge-agent: cameras and serial sensors -> TFLite on the edge -> SQLite -> MQTT."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    import agent.parts  # noqa: F401 - every part's tables and sections (only for a command, not --help)
     from agent.service.logsetup import setup_logging
 
     setup_logging(level)

@@ -101,6 +101,14 @@ def run_cmd(
         reload_config=reload_config if config_file else None,
         restore_signals=False,  # a SIGTERM while the report below is printed is not a death
     )
+    import signal as _signal
+
+    # The run is over and everything is committed: from here to the exit a SIGTERM/SIGINT is ignored.
+    # (Python resets its own handlers to the default while the interpreter shuts down, so a service
+    # manager's SIGTERM in that window would otherwise end a clean exit as a death by signal; an
+    # ignored signal stays ignored.)
+    for s in (_signal.SIGTERM, _signal.SIGINT):
+        _signal.signal(s, _signal.SIG_IGN)
     st = pipe.status()
     for name, cam in st["cameras"].items():
         click.echo(

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+import agent.parts  # noqa: F401 - every part's tables, prune steps and summary sections
 from agent import __version__
 from agent.config import AgentConfig, CameraConfig
 from agent.errors import AgentError

@@ -31,13 +31,12 @@ _SECTIONS: dict[str, SectionFn] = {}
 _CURSORS: dict[str, tuple[str, CursorFn]] = {}  # sync_state key -> (section, cursor)
 _LOCK = threading.Lock()
 
-# Modules that register sections at import (one line per part).
-SECTION_MODULES = [
-    "agent.sync.sections_core",
-    "agent.analytics.summary",
-    "agent.analytics.incidents.store",
-    "firmware_bridge.summary",
-]
+_PARTS_LOADED = False  # set by agent.parts once every part's module has registered its section
+
+
+def parts_loaded() -> None:
+    global _PARTS_LOADED
+    _PARTS_LOADED = True
 
 
 def register_summary_section(name: str, fn: SectionFn) -> None:
@@ -52,14 +51,12 @@ def register_summary_cursor(section: str, key: str, fn: CursorFn) -> None:
 
 
 def _load() -> None:
-    import importlib
-
-    for mod in SECTION_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+    """Summaries need every part's section: a process must have imported :mod:`agent.parts`."""
+    if not _PARTS_LOADED:
+        raise RuntimeError(
+            "the agent's parts are not loaded, so summaries would lack sections: import agent.parts first"
+            " (the entry points and the pipeline do)"
+        )
 
 
 def summary_sections() -> dict[str, SectionFn]:

@@ -54,9 +54,10 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 def _synthetic_sections() -> None:
     """Counts and AQI like a real unit's (the analytics and sensors parts are not running here)."""
+    import agent.parts  # noqa: F401 - every part's tables and sections
     from agent.sections import register_summary_section, summary_sections
 
-    summary_sections()  # import the real sections first, then replace the two this host cannot compute
+    summary_sections()  # the real sections first, then replace the two this host cannot compute
 
     def analytics(conn, start, end):
         r = random.Random(hash((start, id(conn))))

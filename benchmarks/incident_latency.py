@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+import agent.parts  # noqa: E402, F401 - every part's tables and sections
 from agent.analytics.config import CameraAnalytics  # noqa: E402
 from agent.analytics.runner import AnalyticsRunner  # noqa: E402
 from agent.config import parse_config  # noqa: E402

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+import agent.parts  # noqa: E402, F401 - every part's tables and sections
 from agent.config import parse_config  # noqa: E402
 from agent.store.db import Database  # noqa: E402
 from agent.store.writer import Writer  # noqa: E402

@@ -93,6 +93,7 @@ LAYERS: list[tuple[str, int]] = [
     ("agent.service*", 8),
     ("agent.stages", 9),
     ("agent.pipeline", 9),
+    ("agent.parts", 9),
     ("agent.runner", 9),
     ("agent.bench", 9),
 ]

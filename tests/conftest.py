@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import agent.parts  # noqa: F401 - every part's tables and sections, as the entry points load them
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

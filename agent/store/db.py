@@ -49,26 +49,24 @@ def registered_components() -> dict[str, list[Migration]]:
         return {k: list(v) for k, v in _REGISTRY.items()}
 
 
-def _load_schema_modules() -> None:
-    """Import the modules that register tables, so a fresh process knows the whole schema."""
-    import importlib
-
-    for mod in _SCHEMA_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # a part not installed in this build
-            if exc.name != mod:
-                raise
+_PARTS_LOADED = False
 
 
-# Modules that call register_migrations() at import. One line per part of the agent.
-_SCHEMA_MODULES = [
-    "agent.store.schema",
-    "agent.sync.outbox",
-    "agent.analytics.store",
-    "agent.analytics.incidents.store",
-    "firmware_bridge.store",
-]
+def parts_loaded() -> None:
+    """Called once by :mod:`agent.parts` after it has imported every part that owns tables."""
+    global _PARTS_LOADED
+    _PARTS_LOADED = True
+
+
+def _require_parts() -> None:
+    """A process that opens the database must know the whole schema: ``import agent.parts`` first
+    (every entry point does). Without it, migrating would silently skip the tables of parts not
+    imported yet, so this is an error, not a smaller schema."""
+    if not _PARTS_LOADED:
+        raise RuntimeError(
+            "the agent's parts are not loaded, so the schema is incomplete: import agent.parts before "
+            "opening the database (the entry points and the pipeline do)"
+        )
 
 
 def connect(path: str | Path, *, readonly: bool = False, timeout_s: float = 10.0) -> sqlite3.Connection:
@@ -161,7 +159,7 @@ class Database:
 
     def migrate(self) -> list[tuple[str, int]]:
         """Apply pending migrations of every registered component. Returns what was applied."""
-        _load_schema_modules()
+        _require_parts()
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS _migrations (component TEXT NOT NULL, version INTEGER NOT NULL,"
             " name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),"

@@ -8,6 +8,7 @@ import signal
 import threading
 from pathlib import Path
 
+import agent.parts  # noqa: F401 - every part's tables and sections
 from agent.config import load_config
 from agent.service.logsetup import setup_logging
 from agent.store.db import Database

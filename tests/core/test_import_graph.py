@@ -55,8 +55,24 @@ def test_few_upward_imports():
     assert len(up) <= g.MAX_UPWARD, "upward imports: " + "; ".join(f"{m}:{n} -> {t}" for m, n, t in up)
 
 
-def test_imports_by_a_string_only_the_two_registries():
-    # The summary-section and migration registries still load their parts by name (see CHANGELOG #13);
-    # nothing else may.
-    strings = {m for m, _, _ in _graph().report()["strings"]}
-    assert strings <= {"agent.sections", "agent.store.db"}, strings
+def test_nothing_imports_a_module_by_a_string():
+    # parts are imported by name in agent/parts.py (plain imports); the registries only check it ran
+    assert _graph().report()["strings"] == []
+
+
+def test_without_agent_parts_the_database_refuses_instead_of_a_smaller_schema(tmp_path):
+    code = f"""
+from agent.store.db import Database
+try:
+    Database({str(tmp_path / "a.sqlite")!r})
+except RuntimeError as exc:
+    print("refused:", exc)
+import agent.parts
+db = Database({str(tmp_path / "a.sqlite")!r})
+tables = {{r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}}
+print(sorted({{"detections", "outbox", "volume_bins", "incidents", "readings"}} - tables))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "refused: the agent's parts are not loaded" in r.stdout and "import agent.parts" in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == "[]"  # every part's tables, once it is imported

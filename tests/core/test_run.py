@@ -162,3 +162,20 @@ print("alive after SIGTERM")
     assert r.returncode == 0, r.stderr
     assert "alive after SIGTERM" in r.stdout and "caller's handler" not in r.stdout
     assert "SIGTERM again: already stopping" in r.stderr
+
+
+def test_after_its_report_run_ignores_sigterm_through_the_interpreter_exit(tmp_path):
+    """Python resets its own signal handlers to the default while it shuts down; an ignored signal
+    stays ignored. So once `run` has committed everything, SIGTERM/SIGINT are set to SIG_IGN: a
+    service manager's SIGTERM during the exit cannot turn a clean exit into a death by signal."""
+    cfg = _write_config(tmp_path, "")
+    code = f"""
+import os, signal
+from agent.cli import cli
+cli.main(["run", "--config", {str(cfg)!r}, "--duration", "0.2"], prog_name="edge-agent", standalone_mode=False)
+print("ignored:", signal.getsignal(signal.SIGTERM) is signal.SIG_IGN, signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+os.kill(os.getpid(), signal.SIGTERM)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "ignored: True True" in r.stdout
