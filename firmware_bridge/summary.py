@@ -131,7 +131,13 @@ def _result(table: str, basis: str, a: str, b: str, conc: dict[str, float | None
     }
 
 
-_DAILY: dict[tuple[str, str, str], dict[str, Any]] = {}
+_DAILY: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+
+
+def _db_file(conn: sqlite3.Connection) -> str:
+    """The file behind ``conn`` ("" for an in-memory database)."""
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return str(row[2]) if row else ""
 
 
 def sensor_aqi(
@@ -169,8 +175,12 @@ def sensor_aqi(
         current.pop("from")
     day_end = end_t - end_t % 86400
     day = iso_utc(day_end - 86400)[:10]
-    key = (sensor, day, table)
-    daily = _DAILY.get(key)
+    # Cached per database file: one process may hold several (a hub, tests), and the same sensor
+    # name on two units is two sensors. Only once the day has settled (an hour past its end, when
+    # late readings of its last minutes have been committed) is it kept; until then it is recomputed.
+    key = (_db_file(conn), sensor, day, table)
+    settled = end_t - day_end >= 3600
+    daily = _DAILY.get(key) if settled else None
     if daily is None:
         conc, valid = {}, {}
         for m, p in present:
@@ -186,10 +196,11 @@ def sensor_aqi(
             valid,
             f"a daily AQI needs {aqi_mod.DAY_MIN_HOURS} of 24 valid hourly averages",
         )
-        with _LOCK:
-            if len(_DAILY) > 256:
-                _DAILY.clear()
-            _DAILY[key] = daily
+        if settled:
+            with _LOCK:
+                if len(_DAILY) > 256:
+                    _DAILY.clear()
+                _DAILY[key] = daily
     return {"table": table, "current": current, "daily": dict(daily)}
 
 

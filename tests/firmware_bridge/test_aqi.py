@@ -205,3 +205,29 @@ def test_summary_daily_aqi_and_a_day_with_missing_hours(tmp_path):
     # NowCast at 00:05 uses hours 12..23 of yesterday: the latest three (21, 22, 23) are missing
     cur = s["air"]["aqi"]["current"]
     assert cur["aqi"] is None and "2 of the 3" in cur["missing"]
+
+
+def test_daily_aqi_is_per_database_and_counts_late_readings_of_the_day(tmp_path):
+    """Two units' databases in one process (a hub, the tests) with a sensor of the same name give their
+    own daily AQI; and readings of the day's last hours committed just after midnight still count."""
+    from agent.store.db import Database
+    from agent.timefmt import iso_utc
+    from firmware_bridge import summary
+
+    today = (1796169600 // 86400) * 86400
+    a, b = Database(tmp_path / "a.sqlite"), Database(tmp_path / "b.sqlite")
+    _fill(a.conn, "air", {h: (12.0, 60) for h in range(18)}, today - 86400)
+    _fill(b.conn, "air", {h: (40.0, 60) for h in range(24)}, today - 86400)
+    for db in (a, b):
+        _fill(db.conn, "air", {0: (12.0, 2)}, today)
+    window = (iso_utc(today), iso_utc(today + 120))
+    da = summary.sensors_section(a.conn, *window)["air"]["aqi"]["daily"]
+    db_ = summary.sensors_section(b.conn, *window)["air"]["aqi"]["daily"]
+    assert (da["pm2_5"], da["hours_valid"]) == (12.0, {"pm2_5": 18})
+    assert (db_["pm2_5"], db_["hours_valid"]) == (40.0, {"pm2_5": 24})
+    # the writer commits the last hours of yesterday a little late: the next summary counts them
+    _fill(a.conn, "air", {h: (12.0, 60) for h in range(18, 24)}, today - 86400)
+    da = summary.sensors_section(a.conn, iso_utc(today), iso_utc(today + 180))["air"]["aqi"]["daily"]
+    assert da["hours_valid"] == {"pm2_5": 24}
+    a.close()
+    b.close()
