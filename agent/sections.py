@@ -44,6 +44,21 @@ def register_summary_section(name: str, fn: SectionFn) -> None:
         _SECTIONS[name] = fn
 
 
+def change_cursor(changes: Callable[[sqlite3.Connection, int], list[tuple]], seq_col: int) -> CursorFn:
+    """A cursor over ``changes(conn, mark)`` (the rows a section sends, in change order, column
+    ``seq_col`` their change number): the new mark is the last row's change number; a database
+    without the section's tables keeps its mark."""
+
+    def cursor(conn: sqlite3.Connection, mark: int) -> int:
+        try:
+            rows = changes(conn, mark)
+        except sqlite3.OperationalError:  # the part never ran on this database
+            return mark
+        return max(mark, rows[-1][seq_col]) if rows else mark
+
+    return cursor
+
+
 def register_summary_cursor(section: str, key: str, fn: CursorFn) -> None:
     """``section`` sends rows by change after the mark kept in ``sync_state[key]``; ``fn`` gives the new mark."""
     with _LOCK:

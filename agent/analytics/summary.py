@@ -14,7 +14,7 @@ import sqlite3
 from typing import Any
 
 from agent.analytics.store import SUMMARY_MARK
-from agent.sections import register_summary_cursor, register_summary_section, summary_mark
+from agent.sections import change_cursor, register_summary_cursor, register_summary_section, summary_mark
 
 #: most changed bin rows one summary takes (a backlog, e.g. after an upgrade, drains over the next ones)
 MAX_BIN_CHANGES = 2000
@@ -42,13 +42,8 @@ def _changes(conn: sqlite3.Connection, mark: int) -> list[tuple[str, str, int, i
     )
 
 
-def bins_cursor(conn: sqlite3.Connection, mark: int) -> int:
-    """The mark after the bins :func:`analytics_section` sends on this snapshot."""
-    try:
-        rows = _changes(conn, mark)
-    except sqlite3.OperationalError:  # analytics never ran on this database
-        return mark
-    return max(mark, rows[-1][3]) if rows else mark
+#: the mark after the bins :func:`analytics_section` sends on a snapshot
+bins_cursor = change_cursor(_changes, 3)
 
 
 def changed_bins(conn: sqlite3.Connection, mark: int, window_start: str) -> list[tuple[str, dict[str, Any]]]:

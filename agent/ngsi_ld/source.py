@@ -20,6 +20,21 @@ def _table(conn: sqlite3.Connection, name: str) -> bool:
     )
 
 
+def _bin_row(row: tuple) -> dict[str, Any]:
+    """One ``volume_bins`` row (camera, line, direction, class, bin_start, bin_s, count, coverage_s)."""
+    c, ln, d, cls, s, bs, n, cov = row
+    return {
+        "camera": c,
+        "line": ln,
+        "direction": d,
+        "class": cls,
+        "start": s,
+        "seconds": int(bs),
+        "count": int(n),
+        "coverage": (cov / bs) if bs else 0.0,
+    }
+
+
 def volume_bins(conn: sqlite3.Connection, since: str, until: str) -> list[dict[str, Any]]:
     """Completed volume bins that end in ``(since, until]``."""
     if not _table(conn, "volume_bins"):
@@ -31,19 +46,7 @@ def volume_bins(conn: sqlite3.Connection, since: str, until: str) -> list[dict[s
         " ORDER BY bin_start, camera, line, direction, class",
         (since, until),
     ).fetchall()
-    return [
-        {
-            "camera": c,
-            "line": ln,
-            "direction": d,
-            "class": cls,
-            "start": s,
-            "seconds": int(bs),
-            "count": int(n),
-            "coverage": (cov / bs) if bs else 0.0,
-        }
-        for c, ln, d, cls, s, bs, n, cov in rows
-    ]
+    return [_bin_row(r) for r in rows]
 
 
 _END = "strftime('%Y-%m-%dT%H:%M:%fZ', bin_start, '+' || bin_s || ' seconds')"
@@ -80,23 +83,14 @@ def changed_volume_bins(
         keys[(cam, start, bin_s)] = None
     out = []
     for cam, start, bin_s in sorted(keys, key=lambda k: (k[1], k[0], k[2])):
-        for c, ln, d, cls, s, bs, n, cov in conn.execute(
-            "SELECT camera, line, direction, class, bin_start, bin_s, count, coverage_s FROM volume_bins"
-            " WHERE camera = ? AND bin_start = ? AND bin_s = ? ORDER BY line, direction, class",
-            (cam, start, bin_s),
-        ):
-            out.append(
-                {
-                    "camera": c,
-                    "line": ln,
-                    "direction": d,
-                    "class": cls,
-                    "start": s,
-                    "seconds": int(bs),
-                    "count": int(n),
-                    "coverage": (cov / bs) if bs else 0.0,
-                }
+        out += [
+            _bin_row(r)
+            for r in conn.execute(
+                "SELECT camera, line, direction, class, bin_start, bin_s, count, coverage_s FROM volume_bins"
+                " WHERE camera = ? AND bin_start = ? AND bin_s = ? ORDER BY line, direction, class",
+                (cam, start, bin_s),
             )
+        ]
     return out, new_mark
 
 

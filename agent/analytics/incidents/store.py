@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from agent.sections import summary_mark
+from agent.sections import change_cursor, summary_mark
 from agent.store.db import Migration, register_migrations
 
 register_migrations(
@@ -253,13 +253,8 @@ def _fusion_changes(conn: sqlite3.Connection, mark: int) -> list[tuple]:
     ).fetchall()
 
 
-def radar_cursor(conn: sqlite3.Connection, mark: int) -> int:
-    """The mark after the radar fusion bins :func:`incidents_section` sends on this snapshot."""
-    try:
-        rows = _fusion_changes(conn, mark)
-    except sqlite3.OperationalError:  # no incidents tables on this database
-        return mark
-    return max(mark, rows[-1][13]) if rows else mark
+#: the mark after the radar fusion bins :func:`incidents_section` sends on a snapshot
+radar_cursor = change_cursor(_fusion_changes, 13)
 
 
 def _register_section() -> None:
