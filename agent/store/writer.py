@@ -91,6 +91,12 @@ class Writer:
         self.disk_full = False
         #: called on the writer's connection when the disk is full; True when it freed room
         self.relief: Callable[[sqlite3.Connection], bool] | None = None
+        #: called on the writer's connection before each try of a batch (retention: how far the file may grow)
+        self.guard: Callable[[sqlite3.Connection], None] | None = None
+        self._give_up = threading.Event()  # set by stop() at its deadline: no more retries
+        self._lost_msg: str | None = None
+        self._lost_logged = 0.0
+        self._lost_quiet = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Writer:
@@ -99,7 +105,9 @@ class Writer:
         return self
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Commit everything accepted so far, then stop the thread."""
+        """Commit everything accepted so far, then stop the thread. A batch still stuck at the deadline
+        (a disk that stays full) is counted as failed and logged, and the thread ends: none is left
+        retrying behind a closed database."""
         if not self._thread:
             return
         deadline = time.monotonic() + timeout_s
@@ -112,6 +120,9 @@ class Writer:
                     log.error("writer queue still full at stop; %d writes pending", self._q.qsize())
                     break
         self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            self._give_up.set()  # no more retries: what is left is counted as failed
+            self._thread.join(5.0)
         if self._thread.is_alive():
             log.error("database writer did not finish within %.0f s", timeout_s)
         self._thread = None
@@ -204,72 +215,124 @@ class Writer:
         stopping = False
         while not stopping:
             batch: list[_Op] = []
+            try:
+                stopping = self._next_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - never die: what was taken is counted, not dropped silently
+                log.exception("database writer: unexpected error while batching")
+                if batch:
+                    self._lose(batch, f"{type(exc).__name__}: {exc}", _hint(exc))
+                    self._settle(batch)
+                continue
+            if batch:
+                self._commit_with_retry(conn, batch, stopping)
+        if self._give_up.is_set():  # stop() gave up waiting: fail what is still queued, visibly
+            left: list[_Op] = []
+            while True:
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, _Op):
+                    left.append(item)
+            left.extend(self._prio)
+            self._prio.clear()
+            if left:
+                self._lose(left, "the writer stopped before they could be committed", "see the error above")
+                self._settle(left)
+
+    def _next_batch(self, batch: list[_Op]) -> bool:
+        """Fill ``batch`` with the next writes; True once the stop mark was taken."""
+        stopping = False
+        while self._prio:
+            batch.append(self._prio.popleft())
+        if batch:
+            return False
+        try:
+            first = self._q.get(timeout=1.0)
+        except queue.Empty:
+            self.last_progress = time.monotonic()
+            return False
+        if first is _WAKE:
+            return False
+        if first is _STOP:
+            stopping = True
+        else:
+            batch.append(first)
+            rows = len(first.rows) if first.rows is not None else 1
+            deadline = time.monotonic() + self.max_delay_s
+            while len(batch) < self.max_batch and rows < self.max_batch_rows and not batch[-1].urgent:
+                try:
+                    item = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                if item is _WAKE:
+                    break
+                batch.append(item)
+                rows += len(item.rows) if item.rows is not None else 1
+        if stopping:  # drain what is left without waiting
+            while True:
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not _STOP and item is not _WAKE:
+                    batch.append(item)
             while self._prio:
                 batch.append(self._prio.popleft())
-            if batch:
-                self._commit_with_retry(conn, batch, stopping)
-                continue
-            try:
-                first = self._q.get(timeout=1.0)
-            except queue.Empty:
-                self.last_progress = time.monotonic()
-                continue
-            if first is _WAKE:
-                continue
-            if first is _STOP:
-                stopping = True
-            else:
-                batch.append(first)
-                rows = len(first.rows) if first.rows is not None else 1
-                deadline = time.monotonic() + self.max_delay_s
-                while len(batch) < self.max_batch and rows < self.max_batch_rows and not batch[-1].urgent:
-                    try:
-                        item = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    if item is _WAKE:
-                        break
-                    batch.append(item)
-                    rows += len(item.rows) if item.rows is not None else 1
-            if stopping:  # drain what is left without waiting
-                while True:
-                    try:
-                        item = self._q.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is not _STOP and item is not _WAKE:
-                        batch.append(item)
-                while self._prio:
-                    batch.append(self._prio.popleft())
-            if batch:
-                self._commit_with_retry(conn, batch, stopping)
+        return stopping
 
     def _commit_with_retry(self, conn: sqlite3.Connection, batch: list[_Op], stopping: bool) -> None:
+        """Commit ``batch``, in order, keeping it through a full disk. Never raises: a write that cannot
+        be committed for good is counted in ``failed`` and logged, and the thread goes on."""
+        parts: deque[list[_Op]] = deque([batch])  # a work list, not recursion: halving stays bounded
+        while parts:
+            part = parts.popleft()
+            try:
+                halves = self._commit_part(conn, part, stopping)
+            except Exception as exc:  # noqa: BLE001 - the writer thread must never die of one batch
+                self._lose(part, f"{type(exc).__name__}: {exc}", _hint(exc))
+                halves = None
+            if halves:
+                parts.extendleft(reversed(halves))  # the halves first, in order
+            else:
+                self._settle(part)
+
+    def _commit_part(
+        self, conn: sqlite3.Connection, batch: list[_Op], stopping: bool
+    ) -> list[list[_Op]] | None:
+        """Try ``batch`` until it is committed or failed for good (returns None), or return its halves
+        to be tried one after the other (a full disk, or one bad write among good ones)."""
         delay = 0.5
-        failed_before = False
+        failed_before = warned = False
         while True:
+            if self.guard is not None:
+                try:
+                    self.guard(conn)
+                except Exception:  # noqa: BLE001 - a failing guard must not stop the writer
+                    log.exception("database growth guard failed")
             try:
                 self._commit(conn, batch)
                 self.disk_full = False
                 if failed_before:  # recovered: the error is history, not the current state
                     self.last_error = None
-                    log.warning("database writes resumed")
-                break
+                    if warned:  # a retry that worked at once (after a relief) is not news
+                        log.warning("database writes resumed")
+                return None
             except sqlite3.OperationalError as exc:
                 msg = str(exc)
-                self.last_error = msg
                 transient = "full" in msg or "locked" in msg or "busy" in msg or "disk I/O" in msg
                 if not transient:
-                    log.error("database write failed, %d writes lost: %s", len(batch), msg)
-                    for op in batch:
-                        self.failed[op.kind] += 1
-                    break
+                    if len(batch) > 1:  # find the bad write: the others must not go down with it
+                        return _halves(batch)
+                    self._lose(batch, msg, _hint(exc))
+                    return None
+                self.last_error = msg
                 failed_before = True
                 self.disk_full = "full" in msg
-                if self.disk_full and self.relief is not None and not stopping:
+                if self.disk_full and self.relief is not None and not self._give_up.is_set():
                     try:
                         freed = self.relief(conn)
                     except Exception:  # noqa: BLE001 - a failing relief must not stop the writer
@@ -278,25 +341,33 @@ class Writer:
                     if freed:
                         delay = 0.5
                         continue
+                if self._give_up.is_set():
+                    self._lose(
+                        batch,
+                        f"{msg} (still at shutdown)",
+                        "free space on the database's disk (df -h), then restart the agent",
+                    )
+                    return None
                 if self.disk_full and len(batch) > 1:
                     # a batch too big for what is left may fit in halves (in order; each half retried alike)
-                    mid = len(batch) // 2
-                    self._commit_with_retry(conn, batch[:mid], stopping)
-                    self._commit_with_retry(conn, batch[mid:], stopping)
-                    return
+                    return _halves(batch)
+                warned = True
                 log.warning(
                     "database write failed (%s); keeping %d writes, retrying in %.1f s",
                     msg,
                     len(batch),
                     delay,
                 )
-                time.sleep(delay)
+                self._give_up.wait(delay)  # stop() cuts the wait short at its deadline
                 delay = min(delay * 2, 30.0)
-                if stopping and delay >= 30.0:
-                    log.error("giving up on %d writes at shutdown: %s", len(batch), msg)
-                    for op in batch:
-                        self.failed[op.kind] += 1
-                    break
+            except Exception as exc:  # noqa: BLE001 - not a disk error: a bad row, a closed database, a bug
+                if len(batch) > 1:  # find the bad write: the others must not go down with it
+                    return _halves(batch)
+                self._lose(batch, f"{type(exc).__name__}: {exc}", _hint(exc))
+                return None
+
+    def _settle(self, batch: list[_Op]) -> None:
+        """``batch`` is committed or failed for good: wake flush() and call() waiters."""
         with self._cond:
             self._committed = max(self._committed, max(op.seq for op in batch))
             self._cond.notify_all()
@@ -304,6 +375,22 @@ class Writer:
             if op.done is not None:
                 op.done.set()
         self.last_progress = time.monotonic()
+
+    def _lose(self, batch: list[_Op], msg: str, hint: str) -> None:
+        """Count ``batch`` as failed for good and say so (one log line per error and 10 s at most)."""
+        for op in batch:
+            self.failed[op.kind] += 1
+        kinds = ", ".join(sorted({op.kind for op in batch}))
+        self.last_error = f"{kinds}: {msg}"
+        now = time.monotonic()
+        if msg == self._lost_msg and now - self._lost_logged < 10.0:
+            self._lost_quiet += len(batch)
+            return
+        more = f" (and {self._lost_quiet} more writes since the last such line)" if self._lost_quiet else ""
+        log.error(
+            "database write failed, %d %s writes lost%s: %s\n  fix: %s", len(batch), kinds, more, msg, hint
+        )
+        self._lost_msg, self._lost_logged, self._lost_quiet = msg, now, 0
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -344,3 +431,20 @@ class Writer:
             raise
         self.committed_rows += rows_done
         self.batches += 1
+
+
+def _halves(batch: list[_Op]) -> list[list[_Op]]:
+    mid = len(batch) // 2
+    return [batch[:mid], batch[mid:]]
+
+
+def _hint(exc: BaseException) -> str:
+    """The fix line for a write that failed for good."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.ProgrammingError) and "closed" in text:
+        return "the database was closed while its writer still ran: stop the writer (Writer.stop) first"
+    if isinstance(exc, (sqlite3.IntegrityError, sqlite3.InterfaceError)) or "no such" in text:
+        return "a bug in the part that submitted this write (the other writes are kept); report it with this line"
+    if isinstance(exc, sqlite3.DatabaseError):
+        return "check the database (edge-agent status; PRAGMA integrity_check) and the disk it is on"
+    return "a bug in the agent (the writer goes on, the other writes are kept); report it with this line"

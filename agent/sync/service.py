@@ -100,7 +100,9 @@ class SyncService:
             small_counts=cfg.privacy.small_counts,
         )
         self.retention = Retention(cfg.storage.max_db_mb, writer, self._reader, self.topics)
+        self.retention.reserve = Path(str(db_path) + "-reserve")  # beside the database (keep_reserve)
         writer.relief = self.retention.relieve  # prunes on the writer's connection when the disk is full
+        writer.guard = self.retention.guard  # the file grows only into room the WAL will not need
         conn = self._reader()
         try:
             self._session = outbox.state_value(conn, "session")

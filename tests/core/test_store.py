@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -189,4 +190,79 @@ def test_readers_run_beside_the_writer(db_path):
     t.join()
     w.stop()
     assert seen and max(seen) <= 200 and w.failed == {}
+    db.close()
+
+
+def _det(frame: int, **over) -> dict:
+    row = {
+        "ts": "2026-01-01T00:00:00.000Z",
+        "camera": "c",
+        "frame": frame,
+        "model": "m",
+        "label": "car",
+        "class_id": 2,
+        "score": 0.9,
+        "x1": 0,
+        "y1": 0,
+        "x2": 1,
+        "y2": 1,
+    }
+    row.update(over)
+    return row
+
+
+def test_writer_survives_an_unexpected_exception_in_a_write(db_path, caplog):
+    """A write that fails with something other than a disk error (a row SQLite refuses, a value it
+    cannot bind, a bug in the writer's own code) is counted as failed with an error and a fix line;
+    the other writes of its batch are committed and the thread goes on."""
+    db = Database(db_path)
+    w = Writer(db, max_batch=100, max_delay_s=0.2).start()
+    with caplog.at_level("ERROR", logger="agent.store.writer"):
+        assert w.submit_rows("detections", [_det(1)])
+        assert w.submit_rows("detections", [_det(2, camera=None)], kind="bad_null")  # NOT NULL
+        assert w.submit_rows("detections", [_det(3, score=object())], kind="bad_type")  # cannot bind
+        assert w.submit_rows("detections", [_det(4)])
+        assert w.flush(10)
+        # an exception from inside the writer's own commit code, once
+        real = w._commit
+        calls = []
+
+        def boom(conn, batch):
+            if not calls:
+                calls.append(1)
+                raise RecursionError("maximum recursion depth exceeded")
+            return real(conn, batch)
+
+        w._commit = boom
+        assert w.submit_rows("detections", [_det(5)], kind="unlucky")
+        assert w.flush(10)
+        assert w.submit_rows("detections", [_det(6)])
+        assert w.flush(10)
+    assert w.alive, "the writer thread died"
+    assert dict(w.failed) == {"bad_null": 1, "bad_type": 1, "unlucky": 1}, w.failed
+    frames = [r[0] for r in db.conn.execute("SELECT frame FROM detections ORDER BY frame")]
+    assert frames == [1, 4, 6]
+    lost = [r.getMessage() for r in caplog.records if "writes lost" in r.getMessage()]
+    assert len(lost) == 3 and all("\n  fix: " in m for m in lost), lost
+    assert any("RecursionError" in m for m in lost)
+    w.stop()
+    assert not w.alive
+    db.close()
+
+
+def test_writer_stop_gives_up_on_a_disk_that_stays_full(db_path):
+    """A batch still stuck on SQLITE_FULL at stop's deadline is counted as failed and the thread ends:
+    none is left retrying behind a database that is about to be closed."""
+    db = Database(db_path)
+    w = Writer(db, max_delay_s=0.01).start()
+    pages = db.conn.execute("PRAGMA page_count").fetchone()[0]
+    w.submit_fn(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"), block=True)
+    assert w.flush(5)
+    assert w.submit_rows("detections", [_det(i) for i in range(2000)])
+    assert not w.flush(1.0) and w.disk_full
+    t0 = time.monotonic()
+    w.stop(timeout_s=1.0)
+    assert time.monotonic() - t0 < 8
+    assert not w.alive
+    assert w.failed["detections"] >= 1 and "full" in (w.last_error or "")
     db.close()
