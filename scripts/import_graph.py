@@ -75,7 +75,6 @@ LAYERS: list[tuple[str, int]] = [
     ("agent.sync.outbox", 1),
     ("agent.sync.retention", 1),
     ("agent.sync.topics", 1),
-    ("agent.sync.health", 0),  # a re-export of agent.host until retention.py and summary.py import it
     ("agent.sources*", 2),
     ("agent.inference*", 2),
     ("firmware_bridge.service", 3),

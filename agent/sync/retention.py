@@ -41,10 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.host import db_used_bytes
 from agent.store.db import wal_limits
 from agent.store.writer import Writer
 from agent.sync import outbox
-from agent.sync.health import db_used_bytes
 from agent.sync.topics import Topics
 
 log = logging.getLogger(__name__)
