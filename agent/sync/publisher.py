@@ -1,23 +1,26 @@
 """The publisher: moves outbox rows to the broker and marks them delivered on PUBACK.
 
-One thread. At most ``max_inflight`` messages are on the wire waiting for their PUBACK (paho
-enforces it); the publisher hands paho more than that (up to ``_HANDOFF`` messages, about
-``_HANDOFF_BYTES`` of them, at least two windows), so paho sends the next one as soon as an
-acknowledgement frees a slot, without waiting for this thread. A row becomes ``delivered`` only
+No thread of its own: it is the driver of the MQTT link's thread (``MqttLink``), which runs paho's
+network loop itself and calls :meth:`Publisher.pump` between network events. So one thread reads
+the outbox, hands paho the messages and takes their PUBACKs (``on_ack``, called from within paho's
+read): no message passes from one thread to another (issue #15). Other threads only set flags and
+wake the link (``notify``, ``replay``); the writer commits the marks and wakes it again.
+
+At most ``max_inflight`` messages are on the wire waiting for their PUBACK (paho enforces it); the
+publisher hands paho more than that (up to ``_HANDOFF`` messages, about ``_HANDOFF_BYTES`` of them,
+at least two windows), so paho sends the next one from within the same read as the PUBACK that
+freed its slot, and the publisher's own step runs once per ``_ACK_BATCH`` acks (or when everything
+handed out is acknowledged, or a timer is due), not per message. A row becomes ``delivered`` only
 when its PUBACK arrives (marks are batched through the single writer). Order: ``seq`` order within
 a priority class; in ``live-first`` mode health and events go before a backlog of summaries,
 replays go between the two, and the backlog is capped at ``backfill_rate_per_s`` (token bucket).
 When the connection is replaced, whatever was in flight is sent again (the hub removes duplicates
 by ``seq``): at-least-once, never silently lost.
 
-Cost per message matters (a backlog drains at thousands a second and every thread here shares the
-GIL with paho's network thread, so every bit of Python here slows paho down), so everything is done
-in batches: paho's thread only appends each PUBACK to a deque and wakes this thread once per
-``_ACK_BATCH`` acks (or when everything handed out is acknowledged); this thread then handles the
-acks, tops paho's queue up in one burst (``MqttLink.publish_many``) and hands the marks to the
-writer in one write; rows are plain tuples read a thousand at a time in one SQLite step
-(``outbox.fetch_pending``); only the last marks of a drained outbox are committed at once (nothing
-left to batch with). ``benchmarks/sync_bench.py`` measures the result against a bare paho loop.
+Rows are plain tuples read a thousand at a time in one SQLite step (``outbox.fetch_pending``);
+marks go to the writer in one write per batch; only the last marks of a drained outbox are
+committed at once (nothing left to batch with). ``benchmarks/sync_bench.py`` measures the result
+against a bare paho loop.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ log = logging.getLogger(__name__)
 _FETCH = 1000
 _HANDOFF = 1024  # most messages handed to paho at once (on the wire: at most max_inflight) ...
 _HANDOFF_BYTES = 2 << 20  # ... and about this many bytes of them (but always two windows' worth)
-_ACK_BATCH = 256  # paho's thread wakes the publisher once per this many acks (paho still holds the rest)
+_ACK_BATCH = 256  # the step runs once per this many acks (paho still holds the rest to send)
 _MARK_BATCH = 200
 _MARK_DELAY_S = 0.1
 _REFRESH_S = 1.0  # look for new rows at least this often
@@ -82,13 +85,12 @@ class Publisher:
         self.link = link
         self.writer = writer
         self.reader = reader
-        self.cond = threading.Condition()
-        self._acks: deque[tuple[int, int, bool, Any]] = deque()
-        self._marked: deque[int] = deque()
+        self._marked: deque[int] = deque()  # seqs whose marks the writer committed (its thread appends)
         self._replays = ReplayQueue(cfg.max_replay)  # bounded, merged (agent/sync/commands.py)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._wake_acks = 1  # on_ack wakes this thread once this many acks wait (set by _step)
+        self._stopped = threading.Event()  # set when the last marks were handed over at stop
+        self._step_at = -1  # pump runs the step once no more than this many are in flight (a batch of acks)
+        self._next_step = 0.0  # ... or at this monotonic time
         self._dirty = True
         self.idle = threading.Event()  # set when nothing is in flight, buffered or waiting to be marked
         self.inflight: dict[int, int] = {}  # paho's mid -> seq, for the connection self._gen
@@ -96,7 +98,8 @@ class Publisher:
         self._bufs: dict[int | None, deque[outbox.SendRow]] = {}
         self._cursor: dict[int | None, int] = {}
         self._more: dict[int | None, bool] = {}  # the last fetch of a class was full: more rows may wait
-        self._to_mark: dict[str, list[int]] = {"delivered": [], "rejected": []}
+        self._delivered: list[int] = []  # acknowledged, mark not yet handed to the writer
+        self._rejected: list[int] = []
         self._mark_since = 0.0
         self._suffix: dict[tuple[int, bool], bytes] = {}  # (session, replay) -> b',"session":N}'
         self._topics: dict[bytes, str] = {}  # topic as read (bytes) -> str for paho
@@ -116,20 +119,26 @@ class Publisher:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        """Become the link's driver (its thread runs :meth:`pump`)."""
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
-        self._thread.start()
+        self._stopped.clear()
+        self.link.driver = self
+        self.link.wake()
 
     @property
     def alive(self) -> bool:
-        return bool(self._thread and self._thread.is_alive())
+        return self.link.driver is self and not self._stop.is_set()
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        """Hand the last marks to the writer (waiting for room in its queue) and detach from the link."""
         self._stop.set()
-        self.notify()
-        if self._thread:
-            self._thread.join(timeout_s)
-            self._thread = None
+        if self.link.alive and self.link.driver is self:
+            self.link.wake()  # the link's thread finishes (pump sees the stop)
+            self._stopped.wait(timeout_s)
+        else:
+            self._finish()
+        if self.link.driver is self:
+            self.link.driver = None
 
     def drain(self, deadline: float) -> bool:
         """Wait (until monotonic ``deadline``) for every pending row to be acknowledged and marked."""
@@ -148,20 +157,25 @@ class Publisher:
     # -- signals from other threads --------------------------------------------------------------
     def notify(self) -> None:
         """New rows were committed (or something else changed): look again."""
-        with self.cond:
-            self._dirty = True
-            self.cond.notify_all()
+        self._dirty = True
+        self.link.wake()
 
     def on_ack(self, gen: int, mid: int, ok: bool, reason: Any) -> None:
-        """Called in paho's network thread for every PUBACK: keep it cheap. ``deque.append`` is atomic,
-        so no lock per ack; the publisher is woken only when ``_wake_acks`` acks wait (a batch, or all
-        that are outstanding), or for a rejection. It also wakes on its own every ``_MARK_DELAY_S``
-        while anything is in flight, so no ack waits longer than that."""
-        acks = self._acks
-        acks.append((gen, mid, ok, reason))
-        if len(acks) >= self._wake_acks or not ok:
-            with self.cond:
-                self.cond.notify()
+        """Every PUBACK, in the link's thread from within paho's read (as is everything here but the
+        signals above): keep it cheap. The step that marks and tops paho up runs once a batch."""
+        if gen != self._gen:
+            return  # from a connection this publisher has not taken stock of (its rows go again)
+        seq = self.inflight.pop(mid, None)
+        if seq is None:
+            return  # birth/status, or a reply
+        if ok:
+            self._delivered.append(seq)
+            self.acked += 1
+        else:
+            self._rejected.append(seq)
+            self.rejected += 1
+            self.last_error = f"broker rejected seq {seq}: {reason}"
+            log.warning(self.last_error)
 
     def on_state(self, up: bool) -> None:
         self.notify()
@@ -170,8 +184,7 @@ class Publisher:
         """Queue a replay (merged with those queued); returns the seqs newly queued. Raises
         ``CommandError("busy")`` over the bound."""
         n = self._replays.add(from_seq, to_seq)
-        with self.cond:
-            self.cond.notify_all()
+        self.link.wake()
         return n
 
     def pending_count(self) -> int:
@@ -194,60 +207,62 @@ class Publisher:
         self._cursor = {c: 0 for c in classes}
         self._more = {c: True for c in classes}
 
-    def _run(self) -> None:
+    def pump(self) -> float:
+        """Called by the link's thread after every network event and wake-up: runs the step when a
+        batch of acks came in, something changed or a timer is due; returns the seconds it may wait."""
+        if self._stop.is_set():
+            if not self._stopped.is_set():
+                self._finish()
+            return 1.0
+        now = time.monotonic()
+        if (
+            not self._dirty
+            and not self._marked
+            and now < self._next_step
+            and len(self.inflight) > self._step_at
+        ):
+            return self._next_step - now
         try:
-            while not self._stop.is_set():
-                try:
-                    wait = self._step()
-                except sqlite3.Error as exc:  # a read failed (disk trouble): keep going, try again shortly
-                    self.last_error = f"outbox read failed: {exc}"
-                    log.warning(self.last_error)
-                    self._conn = None
-                    wait = 1.0
-                self.last_progress = time.monotonic()
-                if wait > 0:
-                    with self.cond:
-                        if (
-                            len(self._acks) < self._wake_acks
-                            and not self._dirty
-                            and not self._marked
-                            and not self._stop.is_set()
-                        ):
-                            self.cond.wait(wait)
+            wait = self._step()
+        except sqlite3.Error as exc:  # a read failed (disk trouble): keep going, try again shortly
+            self.last_error = f"outbox read failed: {exc}"
+            log.warning(self.last_error)
+            self._conn = None
+            wait = 1.0
+        now = time.monotonic()
+        self.last_progress = now
+        self._next_step = now + wait
+        return wait
+
+    def ended(self) -> None:
+        """The link's thread is ending: hand the marks over (at stop, all of them) and close the reader."""
+        if self._stop.is_set():
+            self._finish()
+        else:
+            self._flush_marks(urgent=True)
+            self._close()
+
+    def _finish(self) -> None:
+        try:
             self._flush_marks(force=True)
         finally:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._close()
+            self._stopped.set()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _step(self) -> float:
-        """One round: take acks, mark, publish what the window allows. Returns how long to wait."""
-        with self.cond:
-            acks = list(self._acks)
-            self._acks.clear()
-            dirty, self._dirty = self._dirty, False
+        """One round: release marked rows, publish what the window allows, hand marks over. Returns how
+        long to wait."""
+        dirty, self._dirty = self._dirty, False
         if self._marked:  # committed marks: those rows may be read again (as delivered, they will not be)
             done = []
             while self._marked:
                 done.append(self._marked.popleft())
             self.busy.difference_update(done)
-        gen, inflight = self._gen, self.inflight
-        delivered = self._to_mark["delivered"]
-        n0 = len(delivered)
-        for a_gen, mid, ok, reason in acks:
-            if a_gen != gen:
-                continue  # from a replaced connection (its rows go again)
-            seq = inflight.pop(mid, None)
-            if seq is None:
-                continue  # birth/status
-            if ok:
-                delivered.append(seq)
-            else:
-                self._to_mark["rejected"].append(seq)
-                self.rejected += 1
-                self.last_error = f"broker rejected seq {seq}: {reason}"
-                log.warning(self.last_error)
-        self.acked += len(delivered) - n0
         if self.link.generation != self._gen:  # a new connection: what was in flight goes again
             self._gen = self.link.generation
             if self.inflight:
@@ -267,8 +282,8 @@ class Publisher:
             self._flush_marks()
             return 0.5
         wait = _REFRESH_S
-        # paho keeps at most max_inflight on the wire; we hand it more (bounded in count and bytes), so the
-        # next message is already queued in paho's thread when a PUBACK arrives (no thread switch per message)
+        # paho keeps at most max_inflight on the wire; we hand it more (bounded in count and bytes), so it
+        # sends the next message from within the read that took the PUBACK (no step per message)
         while not self._stop.is_set():
             room = self._handoff - len(self.inflight)
             if room <= 0:
@@ -281,8 +296,8 @@ class Publisher:
             if not self._send(rows, replay):
                 self._flush_marks()
                 return 0.5
-        # read ahead now, while paho holds a full queue: a fetch takes milliseconds while paho's thread is
-        # busy (every row read releases the GIL), too long to start only when a buffer has run empty
+        # read ahead now, while paho holds a full queue (a fetch takes milliseconds: better while paho
+        # still has messages to send than only when a buffer has run empty)
         for c in self._bufs:
             if self._more[c]:
                 self._refill(c)
@@ -291,10 +306,10 @@ class Publisher:
         # have the writer commit them at once instead of after its batching delay
         more = any(self._bufs.values()) or bool(self._replays)
         self._flush_marks(urgent=not self.inflight and not more)
-        # wake on a batch of acks, or when all that is outstanding is acknowledged (set before waiting;
-        # acks that came during this step count towards it)
-        self._wake_acks = max(1, min(_ACK_BATCH, len(self.inflight)))
-        marks = self._to_mark["delivered"] or self._to_mark["rejected"]
+        # the next step: after a batch of acks, or when all that is outstanding is acknowledged
+        n = len(self.inflight)
+        self._step_at = n - max(1, min(_ACK_BATCH, n))
+        marks = self._delivered or self._rejected
         if marks or self.inflight:
             wait = min(wait, _MARK_DELAY_S)
         if not marks and not self.inflight and not self.busy and not more:
@@ -375,7 +390,7 @@ class Publisher:
         seqs = []
         for seq, topic, body, qos, retain, _ in rows:
             if body is None:  # its text was deleted behind the agent's back: say so, do not stall on it
-                self._to_mark["rejected"].append(seq)
+                self._rejected.append(seq)
                 self.busy.add(seq)  # released when the mark is committed, like an acknowledged row
                 self.rejected += 1
                 self.last_error = (
@@ -404,7 +419,7 @@ class Publisher:
         """Hand collected marks to the writer: per ``_MARK_BATCH`` or ``_MARK_DELAY_S``, or at once when
         ``urgent`` (the writer then skips its batching delay too); ``force`` (at stop) also waits for
         room in the writer's queue."""
-        n = len(self._to_mark["delivered"]) + len(self._to_mark["rejected"])
+        n = len(self._delivered) + len(self._rejected)
         if not n:
             self._mark_since = 0.0
             return
@@ -413,25 +428,20 @@ class Publisher:
             self._mark_since = t
         if not force and not urgent and n < _MARK_BATCH and t - self._mark_since < _MARK_DELAY_S:
             return
-        marks = {k: list(v) for k, v in self._to_mark.items() if v}
-        done = self._marked
-
-        def write(conn: sqlite3.Connection) -> None:
-            for state, seqs in marks.items():
-                outbox.mark(conn, seqs, state)
+        marks = {k: v for k, v in (("delivered", self._delivered), ("rejected", self._rejected)) if v}
+        done, wake = self._marked, self.link.wake
 
         def committed_hook(conn: sqlite3.Connection) -> None:
-            write(conn)
+            for state, seqs in marks.items():
+                outbox.mark(conn, seqs, state)
             for seqs in marks.values():
                 done.extend(seqs)
-            with self.cond:  # wake the publisher to release them (no new rows: not dirty)
-                self.cond.notify_all()
+            wake()  # the link's thread releases them (no new rows: not dirty)
 
         if outbox.submit(
             self.writer, committed_hook, kind="outbox-ack", block=force, timeout_s=2.0, urgent=urgent or force
         ):
-            for k in self._to_mark:
-                self._to_mark[k] = []
+            self._delivered, self._rejected = [], []  # the hook owns the old lists now
             self._mark_since = 0.0
 
     def stats(self) -> dict[str, Any]:

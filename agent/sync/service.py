@@ -2,7 +2,8 @@
 
 Lifecycle: ``start()`` then ``stop(deadline_s)``. Threads: the ticker (summary windows, health
 messages, retention, and a supervisor that restarts any dead thread), and, when ``mqtt.enabled``,
-the link (connection), the publisher (outbox -> broker) and the command worker. With MQTT off
+the link (the connection, paho's network loop and the publisher, outbox -> broker, in one thread)
+and the command worker. With MQTT off
 the summaries and health messages still go into the outbox and wait there.
 
 Run standalone (a whole sync-only agent, used by the tests and for bench work)::
@@ -122,15 +123,13 @@ class SyncService:
                 next_session=self._next_session,
                 birth=self._birth,
                 death=self._death,
-                on_ack=lambda *ack: None,
                 on_message=self._on_message,
                 on_state=self._on_state,
                 subscriptions=self.commands.filters() + [self.topics.status],
             )
+            # the publisher is the link's driver (Publisher.start): the link's one thread runs paho's
+            # network loop and the publisher, and hands it every PUBACK directly
             self.publisher = Publisher(cfg.mqtt, self.link, writer, self._reader)
-            self.link.on_ack = (
-                self.publisher.on_ack
-            )  # straight to the publisher: runs once per message in paho's thread
         #: other sinks (the NGSI-LD context broker), each with its own delivery state in sink_queue
         self.sinks: dict[str, Any] = {}
         import agent.ngsi_ld.sink  # noqa: F401  - registers its retention step (delivered sink rows)
