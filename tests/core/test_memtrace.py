@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from pathlib import Path
 
 from agent.service.memtrace import MemTrace, install_from_env
 
@@ -26,8 +27,10 @@ def test_baseline_then_growers_name_the_line_that_grew(tmp_path):
         doc = json.loads(out.read_text())
         assert doc["kind"] == "growth" and doc["total_diff_kib"] > 500
         top = doc["growers"][0]
-        line = next(i for i, ln in enumerate(open(__file__), 1) if "# the grower" in ln)
-        assert top["where"].endswith(f"test_memtrace.py:{line}") and top["count_diff"] >= 19_000, doc["growers"][:3]
+        src = Path(__file__).read_text().splitlines()
+        line = next(i for i, ln in enumerate(src, 1) if "# the grower" in ln)
+        assert top["where"].endswith(f"test_memtrace.py:{line}"), doc["growers"][:3]
+        assert top["count_diff"] >= 19_000
         del hoard
     finally:
         if not was:
