@@ -53,6 +53,9 @@ def run_agent(
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     old[signal.SIGHUP] = signal.signal(signal.SIGHUP, _on_hup)
+    from agent.service.memtrace import install_from_env
+
+    memtrace = install_from_env()  # EDGE_AGENT_TRACEMALLOC=1: heap growth reports on SIGUSR2 (soak runs)
     pipe = Pipeline(cfg)
     watchdog = None
     try:
@@ -80,6 +83,8 @@ def run_agent(
         pipe.stop()
         if watchdog is not None:
             watchdog.close()
+        if memtrace is not None:
+            memtrace.stop()
         if restore_signals:
             for s, h in old.items():
                 signal.signal(s, h)

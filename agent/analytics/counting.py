@@ -176,3 +176,8 @@ class LineCounter:
 
     def forget(self, track_id: int) -> None:
         self._state.pop(track_id, None)
+
+    def keep_only(self, track_ids: set[int]) -> None:
+        """Drop the state of every track not in ``track_ids`` (tracks that left without a close)."""
+        for tid in [t for t in self._state if t not in track_ids]:
+            del self._state[tid]

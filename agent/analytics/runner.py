@@ -385,7 +385,21 @@ class AnalyticsRunner:
         closed = self.tracker.closed
         if closed:
             self._persist_tracks(closed)
+        # every track in the tracker has its _meta entry by now, so more entries than tracks means
+        # some left without a close: never confirmed, re-linked into an older track, or cut off by
+        # a new epoch. Their state goes too, else it grows with every such track (#15 soak).
+        if len(self._meta) > len(self.tracker.tracks):
+            self._drop_untracked()
         return [t.id if t is not None else None for t in per_det]
+
+    def _drop_untracked(self) -> None:
+        live = {t.id for t in self.tracker.tracks}
+        for tid in [t for t in self._meta if t not in live]:
+            del self._meta[tid]
+        for tid in [t for t in self._seg_marks if t not in live]:
+            del self._seg_marks[tid]
+        for line in self.lines.values():
+            line.keep_only(live)
 
     def _fused(self, fused: list[Any]) -> None:
         sensor = self.cfg.radar.sensor if self.cfg.radar is not None else "radar"

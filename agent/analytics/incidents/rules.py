@@ -94,6 +94,8 @@ class _TrackRule:
 
     def lose(self, alive: set[int], last_obs: dict[int, Obs], ts: float) -> list[Transition]:
         out: list[Transition] = []
+        if len(self.fired) > len(alive):  # ids never come back: keep only those still tracked
+            self.fired &= alive
         for tid in [t for t in self.state if t not in alive]:
             st = self.state.pop(tid)
             if tid in last_obs:
