@@ -68,6 +68,19 @@ def bench_raw(cfg: AgentConfig, image, n: int, warmup: int = 10, rss: dict | Non
         "accelerator": eng.accelerator,
         "model": eng.name,
     }
+    # the engine's own work around invoke() on the same frame: preprocess (resize into the input) and
+    # postprocess (decode the outputs), as a share of invoke() (target <= 0.11, issue #2)
+    pre, inv, post = [], [], []
+    for _ in range(max(5, min(n, 30))):
+        _, _, t = eng.run(image)
+        pre.append(t["preprocess_ms"])
+        inv.append(t["invoke_ms"])
+        post.append(t["postprocess_ms"])
+    out["preprocess_median_ms"] = statistics.median(pre)
+    out["postprocess_median_ms"] = statistics.median(post)
+    out["overhead_vs_invoke"] = (statistics.median(pre) + statistics.median(post)) / max(
+        statistics.median(inv), 1e-9
+    )
     rss["model_invoked"] = rss_mb()
     del eng
     import gc
@@ -150,6 +163,9 @@ def run_bench(
         "clip": str(clip),
         "raw_invoke_fps": round(raw["fps"], 2),
         "raw_invoke_median_ms": round(raw["median_ms"], 2),
+        "preprocess_median_ms": round(raw["preprocess_median_ms"], 3),
+        "postprocess_median_ms": round(raw["postprocess_median_ms"], 3),
+        "overhead_vs_invoke": round(raw["overhead_vs_invoke"], 3),
         "pipeline_fps": round(e2e["fps"], 2),
         "pipeline_frames": e2e["frames"],
         "pipeline_seconds": round(e2e["seconds"], 2),

@@ -209,6 +209,10 @@ def bench_cmd(
         f"  end-to-end:    {res['pipeline_fps']:8.2f} frames/s  ({res['pipeline_frames']} frames in {res['pipeline_seconds']:.1f} s,"
         f" {res['detections_stored']} detections stored)"
     )
+    click.echo(
+        f"  engine around invoke(): preprocess {res['preprocess_median_ms']:.2f} ms + postprocess"
+        f" {res['postprocess_median_ms']:.2f} ms = {res['overhead_vs_invoke']:.2f} x invoke (target <= 0.11)"
+    )
     click.echo(f"  ratio e2e/raw: {res['ratio']:.3f}   (target >= 0.9 at num_threads=1)")
     click.echo(
         f"  peak RSS:      {res['peak_rss_mb']:.1f} MB (target <= 130 MB{', API on' if with_api else ''})"
