@@ -12,6 +12,7 @@ import os
 import resource
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,42 @@ def rss_mb() -> float:
         return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return peak_rss_mb()
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of this process, by thread name.
+
+    Python threads are named by their ``threading`` name; native threads (OpenCV/FFmpeg decoders,
+    the runtime's workers) are summed under ``native``. Read from /proc; empty where it is missing.
+    """
+    names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the thread ended while we read
+        cpu = (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15)
+        name = names.get(int(tid), "native")
+        out[name] = out.get(name, 0.0) + cpu
+    return out
+
+
+def stage_cpu_per_frame(before: dict[str, float], after: dict[str, float], frames: int) -> dict[str, float]:
+    """Milliseconds of CPU each stage thread spent per frame between two ``thread_cpu_s`` readings,
+    largest first; ``total`` is the whole process."""
+    if frames <= 0:
+        return {}
+    per = {k: (v - before.get(k, 0.0)) * 1000 / frames for k, v in after.items()}
+    per = {k: round(v, 2) for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v > 0.005}
+    per["total"] = round(sum(per.values()), 2)
+    return per
 
 
 def default_clip(cfg: AgentConfig) -> Path:
@@ -114,6 +151,7 @@ def bench_pipeline(
         pipe.start()
         t_start = time.perf_counter()
         rss["pipeline_started"] = rss_mb()
+        cpu0 = thread_cpu_s()
         while not pipe.idle():
             if "first_frame" not in rss and pipe.results and pipe.results.totals["bench"]["frames"] >= 1:
                 rss["first_frame"] = rss_mb()
@@ -124,6 +162,9 @@ def bench_pipeline(
         t_end = time.perf_counter()
         rss["pipeline_end"] = rss_mb()
         frames = int(pipe.results.totals["bench"]["frames"])
+        stage_cpu = stage_cpu_per_frame(cpu0, thread_cpu_s(), frames)
+        busy_s = sum(w.busy_s for w in pipe.workers)
+        invoke_s = sum(w.invoke_s for w in pipe.workers)
         dets = int(pipe.results.totals["bench"]["detections"])
         pipe.stop()
         import sqlite3
@@ -136,6 +177,10 @@ def bench_pipeline(
         "startup_s": t_start - t0,
         "detections": dets,
         "stored_detections": stored,
+        "stage_cpu_ms_per_frame": stage_cpu,
+        # the inference thread in the pipeline: invoke() alone, and with preprocess/postprocess
+        "invoke_ms_per_frame": invoke_s * 1000 / frames if frames else 0.0,
+        "inference_busy_ms_per_frame": busy_s * 1000 / frames if frames else 0.0,
     }
 
 
@@ -172,6 +217,14 @@ def run_bench(
         "detections_stored": e2e["stored_detections"],
         "detections_accepted": e2e["detections"],
         "ratio": round(e2e["fps"] / raw["fps"], 3),
+        # where the pipeline's CPU goes, per stage thread (camera decode, inference = preprocess +
+        # invoke + postprocess, results = tracking + counting, db-writer), against raw invoke
+        "stage_cpu_ms_per_frame": e2e["stage_cpu_ms_per_frame"],
+        # invoke() inside the pipeline vs alone: the gap is the other stages' threads slowing the
+        # interpreter down on shared cores (cache, memory bandwidth), not time spent around it
+        "pipeline_invoke_ms_per_frame": round(e2e["invoke_ms_per_frame"], 2),
+        "pipeline_inference_busy_ms_per_frame": round(e2e["inference_busy_ms_per_frame"], 2),
+        "pipeline_wall_ms_per_frame": round(1000 / e2e["fps"], 2) if e2e["fps"] else None,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "rss_mb": {k: round(v, 1) for k, v in rss.items()},
         "api": api,

@@ -291,7 +291,7 @@ class Pipeline:
             self.workers.append(worker)
             self.results.accelerators[engine.name] = engine.accelerator
         else:
-            cam.slot.attach(worker.cond)
+            worker.attach(cam)
             worker.thresholds[cam_cfg.name] = self._feed_threshold(cam_cfg)
             worker.cameras = worker.cameras + [cam]  # copy-on-write: the worker iterates its own reference
         cam.start()

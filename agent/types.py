@@ -25,6 +25,8 @@ class Frame:
         pos_s: position in the source in seconds for files (``None`` for live sources).
         epoch: increments each time the source is (re)opened; recurrent models reset their state
             when it changes.
+        prepared: the image already fitted to the model's input by the camera's thread (see
+            ``Engine.prepare``), or None; the inference stage uses it when it still matches.
     """
 
     camera: str
@@ -34,6 +36,7 @@ class Frame:
     image: np.ndarray
     pos_s: float | None = None
     epoch: int = 0
+    prepared: Any = None
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ import numpy as np
 from agent.errors import ModelError
 from agent.inference.adapters import Adapter, detect_family, make_adapter
 from agent.inference.labels import coco80, label_of, packaged_labels, read_labels
-from agent.inference.preprocess import Preprocessor, Transform
+from agent.inference.preprocess import Prepared, Preprocessor, Transform
 from agent.inference.runtime import InterpreterInfo, make_interpreter
 from agent.types import Classification, Detection
 
@@ -122,6 +122,11 @@ class Engine:
         self.adapter.before_invoke(state_key)
         return self._transform
 
+    def prepare(self, image_bgr: np.ndarray) -> Prepared | None:
+        """The frame fitted to this model's input, ahead of :meth:`run` and from any thread (the
+        camera's, right after decoding). Recurrent state is still fed in :meth:`run`."""
+        return self._pre.prepare(image_bgr)
+
     def invoke(self) -> None:
         """Run the model on the current input (nothing else)."""
         try:
@@ -141,6 +146,7 @@ class Engine:
         state_key: str = "default",
         threshold: float | None = None,
         top_k: int | None = None,
+        prepared: Prepared | None = None,
     ) -> tuple[list[Detection], list[Classification], dict[str, float]]:
         """Preprocess, invoke and decode one frame.
 
@@ -149,6 +155,8 @@ class Engine:
             state_key: the camera, for recurrent models (each keeps its own state).
             threshold: minimum score (default ``inference.threshold``).
             top_k: classifiers: most classes (default ``inference.top_k``).
+            prepared: ``image_bgr`` already fitted to the input (:meth:`prepare`); used when it
+                matches the current interpreter, else the frame is preprocessed here.
 
         Returns:
             ``(detections, classifications, timings)``; detection boxes are source-frame pixels
@@ -159,7 +167,12 @@ class Engine:
         if self.fallback is not None and time.monotonic() >= self.next_probe_at:
             self._probe_back()
         t0 = time.perf_counter()
-        tf = self.set_input_from(image_bgr, state_key=state_key)
+        tf = self._pre.set_prepared(prepared) if prepared is not None else None
+        if tf is None:
+            tf = self.set_input_from(image_bgr, state_key=state_key)
+        else:
+            self._transform = tf
+            self.adapter.before_invoke(state_key)
         t1 = time.perf_counter()
         try:
             self.invoke()

@@ -2,13 +2,14 @@
 
 BGR -> RGB, resize with ``cv2.INTER_LINEAR`` (stretch by default, letterbox optional), then the
 model's normalization and quantization folded into one 256-entry lookup table, written straight
-into the interpreter's input tensor. The buffers are reused from frame to frame.
+into the interpreter's input tensor. The buffers are reused from frame to frame. A camera's own
+thread can do the same work ahead (``prepare``), so the inference thread only copies the result in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,6 +47,14 @@ class Transform:
         np.clip(out[:, 0::2], 0, self.src_w, out=out[:, 0::2])
         np.clip(out[:, 1::2], 0, self.src_h, out=out[:, 1::2])
         return out
+
+
+class Prepared(NamedTuple):
+    """A frame already fitted to a model's input (:meth:`Preprocessor.prepare`)."""
+
+    key: tuple
+    data: np.ndarray
+    transform: Transform
 
 
 def input_lut(detail: dict, mean: float, std: float) -> np.ndarray | None:
@@ -147,6 +156,61 @@ class Preprocessor:
         small = cv2.resize(image_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
         self._rgb[py : py + nh, px : px + nw] = small[:, :, ::-1]
         return self._rgb, Transform(sw, sh, self.w, self.h, s, s, float(px), float(py))
+
+    def prepare(self, image_bgr: np.ndarray) -> Prepared:
+        """The model's input for ``image_bgr``, computed into a fresh array (no shared buffer).
+
+        Safe to call from the camera's own thread, while the interpreter runs another frame: the
+        resize, colour swap and normalisation then happen where the frame was just decoded (its
+        pixels still in that core's cache) and off the inference thread, which only copies the
+        result into its input tensor (:meth:`set_prepared`).
+        """
+        import cv2
+
+        if image_bgr is not None and image_bgr.ndim == 3 and image_bgr.shape[2] == 4:
+            image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_BGRA2BGR)
+        if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.size == 0:
+            self.rgb(image_bgr)  # raises the same ModelError as the direct path (before any buffer)
+        sh, sw = image_bgr.shape[:2]
+        if self.resize == "stretch":
+            small = (
+                image_bgr
+                if (sw, sh) == (self.w, self.h)
+                else cv2.resize(image_bgr, (self.w, self.h), interpolation=cv2.INTER_LINEAR)
+            )
+            rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+            tf = Transform(sw, sh, self.w, self.h, self.w / sw, self.h / sh)
+        else:
+            s = min(self.w / sw, self.h / sh)
+            nw, nh = max(1, round(sw * s)), max(1, round(sh * s))
+            px, py = (self.w - nw) // 2, (self.h - nh) // 2
+            rgb = np.full((self.h, self.w, 3), self.pad_value, np.uint8)
+            small = cv2.resize(image_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
+            rgb[py : py + nh, px : px + nw] = small[:, :, ::-1]
+            tf = Transform(sw, sh, self.w, self.h, s, s, float(px), float(py))
+        data = rgb if self.lut is None else np.take(self.lut, np.asarray(rgb, np.uint8))
+        return Prepared(self.key, data, tf)
+
+    @property
+    def key(self) -> tuple:
+        """What a prepared input must match to be written into this interpreter's input."""
+        return (
+            self.h,
+            self.w,
+            str(self.detail["dtype"]),
+            self.resize,
+            id(self.lut) if self.lut is not None else 0,
+        )
+
+    def set_prepared(self, prepared: Prepared) -> Transform | None:
+        """Write a :meth:`prepare` result into the input tensor. None (nothing written) when it was
+        made for another input (the engine fell back to another interpreter meanwhile)."""
+        if prepared.key != self.key:
+            return None
+        view = self.interpreter.tensor(self.detail["index"])()[0]
+        view[...] = prepared.data
+        del view
+        return prepared.transform
 
     def set_input(self, image_bgr: np.ndarray) -> Transform:
         """Fit ``image_bgr`` to the model and write it into the input tensor.

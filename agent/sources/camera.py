@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agent.backoff import Backoff, spread
@@ -74,6 +75,10 @@ class CameraSource:
         self._media_t0: float | None = st.timestamp() if st is not None else None
         self._media_base = 0.0
         self._media_end = 0.0
+        # set by the inference stage: fits a frame to its model's input, called here on the frames
+        # offered (not on skipped ones), so the inference thread only copies the result in
+        self.prepare: Callable[[Any], Any] | None = None
+        self.prepare_errors = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> CameraSource:
@@ -304,15 +309,28 @@ class CameraSource:
             if live:
                 if now >= next_offer:
                     next_offer = max(next_offer + period, now - period)
+                    self._prepare(frame)
                     self.slot.put(frame)
                     self.frames_offered += 1
             else:
+                self._prepare(frame)
                 if not self.slot.put(frame, block=not cfg.realtime, stop=self._stop):
                     return "stopped"
                 self.frames_offered += 1
                 if paced:
                     self._pace(t0, index * frame_dt)
         return "stopped"
+
+    def _prepare(self, frame: Frame) -> None:
+        """Fit the frame to the model's input here, where it was decoded (see ``Engine.prepare``).
+        A failure only leaves it to the inference stage, which reports it there."""
+        prepare = self.prepare
+        if prepare is None or self.cfg.masks:  # masks go on the frame first, in the inference stage
+            return
+        try:
+            frame.prepared = prepare(frame.image)
+        except Exception:
+            self.prepare_errors += 1
 
     def _new_epoch(self) -> None:
         """A looping file went back to its start (seek, not reopen): a new epoch, as a reopen gives."""

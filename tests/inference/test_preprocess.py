@@ -107,3 +107,60 @@ def test_quantize_dequantize_roundtrip():
     q = quantize(real, d)
     assert q.dtype == np.int8 and q[-1] == 127  # clipped
     np.testing.assert_allclose(dequantize(q, d)[:5], real[:5], atol=0.025 + 1e-6)
+
+
+@pytest.mark.parametrize(
+    ("model", "kw"),
+    [
+        ("ssd_mobilenet_v1_coco", {}),  # uint8 input, no table
+        ("ssd_mobilenet_v1_coco", {"resize": "letterbox"}),
+        ("face_detection_short_range", {}),  # float input: another size, normalisation table
+    ],
+)
+def test_prepared_input_is_the_same_tensor_and_the_same_detections(engine, image, model, kw):
+    """The camera thread's ``prepare`` (fresh arrays, no shared buffer) writes exactly the tensor the
+    direct path writes, so the detections are identical; a prepared input made for another
+    interpreter is not used (the frame is preprocessed again)."""
+    eng = engine(model, **kw)
+    idx = eng.interpreter.get_input_details()[0]["index"]
+    for name in ("grace_hopper.bmp", "cat.bmp"):
+        img = image(name)
+        direct, _, _ = eng.run(img, threshold=0.2)
+        t_direct = eng.interpreter.get_tensor(idx).copy()
+        prepared = eng.prepare(img)
+        assert prepared is not None and not np.shares_memory(prepared.data, t_direct)
+        eng.run(np.zeros_like(img))  # something else in the input between the two
+        via, _, _ = eng.run(img, threshold=0.2, prepared=prepared)
+        assert np.array_equal(eng.interpreter.get_tensor(idx), t_direct)
+        assert [(d.label, round(d.score, 4), tuple(round(v, 2) for v in d.box)) for d in via] == [
+            (d.label, round(d.score, 4), tuple(round(v, 2) for v in d.box)) for d in direct
+        ]
+    stale = prepared._replace(key=("another", "input"))
+    eng.run(np.zeros_like(img))
+    again, _, _ = eng.run(img, threshold=0.2, prepared=stale)
+    assert np.array_equal(eng.interpreter.get_tensor(idx), t_direct) and len(again) == len(direct)
+
+
+def test_camera_thread_prepares_the_frames_it_offers(engine, media_path):
+    """A file camera attached to an inference worker hands frames with the model input made on its
+    own thread; with a privacy mask configured it does not (masks go on the frame first)."""
+    import queue
+
+    from agent.config import CameraConfig
+    from agent.sources.camera import CameraSource
+    from agent.stages import InferenceWorker
+
+    eng = engine("ssd_mobilenet_v1_coco")
+    clip = str(media_path("traffic_frames.mp4"))
+    for masks, expect in (([], True), ([{"name": "m", "points": [[0, 0], [10, 0], [10, 10]]}], False)):
+        cam = CameraSource(CameraConfig(name="c", source=clip, realtime=False, loop=False, masks=masks))
+        InferenceWorker(eng, [cam], queue.Queue())  # attaches: not started, so frames stay in the slot
+        cam.start()
+        try:
+            frame = cam.slot.take(timeout=30)
+            assert frame is not None
+            assert (frame.prepared is not None) is expect
+            if expect:
+                assert frame.prepared.data.shape == (300, 300, 3) and cam.prepare_errors == 0
+        finally:
+            cam.stop()
