@@ -14,10 +14,12 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from agent.errors import StoreError
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +139,10 @@ class Database:
 
     @property
     def db(self) -> sqlite_utils.Database:
+        """The connection as a ``sqlite_utils.Database`` (imported here: about 10 MB of modules a
+        running agent does not otherwise need)."""
+        import sqlite_utils
+
         return sqlite_utils.Database(self.conn)
 
     def reader(self) -> sqlite3.Connection:
