@@ -13,7 +13,8 @@ import random
 import time
 
 from firmware_bridge import protocol as p
-from firmware_bridge.drivers import make_driver, nmea, pms5003, sds011
+from firmware_bridge.drivers import DRIVERS, make_driver, nmea, pms5003, sds011
+from firmware_bridge.drivers.base import DeviceModel
 from firmware_bridge.events import Message
 
 
@@ -31,26 +32,6 @@ def corrupt(frame: bytes, rng: random.Random, noise: float) -> bytes:
         i = rng.randrange(len(out))
         out = out[:i] + bytes([out[i] ^ (1 << rng.randrange(8))]) + out[i + 1 :]
     return out
-
-
-class DeviceModel:
-    interval_s = 1.0
-
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-        self.t0 = time.monotonic()
-
-    def start(self) -> bytes:
-        return b""
-
-    def tick(self) -> bytes:
-        return b""
-
-    def answer(self, data: bytes) -> bytes:
-        return b""
-
-    def _walk(self, v: float, lo: float, hi: float, step: float) -> float:
-        return min(hi, max(lo, v + self.rng.uniform(-step, step)))
 
 
 class PmsModel(DeviceModel):
@@ -327,6 +308,9 @@ def make_model(device: str, rng: random.Random, **kw) -> DeviceModel:
         "ops243": Ops243Model,
         "mcu": McuModel,
     }
+    sim = DRIVERS[device].simulator if device in DRIVERS else None
+    if sim is not None:  # a driver that brings its own model (plugins)
+        return sim(rng, **kw)
     if device not in models:
         raise ValueError(f"unknown device {device!r}")
     return models[device](rng, **kw) if device == "mcu" else models[device](rng)

@@ -8,8 +8,12 @@ channels other than 0) and counts sequence gaps (frames lost on the line).
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import Field
+
 from firmware_bridge import protocol as p
-from firmware_bridge.drivers.base import Driver
+from firmware_bridge.drivers.base import Driver, SensorConfig
 from firmware_bridge.events import Q_OUT_OF_RANGE, Q_SENSOR_FAULT, Q_STALE, Measurement, Message
 
 _FLAG_MAP = ((1, Q_OUT_OF_RANGE), (2, Q_SENSOR_FAULT), (4, Q_STALE))
@@ -19,11 +23,31 @@ def metric_name(channel: int, metric: str) -> str:
     return metric if channel == 0 else f"{metric}_{channel}"
 
 
+class McuConfig(SensorConfig):
+    """``driver = "mcu"`` (our microcontroller)."""
+
+    sample_interval_ms: int | None = Field(
+        None,
+        ge=100,
+        le=3_600_000,
+        description="Sampling interval sent to the microcontroller at connect (set_interval).",
+        examples=[1000],
+    )
+    command_timeout_s: float = Field(
+        0.5, gt=0, le=30, description="How long to wait for an ack or nack before resending a command."
+    )
+    command_retries: int = Field(
+        3, ge=0, le=10, description="Resends of an unanswered command before it times out."
+    )
+
+
 class Mcu(Driver):
     name = "mcu"
     default_baud = 115200
     description = "edge-agent MCU protocol v1 (COBS + CRC-16 frames, see PROTOCOL.md)"
     max_buffer = p.MAX_WIRE + 16
+    Config = McuConfig
+    commands = True
 
     def __init__(self, options=None) -> None:
         super().__init__(options)
@@ -35,6 +59,23 @@ class Mcu(Driver):
     def startup_commands(self) -> list[bytes]:
         # A lone 0x00 ends whatever partial frame the MCU holds; then ask who it is.
         return [b"\x00"]
+
+    def setup_requests(self) -> list[tuple[str, dict[str, Any]]]:
+        """Ask the MCU who it is, and set its interval when the config has one."""
+        out: list[tuple[str, dict[str, Any]]] = [("request_hello", {})]
+        interval = self.opt("sample_interval_ms", None)
+        if interval:
+            out.append(("set_interval", {"interval_ms": interval}))
+        return out
+
+    def hello_request(self) -> bytes | None:
+        return b"\x00" + p.wire(p.REQUEST_HELLO, 1, p.encode_payload(p.REQUEST_HELLO, {}))
+
+    def health_extra(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seq_gaps": self.seq_gaps}
+        if self.hello:
+            out["firmware"] = self.hello.get("firmware")
+        return out
 
     def _leftover_reason(self) -> str:
         return "truncated"

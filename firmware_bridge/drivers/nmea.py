@@ -16,7 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from firmware_bridge.drivers.base import Driver
+from pydantic import Field
+
+from firmware_bridge.drivers.base import Driver, SensorConfig
 from firmware_bridge.events import Q_NO_FIX, Measurement, Message
 
 MAX_SENTENCE = 100  # the standard says 82; leave room for receivers that exceed it
@@ -77,11 +79,23 @@ def _utc_time(s: str) -> dt.time | None:
     return dt.time(int(s[0:2]), int(s[2:4]), int(sec), min(us, 999999))
 
 
+class NmeaConfig(SensorConfig):
+    """``driver = "nmea"`` (a GPS receiver)."""
+
+    clock_tolerance_s: float = Field(
+        2.0,
+        gt=0,
+        description="The system clock is trusted when it is within this many seconds of GPS time.",
+    )
+
+
 class Nmea(Driver):
     name = "nmea"
     default_baud = 9600
     description = "NMEA 0183 GPS (GGA, RMC, GSA; UBX binary skipped)"
     max_buffer = 8 + MAX_UBX_PAYLOAD + 8
+    Config = NmeaConfig
+    gps_clock = True
 
     def _leftover_reason(self) -> str:
         return "truncated"

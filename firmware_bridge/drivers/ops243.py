@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import math
 
-from firmware_bridge.drivers.base import Driver
+from pydantic import Field
+
+from firmware_bridge.drivers.base import Driver, SensorConfig
 from firmware_bridge.events import Measurement, Message
 
 MAX_LINE = 512
@@ -45,11 +47,25 @@ UNIT_COMMANDS = {"UM": "mps", "UK": "kmh", "US": "mph", "UF": "fps", "UC": "cmps
 MAX_KMH = 400.0  # faster than any road vehicle: a decoding error, not a speed
 
 
+class Ops243Config(SensorConfig):
+    """``driver = "ops243"`` (radar speed sensor)."""
+
+    init_commands: list[str] = Field(
+        default_factory=list,
+        description='ASCII commands sent at connect, e.g. ["UK", "OJ"] (km/h, JSON output).',
+    )
+    inbound_positive: bool = Field(
+        True,
+        description="A positive speed means inbound (towards the sensor). Set false if the mounting reverses it.",
+    )
+
+
 class Ops243(Driver):
     name = "ops243"
     default_baud = 19200
     description = "OmniPreSense OPS243 radar speed (plain text or JSON lines)"
     max_buffer = MAX_LINE + 64
+    Config = Ops243Config
 
     def __init__(self, options=None) -> None:
         super().__init__(options)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import struct
 import time
 
-from firmware_bridge.drivers.base import Driver
+from pydantic import Field
+
+from firmware_bridge.drivers.base import AqiConfig, Driver, PassiveModeConfig
 from firmware_bridge.events import Q_OUT_OF_RANGE, Q_SENSOR_FAULT, Q_WARMING_UP, Measurement, Message
 
 HEADER = b"\x42\x4d"
@@ -47,11 +49,20 @@ def encode_answer(cmd: int, data: int) -> bytes:
     return body + struct.pack(">H", sum(body) & 0xFFFF)
 
 
+class Pms5003Config(PassiveModeConfig, AqiConfig):
+    """``driver = "pms5003"`` (or ``"pms7003"``)."""
+
+    warmup_s: float = Field(
+        30.0, ge=0, description="Readings during this long after connect/wake are flagged warming_up."
+    )
+
+
 class Pms5003(Driver):
     name = "pms5003"
     default_baud = 9600
     description = "Plantower PMS5003/PMS7003 particulate matter (32-byte frames, 0x42 0x4D)"
     max_buffer = 256
+    Config = Pms5003Config
 
     def __init__(self, options=None) -> None:
         super().__init__(options)

@@ -12,7 +12,9 @@ Commands: 2 reporting mode (active / query), 4 query data, 6 sleep / work, 7 fir
 
 from __future__ import annotations
 
-from firmware_bridge.drivers.base import Driver
+from pydantic import Field, model_validator
+
+from firmware_bridge.drivers.base import AqiConfig, Driver, PassiveModeConfig
 from firmware_bridge.events import Q_OUT_OF_RANGE, Measurement, Message
 
 HEAD, TAIL = 0xAA, 0xAB
@@ -40,11 +42,32 @@ def encode_reply(cmd: int, b1: int, b2: int, b3: int = 0, device_id: int = 0xA16
     return bytes([HEAD, CMD_REPLY]) + data + bytes([sum(data) & 0xFF, TAIL])
 
 
+class Sds011Config(PassiveModeConfig, AqiConfig):
+    """``driver = "sds011"``."""
+
+    working_period_min: int | None = Field(
+        None,
+        ge=0,
+        le=30,
+        description="Set the working period at connect (0: continuous, 1-30: one measurement every n minutes).",
+        examples=[0],
+    )
+
+    @model_validator(mode="after")
+    def _period_checks(self) -> Sds011Config:
+        if self.working_period_min and self.stale_after_s < 90 * self.working_period_min:
+            raise ValueError(
+                "stale_after_s must be at least 1.5 x working_period_min minutes (the sensor is silent in between)"
+            )
+        return self
+
+
 class Sds011(Driver):
     name = "sds011"
     default_baud = 9600
     description = "Nova SDS011 particulate matter (10-byte frames, 0xAA 0xC0 ... 0xAB)"
     max_buffer = 64
+    Config = Sds011Config
 
     def startup_commands(self) -> list[bytes]:
         query = self.opt("mode", "active") == "passive"
