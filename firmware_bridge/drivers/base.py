@@ -28,7 +28,15 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ModelWrapValidatorHandler, field_validator, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from agent.configbase import Section, check_name
 from firmware_bridge.decoder import StreamDecoder
@@ -103,6 +111,30 @@ class SensorConfig(Section):
                         f"remove it or fix driver"
                     )
         return model.model_validate(data)
+
+    @model_serializer(mode="wrap")
+    def _dump_driver_keys(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        # a field typed SensorConfig (AgentConfig.sensors) dumps with the base's schema: add the
+        # keys of the driver's model, so model_dump / config_hash / redacted() see every key
+        out = handler(self)
+        if type(self) is SensorConfig or not isinstance(out, dict):
+            return out
+        for key, field in type(self).model_fields.items():
+            if key in out or key in SensorConfig.model_fields:
+                continue
+            if info.include is not None and key not in info.include:
+                continue
+            if info.exclude is not None and key in info.exclude:
+                continue
+            v = getattr(self, key)
+            if info.exclude_none and v is None:
+                continue
+            if info.exclude_unset and key not in self.model_fields_set:
+                continue
+            if info.exclude_defaults and v == field.get_default(call_default_factory=True):
+                continue
+            out[key] = list(v) if isinstance(v, (list, tuple)) else v
+        return out
 
     @field_validator("name")
     @classmethod
