@@ -60,6 +60,8 @@ LAYERS: list[tuple[str, int]] = [
     ("*.cli", 10),
     ("*_cli", 10),
     ("*.__main__", 10),
+    ("agent.part", 1),
+    ("*.part", 8),
     ("agent", 0),
     ("agent.types", 0),
     ("agent.timefmt", 0),

@@ -11,10 +11,11 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from agent.store.db import Migration, register_migrations
+from agent.store.db import Migration
 from agent.timefmt import iso_utc, parse_iso
 
-register_migrations(
+#: (component, migrations): the tables this module defines, declared by its part (``agent.parts``)
+TABLES: tuple[str, list[Migration]] = (
     "analytics",
     [
         Migration(
@@ -340,16 +341,6 @@ def _prune_raw(conn, limit: int) -> int:
         [("crossings", "ts"), ("speeds", "ts"), ("zone_visits", "exit_ts"), ("tracks", "last_ts")],
         "pruned_track_events",
     )
-
-
-def _register_retention() -> None:
-    """Over the database budget, per-track rows already summarised go after detections and readings."""
-    from agent.sync.retention import register_prune_step
-
-    register_prune_step(30, "track events", _prune_raw)
-
-
-_register_retention()
 
 
 def volumes(conn: sqlite3.Connection, since_ts: float, bin_s: int, camera: str | None = None) -> list[dict]:

@@ -116,8 +116,11 @@ def prune_raw_detections(conn: sqlite3.Connection, limit: int) -> int:
     )
 
 
-register_prune_step(10, "detections", prune_raw_detections)
-register_prune_step(50, "delivered messages", outbox.prune_delivered)
+#: the core steps (declared by the sync part: ``agent.sync.part``)
+CORE_STEPS = (
+    PruneStep(10, "detections", prune_raw_detections),
+    PruneStep(50, "delivered messages", outbox.prune_delivered),
+)
 # step 90 (undelivered summaries) needs the device's topics: added by Retention itself
 
 
