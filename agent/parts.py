@@ -58,3 +58,15 @@ def install(parts: Iterable[Part]) -> None:
 install(PARTS)
 db.parts_loaded()
 sections.parts_loaded()
+
+
+def uninstall(parts: Iterable[Part]) -> None:
+    """Forget what :func:`install` registered for ``parts`` (a plugin's test cleaning up after itself;
+    tables already created stay in the databases that have them)."""
+    for part in parts:
+        for tables in part.migrations():
+            db.forget_migrations(tables.component)
+        for step in part.prune_steps():
+            retention.forget_prune_step(step.name)
+        for section in part.sections():
+            sections.forget_summary_section(section.name)

@@ -44,6 +44,14 @@ def register_summary_section(name: str, fn: SectionFn) -> None:
         _SECTIONS[name] = fn
 
 
+def forget_summary_section(name: str) -> None:
+    """Drop section ``name`` and its cursors."""
+    with _LOCK:
+        _SECTIONS.pop(name, None)
+        for key in [k for k, (section, _fn) in _CURSORS.items() if section == name]:
+            del _CURSORS[key]
+
+
 def change_cursor(changes: Callable[[sqlite3.Connection, int], list[tuple]], seq_col: int) -> CursorFn:
     """A cursor over ``changes(conn, mark)`` (the rows a section sends, in change order, column
     ``seq_col`` their change number): the new mark is the last row's change number; a database

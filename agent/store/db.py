@@ -44,6 +44,11 @@ def register_migrations(component: str, migrations: Iterable[Migration]) -> None
         _REGISTRY[component] = sorted(known.values(), key=lambda m: m.version)
 
 
+def forget_migrations(component: str) -> None:
+    with _REGISTRY_LOCK:
+        _REGISTRY.pop(component, None)
+
+
 def registered_components() -> dict[str, list[Migration]]:
     with _REGISTRY_LOCK:
         return {k: list(v) for k, v in _REGISTRY.items()}

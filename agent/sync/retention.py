@@ -75,6 +75,11 @@ def register_prune_step(order: int, name: str, fn: PruneFn) -> None:
         _STEPS[name] = PruneStep(order, name, fn)
 
 
+def forget_prune_step(name: str) -> None:
+    with _LOCK:
+        _STEPS.pop(name, None)
+
+
 def prune_steps() -> list[PruneStep]:
     with _LOCK:
         return sorted(_STEPS.values(), key=lambda s: (s.order, s.name))
