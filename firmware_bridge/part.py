@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from agent.part import BasePart, Host, Part, PruneStep, SummarySection, Tables
+from agent.part import BasePart, DoctorCheck, Host, Part, PruneStep, SummarySection, Tables
 from firmware_bridge import store, summary
 from firmware_bridge.config import SensorConfig
 
 if TYPE_CHECKING:
+    from agent.config import AgentConfig
+    from agent.service.doctor_checks.base import Check, Context
     from agent.store.writer import Writer
     from firmware_bridge.service import SensorService
 
@@ -46,6 +48,9 @@ class SensorsPart(BasePart):
             SummarySection("sensors", summary.sensors_section),
             SummarySection("gps", summary.gps_section),
         ]
+
+    def checks(self) -> list[DoctorCheck]:
+        return [DoctorCheck("sensor", _sensor_checks)]
 
     def bind(self, host: Host) -> Part:
         return RunningSensors(host)
@@ -86,6 +91,13 @@ class RunningSensors(SensorsPart):
             return {"sensors": self.service.health()}
         except Exception as exc:  # noqa: BLE001 - a status read must not fail
             return {"sensors": {"error": str(exc)}}
+
+
+def _sensor_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
+    """Each serial sensor answers with a valid frame (the doctor's check, loaded when doctor runs)."""
+    from agent.service.doctor_checks.sensors import sensor_checks
+
+    return sensor_checks(cfg, ctx)
 
 
 PART = SensorsPart()

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from agent.config import InferenceConfig
-from agent.part import BasePart, Host, Part, PruneStep, Tables
+from agent.part import BasePart, DoctorCheck, Host, Part, PruneStep, Tables
 from agent.store import schema
 from agent.sync import retention
 
 if TYPE_CHECKING:
+    from agent.config import AgentConfig
+    from agent.service.doctor_checks.base import Check, Context
     from agent.store.writer import Writer
 
 
@@ -37,6 +39,9 @@ class VisionPart(BasePart):
     def prune_steps(self) -> list[PruneStep]:
         return [PruneStep(10, "detections", retention.prune_raw_detections)]
 
+    def checks(self) -> list[DoctorCheck]:
+        return [DoctorCheck("camera", _camera_checks), DoctorCheck("model", _model_checks)]
+
     def bind(self, host: Host) -> Part:
         if not isinstance(host, VisionHost):
             raise TypeError("the cameras part runs only in a host that runs the camera stages (the pipeline)")
@@ -55,6 +60,18 @@ class _Running(VisionPart):
 
     def status(self) -> Mapping[str, object]:
         return self.host.vision_status()
+
+
+def _camera_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
+    from agent.service.doctor_checks.media import camera_checks
+
+    return camera_checks(cfg, ctx)
+
+
+def _model_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
+    from agent.service.doctor_checks.media import model_checks
+
+    return model_checks(cfg, ctx)
 
 
 PART = VisionPart()

@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from agent.part import BasePart, Host, Part, PruneStep, SummarySection, Tables
+from agent.part import BasePart, DoctorCheck, Host, Part, PruneStep, SummarySection, Tables
 from agent.sync import outbox, sections_core
 from agent.sync.config import MqttConfig
 
 if TYPE_CHECKING:
+    from agent.config import AgentConfig
+    from agent.service.doctor_checks.base import Check, Context
     from agent.store.writer import Writer
     from agent.sync.service import SyncService
 
@@ -35,6 +37,9 @@ class SyncPart(BasePart):
             SummarySection("inference", sections_core.inference_section),
             SummarySection("health", sections_core.health_section),
         ]
+
+    def checks(self) -> list[DoctorCheck]:
+        return [DoctorCheck("broker", _broker_checks)]
 
     def bind(self, host: Host) -> Part:
         return RunningSync(host)
@@ -65,6 +70,12 @@ class RunningSync(SyncPart):
             return {"sync": self.service.health()}
         except Exception as exc:  # noqa: BLE001 - a status read must not fail
             return {"sync": {"error": str(exc)}}
+
+
+def _broker_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
+    from agent.service.doctor_checks.broker import broker_checks
+
+    return broker_checks(cfg, ctx)
 
 
 PART = SyncPart()

@@ -37,7 +37,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 
-from agent.part import BasePart, Host, Migration, Part, PruneStep, SummarySection, Tables
+from agent.part import BasePart, DoctorCheck, Host, Migration, Part, PruneStep, SummarySection, Tables
 
 
 def section(conn: sqlite3.Connection, start: str, end: str) -> dict | None:
@@ -67,6 +67,14 @@ class FramesPart(BasePart):
 
     def sections(self) -> list[SummarySection]:
         return [SummarySection("plugin_frames", section)]
+
+    def checks(self) -> list[DoctorCheck]:
+        from agent.service.doctor_checks.base import Check, ok
+
+        def build(cfg, ctx) -> list[Check]:
+            return [Check("plugin:frames", "service", lambda: ok("plugin here"), ctx.timeout_s)]
+
+        return [DoctorCheck("service", build)]
 
     def bind(self, host: Host) -> Part:
         self.host = host
@@ -166,6 +174,22 @@ def test_a_plugin_part_from_a_temporary_module_runs_in_a_real_agent(tmp_path, pl
         assert c.execute("SELECT COUNT(*) FROM plugin_starts").fetchone()[0] == 1
         comps = {r[0] for r in c.execute("SELECT component FROM _migrations")}
     assert {"plugin_frames", "core", "sync", "analytics", "sensors"} <= comps
+
+
+def test_a_plugin_part_adds_its_doctor_check_and_the_built_in_order_holds(plugin, tmp_path):
+    from agent.service.doctor import run_all
+    from agent.service.doctor_checks import GROUPS, build_checks
+    from agent.service.doctor_checks.base import Context
+
+    cfg = parse_config(agent_config(tmp_path, None))
+    first, after = build_checks(cfg, Context(timeout_s=5), PARTS + (plugin,))
+    groups = [c.group for c in first]
+    assert groups == sorted(groups, key=GROUPS.index)  # the report keeps the order of GROUPS
+    assert {"disk", "database", "broker", "service"} <= set(groups)
+    assert [c.group for c in after] == ["clock"]
+    mine = [c for c in first if c.name == "plugin:frames"]
+    (outcome,), hung = run_all(mine)
+    assert outcome.result.status == "ok" and not hung
 
 
 def test_uninstalled_the_plugin_is_gone(plugin):
