@@ -1,7 +1,7 @@
 """Registry of summary sections.
 
-Each analysis part contributes its own section to the periodic summary by registering a function
-here at import time; the summary builder (``agent.sync.summary``) calls every registered function
+Each part contributes its sections to the periodic summary by declaring them (``Part.sections``);
+:mod:`agent.parts` registers them here; the summary builder (``agent.sync.summary``) calls every registered function
 for each window. Adding a part never touches the others.
 
 A section function takes a read connection and the window ``[start, end)`` as UTC ISO-8601 strings
