@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from agent.api.config import ApiConfig
+from agent.api.host import ApiHost
 from agent.errors import AgentError
 from agent.part import BasePart, Host, Part
 
@@ -39,6 +40,8 @@ class RunningApi(ApiPart):
             return
         from agent.api.server import ApiServer
 
+        if not isinstance(self.host, ApiHost):
+            raise TypeError("the API part runs only in a host that has what the API reads (the pipeline)")
         try:
             self.server = ApiServer(cfg, self.host)
             self.server.start()
