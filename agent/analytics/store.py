@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from agent.analytics.volumes import volumes as volumes  # the counts query, re-exported
-from agent.store.db import Migration, register_migrations
+from agent.store.db import Migration
 from agent.timefmt import iso_utc
 
-register_migrations(
+#: (component, migrations): the tables this module defines, declared by its part (``agent.parts``)
+TABLES: tuple[str, list[Migration]] = (
     "analytics",
     [
         Migration(
@@ -346,13 +347,3 @@ def _prune_raw(conn, limit: int) -> int:
         [("crossings", "ts"), ("speeds", "ts"), ("zone_visits", "exit_ts"), ("tracks", "last_ts")],
         "pruned_track_events",
     )
-
-
-def _register_retention() -> None:
-    """Over the database budget, per-track rows already summarised go after detections and readings."""
-    from agent.sync.retention import register_prune_step
-
-    register_prune_step(30, "track events", _prune_raw)
-
-
-_register_retention()

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agent.store.db import Migration, register_migrations
+from agent.store.db import Migration
 from agent.sync.topics import SCHEMA_VERSION, SCHEMAS
 from agent.timefmt import iso_utc
 
@@ -32,7 +32,8 @@ from agent.timefmt import iso_utc
 LIVE = 0  # health, events
 SUMMARY = 1  # summaries (a backlog of them is the "backfill")
 
-register_migrations(
+#: (component, migrations): the tables this module defines, declared by its part (``agent.parts``)
+TABLES: tuple[str, list[Migration]] = (
     "sync",
     [
         Migration(
