@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from agent.analytics.config import CameraAnalytics
 from agent.api.config import ApiConfig
@@ -108,9 +109,24 @@ class InferenceConfig(Section):
         "auto",
         description="Inference runtime: ai-edge-litert (default), tflite-runtime, or auto (LiteRT if installed).",
     )
-    accelerator: Literal["auto", "cpu", "edgetpu", "gpu"] = Field(
-        "auto", description="auto tries edgetpu, then gpu, then cpu, and logs why each was skipped."
+    accelerator: str = Field(
+        "auto",
+        description="auto tries edgetpu, then gpu, then cpu, and logs why each was skipped; "
+        "or cpu, edgetpu, gpu, or a registered accelerator.",
+        examples=["auto", "cpu", "edgetpu", "gpu"],
     )
+
+    @field_validator("accelerator")
+    @classmethod
+    def _accelerator(cls, v: str) -> str:
+        from agent.inference.delegates import accelerator_names
+
+        names = accelerator_names()
+        if v not in names:
+            expected = ", ".join(repr(n) for n in names[:-1]) + f" or {names[-1]!r}"
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return v
+
     model: str = Field(
         "ssd_mobilenet_v1_coco", description="Default model: a catalog name or a .tflite path."
     )

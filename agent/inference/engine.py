@@ -26,6 +26,7 @@ import numpy as np
 
 from agent.errors import ModelError
 from agent.inference.adapters import Adapter, detect_family, make_adapter
+from agent.inference.delegates import ORDER as FALLBACK_ORDER
 from agent.inference.labels import coco80, label_of, packaged_labels, read_labels
 from agent.inference.preprocess import Prepared, Preprocessor, Transform
 from agent.inference.runtime import InterpreterInfo, make_interpreter
@@ -33,7 +34,7 @@ from agent.types import Classification, Detection
 
 log = logging.getLogger(__name__)
 
-ORDER = ("edgetpu", "gpu", "cpu")
+ORDER = FALLBACK_ORDER["auto"]  # the mid-run fallback walks it after the lost accelerator
 FALLBACK_AFTER = 3  # failed invokes in a row before the accelerator counts as lost
 PROBE_INITIAL_S = 10.0
 PROBE_MAX_S = 300.0
