@@ -69,7 +69,9 @@ def _cfg(accelerator: str):
 def test_unknown_accelerator_is_a_config_error_listing_the_choices():
     with pytest.raises(ConfigError) as exc:
         _cfg("cpu-copy")
-    assert "inference.accelerator: 'cpu-copy' is not one of 'auto', 'cpu', 'edgetpu' or 'gpu'" in str(exc.value)
+    assert "inference.accelerator: 'cpu-copy' is not one of 'auto', 'cpu', 'edgetpu' or 'gpu'" in str(
+        exc.value
+    )
 
 
 def test_a_registered_accelerator_runs_the_default_model(cpu_copy, models_cfg, image):
