@@ -104,6 +104,14 @@ class ModelsConfig(Section):
     )
 
 
+def _one_of(v: str, names: list[str]) -> str:
+    """``v`` when it is one of ``names`` (known only at run time), else the error a Literal gives."""
+    if v not in names:
+        expected = ", ".join(repr(n) for n in names[:-1]) + f" or {names[-1]!r}"
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+    return v
+
+
 class InferenceConfig(Section):
     runtime: Literal["auto", "litert", "tflite-runtime"] = Field(
         "auto",
@@ -121,17 +129,22 @@ class InferenceConfig(Section):
     def _accelerator(cls, v: str) -> str:
         from agent.inference.delegates import accelerator_names
 
-        names = accelerator_names()
-        if v not in names:
-            expected = ", ".join(repr(n) for n in names[:-1]) + f" or {names[-1]!r}"
-            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
-        return v
+        return _one_of(v, accelerator_names())
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, v: str) -> str:
+        from agent.inference.adapters import family_names
+
+        return _one_of(v, family_names())
 
     model: str = Field(
         "ssd_mobilenet_v1_coco", description="Default model: a catalog name or a .tflite path."
     )
-    family: Literal["auto", "ssd", "yolo", "classifier", "recurrent", "blazeface"] = Field(
-        "auto", description="Model family; auto reads it from the model's tensors."
+    family: str = Field(
+        "auto",
+        description="Model family (ssd, yolo, classifier, recurrent, blazeface or a registered one); "
+        "auto reads it from the model's tensors.",
     )
     labels: Path | None = Field(
         None, description="Labels file for a model given by path (one label per line)."
