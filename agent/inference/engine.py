@@ -25,7 +25,7 @@ import numpy as np
 
 from agent.errors import ModelError
 from agent.inference.adapters import Adapter, detect_family, make_adapter
-from agent.inference.delegates import ORDER as FALLBACK_ORDER
+from agent.inference.fallback import FALLBACK_AFTER, AcceleratorFallback
 from agent.inference.labels import label_of
 from agent.inference.modelfiles import configured_labels, default_labels, resolve_model
 from agent.inference.preprocess import Prepared, Preprocessor, Transform
@@ -34,13 +34,11 @@ from agent.types import Classification, Detection
 
 log = logging.getLogger(__name__)
 
-ORDER = FALLBACK_ORDER["auto"]  # the mid-run fallback walks it after the lost accelerator
-FALLBACK_AFTER = 3  # failed invokes in a row before the accelerator counts as lost
 PROBE_INITIAL_S = 10.0
 PROBE_MAX_S = 300.0
 
 
-class Engine:
+class Engine(AcceleratorFallback):
     """One loaded model.
 
     Attributes:
@@ -247,93 +245,6 @@ class Engine:
         self._transform = None
         self.invoke_errors_in_row = 0
         self._good_since_back = 0
-
-    def _record(self, event: str, frm: str, to: str, reason: str) -> None:
-        self.switches = (
-            self.switches + [{"ts": time.time(), "event": event, "from": frm, "to": to, "reason": reason}]
-        )[-10:]
-
-    def _fall_back(self, reason: str) -> bool:
-        """Move to the next accelerator after the current one. False when there is none."""
-        if self.rebuild is None:
-            return False
-        lost = self.accelerator
-        order = list(ORDER)
-        nxt = order[order.index(lost) + 1 :] if lost in order else ["cpu"]
-        tried: list[str] = []
-        for acc in nxt:
-            try:
-                info, adapter = self.rebuild(acc)
-            except (ModelError, OSError) as exc:
-                tried.append(getattr(exc, "message", str(exc)))
-                continue
-            self._swap(info, adapter)
-            if self.fallback is None:
-                self.fallback = {
-                    "lost": lost,
-                    "since": time.time(),
-                    "reason": reason,
-                    "probes": 0,
-                    "next_probe_in_s": None,
-                }
-            else:
-                self.fallback["reason"] = reason
-            self._probe_delay = min(self.probe_max_s, max(self.probe_initial_s, self._probe_delay * 2))
-            self.next_probe_at = time.monotonic() + self._probe_delay
-            self.fallback["next_probe_in_s"] = self._probe_delay
-            self._record("lost", lost, acc, reason)
-            log.warning(
-                "inference: %s lost on %s after %d failed invokes (%s); running on %s, re-probing in %.1f s",
-                self.name,
-                lost,
-                FALLBACK_AFTER,
-                reason,
-                acc,
-                self._probe_delay,
-            )
-            return True
-        log.error(
-            "inference: %s lost on %s (%s) and no other accelerator loads: %s",
-            self.name,
-            lost,
-            reason,
-            "; ".join(tried),
-        )
-        return False
-
-    def _probe_back(self) -> None:
-        """Try the accelerator lost earlier again; move back when it loads."""
-        fb = self.fallback
-        assert fb is not None
-        fb["probes"] += 1
-        try:
-            info, adapter = self.rebuild(self.preferred)
-        except (ModelError, OSError) as exc:
-            self._probe_delay = min(self.probe_max_s, self._probe_delay * 2)
-            self.next_probe_at = time.monotonic() + self._probe_delay
-            fb["next_probe_in_s"] = self._probe_delay
-            fb["last_probe_error"] = getattr(exc, "message", str(exc))
-            log.info(
-                "inference: %s still unavailable (%s); next probe in %.0f s",
-                self.preferred,
-                fb["last_probe_error"],
-                self._probe_delay,
-            )
-            return
-        was = self.accelerator
-        self._swap(info, adapter)
-        self.fallback = None
-        self._record("back", was, self.accelerator, f"{self.preferred} loads again")
-        log.warning("inference: %s back on %s (after %d probe(s))", self.name, self.accelerator, fb["probes"])
-
-    def accelerator_status(self) -> dict[str, Any]:
-        """For status, health and the birth: where the model runs and, after a loss, why."""
-        return {
-            "accelerator": self.accelerator,
-            "preferred": self.preferred,
-            "fallback": dict(self.fallback) if self.fallback else None,
-            "switches": [dict(x) for x in self.switches],
-        }
 
     def reset_state(self, state_key: str | None = None) -> None:
         """Recurrent models: start ``state_key`` (``None``: every key) from the zero state."""
