@@ -26,7 +26,7 @@ from agent.configbase import Section, check_name, example_toml, format_validatio
 from agent.errors import ConfigError
 from agent.ngsi_ld.config import NgsiLdConfig
 from agent.privacy.config import PrivacyConfig, PrivacyMask
-from agent.sync.config import MqttConfig, SummaryConfig
+from agent.sync.config import MqttConfig, SinkConfig, SummaryConfig
 from firmware_bridge.config import EXAMPLE_SENSORS, SensorConfig
 
 if sys.version_info >= (3, 11):
@@ -293,6 +293,10 @@ class AgentConfig(Section):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="What images may show.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
     ngsi_ld: NgsiLdConfig = Field(default_factory=NgsiLdConfig, description="NGSI-LD context broker sink.")
+    sinks: list[SinkConfig] = Field(
+        default_factory=list,
+        description="Outbox sinks besides MQTT, each with its own delivery state (types come from plugins).",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> AgentConfig:

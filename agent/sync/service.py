@@ -33,6 +33,7 @@ from agent.sync.contract import pipeline_projection
 from agent.sync.mqtt import MqttLink
 from agent.sync.publisher import Publisher
 from agent.sync.retention import Retention
+from agent.sync.sink import CURSOR, SinkRunner, build_sinks
 from agent.sync.summary import SummaryBuilder
 from agent.sync.topics import SCHEMA_VERSION, SCHEMAS, Topics
 from agent.timefmt import iso_utc
@@ -138,6 +139,8 @@ class SyncService:
             from agent.ngsi_ld.sink import SINK, NgsiLdSink
 
             self.sinks[SINK] = NgsiLdSink(cfg, writer, self._reader)
+        #: outbox sinks from [[sinks]] (types registered by plugins), each with its cursor in sink_cursor
+        self.outbox_sinks: list[SinkRunner] = build_sinks(cfg, writer, self._reader)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._pruner: threading.Thread | None = None
@@ -155,6 +158,24 @@ class SyncService:
             self.link.start()
         for sink in self.sinks.values():
             sink.start()
+        names = [r.name for r in self.outbox_sinks]
+        marks = ",".join("?" * len(names))
+        drop = f"DELETE FROM sink_cursor WHERE what = '{CURSOR}'" + (
+            f" AND sink NOT IN ({marks})" if names else ""
+        )
+
+        def cursors(c: sqlite3.Connection) -> None:
+            # a sink no longer configured must not hold back retention (prune_delivered): its cursor goes;
+            # a new one starts at 0 (it wants what is still stored), before retention's next round
+            c.execute(drop, names)
+            c.executemany(
+                "INSERT OR IGNORE INTO sink_cursor (sink, what, value) VALUES (?, ?, 0)",
+                [(n, CURSOR) for n in names],
+            )
+
+        outbox.submit(self.writer, cursors, kind="sink-cursors")
+        for runner in self.outbox_sinks:
+            runner.start()
         self._ticker = threading.Thread(target=self._tick_loop, name="sync-ticker", daemon=True)
         self._ticker.start()
         self._pruner = threading.Thread(target=self._retention_loop, name="sync-retention", daemon=True)
@@ -167,6 +188,8 @@ class SyncService:
         self._stop.set()
         for sink in self.sinks.values():
             sink.stop(max(0.5, min(3.0, end - time.monotonic())))
+        for runner in self.outbox_sinks:
+            runner.stop(max(0.5, min(3.0, end - time.monotonic())))
         if self._ticker:
             self._ticker.join(max(0.5, min(5.0, end - time.monotonic())))
             self._ticker = None
@@ -203,9 +226,11 @@ class SyncService:
         return lambda c: outbox.enqueue(c, topic, "event", body, priority=outbox.LIVE)
 
     def notify(self) -> None:
-        """Wake the publisher: a live message was queued."""
+        """Wake the publisher and the outbox sinks: a live message was queued."""
         if self.publisher:
             self.publisher.notify()
+        for runner in self.outbox_sinks:
+            runner.notify()
 
     def replay(self, from_seq: int, to_seq: int) -> dict[str, Any]:
         """Re-send stored messages in ``[from_seq, to_seq]`` (the replay command)."""
@@ -259,7 +284,8 @@ class SyncService:
             "pruned": st["pruned"],
             "gaps": st["gaps"],
             "summaries_written": self.builder.written,
-            "sinks": {name: sink.health() for name, sink in self.sinks.items()},
+            "sinks": {name: sink.health() for name, sink in self.sinks.items()}
+            | {r.name: r.health() for r in self.outbox_sinks},
             "restarts": dict(self.restarts),
             "uptime_s": _health.agent_uptime_s(),
         }
@@ -402,10 +428,14 @@ class SyncService:
             lambda c: outbox.enqueue(c, topic, "health", body, priority=outbox.LIVE),
             kind="health",
         ):
-            if self.publisher:
-                self.publisher.notify()
+            self.notify()
 
     def _supervise(self) -> None:
+        for runner in self.outbox_sinks:
+            if not runner.alive and not self._stop.is_set():
+                self.restarts[runner.name] = self.restarts.get(runner.name, 0) + 1
+                log.error("sink %s died; restarting it (restart %d)", runner.name, self.restarts[runner.name])
+                runner.start()
         if not (self.link and self.publisher and self.commands):
             return
         for name, part in (("link", self.link), ("publisher", self.publisher), ("commands", self.commands)):
@@ -432,8 +462,8 @@ class SyncService:
             self._stop.wait(max(0.05, min(1.0, until_summary, self._next_health - now)))
 
     def _tick_summary(self) -> None:
-        if self.builder.run_due() and self.publisher:
-            self.publisher.notify()
+        if self.builder.run_due():
+            self.notify()
 
     def _tick_health(self) -> None:
         now = time.monotonic()
