@@ -253,16 +253,11 @@ def add_counter(conn: sqlite3.Connection, key: str, n: int) -> None:
 
 
 def prune_delivered(conn: sqlite3.Connection, limit: int) -> int:
-    """Delete the oldest delivered (or rejected) messages. Returns how many."""
-    # rows an outbox sink (agent/sync/sink.py) has not acknowledged yet stay: below every sink's cursor
-    below = conn.execute(
-        "SELECT MIN(CAST(value AS INTEGER)) FROM sink_cursor WHERE what = 'outbox'"
-    ).fetchone()[0]
-    n = conn.execute(
-        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE state != 'pending' AND seq <= ? "
-        "ORDER BY seq LIMIT ?)",
-        (below if below is not None else 1 << 62, limit),
-    ).rowcount
+    """Delete the oldest delivered (or rejected) messages that every outbox sink has too (at or below
+    each sink's cursor, agent/sync/sink.py). Returns how many."""
+    below = "coalesce((SELECT MIN(CAST(value AS INTEGER)) FROM sink_cursor WHERE what = 'outbox'), 1 << 62)"
+    sql = f"SELECT seq FROM outbox WHERE state != 'pending' AND seq <= {below} ORDER BY seq LIMIT ?"
+    n = conn.execute(f"DELETE FROM outbox WHERE seq IN ({sql})", (limit,)).rowcount
     add_counter(conn, "pruned_delivered", n)
     return n
 

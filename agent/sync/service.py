@@ -28,12 +28,13 @@ from agent.errors import ConfigError
 from agent.store.db import connect
 from agent.store.writer import Writer
 from agent.sync import outbox
+from agent.sync.birth import birth_models as birth_models  # re-exported (tests, callers)
 from agent.sync.commands import CommandProcessor, known_commands
 from agent.sync.contract import pipeline_projection
 from agent.sync.mqtt import MqttLink
 from agent.sync.publisher import Publisher
 from agent.sync.retention import Retention
-from agent.sync.sink import CURSOR, SinkRunner, build_sinks
+from agent.sync.sink import SinkGroup, build_sinks
 from agent.sync.summary import SummaryBuilder
 from agent.sync.topics import SCHEMA_VERSION, SCHEMAS, Topics
 from agent.timefmt import iso_utc
@@ -42,30 +43,6 @@ if TYPE_CHECKING:  # annotations only: the whole config sits above the parts
     from agent.config import AgentConfig
 
 log = logging.getLogger(__name__)
-
-
-def birth_models(live: dict[str, Any], default_model: str) -> dict[str, Any]:
-    """The birth's model fields from the pipeline's status: the default ``model``, its active
-    ``accelerator`` (the first loaded model's when the default is not loaded; None with no model), and
-    per loaded model its accelerator and the reasons the better ones were skipped (fallbacks); models
-    that failed to load are in ``model_errors``."""
-    loaded = live.get("models") or {}
-    models = {
-        name: {
-            "accelerator": m.get("accelerator"),
-            "fallback_reasons": list(m.get("reasons") or []),
-            "family": m.get("family"),
-        }
-        for name, m in sorted(loaded.items())
-        if isinstance(m, dict)
-    }
-    main = models.get(default_model) or next(iter(models.values()), None)
-    return {
-        "model": default_model,
-        "accelerator": main["accelerator"] if main else None,
-        "models": models,
-        "model_errors": {str(k): str(v) for k, v in (live.get("model_errors") or {}).items()},
-    }
 
 
 class SyncService:
@@ -133,17 +110,14 @@ class SyncService:
             self.publisher = Publisher(cfg.mqtt, self.link, writer, self._reader)
         #: other sinks (the NGSI-LD context broker), each with its own delivery state in sink_queue
         self.sinks: dict[str, Any] = {}
-        import agent.ngsi_ld.sink  # noqa: F401  - registers its retention step (delivered sink rows)
-
         if getattr(cfg, "ngsi_ld", None) is not None and cfg.ngsi_ld.enabled:
             from agent.ngsi_ld.sink import SINK, NgsiLdSink
 
             self.sinks[SINK] = NgsiLdSink(cfg, writer, self._reader)
         #: outbox sinks from [[sinks]] (types registered by plugins), each with its cursor in sink_cursor
-        self.outbox_sinks: list[SinkRunner] = build_sinks(cfg, writer, self._reader)
+        self.outbox_sinks = SinkGroup(build_sinks(cfg, writer, self._reader), writer)
         self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
-        self._pruner: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []  # the ticker (summaries, health) and retention
         self.last_progress = time.monotonic()
         self.last_error: str | None = None
         self.restarts: dict[str, int] = {}
@@ -158,28 +132,11 @@ class SyncService:
             self.link.start()
         for sink in self.sinks.values():
             sink.start()
-        names = [r.name for r in self.outbox_sinks]
-        marks = ",".join("?" * len(names))
-        drop = f"DELETE FROM sink_cursor WHERE what = '{CURSOR}'" + (
-            f" AND sink NOT IN ({marks})" if names else ""
-        )
-
-        def cursors(c: sqlite3.Connection) -> None:
-            # a sink no longer configured must not hold back retention (prune_delivered): its cursor goes;
-            # a new one starts at 0 (it wants what is still stored), before retention's next round
-            c.execute(drop, names)
-            c.executemany(
-                "INSERT OR IGNORE INTO sink_cursor (sink, what, value) VALUES (?, ?, 0)",
-                [(n, CURSOR) for n in names],
-            )
-
-        outbox.submit(self.writer, cursors, kind="sink-cursors")
-        for runner in self.outbox_sinks:
-            runner.start()
-        self._ticker = threading.Thread(target=self._tick_loop, name="sync-ticker", daemon=True)
-        self._ticker.start()
-        self._pruner = threading.Thread(target=self._retention_loop, name="sync-retention", daemon=True)
-        self._pruner.start()
+        self.outbox_sinks.start()
+        loops = ((self._tick_loop, "sync-ticker"), (self._retention_loop, "sync-retention"))
+        self._threads = [threading.Thread(target=fn, name=name, daemon=True) for fn, name in loops]
+        for t in self._threads:
+            t.start()
         return self
 
     def stop(self, deadline_s: float = 10.0) -> None:
@@ -188,14 +145,10 @@ class SyncService:
         self._stop.set()
         for sink in self.sinks.values():
             sink.stop(max(0.5, min(3.0, end - time.monotonic())))
-        for runner in self.outbox_sinks:
-            runner.stop(max(0.5, min(3.0, end - time.monotonic())))
-        if self._ticker:
-            self._ticker.join(max(0.5, min(5.0, end - time.monotonic())))
-            self._ticker = None
-        if self._pruner:
-            self._pruner.join(max(0.5, min(5.0, end - time.monotonic())))
-            self._pruner = None
+        self.outbox_sinks.stop(end)
+        for t in self._threads:
+            t.join(max(0.5, min(5.0, end - time.monotonic())))
+        self._threads = []
         if self.publisher and self.link:
             if self.link.connected.is_set():
                 self.publisher.drain(end - min(2.0, deadline_s * 0.3))
@@ -229,8 +182,7 @@ class SyncService:
         """Wake the publisher and the outbox sinks: a live message was queued."""
         if self.publisher:
             self.publisher.notify()
-        for runner in self.outbox_sinks:
-            runner.notify()
+        self.outbox_sinks.notify()
 
     def replay(self, from_seq: int, to_seq: int) -> dict[str, Any]:
         """Re-send stored messages in ``[from_seq, to_seq]`` (the replay command)."""
@@ -284,8 +236,7 @@ class SyncService:
             "pruned": st["pruned"],
             "gaps": st["gaps"],
             "summaries_written": self.builder.written,
-            "sinks": {name: sink.health() for name, sink in self.sinks.items()}
-            | {r.name: r.health() for r in self.outbox_sinks},
+            "sinks": {name: sink.health() for name, sink in self.sinks.items()} | self.outbox_sinks.health(),
             "restarts": dict(self.restarts),
             "uptime_s": _health.agent_uptime_s(),
         }
@@ -431,11 +382,7 @@ class SyncService:
             self.notify()
 
     def _supervise(self) -> None:
-        for runner in self.outbox_sinks:
-            if not runner.alive and not self._stop.is_set():
-                self.restarts[runner.name] = self.restarts.get(runner.name, 0) + 1
-                log.error("sink %s died; restarting it (restart %d)", runner.name, self.restarts[runner.name])
-                runner.start()
+        self.outbox_sinks.supervise(self.restarts, self._stop.is_set())
         if not (self.link and self.publisher and self.commands):
             return
         for name, part in (("link", self.link), ("publisher", self.publisher), ("commands", self.commands)):

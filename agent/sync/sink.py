@@ -279,3 +279,49 @@ class SinkRunner:
                     self.sink.close()
                 except Exception:  # noqa: BLE001
                     log.debug("sink %s: close failed", self.name, exc_info=True)
+
+
+class SinkGroup:
+    """The configured outbox sinks of one agent, started, woken, supervised and stopped together."""
+
+    def __init__(self, runners: list[SinkRunner], writer: Any) -> None:
+        self.runners = runners
+        self.writer = writer
+
+    def start(self) -> None:
+        """Write each sink's cursor (0 for a new one: it wants what is still stored), drop those of
+        sinks no longer configured (they must not hold back retention), then start the runners."""
+        names = [r.name for r in self.runners]
+        drop = f"DELETE FROM sink_cursor WHERE what = '{CURSOR}'" + (
+            f" AND sink NOT IN ({','.join('?' * len(names))})" if names else ""
+        )
+
+        def cursors(c: sqlite3.Connection) -> None:
+            c.execute(drop, names)
+            c.executemany(
+                "INSERT OR IGNORE INTO sink_cursor (sink, what, value) VALUES (?, ?, 0)",
+                [(n, CURSOR) for n in names],
+            )
+
+        outbox.submit(self.writer, cursors, kind="sink-cursors")
+        for runner in self.runners:
+            runner.start()
+
+    def notify(self) -> None:
+        for runner in self.runners:
+            runner.notify()
+
+    def stop(self, deadline: float) -> None:
+        for runner in self.runners:
+            runner.stop(max(0.5, min(3.0, deadline - time.monotonic())))
+
+    def health(self) -> dict[str, Any]:
+        return {r.name: r.health() for r in self.runners}
+
+    def supervise(self, restarts: dict[str, int], stopping: bool) -> None:
+        """Restart a runner whose thread died (counted in ``restarts``)."""
+        for runner in self.runners:
+            if not runner.alive and not stopping:
+                restarts[runner.name] = restarts.get(runner.name, 0) + 1
+                log.error("sink %s died; restarting it (restart %d)", runner.name, restarts[runner.name])
+                runner.start()
