@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from agent.analytics.config import CameraAnalytics
 from agent.api.config import ApiConfig
@@ -25,7 +26,7 @@ from agent.configbase import Section, check_name, example_toml, format_validatio
 from agent.errors import ConfigError
 from agent.ngsi_ld.config import NgsiLdConfig
 from agent.privacy.config import PrivacyConfig, PrivacyMask
-from agent.sync.config import MqttConfig, SummaryConfig
+from agent.sync.config import MqttConfig, SinkConfig, SummaryConfig
 from firmware_bridge.config import EXAMPLE_SENSORS, SensorConfig
 
 if sys.version_info >= (3, 11):
@@ -103,19 +104,47 @@ class ModelsConfig(Section):
     )
 
 
+def _one_of(v: str, names: list[str]) -> str:
+    """``v`` when it is one of ``names`` (known only at run time), else the error a Literal gives."""
+    if v not in names:
+        expected = ", ".join(repr(n) for n in names[:-1]) + f" or {names[-1]!r}"
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+    return v
+
+
 class InferenceConfig(Section):
     runtime: Literal["auto", "litert", "tflite-runtime"] = Field(
         "auto",
         description="Inference runtime: ai-edge-litert (default), tflite-runtime, or auto (LiteRT if installed).",
     )
-    accelerator: Literal["auto", "cpu", "edgetpu", "gpu"] = Field(
-        "auto", description="auto tries edgetpu, then gpu, then cpu, and logs why each was skipped."
+    accelerator: str = Field(
+        "auto",
+        description="auto tries edgetpu, then gpu, then cpu, and logs why each was skipped; "
+        "or cpu, edgetpu, gpu, or a registered accelerator.",
+        examples=["auto", "cpu", "edgetpu", "gpu"],
     )
+
+    @field_validator("accelerator")
+    @classmethod
+    def _accelerator(cls, v: str) -> str:
+        from agent.inference.delegates import accelerator_names
+
+        return _one_of(v, accelerator_names())
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, v: str) -> str:
+        from agent.inference.adapters import family_names
+
+        return _one_of(v, family_names())
+
     model: str = Field(
         "ssd_mobilenet_v1_coco", description="Default model: a catalog name or a .tflite path."
     )
-    family: Literal["auto", "ssd", "yolo", "classifier", "recurrent", "blazeface"] = Field(
-        "auto", description="Model family; auto reads it from the model's tensors."
+    family: str = Field(
+        "auto",
+        description="Model family (ssd, yolo, classifier, recurrent, blazeface or a registered one); "
+        "auto reads it from the model's tensors.",
     )
     labels: Path | None = Field(
         None, description="Labels file for a model given by path (one label per line)."
@@ -264,6 +293,10 @@ class AgentConfig(Section):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="What images may show.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
     ngsi_ld: NgsiLdConfig = Field(default_factory=NgsiLdConfig, description="NGSI-LD context broker sink.")
+    sinks: list[SinkConfig] = Field(
+        default_factory=list,
+        description="Outbox sinks besides MQTT, each with its own delivery state (types come from plugins).",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> AgentConfig:

@@ -1,9 +1,12 @@
-"""Starts the agent's stages in dependency order and stops them in reverse.
+"""Starts the agent's parts in the order of :data:`agent.parts.PARTS` and stops them in reverse.
 
-Start: store (database, writer) → sinks (sync) → analysis (engines, results stage, inference
-workers) → sources (cameras, sensors). Stop: sources first, then in-flight frames finish, the
-results stage drains, analytics flush, sync publishes what it can within its deadline, and the
-writer commits everything it accepted before the database closes.
+Start: store (database, writer: the pipeline's own) → each part, bound to this pipeline
+(:meth:`agent.part.Part.bind`) and started with the writer: sync → cameras + inference (engines,
+results stage, inference workers, then the cameras) → sensors → api, then any plugin part. Stop, in
+reverse: the API, sensors, the cameras (in-flight frames finish, the results stage drains, analytics
+flush), sync (publishes what it can within its deadline); then the writer commits everything it
+accepted before the database closes. The status snapshot is the pipeline's own keys merged with
+each part's :meth:`~agent.part.Part.status`.
 
 A camera whose model cannot be loaded is reported ``down`` with the model's error; the rest of the
 agent (other cameras, sensors, sync, API) keeps running.
@@ -16,24 +19,33 @@ import os
 import queue
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import agent.parts  # noqa: F401 - every part's tables, prune steps and summary sections
 from agent import __version__
 from agent.config import AgentConfig, CameraConfig
 from agent.errors import AgentError
 from agent.memory import limit_malloc_arenas
+from agent.part import Part
+from agent.parts import PARTS
 from agent.sources.camera import CameraSource
 from agent.stages import InferenceWorker, ResultsWorker
 from agent.store.db import Database
 from agent.store.writer import Writer
 
+if TYPE_CHECKING:
+    from agent.api.server import ApiServer
+    from agent.sync.service import SyncService
+    from firmware_bridge.service import SensorService
+
 log = logging.getLogger(__name__)
 
 
 class Pipeline:
-    def __init__(self, cfg: AgentConfig) -> None:
+    def __init__(self, cfg: AgentConfig, parts: Sequence[Part] = PARTS) -> None:
         self.cfg = cfg
+        self.parts: tuple[Part, ...] = tuple(parts)
+        self.running: list[Part] = []  # the parts bound to this pipeline, started in order
         self.database: Database | None = None
         self.writer: Writer | None = None
         self.cameras: dict[str, CameraSource] = {}
@@ -45,13 +57,34 @@ class Pipeline:
         # inference waits briefly for room (backpressure) before it drops a result (counted)
         self.results_q: queue.Queue[Any] = queue.Queue(maxsize=4)
         self.analytics: dict[str, Any] = {}
-        self.sync: Any = None
-        self.sensors: Any = None
-        self.api: Any = None
         self.started_at: float | None = None
         self.started_mono: float | None = None
         self.pending_restart: list[str] = []
+        self._stop_by = time.monotonic()
         self._lock = threading.Lock()
+
+    # -- the running parts' services (typed, for the stages that use them) -----------------------
+    @property
+    def sync(self) -> SyncService | None:
+        from agent.sync.part import RunningSync
+
+        return next((p.service for p in self.running if isinstance(p, RunningSync)), None)
+
+    @property
+    def sensors(self) -> SensorService | None:
+        from firmware_bridge.part import RunningSensors
+
+        return next((p.service for p in self.running if isinstance(p, RunningSensors)), None)
+
+    @property
+    def api(self) -> ApiServer | None:
+        from agent.api.part import RunningApi
+
+        return next((p.server for p in self.running if isinstance(p, RunningApi)), None)
+
+    def time_left(self) -> float:
+        """Seconds left of the stop deadline."""
+        return self._stop_by - time.monotonic()
 
     # -- start -----------------------------------------------------------------------------------
     def start(self) -> Pipeline:
@@ -66,15 +99,24 @@ class Pipeline:
         self.writer = Writer(
             self.database, max_queue=cfg.storage.writer_queue, max_delay_s=cfg.storage.commit_interval_s
         ).start()
-        # sinks
-        from agent.sync.service import SyncService
+        for part in self.parts:
+            running = part.bind(self)
+            self.running.append(running)
+            running.start(self.writer)
+        log.info(
+            "edge-agent %s running: %d camera(s), %d model(s), %d sensor(s)",
+            __version__,
+            len(self.cameras),
+            len(self.engines),
+            len(cfg.sensors),
+        )
+        return self
 
-        # the sink is always built: it buffers in the outbox while MQTT is off
-        self.sync = SyncService(cfg, cfg.storage.path, self.writer, status=self.status)
-        self.sync.start()
-        # analysis
+    # -- the cameras + inference part's stages (agent.inference.part) -----------------------------
+    def start_vision(self, writer: Writer) -> None:
+        cfg = self.cfg
         self._load_engines()
-        if self.sync is not None and hasattr(self.sync, "models_ready"):
+        if self.sync is not None:
             self.sync.models_ready()  # the birth names the active accelerator
         from agent.analytics.runner import AnalyticsRunner as Runner
 
@@ -112,29 +154,14 @@ class Pipeline:
         for w in self.workers:
             for cam in w.cameras:
                 cam.start()
-        from firmware_bridge.service import SensorService
 
-        if cfg.sensors:
-            self.sensors = SensorService(cfg.sensors, self.writer)
-            self._wire_radar()
-            self.sensors.start()
-        if cfg.api.enabled:
-            from agent.api.server import ApiServer  # FastAPI and uvicorn: loaded only when the API runs
-
-            try:
-                self.api = ApiServer(cfg, self)
-                self.api.start()
-            except AgentError as exc:
-                log.error("local API not started: %s", exc)
-                self.api = None
-        log.info(
-            "edge-agent %s running: %d camera(s), %d model(s), %d sensor(s)",
-            __version__,
-            len(self.cameras),
-            len(self.engines),
-            len(cfg.sensors),
-        )
-        return self
+    def stop_vision(self) -> None:
+        for cam in self.cameras.values():
+            cam.stop()
+        for w in self.workers:
+            w.stop(timeout_s=max(1.0, self.time_left()))
+        if self.results is not None:
+            self.results.stop(timeout_s=max(1.0, self.time_left()))
 
     def _model_of(self, cam: CameraConfig) -> str:
         return cam.model or self.cfg.inference.model
@@ -310,15 +337,13 @@ class Pipeline:
         runner.snapshot_image = self._incident_snapshot
         return runner
 
-    def _wire_radar(self) -> None:
-        for name, runner in self.analytics.items():
-            radar = runner.cfg.radar
-            if radar is None:
-                continue
-            try:
-                self.sensors.add_listener(radar.sensor, runner.radar_feed)
-            except KeyError:
-                log.error("camera %s: radar sensor %r is not configured or not enabled", name, radar.sensor)
+    def sensor_listeners(self) -> list[tuple[str, str, Callable[[list[object], float], None]]]:
+        """The cameras' radar feeds, for the sensors part: ``(sensor, "camera NAME", feed)``."""
+        return [
+            (runner.cfg.radar.sensor, f"camera {name}: radar", runner.radar_feed)
+            for name, runner in self.analytics.items()
+            if runner.cfg.radar is not None
+        ]
 
     def _incident_snapshot(self, result: Any, camera: str) -> bytes | None:
         """The frame as a JPEG, blurred as the privacy settings say (people/faces), for the unit only.
@@ -375,21 +400,14 @@ class Pipeline:
 
     # -- stop ------------------------------------------------------------------------------------
     def stop(self, deadline_s: float = 20.0) -> None:
-        t_end = time.monotonic() + deadline_s
-        if self.api is not None:
-            self.api.stop()
-        for cam in self.cameras.values():
-            cam.stop()
-        if self.sensors is not None:
-            self.sensors.stop(timeout_s=5.0)
-        for w in self.workers:
-            w.stop(timeout_s=max(1.0, t_end - time.monotonic()))
-        if self.results is not None:
-            self.results.stop(timeout_s=max(1.0, t_end - time.monotonic()))
-        if self.sync is not None:
-            self.sync.stop(max(1.0, min(10.0, t_end - time.monotonic())))
+        self._stop_by = time.monotonic() + deadline_s
+        for part in reversed(self.running):
+            try:
+                part.stop()
+            except Exception:  # one part's failure must not keep the writer from committing
+                log.exception("part %s did not stop cleanly", part.name)
         if self.writer is not None:
-            self.writer.stop(timeout_s=max(5.0, t_end - time.monotonic()))
+            self.writer.stop(timeout_s=max(5.0, self.time_left()))
         if self.database is not None:
             self.database.close()
         log.info("edge-agent stopped")
@@ -427,7 +445,31 @@ class Pipeline:
         return probes
 
     def status(self) -> dict[str, Any]:
-        """Live state for the status API, health messages and `edge-agent status`."""
+        """Live state for the status API, health messages and `edge-agent status`: the pipeline's own
+        keys, then each running part's :meth:`~agent.part.Part.status` merged in, in start order."""
+        out: dict[str, Any] = {
+            "version": __version__,
+            "device": {"id": self.cfg.device.id, "site": self.cfg.device.site},
+            "config_hash": self.cfg.config_hash(),
+            "pending_restart": list(self.pending_restart),
+            "started_at": self.started_at,
+            "uptime_s": round(time.monotonic() - self.started_mono, 1) if self.started_mono else 0,
+            "pid": os.getpid(),
+            "writer": self.writer.stats() if self.writer else None,
+            "database": {
+                "path": str(self.cfg.storage.path),
+                "size_bytes": self.database.size_bytes() if self.database else None,
+            },
+        }
+        for part in self.running:
+            try:
+                out.update(part.status())
+            except Exception as exc:  # noqa: BLE001 - a status read must not fail
+                out[part.name] = {"error": str(exc)}
+        return out
+
+    def vision_status(self) -> Mapping[str, object]:
+        """The cameras + inference part's keys of the status snapshot."""
         cams = {}
         for name, cam in self.cameras.items():
             h = cam.health()
@@ -452,13 +494,6 @@ class Pipeline:
         }
         main = engines.get(self.cfg.inference.model) or next(iter(engines.values()), None)
         out: dict[str, Any] = {
-            "version": __version__,
-            "device": {"id": self.cfg.device.id, "site": self.cfg.device.site},
-            "config_hash": self.cfg.config_hash(),
-            "pending_restart": list(self.pending_restart),
-            "started_at": self.started_at,
-            "uptime_s": round(time.monotonic() - self.started_mono, 1) if self.started_mono else 0,
-            "pid": os.getpid(),
             "cameras": cams,
             # the main model (inference.model, else the first loaded) for the birth message
             "model": self.cfg.inference.model,
@@ -475,22 +510,7 @@ class Pipeline:
                 }
                 for w in self.workers
             },
-            "writer": self.writer.stats() if self.writer else None,
-            "database": {
-                "path": str(self.cfg.storage.path),
-                "size_bytes": self.database.size_bytes() if self.database else None,
-            },
         }
-        if self.sync is not None:
-            try:
-                out["sync"] = self.sync.health()
-            except Exception as exc:
-                out["sync"] = {"error": str(exc)}
-        if self.sensors is not None:
-            try:
-                out["sensors"] = self.sensors.health()
-            except Exception as exc:
-                out["sensors"] = {"error": str(exc)}
         if self.analytics:
             out["analytics"] = {}
             for name, r in self.analytics.items():

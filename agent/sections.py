@@ -1,7 +1,7 @@
 """Registry of summary sections.
 
-Each analysis part contributes its own section to the periodic summary by registering a function
-here at import time; the summary builder (``agent.sync.summary``) calls every registered function
+Each part contributes its sections to the periodic summary by declaring them (``Part.sections``);
+:mod:`agent.parts` registers them here; the summary builder (``agent.sync.summary``) calls every registered function
 for each window. Adding a part never touches the others.
 
 A section function takes a read connection and the window ``[start, end)`` as UTC ISO-8601 strings
@@ -42,6 +42,14 @@ def parts_loaded() -> None:
 def register_summary_section(name: str, fn: SectionFn) -> None:
     with _LOCK:
         _SECTIONS[name] = fn
+
+
+def forget_summary_section(name: str) -> None:
+    """Drop section ``name`` and its cursors."""
+    with _LOCK:
+        _SECTIONS.pop(name, None)
+        for key in [k for k, (section, _fn) in _CURSORS.items() if section == name]:
+            del _CURSORS[key]
 
 
 def change_cursor(changes: Callable[[sqlite3.Connection, int], list[tuple]], seq_col: int) -> CursorFn:

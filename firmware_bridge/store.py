@@ -13,11 +13,12 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from agent.store.db import Migration, register_migrations
+from agent.store.db import Migration
 from agent.timefmt import iso_utc
 from firmware_bridge.events import Message
 
-register_migrations(
+#: (component, migrations): the tables this module defines, declared by its part (``agent.parts``)
+TABLES: tuple[str, list[Migration]] = (
     "sensors",
     [
         Migration(
@@ -113,13 +114,3 @@ def _prune_readings(conn: sqlite3.Connection, limit: int) -> int:
     from agent.sync.retention import prune_summarised
 
     return prune_summarised(conn, limit, [("readings", "ts")], "pruned_readings")
-
-
-def _register_retention() -> None:
-    """Over the database budget, raw readings already summarised go right after raw detections."""
-    from agent.sync.retention import register_prune_step
-
-    register_prune_step(20, "sensor readings", _prune_readings)
-
-
-_register_retention()

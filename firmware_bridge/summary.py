@@ -15,7 +15,6 @@ import sqlite3
 import threading
 from typing import Any
 
-from agent.sections import register_summary_section
 from agent.timefmt import iso_utc
 from firmware_bridge import aqi as aqi_mod
 from firmware_bridge.events import Q_NO_FIX, Q_OUT_OF_RANGE, Q_SENSOR_FAULT, Q_STALE, Q_WARMING_UP
@@ -272,6 +271,4 @@ def gps_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str, Any
     return None
 
 
-register_summary_section("sensors", sensors_section)
-register_summary_section("gps", gps_section)
 __all__ = ["sensors_section", "gps_section", "configure_sensor", "metric_stats"]

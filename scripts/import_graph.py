@@ -60,6 +60,8 @@ LAYERS: list[tuple[str, int]] = [
     ("*.cli", 10),
     ("*_cli", 10),
     ("*.__main__", 10),
+    ("agent.part", 1),
+    ("*.part", 8),
     ("agent", 0),
     ("agent.types", 0),
     ("agent.timefmt", 0),
@@ -89,6 +91,7 @@ LAYERS: list[tuple[str, int]] = [
     ("agent.api*", 5),
     ("agent.hub*", 6),
     ("agent.config", 7),
+    ("agent.service.doctor", 10),  # the `edge-agent doctor` command: runs the parts' checks
     ("agent.service*", 8),
     ("agent.stages", 9),
     ("agent.pipeline", 9),

@@ -19,7 +19,19 @@ Point = tuple[float, float]
 Anchor = Literal["bottom_center", "center"]
 Units = Literal["auto", "px", "norm"]
 
-DEFAULT_CLASSES = ["car", "truck", "bus", "motorcycle", "bicycle", "person"]
+# COCO's road users, and the traffic_lstm_vehicles model's own vehicle labels (sedan, pickup_suv_van,
+# large_veh_bus), so a line counts what either catalog detector calls a vehicle without a setting
+DEFAULT_CLASSES = [
+    "car",
+    "truck",
+    "bus",
+    "motorcycle",
+    "bicycle",
+    "person",
+    "sedan",
+    "pickup_suv_van",
+    "large_veh_bus",
+]
 
 
 # Used for a model the catalog has no calibration for (a model given by path). Chosen to be safe

@@ -11,10 +11,12 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from agent.store.db import Migration, register_migrations
-from agent.timefmt import iso_utc, parse_iso
+from agent.analytics.volumes import volumes as volumes  # the counts query, re-exported
+from agent.store.db import Migration
+from agent.timefmt import iso_utc
 
-register_migrations(
+#: (component, migrations): the tables this module defines, declared by its part (``agent.parts``)
+TABLES: tuple[str, list[Migration]] = (
     "analytics",
     [
         Migration(
@@ -110,6 +112,11 @@ register_migrations(
         ),
         Migration(
             2, "bin change numbers: bins are sent by change, not by time (#14)", lambda c: _change_numbers(c)
+        ),
+        Migration(
+            3,
+            "crossings by camera and time: `counts` reads one camera's recent crossings, not the whole table",
+            "CREATE INDEX crossings_camera_ts ON crossings (camera, ts);",
         ),
     ],
 )
@@ -340,39 +347,3 @@ def _prune_raw(conn, limit: int) -> int:
         [("crossings", "ts"), ("speeds", "ts"), ("zone_visits", "exit_ts"), ("tracks", "last_ts")],
         "pruned_track_events",
     )
-
-
-def _register_retention() -> None:
-    """Over the database budget, per-track rows already summarised go after detections and readings."""
-    from agent.sync.retention import register_prune_step
-
-    register_prune_step(30, "track events", _prune_raw)
-
-
-_register_retention()
-
-
-def volumes(conn: sqlite3.Connection, since_ts: float, bin_s: int, camera: str | None = None) -> list[dict]:
-    """Crossings since ``since_ts`` grouped into UTC-aligned bins of ``bin_s`` seconds."""
-    q = (
-        "SELECT camera, line, direction, class, ts FROM crossings WHERE ts >= ?"
-        + (" AND camera = ?" if camera else "")
-        + " ORDER BY ts"
-    )
-    args: tuple = (iso_utc(since_ts), camera) if camera else (iso_utc(since_ts),)
-    out: dict[tuple, int] = {}
-    for cam, line, d, cls, ts in conn.execute(q, args):
-        b = int(parse_iso(ts) // bin_s * bin_s)
-        out[(b, cam, line, d, cls)] = out.get((b, cam, line, d, cls), 0) + 1
-    return [
-        {
-            "bin_start": iso_utc(b),
-            "bin_minutes": bin_s / 60,
-            "camera": cam,
-            "line": line,
-            "direction": d,
-            "class": cls,
-            "count": n,
-        }
-        for (b, cam, line, d, cls), n in sorted(out.items())
-    ]

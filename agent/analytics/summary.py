@@ -14,7 +14,7 @@ import sqlite3
 from typing import Any
 
 from agent.analytics.store import SUMMARY_MARK
-from agent.sections import change_cursor, register_summary_cursor, register_summary_section, summary_mark
+from agent.sections import change_cursor, summary_mark
 
 #: most changed bin rows one summary takes (a backlog, e.g. after an upgrade, drains over the next ones)
 MAX_BIN_CHANGES = 2000
@@ -166,7 +166,3 @@ def analytics_section(conn: sqlite3.Connection, start: str, end: str) -> dict[st
             }
         )
     return {"cameras": cams}
-
-
-register_summary_section("analytics", analytics_section)
-register_summary_cursor("analytics", SUMMARY_MARK, bins_cursor)

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -26,6 +26,10 @@ from agent.api.routes import PAGE, build_app
 from agent.api.snapshot import SnapshotRenderer
 from agent.api.status import live_status
 from agent.errors import AgentError
+
+if TYPE_CHECKING:
+    from agent.api.host import ApiHost
+    from agent.config import AgentConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ class _ThreadServer(uvicorn.Server):
 
 
 class ApiServer:
-    def __init__(self, cfg: Any, pipeline: Any) -> None:
+    def __init__(self, cfg: AgentConfig, pipeline: ApiHost) -> None:
         self.cfg = cfg
         self.pipeline = pipeline
         api = cfg.api
@@ -139,7 +143,7 @@ class ApiServer:
             time.sleep(0.02)
         if not self._server.started:
             raise AgentError("the local API did not start within 10 s", "see the log above for the reason")
-        self._detach = attach_observer(getattr(self.pipeline, "results", None), self.metrics.observe)
+        self._detach = attach_observer(self.pipeline.results, self.metrics.observe)
         where = f"http://{'[' + self.cfg.api.bind + ']' if ':' in self.cfg.api.bind else self.cfg.api.bind}:{self.port}/"
         log.info(
             "local API and status page on %s (%s)",

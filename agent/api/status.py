@@ -18,9 +18,12 @@ import shutil
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
+
+if TYPE_CHECKING:
+    from agent.api.host import ApiHost
 
 LIGHTS = ("camera", "accelerator", "sensors", "broker", "disk", "clock")
 _RANK = {"off": 0, "ok": 1, "warn": 2, "bad": 3}
@@ -90,7 +93,7 @@ def disk(path: Path) -> dict[str, Any]:
     }
 
 
-def clock(pipeline: Any = None) -> dict[str, Any]:
+def clock(pipeline: ApiHost | None = None) -> dict[str, Any]:
     synced = None
     try:
         from agent.host import clock_synced
@@ -99,8 +102,8 @@ def clock(pipeline: Any = None) -> dict[str, Any]:
     except ImportError:
         pass
     out: dict[str, Any] = {"synced": synced, "utc": _now_iso(), "gps": None}
-    sensors = getattr(pipeline, "sensors", None)
-    if sensors is not None and hasattr(sensors, "gps_clock"):
+    sensors = pipeline.sensors if pipeline is not None else None
+    if sensors is not None:
         try:
             out["gps"] = sensors.gps_clock()
         except Exception as exc:  # noqa: BLE001 - a status read must not fail
@@ -266,7 +269,7 @@ def overall(ls: dict[str, dict[str, str]]) -> str:
     return {0: "ok", 1: "ok", 2: "warn", 3: "bad"}[worst]
 
 
-def live_status(pipeline: Any) -> dict[str, Any]:
+def live_status(pipeline: ApiHost) -> dict[str, Any]:
     """The daemon's status: ``Pipeline.status()`` plus lights, disk, clock and versions."""
     global _VERSIONS
     st = dict(pipeline.status())

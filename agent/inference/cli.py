@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from agent.errors import AgentError, SourceError
+from agent.inference.delegates import ORDER as ACCELERATOR_ORDER
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
@@ -258,7 +259,7 @@ _model_opts = [
     click.option("--threshold", "-t", type=click.FloatRange(0, 1), default=None, help="Minimum score."),
     click.option(
         "--accelerator",
-        type=click.Choice(["auto", "cpu", "edgetpu", "gpu"]),
+        type=click.Choice(list(ACCELERATOR_ORDER)),
         default=None,
         help="auto tries edgetpu, gpu, then cpu.",
     ),

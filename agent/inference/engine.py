@@ -19,27 +19,26 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.errors import ModelError
 from agent.inference.adapters import Adapter, detect_family, make_adapter
-from agent.inference.labels import coco80, label_of, packaged_labels, read_labels
+from agent.inference.fallback import FALLBACK_AFTER, AcceleratorFallback
+from agent.inference.labels import label_of
+from agent.inference.modelfiles import configured_labels, default_labels, resolve_model
 from agent.inference.preprocess import Prepared, Preprocessor, Transform
 from agent.inference.runtime import InterpreterInfo, make_interpreter
 from agent.types import Classification, Detection
 
 log = logging.getLogger(__name__)
 
-ORDER = ("edgetpu", "gpu", "cpu")
-FALLBACK_AFTER = 3  # failed invokes in a row before the accelerator counts as lost
 PROBE_INITIAL_S = 10.0
 PROBE_MAX_S = 300.0
 
 
-class Engine:
+class Engine(AcceleratorFallback):
     """One loaded model.
 
     Attributes:
@@ -247,93 +246,6 @@ class Engine:
         self.invoke_errors_in_row = 0
         self._good_since_back = 0
 
-    def _record(self, event: str, frm: str, to: str, reason: str) -> None:
-        self.switches = (
-            self.switches + [{"ts": time.time(), "event": event, "from": frm, "to": to, "reason": reason}]
-        )[-10:]
-
-    def _fall_back(self, reason: str) -> bool:
-        """Move to the next accelerator after the current one. False when there is none."""
-        if self.rebuild is None:
-            return False
-        lost = self.accelerator
-        order = list(ORDER)
-        nxt = order[order.index(lost) + 1 :] if lost in order else ["cpu"]
-        tried: list[str] = []
-        for acc in nxt:
-            try:
-                info, adapter = self.rebuild(acc)
-            except (ModelError, OSError) as exc:
-                tried.append(getattr(exc, "message", str(exc)))
-                continue
-            self._swap(info, adapter)
-            if self.fallback is None:
-                self.fallback = {
-                    "lost": lost,
-                    "since": time.time(),
-                    "reason": reason,
-                    "probes": 0,
-                    "next_probe_in_s": None,
-                }
-            else:
-                self.fallback["reason"] = reason
-            self._probe_delay = min(self.probe_max_s, max(self.probe_initial_s, self._probe_delay * 2))
-            self.next_probe_at = time.monotonic() + self._probe_delay
-            self.fallback["next_probe_in_s"] = self._probe_delay
-            self._record("lost", lost, acc, reason)
-            log.warning(
-                "inference: %s lost on %s after %d failed invokes (%s); running on %s, re-probing in %.1f s",
-                self.name,
-                lost,
-                FALLBACK_AFTER,
-                reason,
-                acc,
-                self._probe_delay,
-            )
-            return True
-        log.error(
-            "inference: %s lost on %s (%s) and no other accelerator loads: %s",
-            self.name,
-            lost,
-            reason,
-            "; ".join(tried),
-        )
-        return False
-
-    def _probe_back(self) -> None:
-        """Try the accelerator lost earlier again; move back when it loads."""
-        fb = self.fallback
-        assert fb is not None
-        fb["probes"] += 1
-        try:
-            info, adapter = self.rebuild(self.preferred)
-        except (ModelError, OSError) as exc:
-            self._probe_delay = min(self.probe_max_s, self._probe_delay * 2)
-            self.next_probe_at = time.monotonic() + self._probe_delay
-            fb["next_probe_in_s"] = self._probe_delay
-            fb["last_probe_error"] = getattr(exc, "message", str(exc))
-            log.info(
-                "inference: %s still unavailable (%s); next probe in %.0f s",
-                self.preferred,
-                fb["last_probe_error"],
-                self._probe_delay,
-            )
-            return
-        was = self.accelerator
-        self._swap(info, adapter)
-        self.fallback = None
-        self._record("back", was, self.accelerator, f"{self.preferred} loads again")
-        log.warning("inference: %s back on %s (after %d probe(s))", self.name, self.accelerator, fb["probes"])
-
-    def accelerator_status(self) -> dict[str, Any]:
-        """For status, health and the birth: where the model runs and, after a loss, why."""
-        return {
-            "accelerator": self.accelerator,
-            "preferred": self.preferred,
-            "fallback": dict(self.fallback) if self.fallback else None,
-            "switches": [dict(x) for x in self.switches],
-        }
-
     def reset_state(self, state_key: str | None = None) -> None:
         """Recurrent models: start ``state_key`` (``None``: every key) from the zero state."""
         self.adapter.reset_state(state_key)
@@ -375,26 +287,6 @@ class Engine:
         return out
 
 
-def _default_labels(family: str, adapter: Adapter) -> dict[int, str]:
-    """Labels for a model given by path without a label file: COCO / ImageNet when the shape says so."""
-    if family == "ssd":
-        log.info("no labels given: assuming the COCO 90-id label space (set inference.labels)")
-        return packaged_labels("coco_labels.txt")
-    if family == "yolo" and adapter.layout.num_attrs - (5 if adapter.layout.version == 5 else 4) == 80:
-        log.info("no labels given: assuming the 80 COCO classes (set inference.labels)")
-        return coco80(packaged_labels("coco_labels.txt"))
-    if family == "blazeface":
-        return {0: "face"}
-    if family == "classifier" and getattr(adapter, "num_classes", 0) == 1001:
-        log.info("no labels given: assuming ImageNet with background (set inference.labels)")
-        return packaged_labels("imagenet_labels.txt")
-    return {}
-
-
-def _is_path(model: str) -> bool:
-    return model.endswith(".tflite") or "/" in model or "\\" in model
-
-
 def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str | None = None) -> Engine:
     """Load a model for inference.
 
@@ -413,39 +305,9 @@ def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str 
         ModelError: unknown name, missing/corrupt/unrunnable model, wrong family.
         AcceleratorError: the requested accelerator is unavailable (``auto`` falls back instead).
     """
-    from agent.inference import catalog as cat
 
-    entry = None
-    tpu_path: Path | None = None
     accel = inference_cfg.accelerator
-    if _is_path(model):
-        path = Path(model).expanduser()
-        name = path.stem
-        cpu_twin = _cpu_twin_of(path, models_cfg) if path.exists() else None
-        if cpu_twin is not None:  # an Edge TPU file whose CPU original the catalog knows
-            entry, cpu_path = cpu_twin
-            tpu_path, path = path, cpu_path
-    else:
-        entry, path = cat.resolve(model, models_cfg)
-        name = entry.name
-        if entry.kind != "model":
-            raise ModelError(
-                f"{model} is a media file, not a model", "give a model name (`edge-agent models list`)"
-            )
-        catalog = cat.load_catalog(models_cfg)
-        if entry.edgetpu_variant and accel in ("auto", "edgetpu"):
-            variant = catalog.get(entry.edgetpu_variant)
-            try:
-                _, tpu_path = cat.resolve(variant.name, models_cfg)
-            except ModelError as exc:
-                if accel == "edgetpu":
-                    raise
-                log.info("Edge TPU variant %s unavailable: %s", variant.name, exc.message)
-        elif not entry.edgetpu_variant:
-            parent = [e for e in catalog.models() if e.edgetpu_variant == entry.name]
-            if parent:  # the catalog name of an Edge TPU file: keep its CPU original for fallback
-                tpu_path = path
-                entry, path = cat.resolve(parent[0].name, models_cfg)
+    entry, name, path, tpu_path = resolve_model(model, accel, models_cfg)
 
     def interpreter_on(acc: str) -> InterpreterInfo:
         external = acc in ("auto", "delegate")
@@ -470,12 +332,7 @@ def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str 
     if fam is None:
         fam = detect_family(info.interpreter)
 
-    if entry is not None and entry.labels:
-        labels = read_labels(cat.load_catalog(models_cfg).labels_dir / entry.labels)
-    elif inference_cfg.labels:
-        labels = read_labels(inference_cfg.labels)
-    else:
-        labels = None
+    labels = configured_labels(entry, inference_cfg, models_cfg)
     num_classes = len(labels) if labels else None
     adapter = make_adapter(
         fam,
@@ -485,7 +342,7 @@ def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str 
         max_detections=inference_cfg.max_detections,
     )
     if labels is None:
-        labels = _default_labels(fam, adapter)
+        labels = default_labels(fam, adapter)
     engine = Engine(
         name, info, adapter, labels, inference_cfg, label_offset=entry.label_offset if entry else 0
     )
@@ -511,19 +368,3 @@ def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str 
         f"; skipped: {'; '.join(engine.accelerator_reasons)}" if engine.accelerator_reasons else "",
     )
     return engine
-
-
-def _cpu_twin_of(path: Path, models_cfg: Any) -> tuple[Any, Path] | None:
-    """For an Edge TPU file: the catalog entry whose ``edgetpu_variant`` is this file, if installed."""
-    from agent.inference import catalog as cat
-
-    try:
-        catalog = cat.load_catalog(models_cfg)
-    except ModelError:
-        return None
-    for e in catalog.models():
-        if e.edgetpu_variant and catalog.entries[e.edgetpu_variant].file == path.name:
-            p = cat.installed_path(e, models_cfg)
-            if p.is_file():
-                return e, p
-    return None

@@ -330,12 +330,3 @@ def prune_delivered(conn: sqlite3.Connection, limit: int) -> int:
     )
     outbox.add_counter(conn, "pruned_other", cur.rowcount)
     return cur.rowcount
-
-
-def _register() -> None:
-    from agent.sync.retention import register_prune_step
-
-    register_prune_step(55, "delivered sink messages", prune_delivered)
-
-
-_register()

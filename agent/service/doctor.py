@@ -27,6 +27,7 @@ import click
 
 from agent import __version__
 from agent.errors import AgentError
+from agent.parts import PARTS
 from agent.service.doctor_checks import GROUPS, build_checks
 from agent.service.doctor_checks.base import FAIL, OK, SKIP, WARN, Check, Context, Result, fail, ok, warn
 
@@ -246,7 +247,7 @@ def doctor_cmd(
     hung = False
     if cfg is not None:
         ctx = Context(timeout_s=timeout_s, user=user)
-        first, after = build_checks(cfg, ctx)
+        first, after = build_checks(cfg, ctx, PARTS)
         got, hung1 = run_all(select(first, only))
         ctx.gps_done.set()  # whatever the GPS check learned is in ctx now (or it was not selected)
         got2, hung2 = run_all(select(after, only))

@@ -1,7 +1,8 @@
 """Opening the database: pragmas, integrity check and versioned, per-component migrations.
 
-Each part of the agent owns its tables. It registers its migrations under its own component name
-(``register_migrations("detections", [...])``) in the module that defines the tables; the database
+Each part of the agent owns its tables: the module that defines them holds its migrations under its
+own component name, its part declares them (``Part.migrations``) and :mod:`agent.parts` registers
+them here (:func:`register_migrations`); the database
 applies every registered component's pending migrations, in version order, each in its own
 transaction, and records them in ``_migrations``. Adding a table never means editing this file.
 """
@@ -44,6 +45,11 @@ def register_migrations(component: str, migrations: Iterable[Migration]) -> None
         for m in migrations:
             known[m.version] = m
         _REGISTRY[component] = sorted(known.values(), key=lambda m: m.version)
+
+
+def forget_migrations(component: str) -> None:
+    with _REGISTRY_LOCK:
+        _REGISTRY.pop(component, None)
 
 
 def registered_components() -> dict[str, list[Migration]]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from agent.store.db import Migration, register_migrations
+from agent.store.db import Migration
 
-register_migrations(
+#: (component, migrations): the tables this module defines, declared by its part (``agent.parts``)
+TABLES: tuple[str, list[Migration]] = (
     "core",
     [
         Migration(

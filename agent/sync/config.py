@@ -164,3 +164,39 @@ class SummaryConfig(Section):
         gt=0,
         description="Longest wait for pending writes of a window to be committed before it is summarised.",
     )
+
+
+SinkKind = Literal["summary", "health", "event"]
+
+
+def _all_kinds() -> list[SinkKind]:
+    return ["summary", "health", "event"]
+
+
+class SinkConfig(Section):
+    """One ``[[sinks]]`` entry: an outbox sink besides MQTT (registered by a plugin; agent/sync/sink.py)."""
+
+    type: str = Field(
+        description="The sink type, as its module registers it (register_sink).", examples=["webhook"]
+    )
+    name: str | None = Field(
+        None,
+        description="Its name (delivery state is kept under it). Unset: the type.",
+        examples=["city-hook"],
+    )
+    kinds: list[SinkKind] = Field(
+        default_factory=_all_kinds,
+        min_length=1,
+        description="Which outbox messages it takes; the others are never kept for it.",
+    )
+    batch: int = Field(100, ge=1, le=10000, description="Most messages per send().")
+    rate_per_s: float = Field(0.0, ge=0, description="Most messages a second (token bucket); 0: no cap.")
+    retry_initial_s: float = Field(1.0, gt=0, description="Backoff after the first failed connect/send.")
+    retry_max_s: float = Field(60.0, gt=0, description="Longest backoff between tries.")
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Settings for the sink itself (its type reads them)."
+    )
+
+    @property
+    def sink_name(self) -> str:
+        return self.name or self.type

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agent.store.db import Migration, register_migrations
+from agent.store.db import Migration
 from agent.sync.topics import SCHEMA_VERSION, SCHEMAS
 from agent.timefmt import iso_utc
 
@@ -32,7 +32,8 @@ from agent.timefmt import iso_utc
 LIVE = 0  # health, events
 SUMMARY = 1  # summaries (a backlog of them is the "backfill")
 
-register_migrations(
+#: (component, migrations): the tables this module defines, declared by its part (``agent.parts``)
+TABLES: tuple[str, list[Migration]] = (
     "sync",
     [
         Migration(
@@ -252,11 +253,11 @@ def add_counter(conn: sqlite3.Connection, key: str, n: int) -> None:
 
 
 def prune_delivered(conn: sqlite3.Connection, limit: int) -> int:
-    """Delete the oldest delivered (or rejected) messages. Returns how many."""
-    n = conn.execute(
-        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE state != 'pending' ORDER BY seq LIMIT ?)",
-        (limit,),
-    ).rowcount
+    """Delete the oldest delivered (or rejected) messages that every outbox sink has too (at or below
+    each sink's cursor, agent/sync/sink.py). Returns how many."""
+    below = "coalesce((SELECT MIN(CAST(value AS INTEGER)) FROM sink_cursor WHERE what = 'outbox'), 1 << 62)"
+    sql = f"SELECT seq FROM outbox WHERE state != 'pending' AND seq <= {below} ORDER BY seq LIMIT ?"
+    n = conn.execute(f"DELETE FROM outbox WHERE seq IN ({sql})", (limit,)).rowcount
     add_counter(conn, "pruned_delivered", n)
     return n
 

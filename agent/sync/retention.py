@@ -26,7 +26,7 @@ database while there is room: on a full disk it is removed when the checkpoint h
 is written again once the disk has twice its size free.
 
 Every step counts what it removed (``sync_state.pruned_*``, reported in health). Other parts of the
-agent add their own raw tables with :func:`register_prune_step` (an order between 1 and 3).
+agent add their own raw tables with a ``PruneStep`` from their part (``Part.prune_steps``) (an order between 1 and 3).
 """
 
 from __future__ import annotations
@@ -75,6 +75,11 @@ def register_prune_step(order: int, name: str, fn: PruneFn) -> None:
         _STEPS[name] = PruneStep(order, name, fn)
 
 
+def forget_prune_step(name: str) -> None:
+    with _LOCK:
+        _STEPS.pop(name, None)
+
+
 def prune_steps() -> list[PruneStep]:
     with _LOCK:
         return sorted(_STEPS.values(), key=lambda s: (s.order, s.name))
@@ -116,9 +121,8 @@ def prune_raw_detections(conn: sqlite3.Connection, limit: int) -> int:
     )
 
 
-register_prune_step(10, "detections", prune_raw_detections)
-register_prune_step(50, "delivered messages", outbox.prune_delivered)
-# step 90 (undelivered summaries) needs the device's topics: added by Retention itself
+# steps 10 (detections) and 50 (delivered messages) are declared by their parts (agent.inference.part,
+# agent.sync.part); step 90 (undelivered summaries) needs the device's topics: added by Retention itself
 
 
 class Retention:

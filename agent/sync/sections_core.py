@@ -10,7 +10,6 @@ import sqlite3
 from typing import Any
 
 from agent import host as _health
-from agent.sections import register_summary_section
 
 
 def counts_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str, Any] | None:
@@ -82,8 +81,3 @@ def inference_section(conn: sqlite3.Connection, start: str, end: str) -> dict[st
 def health_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str, Any] | None:
     """The unit's health at the end of the window."""
     return _health.collect(conn)
-
-
-register_summary_section("counts", counts_section)
-register_summary_section("inference", inference_section)
-register_summary_section("health", health_section)

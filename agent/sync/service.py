@@ -28,11 +28,13 @@ from agent.errors import ConfigError
 from agent.store.db import connect
 from agent.store.writer import Writer
 from agent.sync import outbox
+from agent.sync.birth import birth_models as birth_models  # re-exported (tests, callers)
 from agent.sync.commands import CommandProcessor, known_commands
 from agent.sync.contract import pipeline_projection
 from agent.sync.mqtt import MqttLink
 from agent.sync.publisher import Publisher
 from agent.sync.retention import Retention
+from agent.sync.sink import SinkGroup, build_sinks
 from agent.sync.summary import SummaryBuilder
 from agent.sync.topics import SCHEMA_VERSION, SCHEMAS, Topics
 from agent.timefmt import iso_utc
@@ -41,30 +43,6 @@ if TYPE_CHECKING:  # annotations only: the whole config sits above the parts
     from agent.config import AgentConfig
 
 log = logging.getLogger(__name__)
-
-
-def birth_models(live: dict[str, Any], default_model: str) -> dict[str, Any]:
-    """The birth's model fields from the pipeline's status: the default ``model``, its active
-    ``accelerator`` (the first loaded model's when the default is not loaded; None with no model), and
-    per loaded model its accelerator and the reasons the better ones were skipped (fallbacks); models
-    that failed to load are in ``model_errors``."""
-    loaded = live.get("models") or {}
-    models = {
-        name: {
-            "accelerator": m.get("accelerator"),
-            "fallback_reasons": list(m.get("reasons") or []),
-            "family": m.get("family"),
-        }
-        for name, m in sorted(loaded.items())
-        if isinstance(m, dict)
-    }
-    main = models.get(default_model) or next(iter(models.values()), None)
-    return {
-        "model": default_model,
-        "accelerator": main["accelerator"] if main else None,
-        "models": models,
-        "model_errors": {str(k): str(v) for k, v in (live.get("model_errors") or {}).items()},
-    }
 
 
 class SyncService:
@@ -132,15 +110,14 @@ class SyncService:
             self.publisher = Publisher(cfg.mqtt, self.link, writer, self._reader)
         #: other sinks (the NGSI-LD context broker), each with its own delivery state in sink_queue
         self.sinks: dict[str, Any] = {}
-        import agent.ngsi_ld.sink  # noqa: F401  - registers its retention step (delivered sink rows)
-
         if getattr(cfg, "ngsi_ld", None) is not None and cfg.ngsi_ld.enabled:
             from agent.ngsi_ld.sink import SINK, NgsiLdSink
 
             self.sinks[SINK] = NgsiLdSink(cfg, writer, self._reader)
+        #: outbox sinks from [[sinks]] (types registered by plugins), each with its cursor in sink_cursor
+        self.outbox_sinks = SinkGroup(build_sinks(cfg, writer, self._reader), writer)
         self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
-        self._pruner: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []  # the ticker (summaries, health) and retention
         self.last_progress = time.monotonic()
         self.last_error: str | None = None
         self.restarts: dict[str, int] = {}
@@ -155,10 +132,11 @@ class SyncService:
             self.link.start()
         for sink in self.sinks.values():
             sink.start()
-        self._ticker = threading.Thread(target=self._tick_loop, name="sync-ticker", daemon=True)
-        self._ticker.start()
-        self._pruner = threading.Thread(target=self._retention_loop, name="sync-retention", daemon=True)
-        self._pruner.start()
+        self.outbox_sinks.start()
+        loops = ((self._tick_loop, "sync-ticker"), (self._retention_loop, "sync-retention"))
+        self._threads = [threading.Thread(target=fn, name=name, daemon=True) for fn, name in loops]
+        for t in self._threads:
+            t.start()
         return self
 
     def stop(self, deadline_s: float = 10.0) -> None:
@@ -167,12 +145,10 @@ class SyncService:
         self._stop.set()
         for sink in self.sinks.values():
             sink.stop(max(0.5, min(3.0, end - time.monotonic())))
-        if self._ticker:
-            self._ticker.join(max(0.5, min(5.0, end - time.monotonic())))
-            self._ticker = None
-        if self._pruner:
-            self._pruner.join(max(0.5, min(5.0, end - time.monotonic())))
-            self._pruner = None
+        self.outbox_sinks.stop(end)
+        for t in self._threads:
+            t.join(max(0.5, min(5.0, end - time.monotonic())))
+        self._threads = []
         if self.publisher and self.link:
             if self.link.connected.is_set():
                 self.publisher.drain(end - min(2.0, deadline_s * 0.3))
@@ -203,9 +179,10 @@ class SyncService:
         return lambda c: outbox.enqueue(c, topic, "event", body, priority=outbox.LIVE)
 
     def notify(self) -> None:
-        """Wake the publisher: a live message was queued."""
+        """Wake the publisher and the outbox sinks: a live message was queued."""
         if self.publisher:
             self.publisher.notify()
+        self.outbox_sinks.notify()
 
     def replay(self, from_seq: int, to_seq: int) -> dict[str, Any]:
         """Re-send stored messages in ``[from_seq, to_seq]`` (the replay command)."""
@@ -259,7 +236,7 @@ class SyncService:
             "pruned": st["pruned"],
             "gaps": st["gaps"],
             "summaries_written": self.builder.written,
-            "sinks": {name: sink.health() for name, sink in self.sinks.items()},
+            "sinks": {name: sink.health() for name, sink in self.sinks.items()} | self.outbox_sinks.health(),
             "restarts": dict(self.restarts),
             "uptime_s": _health.agent_uptime_s(),
         }
@@ -402,10 +379,10 @@ class SyncService:
             lambda c: outbox.enqueue(c, topic, "health", body, priority=outbox.LIVE),
             kind="health",
         ):
-            if self.publisher:
-                self.publisher.notify()
+            self.notify()
 
     def _supervise(self) -> None:
+        self.outbox_sinks.supervise(self.restarts, self._stop.is_set())
         if not (self.link and self.publisher and self.commands):
             return
         for name, part in (("link", self.link), ("publisher", self.publisher), ("commands", self.commands)):
@@ -432,8 +409,8 @@ class SyncService:
             self._stop.wait(max(0.05, min(1.0, until_summary, self._next_health - now)))
 
     def _tick_summary(self) -> None:
-        if self.builder.run_due() and self.publisher:
-            self.publisher.notify()
+        if self.builder.run_due():
+            self.notify()
 
     def _tick_health(self) -> None:
         now = time.monotonic()

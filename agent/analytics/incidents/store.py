@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.sections import change_cursor, summary_mark
-from agent.store.db import Migration, register_migrations
+from agent.store.db import Migration
 
-register_migrations(
+#: (component, migrations): the tables this module defines, declared by its part (``agent.parts``)
+TABLES: tuple[str, list[Migration]] = (
     "incidents",
     [
         Migration(
@@ -188,16 +189,6 @@ def _prune(conn: sqlite3.Connection, limit: int) -> int:
     return len(rows)
 
 
-def _register_retention() -> None:
-    """Over the database budget, ended incidents already summarised go after the per-track rows."""
-    from agent.sync.retention import register_prune_step
-
-    register_prune_step(35, "incidents", _prune)
-
-
-_register_retention()
-
-
 def incidents_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str, Any] | None:
     """Summary section ``incidents``: per camera, incidents started in ``[start, end)`` by kind, those
     still active at the end of the window, and the radar fusion bins changed since the last summary
@@ -255,13 +246,3 @@ def _fusion_changes(conn: sqlite3.Connection, mark: int) -> list[tuple]:
 
 #: the mark after the radar fusion bins :func:`incidents_section` sends on a snapshot
 radar_cursor = change_cursor(_fusion_changes, 13)
-
-
-def _register_section() -> None:
-    from agent.sections import register_summary_cursor, register_summary_section
-
-    register_summary_section("incidents", incidents_section)
-    register_summary_cursor("incidents", RADAR_MARK, radar_cursor)
-
-
-_register_section()

@@ -1,7 +1,9 @@
 """Model-family adapters (one file per family) and the family detection from a model's tensors.
 
 Adding a family: write ``adapters/<family>.py`` with an :class:`~agent.inference.adapters.base.Adapter`
-subclass and register it in :data:`FAMILIES` (and in :func:`detect_family` if it can be recognised).
+subclass; in-tree, list it in :func:`_families` (and in :func:`detect_family` if it can be
+recognised); out-of-tree, call :func:`register_adapter` (a ``matches(interpreter)`` classmethod on
+the class makes ``family = "auto"`` find it) before the config is loaded.
 """
 
 from __future__ import annotations
@@ -10,6 +12,21 @@ from typing import Any
 
 from agent.errors import ModelError
 from agent.inference.adapters.base import Adapter, DetectionArrays
+
+_REGISTERED: dict[str, type[Adapter]] = {}
+
+
+def register_adapter(cls: type[Adapter]) -> None:
+    """Add an out-of-tree family adapter under ``cls.family``, selectable as ``inference.family``.
+
+    When the class has a ``matches(interpreter) -> bool`` classmethod, ``family = "auto"`` tries
+    it before the in-tree families."""
+    _REGISTERED[cls.family] = cls
+
+
+def family_names() -> list[str]:
+    """The values ``inference.family`` accepts (``auto``, the in-tree and the registered families)."""
+    return ["auto", *FAMILIES, *(f for f in _REGISTERED if f not in FAMILIES)]
 
 
 def _families() -> dict[str, type[Adapter]]:
@@ -25,6 +42,7 @@ def _families() -> dict[str, type[Adapter]]:
         "classifier": ClassifierAdapter,
         "recurrent": RecurrentSsdAdapter,
         "blazeface": BlazeFaceAdapter,
+        **_REGISTERED,
     }
 
 
@@ -50,6 +68,10 @@ def detect_family(interpreter: Any) -> str:
     from agent.inference.adapters.ssd import is_ssd
     from agent.inference.adapters.yolo import yolo_layout
 
+    for fam, cls in _REGISTERED.items():
+        matches = getattr(cls, "matches", None)
+        if matches is not None and matches(interpreter):
+            return fam
     if is_ssd(interpreter):
         return "recurrent" if state_pairs(interpreter) else "ssd"
     if blazeface_outputs(interpreter) is not None:
@@ -70,7 +92,9 @@ def make_adapter(family: str, interpreter: Any, **kw: Any) -> Adapter:
     """Build the adapter of ``family`` for an interpreter (``ModelError`` when it does not fit)."""
     fams = _families()
     if family not in fams:
-        raise ModelError(f"unknown model family {family!r}", f"use one of: {', '.join(FAMILIES)} (or auto)")
+        raise ModelError(
+            f"unknown model family {family!r}", f"use one of: {', '.join(family_names()[1:])} (or auto)"
+        )
     try:
         return fams[family](interpreter, **kw)
     except ModelError as exc:
@@ -80,4 +104,12 @@ def make_adapter(family: str, interpreter: Any, **kw: Any) -> Adapter:
         ) from None
 
 
-__all__ = ["Adapter", "DetectionArrays", "FAMILIES", "detect_family", "make_adapter"]
+__all__ = [
+    "FAMILIES",
+    "Adapter",
+    "DetectionArrays",
+    "detect_family",
+    "family_names",
+    "make_adapter",
+    "register_adapter",
+]

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from agent.service.doctor_checks.base import Check, Context
-from agent.service.doctor_checks.broker import broker_checks
-from agent.service.doctor_checks.media import camera_checks, model_checks
-from agent.service.doctor_checks.privacy import privacy_checks
-from agent.service.doctor_checks.sensors import sensor_checks
-from agent.service.doctor_checks.service import service_checks
-from agent.service.doctor_checks.system import clock_check, permission_checks, storage_checks
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
+    from agent.part import Part
 
 GROUPS = (
     "config",
@@ -30,16 +26,13 @@ GROUPS = (
 )
 
 
-def build_checks(cfg: AgentConfig, ctx: Context) -> tuple[list[Check], list[Check]]:
-    """(checks that run together, checks that run after them: the clock, which waits for the GPS)."""
-    first = (
-        camera_checks(cfg, ctx)
-        + model_checks(cfg, ctx)
-        + sensor_checks(cfg, ctx)
-        + broker_checks(cfg, ctx)
-        + storage_checks(cfg, ctx)
-        + permission_checks(cfg, ctx)
-        + privacy_checks(cfg, ctx)
-        + service_checks(cfg, ctx)
+def build_checks(cfg: AgentConfig, ctx: Context, parts: Sequence[Part]) -> tuple[list[Check], list[Check]]:
+    """(checks that run together, checks that run after them: the clock, which waits for the GPS),
+    as the parts declare them, in the order of :data:`GROUPS`."""
+    declared = sorted(
+        (d for part in parts for d in part.checks()),
+        key=lambda d: GROUPS.index(d.group) if d.group in GROUPS else len(GROUPS),
     )
-    return first, [clock_check(cfg, ctx)]
+    first = [c for d in declared if not d.after for c in d.build(cfg, ctx)]
+    after = [c for d in declared if d.after for c in d.build(cfg, ctx)]
+    return first, after

@@ -79,8 +79,7 @@ def check_sensor(s: SensorConfig, cfg: AgentConfig, ctx: Context) -> Result:
             )
         return fail(text, "check the port path and that the agent's user is in the 'dialout' group")
     drv = make_driver(s.driver, s)
-    tolerance_s = s.summary_settings().get("clock_tolerance_s", 2.0)
-    clock = GpsClock(tolerance_s=tolerance_s) if drv.gps_clock else None
+    clock = GpsClock(tolerance_s=getattr(s, "clock_tolerance_s", 2.0)) if drv.gps_clock else None
     got: Message | None = None
     bytes_in, errors = 0, {}
     deadline = time.monotonic() + ctx.timeout_s
@@ -88,9 +87,8 @@ def check_sensor(s: SensorConfig, cfg: AgentConfig, ctx: Context) -> Result:
     try:
         for data in drv.startup_commands():
             t.write(data)
-        hello = drv.hello_request()
-        if hello is not None:
-            t.write(hello)
+        for data in [drv.hello_request()] if drv.hello_request() is not None else []:
+            t.write(data)
         while time.monotonic() < deadline:
             poll = drv.poll_command()
             if poll is not None and time.monotonic() >= next_poll:
@@ -115,7 +113,7 @@ def check_sensor(s: SensorConfig, cfg: AgentConfig, ctx: Context) -> Result:
     finally:
         t.close()
         if clock is not None:
-            ctx.gps = {**clock.state(), "sensor": s.name, "tolerance_s": tolerance_s}
+            ctx.gps = {**clock.state(), "sensor": s.name, "tolerance_s": clock.tolerance_s}
     took = ctx.timeout_s - max(0.0, deadline - time.monotonic())
     errs = ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))
     if got is None:

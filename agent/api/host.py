@@ -1,0 +1,37 @@
+"""What the local API reads from the running agent: :class:`ApiHost` (the pipeline satisfies it).
+
+The status snapshot comes through :meth:`ApiHost.status`, which the pipeline merges from its parts;
+the rest is what the health probe and the snapshots need (the writer, the results stage, the
+cameras' latest frames, the database's path)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+    from agent.sources.camera import CameraSource
+    from agent.stages import ResultsWorker
+    from agent.store.db import Database
+    from agent.store.writer import Writer
+    from firmware_bridge.service import SensorService
+
+
+@runtime_checkable
+class ApiHost(Protocol):
+    @property
+    def cfg(self) -> AgentConfig: ...
+    @property
+    def database(self) -> Database | None: ...
+    @property
+    def writer(self) -> Writer | None: ...
+    @property
+    def results(self) -> ResultsWorker | None: ...
+    @property
+    def cameras(self) -> Mapping[str, CameraSource]: ...
+
+    @property
+    def sensors(self) -> SensorService | None: ...
+
+    def status(self) -> dict[str, Any]: ...

@@ -1,0 +1,155 @@
+"""Size guard (issue #13): no module over 400 lines, no function over 60 lines.
+
+Today's offenders are listed below with their current size. The lists can only
+shrink: a new offender fails, and a listed one that grew past its recorded size
+fails too. When you split a listed module or function, lower or delete its entry.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPS = ("agent", "firmware_bridge")
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+MODULES = {
+    "agent/analytics/incidents/rules.py": 423,
+    "agent/analytics/runner.py": 592,
+    "agent/hub/ingest.py": 678,
+    "agent/inference/catalog.py": 423,
+    "agent/inference/cli.py": 449,
+    "agent/pipeline.py": 521,
+    "agent/store/writer.py": 450,
+    "agent/sync/contract.py": 1155,
+    "agent/sync/mqtt.py": 631,
+    "agent/sync/outbox.py": 483,
+    "agent/sync/publisher.py": 455,
+    "agent/sync/service.py": 454,
+}
+FUNCTIONS = {
+    "agent/analytics/counting.py::LineCounter.observe": 87,
+    "agent/analytics/incidents/rules.py::WrongWay.step": 68,
+    "agent/analytics/runner.py::AnalyticsRunner.process": 88,
+    "agent/analytics/summary.py::analytics_section": 84,
+    "agent/analytics/tracking.py::Tracker.update": 128,
+    "agent/analytics/validate.py::match_direction": 74,
+    "agent/analytics/validate.py::time_slice": 75,
+    "agent/analytics/validate_cli.py::run_counts": 82,
+    "agent/analytics/validate_cli.py::_build": 61,
+    "agent/analytics/validate_cli.py::validate_cmd": 82,
+    "agent/api/routes.py::build_app": 255,
+    "agent/api/status.py::offline_status": 61,
+    "agent/core_cli.py::run_cmd": 75,
+    "agent/hub/cli.py::hub_group": 70,
+    "agent/hub/ingest.py::summary_rows": 70,
+    "agent/hub/ingest.py::Ingestor._apply": 92,
+    "agent/hub/ingest.py::Ingestor._update_devices": 96,
+    "agent/hub/worker.py::Hub.__init__": 67,
+    "agent/inference/cli.py::detect_cmd": 71,
+    "agent/inference/engine.py::Engine.run": 68,
+    "agent/inference/engine.py::load_engine": 81,
+    "agent/inference/runtime.py::make_interpreter": 67,
+    "agent/ngsi_ld/encode.py::traffic_flow_entities": 86,
+    "agent/ngsi_ld/sink.py::NgsiLdSink.produce": 63,
+    "agent/pipeline.py::Pipeline.reload": 81,
+    "agent/privacy/report.py::build_report": 118,
+    "agent/runner.py::run_agent": 75,
+    "agent/service/cli.py::provision_cmd": 66,
+    "agent/service/doctor.py::doctor_cmd": 69,
+    "agent/service/doctor_checks/broker.py::connect": 91,
+    "agent/service/doctor_checks/sensors.py::check_sensor": 95,
+    "agent/sources/camera.py::CameraSource._run": 73,
+    "agent/sources/camera.py::CameraSource._capture": 95,
+    "agent/sources/readers.py::open_reader": 63,
+    "agent/stages.py::ResultsWorker.handle": 81,
+    "agent/store/writer.py::Writer._commit_part": 65,
+    "agent/sync/contract.py::analytics_section": 122,
+    "agent/sync/contract.py::sensors_section": 78,
+    "agent/sync/contract.py::pipeline_schema": 79,
+    "agent/sync/contract.py::incident_data": 63,
+    "agent/sync/contract.py::status_schema": 66,
+    "agent/sync/publisher.py::Publisher._step": 63,
+    "agent/sync/service.py::SyncService.__init__": 75,
+    "firmware_bridge/summary.py::sensor_aqi": 62,
+}
+
+
+def _functions(tree: ast.AST) -> list[tuple[str, int]]:
+    """(qualified name, line count) of every function, methods as Class.name."""
+    found: list[tuple[str, int]] = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                if not isinstance(child, ast.ClassDef):
+                    found.append((name, (child.end_lineno or child.lineno) - child.lineno + 1))
+                visit(child, name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(tree, "")
+    return found
+
+
+def _measure() -> tuple[dict[str, int], dict[str, int]]:
+    modules: dict[str, int] = {}
+    functions: dict[str, int] = {}
+    for top in TOPS:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            text = path.read_text(encoding="utf-8")
+            lines = len(text.splitlines())
+            if lines > MAX_MODULE_LINES:
+                modules[rel] = lines
+            for name, size in _functions(ast.parse(text, filename=rel)):
+                key = f"{rel}::{name}"
+                if size > MAX_FUNCTION_LINES:
+                    functions[key] = max(size, functions.get(key, 0))
+    return modules, functions
+
+
+def _violations(kind: str, limit: int, measured: dict[str, int], allowed: dict[str, int]) -> list[str]:
+    bad = []
+    for key, size in sorted(measured.items()):
+        if key not in allowed:
+            bad.append(
+                f"error: {kind} {key} has {size} lines (limit {limit})\n"
+                f"  fix: split it into named steps or cohesive modules"
+            )
+        elif size > allowed[key]:
+            bad.append(
+                f"error: {kind} {key} grew to {size} lines (allowlist says {allowed[key]})\n"
+                f"  fix: split it, or at least don't grow it past {allowed[key]} lines"
+            )
+    return bad
+
+
+def test_module_and_function_sizes() -> None:
+    modules, functions = _measure()
+    print(f"modules over {MAX_MODULE_LINES} lines: {len(modules)}")
+    for key, size in sorted(modules.items(), key=lambda kv: -kv[1]):
+        print(f"  {size:5d}  {key}")
+    print(f"functions over {MAX_FUNCTION_LINES} lines: {len(functions)}")
+    for key, size in sorted(functions.items(), key=lambda kv: -kv[1]):
+        print(f"  {size:5d}  {key}")
+    stale = sorted(set(MODULES) - set(modules)) + sorted(set(FUNCTIONS) - set(functions))
+    if stale:
+        print("allowlist entries now under the limit (delete them):", *stale, sep="\n  ")
+    bad = _violations("module", MAX_MODULE_LINES, modules, MODULES) + _violations(
+        "function", MAX_FUNCTION_LINES, functions, FUNCTIONS
+    )
+    assert not bad, "\n".join(bad)
+
+
+def test_guard_catches_a_long_function() -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES + 5))
+    tree = ast.parse(f"class C:\n  def big(self):\n{body}\n")
+    ((name, size),) = [f for f in _functions(tree) if f[0] == "C.big"]
+    assert size > MAX_FUNCTION_LINES
+    assert _violations("function", MAX_FUNCTION_LINES, {name: size}, {}), "new offender must fail"
+    assert _violations("function", MAX_FUNCTION_LINES, {name: size}, {name: size - 1}), "growth must fail"
+    assert not _violations("function", MAX_FUNCTION_LINES, {name: size}, {name: size})
