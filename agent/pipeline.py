@@ -369,7 +369,7 @@ class Pipeline:
         from agent.host import clock_synced
 
         gps = None
-        if self.sensors is not None and any(s.driver == "nmea" for s in self.sensors.sensors):
+        if self.sensors is not None and self.sensors.has_gps_clock:
             gps = self.sensors.gps_clock()
         if gps is not None and gps.get("trusted") is False:
             return {

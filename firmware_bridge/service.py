@@ -52,10 +52,15 @@ class SensorWorker:
         )
         self.driver = make_driver(cfg.driver, cfg)
         self.commands = (
-            CommandClient(self.transport.write, timeout_s=cfg.command_timeout_s, retries=cfg.command_retries)
-            if cfg.driver == "mcu"
+            CommandClient(
+                self.transport.write,
+                timeout_s=getattr(cfg, "command_timeout_s", 0.5),
+                retries=getattr(cfg, "command_retries", 3),
+            )
+            if type(self.driver).commands
             else None
         )
+        self.gps_clock = type(self.driver).gps_clock  # its messages set the unit's GPS clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_progress = time.monotonic()
@@ -95,10 +100,7 @@ class SensorWorker:
         h["errors_by_reason"] = dict(h["errors_by_reason"])
         if self.commands:
             h["commands"] = dict(self.commands.stats)
-            h["seq_gaps"] = getattr(self.driver, "seq_gaps", 0)
-            hello = getattr(self.driver, "hello", None)
-            if hello:
-                h["firmware"] = hello.get("firmware")
+        h.update(self.driver.health_extra())
         return h
 
     def command(self, name: str, **fields: Any) -> CommandResult:
@@ -149,17 +151,16 @@ class SensorWorker:
             self.transport.write(data)
         if self.commands is not None:
             threading.Thread(
-                target=self._mcu_setup, name=f"sensor-{self.cfg.name}-setup", daemon=True
+                target=self._command_setup, name=f"sensor-{self.cfg.name}-setup", daemon=True
             ).start()
 
-    def _mcu_setup(self) -> None:
-        """Ask the MCU who it is and set its interval (answers arrive through the sensor thread)."""
+    def _command_setup(self) -> None:
+        """The driver's setup requests (MCU: hello, set_interval); answers arrive through the sensor thread."""
         assert self.commands is not None
-        self.commands.request("request_hello")
-        if self.cfg.sample_interval_ms:
-            r = self.commands.request("set_interval", interval_ms=self.cfg.sample_interval_ms)
-            if not r.ok:
-                self._h["last_error"] = f"set_interval: {r.status} {r.reason or ''}".strip()
+        for name, fields in self.driver.setup_requests():
+            r = self.commands.request(name, **fields)
+            if not r.ok and name != "request_hello":
+                self._h["last_error"] = f"{name}: {r.status} {r.reason or ''}".strip()
 
     def _disconnected(self, why: str) -> None:
         if self._h["connected"]:
@@ -174,7 +175,7 @@ class SensorWorker:
         poll = self.driver.poll_command()
         if poll is not None and now >= self._next_poll:
             self.transport.write(poll)
-            self._next_poll = now + self.cfg.poll_interval_s
+            self._next_poll = now + getattr(self.cfg, "poll_interval_s", 1.0)
         data = self.transport.read()
         received = time.time()
         if data:
@@ -199,13 +200,13 @@ class SensorWorker:
             self._last_valid = time.monotonic()
             if self.commands is not None:
                 self.commands.on_message(ev)
-            if self.clock is not None and self.cfg.driver == "nmea":
+            if self.clock is not None and self.gps_clock:
                 offset = self.clock.update(ev, received)
                 if offset is not None:
                     ev.measurements.append(Measurement("clock_offset_s", round(offset, 3), "s"))
             msgs.append(ev)
         extra = 0
-        if self.clock is not None and self.cfg.driver != "nmea" and self.clock.state()["trusted"] is False:
+        if self.clock is not None and not self.gps_clock and self.clock.state()["trusted"] is False:
             extra = Q_CLOCK_UNTRUSTED
         for fn in self.listeners:
             try:
@@ -231,16 +232,13 @@ class SensorService:
 
     def __init__(self, sensors: list[SensorConfig], writer: Any) -> None:
         self.sensors = [s for s in sensors if s.enabled]
-        tol = min((s.clock_tolerance_s for s in self.sensors if s.driver == "nmea"), default=2.0)
+        gps = [s for s in self.sensors if s.driver_class.gps_clock]
+        self.has_gps_clock = bool(gps)
+        tol = min((s.summary_settings().get("clock_tolerance_s", 2.0) for s in gps), default=2.0)
         self.clock = GpsClock(tolerance_s=tol)
         self.workers = {s.name: SensorWorker(s, writer, self.clock) for s in self.sensors}
         for s in self.sensors:
-            summary.configure_sensor(
-                s.name,
-                aqi_table=s.aqi_table,
-                aqi_nowcast=s.aqi_nowcast,
-                clock_tolerance_s=s.clock_tolerance_s,
-            )
+            summary.configure_sensor(s.name, **s.summary_settings())
 
     def start(self) -> None:
         for w in self.workers.values():

@@ -233,7 +233,11 @@ def air_quality(
     from firmware_bridge import aqi as aqi_mod
     from firmware_bridge import summary as fs
 
-    tables = {s.name: (s.aqi_table, s.aqi_nowcast) for s in getattr(cfg, "sensors", []) or []}
+    # the AQI keys are on the PM drivers' config models only; other sensors get the defaults
+    tables = {
+        s.name: (getattr(s, "aqi_table", aqi_mod.DEFAULT_TABLE), getattr(s, "aqi_nowcast", True))
+        for s in getattr(cfg, "sensors", []) or []
+    }
     t0 = encode._parse(since)
     t1 = encode._parse(until)
     if partial:

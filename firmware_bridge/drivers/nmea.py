@@ -16,7 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from firmware_bridge.drivers.base import Driver
+from pydantic import Field
+
+from firmware_bridge.drivers.base import DeviceModel, Driver, SensorConfig
 from firmware_bridge.events import Q_NO_FIX, Measurement, Message
 
 MAX_SENTENCE = 100  # the standard says 82; leave room for receivers that exceed it
@@ -77,11 +79,43 @@ def _utc_time(s: str) -> dt.time | None:
     return dt.time(int(s[0:2]), int(s[2:4]), int(sec), min(us, 999999))
 
 
+class NmeaModel(DeviceModel):
+    lat, lon = 48.1173, 11.5167
+
+    def tick(self) -> bytes:
+        now = dt.datetime.now(dt.timezone.utc)
+        hms = now.strftime("%H%M%S") + f".{now.microsecond // 10000:02d}"
+        lat = self.lat + self.rng.uniform(-1e-5, 1e-5)
+        lon = self.lon + self.rng.uniform(-1e-5, 1e-5)
+        la = f"{int(lat):02d}{(lat % 1) * 60:07.4f},N"
+        lo = f"{int(lon):03d}{(lon % 1) * 60:07.4f},E"
+        sats = self.rng.randint(7, 11)
+        out = sentence(f"GNGGA,{hms},{la},{lo},1,{sats:02d},0.9,545.4,M,46.9,M,,")
+        out += sentence(f"GNRMC,{hms},A,{la},{lo},0.02,,{now.strftime('%d%m%y')},,,A")
+        out += sentence("GNGSA,A,3,04,05,,09,12,,,24,,,,,1.8,0.9,1.5")
+        if self.rng.random() < 0.3:  # a UBX NAV message interleaved on the same line
+            out += ubx_frame(0x01, 0x07, bytes(self.rng.getrandbits(8) for _ in range(92)))
+        return out
+
+
+class NmeaConfig(SensorConfig):
+    """``driver = "nmea"`` (a GPS receiver)."""
+
+    clock_tolerance_s: float = Field(
+        2.0,
+        gt=0,
+        description="The system clock is trusted when it is within this many seconds of GPS time.",
+    )
+
+
 class Nmea(Driver):
     name = "nmea"
     default_baud = 9600
     description = "NMEA 0183 GPS (GGA, RMC, GSA; UBX binary skipped)"
     max_buffer = 8 + MAX_UBX_PAYLOAD + 8
+    Config = NmeaConfig
+    simulator = NmeaModel
+    gps_clock = True
 
     def _leftover_reason(self) -> str:
         return "truncated"

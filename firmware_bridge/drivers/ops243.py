@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
-from firmware_bridge.drivers.base import Driver
+from pydantic import Field
+
+from firmware_bridge.drivers.base import DeviceModel, Driver, SensorConfig
 from firmware_bridge.events import Measurement, Message
 
 MAX_LINE = 512
@@ -45,11 +48,61 @@ UNIT_COMMANDS = {"UM": "mps", "UK": "kmh", "US": "mph", "UF": "fps", "UC": "cmps
 MAX_KMH = 400.0  # faster than any road vehicle: a decoding error, not a speed
 
 
+class Ops243Model(DeviceModel):
+    interval_s = 0.2
+
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__(rng)
+        self.json, self.unit = False, "mps"
+        self._in = b""
+
+    def tick(self) -> bytes:
+        if self.rng.random() < 0.3:
+            return b"\r\n"  # blank report (no target)
+        kmh = self.rng.uniform(20, 70) * (1 if self.rng.random() < 0.5 else -1)
+        conv = {"mps": 1 / 3.6, "kmh": 1.0, "mph": 1 / 1.609344}[self.unit]
+        v = round(kmh * conv, 1)
+        if self.json:
+            return (json.dumps({"unit": self.unit, "speed": f"{v:.1f}"}) + "\r\n").encode()
+        return f"{v:.1f}\r\n".encode()
+
+    def answer(self, data: bytes) -> bytes:
+        self._in += data
+        out = b""
+        while b"\n" in self._in:
+            line, self._in = self._in.split(b"\n", 1)
+            cmd = line.strip().decode("ascii", "replace")
+            if cmd == "OJ":
+                self.json = True
+            elif cmd == "Oj":
+                self.json = False
+            elif cmd in ("UM", "UK", "US"):
+                self.unit = {"UM": "mps", "UK": "kmh", "US": "mph"}[cmd]
+                names = {"mps": "m-per-sec", "kmh": "km-per-hr", "mph": "mph"}
+                out += (json.dumps({"Units": names[self.unit]}) + "\r\n").encode()
+        return out
+
+
+class Ops243Config(SensorConfig):
+    """``driver = "ops243"`` (radar speed sensor)."""
+
+    init_commands: list[str] = Field(
+        default_factory=list,
+        description='ASCII commands sent at connect, e.g. ["UK", "OJ"] (km/h, JSON output).',
+    )
+    inbound_positive: bool = Field(
+        True,
+        description="A positive speed means inbound (towards the sensor). Set false if the mounting reverses it.",
+    )
+
+
 class Ops243(Driver):
     name = "ops243"
     default_baud = 19200
     description = "OmniPreSense OPS243 radar speed (plain text or JSON lines)"
     max_buffer = MAX_LINE + 64
+    Config = Ops243Config
+    simulator = Ops243Model
 
     def __init__(self, options=None) -> None:
         super().__init__(options)

@@ -12,10 +12,13 @@ Commands (7 bytes): ``0x42 0x4D CMD DATAH DATAL LRCH LRCL`` with LRC = sum of th
 
 from __future__ import annotations
 
+import random
 import struct
 import time
 
-from firmware_bridge.drivers.base import Driver
+from pydantic import Field
+
+from firmware_bridge.drivers.base import AqiConfig, DeviceModel, Driver, PassiveModeConfig
 from firmware_bridge.events import Q_OUT_OF_RANGE, Q_SENSOR_FAULT, Q_WARMING_UP, Measurement, Message
 
 HEADER = b"\x42\x4d"
@@ -47,11 +50,73 @@ def encode_answer(cmd: int, data: int) -> bytes:
     return body + struct.pack(">H", sum(body) & 0xFFFF)
 
 
+class PmsModel(DeviceModel):
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__(rng)
+        self.pm25 = 12.0
+        self.active = True
+        self.asleep = False
+        self._in = bytearray()
+
+    def frame(self) -> bytes:
+        self.pm25 = self._walk(self.pm25, 1, 150, 2.0)
+        pm25 = int(self.pm25)
+        v = {
+            "pm1_0": int(pm25 * 0.7),
+            "pm2_5": pm25,
+            "pm10": int(pm25 * 1.4) + 1,
+            "count_0_3um": pm25 * 180,
+            "count_0_5um": pm25 * 52,
+            "count_1_0um": pm25 * 9,
+            "count_2_5um": pm25,
+            "count_5_0um": pm25 // 4,
+            "count_10um": pm25 // 12,
+        }
+        v.update({"pm1_0_cf1": v["pm1_0"], "pm2_5_cf1": pm25, "pm10_cf1": v["pm10"]})
+        return encode_frame(v)
+
+    def tick(self) -> bytes:
+        return self.frame() if self.active and not self.asleep else b""
+
+    def answer(self, data: bytes) -> bytes:
+        self._in += data
+        out = b""
+        while len(self._in) >= 7:
+            i = self._in.find(b"\x42\x4d")
+            if i < 0:
+                self._in.clear()
+                break
+            del self._in[:i]
+            if len(self._in) < 7:
+                break
+            cmd, d = self._in[2], self._in[4]
+            del self._in[:7]
+            if cmd == CMD_READ and not self.asleep:
+                out += self.frame()
+            elif cmd == CMD_MODE:
+                self.active = d == 1
+                out += encode_answer(cmd, d)
+            elif cmd == CMD_SLEEP:
+                self.asleep = d == 0
+                out += encode_answer(cmd, d) if d == 0 else b""
+        return out
+
+
+class Pms5003Config(PassiveModeConfig, AqiConfig):
+    """``driver = "pms5003"`` (or ``"pms7003"``)."""
+
+    warmup_s: float = Field(
+        30.0, ge=0, description="Readings during this long after connect/wake are flagged warming_up."
+    )
+
+
 class Pms5003(Driver):
     name = "pms5003"
     default_baud = 9600
     description = "Plantower PMS5003/PMS7003 particulate matter (32-byte frames, 0x42 0x4D)"
     max_buffer = 256
+    Config = Pms5003Config
+    simulator = PmsModel
 
     def __init__(self, options=None) -> None:
         super().__init__(options)

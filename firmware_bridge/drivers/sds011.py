@@ -12,7 +12,11 @@ Commands: 2 reporting mode (active / query), 4 query data, 6 sleep / work, 7 fir
 
 from __future__ import annotations
 
-from firmware_bridge.drivers.base import Driver
+import random
+
+from pydantic import Field, model_validator
+
+from firmware_bridge.drivers.base import AqiConfig, DeviceModel, Driver, PassiveModeConfig
 from firmware_bridge.events import Q_OUT_OF_RANGE, Measurement, Message
 
 HEAD, TAIL = 0xAA, 0xAB
@@ -40,11 +44,76 @@ def encode_reply(cmd: int, b1: int, b2: int, b3: int = 0, device_id: int = 0xA16
     return bytes([HEAD, CMD_REPLY]) + data + bytes([sum(data) & 0xFF, TAIL])
 
 
+class SdsModel(DeviceModel):
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__(rng)
+        self.pm25, self.query, self.asleep = 15.0, False, False
+        self._in = bytearray()
+
+    def frame(self) -> bytes:
+        self.pm25 = self._walk(self.pm25, 0.5, 300, 2.5)
+        return encode_frame(round(self.pm25, 1), round(self.pm25 * 1.6, 1))
+
+    def tick(self) -> bytes:
+        return b"" if self.query or self.asleep else self.frame()
+
+    def answer(self, data: bytes) -> bytes:
+        self._in += data
+        out = b""
+        while True:
+            i = self._in.find(b"\xaa\xb4")
+            if i < 0 or len(self._in) - i < 19:
+                if i < 0:
+                    self._in.clear()
+                break
+            c = bytes(self._in[i : i + 19])
+            del self._in[: i + 19]
+            if c[-1] != 0xAB or sum(c[2:17]) & 0xFF != c[17]:
+                continue
+            cmd, b1, b2 = c[2], c[3], c[4]
+            if cmd == QUERY:
+                out += self.frame()
+            elif cmd == REPORT_MODE:
+                self.query = b1 == 1 and b2 == 1 or (b1 == 0 and self.query)
+                out += encode_reply(cmd, b1, 1 if self.query else 0)
+            elif cmd == SLEEP_WORK:
+                if b1 == 1:
+                    self.asleep = b2 == 0
+                out += encode_reply(cmd, b1, 0 if self.asleep else 1)
+            elif cmd == WORK_PERIOD:
+                out += encode_reply(cmd, b1, b2)
+            elif cmd == FIRMWARE:
+                out += encode_reply(cmd, 18, 11, 16)
+        return out
+
+
+class Sds011Config(PassiveModeConfig, AqiConfig):
+    """``driver = "sds011"``."""
+
+    working_period_min: int | None = Field(
+        None,
+        ge=0,
+        le=30,
+        description="Set the working period at connect (0: continuous, 1-30: one measurement every n minutes).",
+        examples=[0],
+    )
+
+    @model_validator(mode="after")
+    def _period_checks(self) -> Sds011Config:
+        if self.working_period_min and self.stale_after_s < 90 * self.working_period_min:
+            raise ValueError(
+                "stale_after_s must be at least 1.5 x working_period_min minutes (the sensor is silent in between)"
+            )
+        return self
+
+
 class Sds011(Driver):
     name = "sds011"
     default_baud = 9600
     description = "Nova SDS011 particulate matter (10-byte frames, 0xAA 0xC0 ... 0xAB)"
     max_buffer = 64
+    Config = Sds011Config
+    simulator = SdsModel
 
     def startup_commands(self) -> list[bytes]:
         query = self.opt("mode", "active") == "passive"

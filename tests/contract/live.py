@@ -157,7 +157,7 @@ def record(
     pw = tmp / "mqtt.pass"
     pw.write_text(USERS[DEV] + "\n")
     sensors = "".join(
-        f'\n[[sensors]]\nname = "{d}"\ndriver = "{d}"\nport = "{tmp / f"sim-{d}"}"\nwarmup_s = 0\n'
+        f'\n[[sensors]]\nname = "{d}"\ndriver = "{d}"\nport = "{tmp / f"sim-{d}"}"\n{"warmup_s = 0" if d.startswith("pms") else ""}\n'
         for d in DRIVERS
     )
     db = tmp / "agent.sqlite"

@@ -126,6 +126,21 @@ def test_sensor_config_section():
     assert cfg.sensors[0].effective_baud == 9600 and cfg.sensors[1].effective_baud == 19200
     with pytest.raises(ConfigError, match=r"sensors\[0\].bauds: unknown key"):
         parse_config({"sensors": [{"name": "pm", "driver": "pms5003", "port": "/dev/x", "bauds": 9600}]})
+    # a dump of the config carries each driver's own keys (config hash, redacted config, reparse)
+    dumped = cfg.model_dump(mode="json")["sensors"]
+    assert dumped[1]["init_commands"] == ["UK"] and parse_config({"sensors": dumped}).sensors == cfg.sensors
+    other = parse_config({"sensors": [dumped[0], {**dumped[1], "init_commands": ["UM"]}]})
+    assert other.config_hash() != cfg.config_hash()
+    # each driver takes only its own keys: another driver's key names the driver it belongs to
+    assert type(cfg.sensors[1]).__name__ == "Ops243Config" and cfg.sensors[1].init_commands == ["UK"]
+    with pytest.raises(ConfigError, match=r"sensors\[0\]: 'warmup_s' is not a setting of the nmea driver"):
+        parse_config({"sensors": [{"name": "gps", "driver": "nmea", "port": "/dev/x", "warmup_s": 0}]})
+    with pytest.raises(
+        ConfigError, match=r"'init_commands' is not a setting of the mcu driver \(it is one of ops243\)"
+    ):
+        parse_config({"sensors": [{"name": "m", "driver": "mcu", "port": "/dev/x", "init_commands": []}]})
+    with pytest.raises(ConfigError, match=r"sensors\[0\].stopbits: 3: stopbits must be 1, 1.5 or 2"):
+        parse_config({"sensors": [{"name": "pm", "driver": "pms5003", "port": "/dev/x", "stopbits": 3}]})
     with pytest.raises(ConfigError, match=r"sensors\[0\].driver"):
         parse_config({"sensors": [{"name": "pm", "driver": "bme280", "port": "/dev/x"}]})
     with pytest.raises(ConfigError, match="reconnect_max_s"):

@@ -50,7 +50,7 @@ def rig(tmp_path, store):
             port=str(link),
             reconnect_initial_s=0.1,
             reconnect_max_s=0.5,
-            warmup_s=0,
+            **({"warmup_s": 0} if device.startswith("pms") else {}),
             **(sensor or {}),
         )
         svc = SensorService([cfg], writer)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def sensor_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
-    if not any(s.driver == "nmea" and s.enabled for s in cfg.sensors):
+    if not any(s.driver_class.gps_clock and s.enabled for s in cfg.sensors):
         ctx.gps_done.set()
     if not cfg.sensors:
         return [Check("sensor", "sensor", lambda: skip("no serial sensors configured"), ctx.timeout_s)]
@@ -37,7 +37,7 @@ def _guarded(s: SensorConfig, cfg: AgentConfig, ctx: Context) -> Result:
     try:
         return check_sensor(s, cfg, ctx)
     finally:
-        if s.driver == "nmea":
+        if s.driver_class.gps_clock:
             ctx.gps_done.set()
 
 
@@ -48,7 +48,6 @@ def _summary(msg: Any) -> str:
 
 
 def check_sensor(s: SensorConfig, cfg: AgentConfig, ctx: Context) -> Result:
-    from firmware_bridge import protocol as p
     from firmware_bridge.drivers import make_driver
     from firmware_bridge.events import DecodeError, Message
     from firmware_bridge.gpsclock import GpsClock
@@ -80,7 +79,7 @@ def check_sensor(s: SensorConfig, cfg: AgentConfig, ctx: Context) -> Result:
             )
         return fail(text, "check the port path and that the agent's user is in the 'dialout' group")
     drv = make_driver(s.driver, s)
-    clock = GpsClock(tolerance_s=s.clock_tolerance_s) if s.driver == "nmea" else None
+    clock = GpsClock(tolerance_s=getattr(s, "clock_tolerance_s", 2.0)) if drv.gps_clock else None
     got: Message | None = None
     bytes_in, errors = 0, {}
     deadline = time.monotonic() + ctx.timeout_s
@@ -88,13 +87,13 @@ def check_sensor(s: SensorConfig, cfg: AgentConfig, ctx: Context) -> Result:
     try:
         for data in drv.startup_commands():
             t.write(data)
-        if s.driver == "mcu":
-            t.write(b"\x00" + p.wire(p.REQUEST_HELLO, 1, p.encode_payload(p.REQUEST_HELLO, {})))
+        for data in [drv.hello_request()] if drv.hello_request() is not None else []:
+            t.write(data)
         while time.monotonic() < deadline:
             poll = drv.poll_command()
             if poll is not None and time.monotonic() >= next_poll:
                 t.write(poll)
-                next_poll = time.monotonic() + min(s.poll_interval_s, 1.0)
+                next_poll = time.monotonic() + min(getattr(s, "poll_interval_s", 1.0), 1.0)
             data = t.read()
             received = time.time()
             bytes_in += len(data)
@@ -114,7 +113,7 @@ def check_sensor(s: SensorConfig, cfg: AgentConfig, ctx: Context) -> Result:
     finally:
         t.close()
         if clock is not None:
-            ctx.gps = {**clock.state(), "sensor": s.name, "tolerance_s": s.clock_tolerance_s}
+            ctx.gps = {**clock.state(), "sensor": s.name, "tolerance_s": clock.tolerance_s}
     took = ctx.timeout_s - max(0.0, deadline - time.monotonic())
     errs = ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))
     if got is None:
@@ -139,7 +138,7 @@ def check_sensor(s: SensorConfig, cfg: AgentConfig, ctx: Context) -> Result:
         bytes=bytes_in,
         errors=errors,
     )
-    if s.driver == "mcu" and got.kind == "hello":
+    if got.kind == "hello" and "firmware" in got.fields:
         res.detail += f"; firmware {got.fields.get('firmware', '?')}"
     return res
 
