@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+import time
 
 Jitter = tuple[float, float]
 
@@ -80,3 +81,29 @@ class Backoff:
     def wait(self, stop: threading.Event) -> bool:
         """Sleep ``next_delay()`` seconds or until ``stop`` is set; True when it was set."""
         return stop.wait(self.next_delay())
+
+
+class TokenBucket:
+    """A token bucket for a send rate: ``rate`` tokens a second, at most ``burst`` saved (rate <= 0: no limit)."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, max(1.0, burst)
+        self.tokens, self.t = self.burst, time.monotonic()
+
+    def take_up_to(self, n: int) -> tuple[int, float]:
+        """Take up to ``n`` tokens: (how many, 0.0), or (0, the seconds until one is available)."""
+        if self.rate <= 0:
+            return n, 0.0
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        k = min(n, int(self.tokens))
+        if k:
+            self.tokens -= k
+            return k, 0.0
+        return 0, (1 - self.tokens) / self.rate
+
+    def give_back(self, k: int) -> None:
+        """Return tokens taken but not used."""
+        if k and self.rate > 0:
+            self.tokens = min(self.burst, self.tokens + k)

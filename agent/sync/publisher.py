@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from agent.backoff import TokenBucket
 from agent.store.writer import Writer
 from agent.sync import outbox
 from agent.sync.commands import ReplayQueue
@@ -49,30 +50,6 @@ _MARK_BATCH = 200
 _MARK_DELAY_S = 0.1
 _REFRESH_S = 1.0  # look for new rows at least this often
 _RESCAN_S = 10.0  # look again from the first pending row (rows re-queued by a technician)
-
-
-class _Bucket:
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, max(1.0, burst)
-        self.tokens, self.t = self.burst, time.monotonic()
-
-    def take_up_to(self, n: int) -> tuple[int, float]:
-        """Take up to ``n`` tokens: (how many, 0.0), or (0, the seconds until one is available)."""
-        if self.rate <= 0:
-            return n, 0.0
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
-        self.t = now
-        k = min(n, int(self.tokens))
-        if k:
-            self.tokens -= k
-            return k, 0.0
-        return 0, (1 - self.tokens) / self.rate
-
-    def give_back(self, k: int) -> None:
-        """Return tokens taken but not used."""
-        if k and self.rate > 0:
-            self.tokens = min(self.burst, self.tokens + k)
 
 
 class Publisher:
@@ -105,7 +82,7 @@ class Publisher:
         self._topics: dict[bytes, str] = {}  # topic as read (bytes) -> str for paho
         self._gen = -1
         self._handoff = max(2 * cfg.max_inflight, _HANDOFF)
-        self._bucket = _Bucket(cfg.backfill_rate_per_s, cfg.max_inflight)
+        self._bucket = TokenBucket(cfg.backfill_rate_per_s, cfg.max_inflight)
         self._last_rescan = time.monotonic()
         self._last_refresh = 0.0
         self._conn: sqlite3.Connection | None = None

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from agent.backoff import Backoff
+from agent.backoff import Backoff, TokenBucket
 from agent.errors import ConfigError
 from agent.sync import outbox
 from agent.sync.config import SinkConfig
@@ -102,24 +102,6 @@ def min_cursor(conn: sqlite3.Connection, names: Sequence[str]) -> int | None:
     return min((cursor(conn, n) for n in names), default=None)
 
 
-class _Bucket:
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, max(1.0, burst)
-        self.tokens, self.t = self.burst, time.monotonic()
-
-    def take(self, n: int) -> tuple[int, float]:
-        if self.rate <= 0:
-            return n, 0.0
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
-        self.t = now
-        k = min(n, int(self.tokens))
-        if k:
-            self.tokens -= k
-            return k, 0.0
-        return 0, (1 - self.tokens) / self.rate
-
-
 class SinkRunner:
     """Drives one sink in its own thread: outbox rows past its cursor -> ``send`` -> cursor."""
 
@@ -130,7 +112,7 @@ class SinkRunner:
         self.name = cfg.sink_name
         self.kinds = tuple(cfg.kinds)
         self.backoff = Backoff(cfg.retry_initial_s, max(cfg.retry_initial_s, cfg.retry_max_s))
-        self.bucket = _Bucket(cfg.rate_per_s, cfg.batch)
+        self.bucket = TokenBucket(cfg.rate_per_s, cfg.batch)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -240,7 +222,7 @@ class SinkRunner:
                 if not batch:
                     self._wake.wait(1.0)
                     continue
-                n, wait = self.bucket.take(len(batch))
+                n, wait = self.bucket.take_up_to(len(batch))
                 if not n:
                     self._stop.wait(wait)
                     continue
