@@ -1,11 +1,13 @@
 """The one entry point: ``edge-agent``. Thin: parses, calls the library, turns errors into messages.
 
-Each part of the agent keeps its commands next to its code (``agent.inference.cli``,
-``agent.sync.cli``, ...) as a module-level ``commands`` list. They are listed here, in one table:
-each command's name, its one-line help and the function that imports its module (a plain import
-statement). A command's module is imported only when that command runs, so ``edge-agent --help``
-and a typo answer at once instead of loading numpy, pydantic and every part first (issue #15).
-``tests/core/test_cli.py`` checks the table against the modules, so it cannot drift from them.
+Each part declares its commands (``Part.commands``) in a small ``<part>/clispec.py``: each command's
+name and its one-line help; the part's command module (``agent.inference.cli``, ``agent.sync.cli``,
+...) keeps the commands themselves as a ``commands`` list. This module builds one table from those
+lists and its own, each list paired with the function that imports its module (a plain import
+statement; see :mod:`agent.clispec` for why the import is here and not in the part). A command's module is
+imported only when that command runs, so ``edge-agent --help`` and a typo answer at once instead of
+loading numpy, pydantic and every part first (issue #15). ``tests/core/test_cli.py`` checks the
+table against the modules and the parts, so it cannot drift from them.
 """
 
 from __future__ import annotations
@@ -13,12 +15,20 @@ from __future__ import annotations
 import logging
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import click
 
 from agent import __version__
+from agent.analytics import clispec as analytics_commands
+from agent.api import clispec as api_commands
+from agent.clispec import CommandSpec, Loader, table
 from agent.errors import AgentError, StoreError
+from agent.inference import clispec as inference_commands
+from agent.ngsi_ld import clispec as ngsi_ld_commands
+from agent.service import clispec as service_commands
+from agent.sync import clispec as sync_commands
+from firmware_bridge import clispec as sensor_commands
 
 
 def _core() -> Sequence[click.Command]:
@@ -27,14 +37,14 @@ def _core() -> Sequence[click.Command]:
     return core_cli.commands
 
 
-def _inference() -> Sequence[click.Command]:
-    from agent.inference import cli
+def _dump() -> Sequence[click.Command]:
+    from agent.store import dump_cli
 
-    return cli.commands
+    return dump_cli.commands
 
 
-def _sync() -> Sequence[click.Command]:
-    from agent.sync import cli
+def _privacy() -> Sequence[click.Command]:
+    from agent.privacy import cli
 
     return cli.commands
 
@@ -45,16 +55,22 @@ def _hub() -> Sequence[click.Command]:
     return cli.commands
 
 
-def _analytics() -> Sequence[click.Command]:
-    from agent.analytics import cli
+def _sync() -> Sequence[click.Command]:
+    from agent.sync import cli
 
     return cli.commands
 
 
-def _validate() -> Sequence[click.Command]:
-    from agent.analytics import validate_cli
+def _inference() -> Sequence[click.Command]:
+    from agent.inference import cli
 
-    return validate_cli.commands
+    return cli.commands
+
+
+def _analytics() -> Sequence[click.Command]:
+    from agent.analytics import cli, validate_cli
+
+    return [*cli.commands, *validate_cli.commands]
 
 
 def _sensors() -> Sequence[click.Command]:
@@ -75,82 +91,59 @@ def _service() -> Sequence[click.Command]:
     return cli.commands
 
 
-def _privacy() -> Sequence[click.Command]:
-    from agent.privacy import cli
-
-    return cli.commands
-
-
 def _ngsi_ld() -> Sequence[click.Command]:
     from agent.ngsi_ld import cli
 
     return cli.commands
 
 
-def _dump() -> Sequence[click.Command]:
-    from agent.store import dump_cli
-
-    return dump_cli.commands
-
-
-# name -> (one-line help as `edge-agent --help` shows it, the loader of the module that has it)
-COMMANDS: dict[str, tuple[str, Callable[[], Sequence[click.Command]]]] = {
-    "aqi": ("US EPA Air Quality Index from PM2.5 and/or PM10.", _sensors),
-    "bench": (
+#: the commands of no single part: the daemon itself (run, config, bench), the store's dump, the
+#: privacy report (what every part keeps) and the city's side (the hub is not a part of the unit)
+DAEMON = (
+    CommandSpec(
+        "bench",
         "Benchmark: raw invoke() throughput vs end-to-end pipeline throughput, same model and threads.",
-        _core,
     ),
-    "classify": (
-        "Classify PATH (an image, a folder of images or a video): the top-k classes, best first.",
-        _inference,
-    ),
-    "config": ("Check or print the configuration.", _core),
-    "counts": ("Vehicle and pedestrian counts per line, direction and class, in bins.", _analytics),
-    "detect": ("Detect objects in PATH (an image, a folder of images or a video).", _inference),
-    "doctor": (
-        "Check that this unit works: cameras, models, sensors, broker, clock, disk, database, permissions.",
-        _service,
-    ),
-    "dump": (
+    CommandSpec("config", "Check or print the configuration."),
+    CommandSpec("run", "Run the agent daemon."),
+)
+DUMP = (
+    CommandSpec(
+        "dump",
         "Write TABLE (detections, readings, crossings, outbox, ...) to stdout as CSV, a JSON array or NDJSON (one object per line).",
-        _dump,
     ),
-    "export": ("Export stored data in standard formats.", _ngsi_ld),
-    "hub": (
+)
+PRIVACY = (
+    CommandSpec(
+        "privacy", "What this unit keeps and sends about people, and whether it stays within its limits."
+    ),
+)
+HUB = (
+    CommandSpec(
+        "hub",
         "The city's side: a hub worker stores every unit's summaries, health, events and status in PostgreSQL or SQLite (once each, keyed by device and seq), tracks each unit's seq ranges and repairs gaps with cmd/replay; `hub status` and `hub serve` show the fleet.",
-        _hub,
     ),
-    "models": ("List, install (pull) and verify catalog models and sample media.", _inference),
-    "outbox": ("Inspect the outbox (messages waiting for the broker) and re-send stored messages.", _sync),
-    "privacy": (
-        "What this unit keeps and sends about people, and whether it stays within its limits.",
-        _privacy,
-    ),
-    "provision": (
-        "Write this unit's config (and API token) from a bundle and/or flags, after checking all of it.",
-        _service,
-    ),
-    "readings": (
-        "Sensor readings, oldest first: from the running agent's API or, when it does not answer, the local database (read-only); stderr says which one answered.",
-        _sensors,
-    ),
-    "run": ("Run the agent daemon.", _core),
-    "sensors": ("Serial sensor tools.", _sensors),
-    "simulate-serial": (
-        "Create a pseudo-terminal speaking DEVICE's protocol; point a sensor's `port` at --link.",
-        _sensors,
-    ),
-    "status": ("Is the unit working, and if not, why: health lights, cameras, sensors, sync, disk.", _api),
-    "tail": (
-        "Detections and sensor readings as they arrive (from the running agent, or its database).",
-        _api,
-    ),
-    "token": ("Show or rotate the local API's bearer token.", _service),
-    "validate": (
-        "Count CLIP with the agent's pipeline and compare with hand-counted TRUTH, per line, direction and class: truth, counted, matched, missed and extra (with frames), accuracy.",
-        _validate,
-    ),
-}
+)
+
+#: name -> (one-line help as `edge-agent --help` shows it, the loader of the module that has it):
+#: this module's own commands and each part's (``<part>/clispec.py``, which the part declares
+#: through ``Part.commands``), each list with the loader of its module; a name declared twice fails
+#: here, at import
+COMMANDS: dict[str, tuple[str, Loader]] = table(
+    [
+        (DAEMON, _core),
+        (DUMP, _dump),
+        (PRIVACY, _privacy),
+        (HUB, _hub),
+        (sync_commands.COMMANDS, _sync),
+        (inference_commands.COMMANDS, _inference),
+        (analytics_commands.COMMANDS, _analytics),
+        (sensor_commands.COMMANDS, _sensors),
+        (api_commands.COMMANDS, _api),
+        (service_commands.COMMANDS, _service),
+        (ngsi_ld_commands.COMMANDS, _ngsi_ld),
+    ]
+)
 
 
 class _Group(click.Group):

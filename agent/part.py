@@ -3,9 +3,9 @@
 A part (cameras + inference, analytics, sensors, sync, the NGSI-LD sink, api, service, or a plugin)
 declares, as typed records, what it owns: its tables (:class:`Tables`), what retention may delete
 (:class:`~agent.sync.retention.PruneStep`), its summary sections (:class:`SummarySection`), its
-``edge-agent`` commands (:class:`CommandSpec`: a name, a help line and a loader, so ``--help`` imports
-nothing heavy) and its doctor checks (:class:`DoctorCheck`). :mod:`agent.parts` holds THE list of
-parts and installs their declarations; the pipeline binds each part to the running unit
+``edge-agent`` commands (:class:`~agent.clispec.CommandSpec`, listed in ``<part>/clispec.py``: a
+name, a help line and a loader, so ``--help`` imports nothing heavy) and its doctor checks
+(:class:`DoctorCheck`). :mod:`agent.parts` holds THE list of parts and installs their declarations; the pipeline binds each part to the running unit
 (:meth:`Part.bind`), starts them in list order, stops them in reverse and merges their
 :meth:`Part.status` into the status snapshot that the API, health messages and ``edge-agent status``
 read.
@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from agent.clispec import CommandSpec
 from agent.sections import CursorFn, SectionFn
 from agent.store.db import Migration
 from agent.sync.retention import PruneStep
 
 if TYPE_CHECKING:
-    import click
-
     from agent.config import AgentConfig
     from agent.service.doctor_checks.base import Check, Context
     from agent.store.writer import Writer
@@ -68,16 +67,6 @@ class SummarySection:
     def __post_init__(self) -> None:
         if (self.cursor_key is None) != (self.cursor is None):
             raise ValueError(f"summary section {self.name!r}: give both cursor_key and cursor, or neither")
-
-
-@dataclass(frozen=True)
-class CommandSpec:
-    """An ``edge-agent`` command: its name and help line are known without importing it; ``load``
-    imports the module and returns its click commands (the named one among them)."""
-
-    name: str
-    help: str
-    load: Callable[[], Sequence[click.Command]]
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from agent.part import BasePart, DoctorCheck, Host, Part, PruneStep, SummarySection, Tables
-from firmware_bridge import store, summary
+from agent.part import BasePart, CommandSpec, DoctorCheck, Host, Part, PruneStep, SummarySection, Tables
+from firmware_bridge import clispec, store, summary
 from firmware_bridge.config import SensorConfig
 
 if TYPE_CHECKING:
@@ -35,6 +35,9 @@ class ListeningHost(Protocol):
 class SensorsPart(BasePart):
     name = "sensors"
     config_model: type[BaseModel] = SensorConfig
+
+    def commands(self) -> list[CommandSpec]:
+        return list(clispec.COMMANDS)
 
     def migrations(self) -> list[Tables]:
         return [Tables(*store.TABLES)]

@@ -13,7 +13,8 @@ Layers, lowest first (a module may import its own layer and the ones below; impo
 layer is an *upward* import). The first rule that matches a module's dotted name wins:
 
   0 base        agent (the package), types, timefmt, errors, memory, host, fsutil, configbase, sections
-                (the summary-section registry): what every part may use
+                (the summary-section registry), clispec and each part's ``clispec`` (command
+                names and help lines): what every part may use
   1 store       agent.store.*: the database, migrations registry, the single writer
   2 inputs      agent.sources.*, agent.inference.*, firmware_bridge protocol/transport/drivers:
                 what produces frames, readings and detections
@@ -60,6 +61,8 @@ LAYERS: list[tuple[str, int]] = [
     ("*.cli", 10),
     ("*_cli", 10),
     ("*.__main__", 10),
+    ("agent.clispec", 0),
+    ("*.clispec", 0),  # a part's command names and help lines: data, no imports but agent.clispec
     ("agent.part", 1),
     ("*.part", 8),
     ("agent", 0),

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from agent.analytics import store, summary
+from agent.analytics import clispec, store, summary
 from agent.analytics.config import CameraAnalytics
 from agent.analytics.incidents import store as incidents
-from agent.part import BasePart, PruneStep, SummarySection, Tables
+from agent.part import BasePart, CommandSpec, PruneStep, SummarySection, Tables
 
 
 class AnalyticsPart(BasePart):
     name = "analytics"
     config_model: type[BaseModel] = CameraAnalytics
+
+    def commands(self) -> list[CommandSpec]:
+        return list(clispec.COMMANDS)
 
     def migrations(self) -> list[Tables]:
         return [Tables(*store.TABLES), Tables(*incidents.TABLES)]

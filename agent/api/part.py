@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from agent.api import clispec
 from agent.api.config import ApiConfig
 from agent.api.host import ApiHost
 from agent.errors import AgentError
-from agent.part import BasePart, Host, Part
+from agent.part import BasePart, CommandSpec, Host, Part
 
 if TYPE_CHECKING:
     from agent.api.server import ApiServer
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 class ApiPart(BasePart):
     name = "api"
     config_model: type[BaseModel] = ApiConfig
+
+    def commands(self) -> list[CommandSpec]:
+        return list(clispec.COMMANDS)
 
     def bind(self, host: Host) -> Part:
         return RunningApi(host)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from agent.config import InferenceConfig
-from agent.part import BasePart, DoctorCheck, Host, Part, PruneStep, Tables
+from agent.inference import clispec
+from agent.part import BasePart, CommandSpec, DoctorCheck, Host, Part, PruneStep, Tables
 from agent.store import schema
 from agent.sync import retention
 
@@ -32,6 +33,9 @@ class VisionHost(Protocol):
 class VisionPart(BasePart):
     name = "cameras"
     config_model: type[BaseModel] = InferenceConfig
+
+    def commands(self) -> list[CommandSpec]:
+        return list(clispec.COMMANDS)
 
     def migrations(self) -> list[Tables]:
         return [Tables(*schema.TABLES)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent.part import BasePart, DoctorCheck
+from agent.part import BasePart, CommandSpec, DoctorCheck
+from agent.service import clispec
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -14,6 +15,9 @@ if TYPE_CHECKING:
 
 class ServicePart(BasePart):
     name = "service"
+
+    def commands(self) -> list[CommandSpec]:
+        return list(clispec.COMMANDS)
 
     def checks(self) -> list[DoctorCheck]:
         return [

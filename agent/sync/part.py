@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from agent.part import BasePart, DoctorCheck, Host, Part, PruneStep, SummarySection, Tables
-from agent.sync import outbox, sections_core
+from agent.part import BasePart, CommandSpec, DoctorCheck, Host, Part, PruneStep, SummarySection, Tables
+from agent.sync import clispec, outbox, sections_core
 from agent.sync.config import MqttConfig
 
 if TYPE_CHECKING:
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 class SyncPart(BasePart):
     name = "sync"
     config_model: type[BaseModel] = MqttConfig
+
+    def commands(self) -> list[CommandSpec]:
+        return list(clispec.COMMANDS)
 
     def migrations(self) -> list[Tables]:
         return [Tables(*outbox.TABLES)]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import click
+import pytest
 
 from agent.cli import COMMANDS, cli
 from tests.conftest import ROOT
@@ -56,3 +57,27 @@ def test_a_command_still_runs_through_the_table(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "100" in r.stdout
+
+
+def test_every_command_is_declared_by_its_part_or_by_the_entry_point():
+    """Each part declares its commands (``Part.commands``); the entry point lists exactly those plus
+    its own (daemon, dump, privacy, hub), with the same help lines, and no name twice."""
+    from agent import cli as entry
+    from agent.clispec import CommandSpec, table
+    from agent.parts import PARTS
+
+    declared: dict[str, str] = {}
+    for part in PARTS:
+        for spec in part.commands():
+            assert isinstance(spec, CommandSpec)
+            assert spec.name not in declared, f"{spec.name} declared twice"
+            declared[spec.name] = part.name
+            assert COMMANDS[spec.name][0] == spec.help
+    own = {s.name for s in (*entry.DAEMON, *entry.DUMP, *entry.PRIVACY, *entry.HUB)}
+    assert not own & set(declared)
+    assert set(COMMANDS) == own | set(declared)
+    assert declared["outbox"] == "sync" and declared["detect"] == "cameras"
+    assert declared["simulate-serial"] == "sensors" and declared["doctor"] == "service"
+
+    with pytest.raises(ValueError, match="two `edge-agent run` commands"):
+        table([(entry.DAEMON, entry._core), ((CommandSpec("run", "again"),), entry._core)])

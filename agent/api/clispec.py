@@ -1,0 +1,16 @@
+"""The api part's ``edge-agent`` commands: name and help line, known without importing them
+(:class:`agent.clispec.CommandSpec`). The part declares them (``Part.commands``); ``agent/cli.py``
+lists them and imports their module only when one of them runs."""
+
+from __future__ import annotations
+
+from agent.clispec import CommandSpec
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec(
+        "status", "Is the unit working, and if not, why: health lights, cameras, sensors, sync, disk."
+    ),
+    CommandSpec(
+        "tail", "Detections and sensor readings as they arrive (from the running agent, or its database)."
+    ),
+)
