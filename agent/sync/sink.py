@@ -22,12 +22,16 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from agent.backoff import Backoff, TokenBucket
 from agent.errors import ConfigError
 from agent.sync import outbox
 from agent.sync.config import SinkConfig
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+    from agent.store.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,7 @@ class Sink(Protocol):
 
 
 #: type name -> factory(its [[sinks]] entry, the whole config) -> Sink
-SinkFactory = Callable[[SinkConfig, Any], Sink]
+SinkFactory = Callable[[SinkConfig, "AgentConfig"], Sink]
 _REGISTRY: dict[str, SinkFactory] = {}
 
 
@@ -70,11 +74,13 @@ def sink_types() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_sinks(cfg: Any, writer: Any, reader: Callable[[], sqlite3.Connection]) -> list[SinkRunner]:
+def build_sinks(
+    cfg: AgentConfig, writer: Writer, reader: Callable[[], sqlite3.Connection]
+) -> list[SinkRunner]:
     """The drivers for ``cfg.sinks``; a ``ConfigError`` for an unknown type or a name used twice."""
     runners: list[SinkRunner] = []
     seen: set[str] = set()
-    for i, sc in enumerate(getattr(cfg, "sinks", None) or []):
+    for i, sc in enumerate(cfg.sinks):
         factory = _REGISTRY.get(sc.type)
         if factory is None:
             raise ConfigError(
@@ -106,7 +112,7 @@ class SinkRunner:
     """Drives one sink in its own thread: outbox rows past its cursor -> ``send`` -> cursor."""
 
     def __init__(
-        self, cfg: SinkConfig, sink: Sink, writer: Any, reader: Callable[[], sqlite3.Connection]
+        self, cfg: SinkConfig, sink: Sink, writer: Writer, reader: Callable[[], sqlite3.Connection]
     ) -> None:
         self.cfg, self.sink, self.writer, self.reader = cfg, sink, writer, reader
         self.name = cfg.sink_name
@@ -266,7 +272,7 @@ class SinkRunner:
 class SinkGroup:
     """The configured outbox sinks of one agent, started, woken, supervised and stopped together."""
 
-    def __init__(self, runners: list[SinkRunner], writer: Any) -> None:
+    def __init__(self, runners: list[SinkRunner], writer: Writer) -> None:
         self.runners = runners
         self.writer = writer
 

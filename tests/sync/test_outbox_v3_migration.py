@@ -11,10 +11,12 @@ from pathlib import Path
 from agent.store.db import Database, registered_components
 from agent.sync import outbox
 from agent.sync.topics import Topics
+from tests.sync import test_sinks
 from tests.sync.conftest import agent_config, wait_until
-from tests.sync.test_sinks import _got, _sink_cfg, plugin  # noqa: F401 - plugin is a fixture
+from tests.sync.test_sinks import _got, _sink_cfg
 
 SITE, DEV = "site-a", "unit-1"
+plugin = test_sinks.plugin  # the throwaway file sink (a fixture)
 N = 1500
 KINDS = ("summary", "summary", "health", "event")  # by seq % 4
 
@@ -66,7 +68,7 @@ def _rows(path: Path) -> dict[int, tuple]:
 
 def test_a_filled_v2_outbox_migrates_to_v3_and_drains_to_mqtt_and_a_sink(
     tmp_path, broker, hub, plugin, agents
-):  # noqa: F811
+):
     out, down = plugin
     cfg = agent_config(tmp_path, broker)
     cfg["sinks"] = [_sink_cfg(out, down)]
