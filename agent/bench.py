@@ -109,10 +109,10 @@ def bench_raw(cfg: AgentConfig, image, n: int, warmup: int = 10, rss: dict | Non
     # postprocess (decode the outputs), as a share of invoke() (target <= 0.11, issue #2)
     pre, inv, post = [], [], []
     for _ in range(max(5, min(n, 30))):
-        _, _, t = eng.run(image)
-        pre.append(t["preprocess_ms"])
-        inv.append(t["invoke_ms"])
-        post.append(t["postprocess_ms"])
+        _, _, timing = eng.run(image)
+        pre.append(timing["preprocess_ms"])
+        inv.append(timing["invoke_ms"])
+        post.append(timing["postprocess_ms"])
     out["preprocess_median_ms"] = statistics.median(pre)
     out["postprocess_median_ms"] = statistics.median(post)
     out["overhead_vs_invoke"] = (statistics.median(pre) + statistics.median(post)) / max(
@@ -149,23 +149,25 @@ def bench_pipeline(
         pipe = Pipeline(c)
         t0 = time.perf_counter()
         pipe.start()
+        results, writer = pipe.results, pipe.writer
+        assert results is not None and writer is not None, "the pipeline starts its results stage and writer"
         t_start = time.perf_counter()
         rss["pipeline_started"] = rss_mb()
         cpu0 = thread_cpu_s()
         while not pipe.idle():
-            if "first_frame" not in rss and pipe.results and pipe.results.totals["bench"]["frames"] >= 1:
+            if "first_frame" not in rss and results.totals["bench"]["frames"] >= 1:
                 rss["first_frame"] = rss_mb()
-            if max_frames and pipe.results and pipe.results.totals["bench"]["frames"] >= max_frames:
+            if max_frames and results.totals["bench"]["frames"] >= max_frames:
                 break
             time.sleep(0.01)
-        pipe.writer.flush(60)
+        writer.flush(60)
         t_end = time.perf_counter()
         rss["pipeline_end"] = rss_mb()
-        frames = int(pipe.results.totals["bench"]["frames"])
+        frames = int(results.totals["bench"]["frames"])
         stage_cpu = stage_cpu_per_frame(cpu0, thread_cpu_s(), frames)
         busy_s = sum(w.busy_s for w in pipe.workers)
         invoke_s = sum(w.invoke_s for w in pipe.workers)
-        dets = int(pipe.results.totals["bench"]["detections"])
+        dets = int(results.totals["bench"]["detections"])
         pipe.stop()
         import sqlite3
 

@@ -303,7 +303,7 @@ class AgentConfig(Section):
         for what, items in (("cameras", self.cameras), ("sensors", self.sensors)):
             seen: set[str] = set()
             for i, c in enumerate(items):
-                name = getattr(c, "name", None) or getattr(c, "id", None)
+                name = str(getattr(c, "name", None) or getattr(c, "id", None))
                 if name in seen:
                     raise ValueError(f"{what}[{i}]: duplicate name {name!r}")
                 seen.add(name)

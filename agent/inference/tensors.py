@@ -35,7 +35,7 @@ def quant_params(detail: dict) -> tuple[float, int]:
     qp = detail.get("quantization_parameters") or {}
     scales = qp.get("scales")
     zps = qp.get("zero_points")
-    if scales is not None and len(scales) == 1:
+    if scales is not None and zps is not None and len(scales) == 1:
         return float(scales[0]), int(zps[0])
     scale, zp = detail.get("quantization", (0.0, 0))
     return float(scale), int(zp)

@@ -188,8 +188,7 @@ def protect(
     if small is None or small.mode == "off":
         return bins, None
     if small.mode != "dp":
-        out, decl = protect_bins(bins, small)
-        return out, decl
+        return protect_bins(bins, small)
     secret = _dp_secret(conn)
     out: list[dict[str, Any]] = []
     decl: dict[str, Any] = {}

@@ -329,9 +329,9 @@ def apply_broker(data: dict[str, Any], url: str) -> list[str]:
     if key is not None:
         set_path(data, key, url)
     else:
-        host = require_key("broker") if schema_key("host") is None else schema_key("host")
+        host = schema_key("host") or require_key("broker")
         parts = urlsplit(url)
-        set_path(data, host, parts.hostname)
+        set_path(data, host, parts.hostname or "")
         port = schema_key("port")
         if parts.port is not None:
             if port is None:

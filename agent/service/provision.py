@@ -119,7 +119,8 @@ def _apply_defaults(data: dict[str, Any], opts: Options, token_file: Path) -> No
 
 
 def _check_identity(data: dict[str, Any]) -> None:
-    dev = data.get("device") if isinstance(data.get("device"), dict) else {}
+    got = data.get("device")
+    dev: dict[str, Any] = got if isinstance(got, dict) else {}
     if not dev.get("site") or dev.get("site") == "default":
         raise ConfigError("device.site is not set", "pass --site NAME or put device.site in the bundle")
     if not dev.get("id"):

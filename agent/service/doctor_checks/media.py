@@ -10,8 +10,9 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import ModelError
 from agent.service.doctor_checks.base import Check, Context, Result, fail, ok, skip, warn
@@ -28,7 +29,7 @@ def camera_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
     if not cfg.cameras:
         return [first, Check("camera", "camera", lambda: skip("no cameras configured"), ctx.timeout_s)]
     return [first] + [
-        Check(f"camera:{c.name}", "camera", (lambda c=c: check_camera(c, ctx.timeout_s)), ctx.timeout_s + 2)
+        Check(f"camera:{c.name}", "camera", partial(check_camera, c, ctx.timeout_s), ctx.timeout_s + 2)
         for c in cfg.cameras
     ]
 
@@ -43,7 +44,12 @@ def check_opencv(cfg: AgentConfig) -> Result:
         return fail(exc.message, MISSING_HINT)
     from agent.sources.readers import guess_kind  # imports cv2
 
-    data = {"version": cv.version, "origin": cv.origin, "package": cv.package, "path": cv.path}
+    data: dict[str, Any] = {
+        "version": cv.version,
+        "origin": cv.origin,
+        "package": cv.package,
+        "path": cv.path,
+    }
     data["gstreamer"] = cv.gstreamer
     gst = [
         c.name
@@ -97,7 +103,7 @@ def model_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
         ]
     # a first pull or an Edge TPU/GPU delegate start may take longer than a camera
     tmo = max(2 * ctx.timeout_s, 60.0)
-    return [Check(f"model:{m}", "model", (lambda m=m: check_model(m, cfg)), tmo) for m in models]
+    return [Check(f"model:{m}", "model", partial(check_model, m, cfg), tmo) for m in models]
 
 
 def _is_path(model: str) -> bool:

@@ -12,6 +12,7 @@ import sqlite3
 import stat
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -240,7 +241,7 @@ def permission_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
     )
     checks = [Check("service-user", "permissions", lambda: check_service_user(ctx), ctx.timeout_s)]
     checks += [
-        Check(f"perm:{node}", "permissions", (lambda w=what, n=node: check_node(w, n, ctx)), ctx.timeout_s)
+        Check(f"perm:{node}", "permissions", partial(check_node, what, node, ctx), ctx.timeout_s)
         for what, node in nodes
     ]
     return checks
