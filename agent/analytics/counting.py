@@ -135,7 +135,7 @@ class LineCounter:
             return None
         prev = st.side
         st.side = side
-        if prev == 0 or prev == side or st.zero_pt is None:
+        if prev == 0 or prev == side or st.zero_pt is None or st.zero_ts is None:  # (set together)
             return None
         zpt, zts = st.zero_pt, st.zero_ts
         st.zero_pt = st.zero_ts = None
@@ -178,7 +178,7 @@ class LineCounter:
         side: int,
         prev: int,
         zpt: tuple[float, float],
-        zts: float | None,
+        zts: float,
         track_id: int,
         frame: int,
         label: str,
@@ -192,7 +192,7 @@ class LineCounter:
             direction,
             label,
             track_id,
-            float(zts),  # type: ignore[arg-type]  # set with zero_pt
+            float(zts),
             frame,
             (float(zpt[0]), float(zpt[1])),
             predicted,

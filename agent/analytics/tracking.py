@@ -164,6 +164,7 @@ class Tracker:
         self._advance_clock(ts)
         det_track: dict[int, Track] = {}
         frame_dets = _FrameDets(boxes, labels, xyxy_to_cxcywh(boxes), det_track)
+        assert cfg.max_overlap is not None  # resolved(): every score setting is set
         kept = suppress_nested(boxes, scores, cfg.max_overlap) if n else []
         high = [i for i in kept if scores[i] >= cfg.high_threshold]
         low = [i for i in kept if cfg.low_threshold <= scores[i] < cfg.high_threshold]
