@@ -121,24 +121,12 @@ class LineCounter:
         band = self.cfg.hysteresis_rel * box_h
         if band < self.cfg.hysteresis_px:
             band = self.cfg.hysteresis_px
-        if st.pending is not None and not predicted:
-            if abs(s) > band:
-                side_now = 1 if s > 0 else -1
-                c = st.pending
-                st.pending = None
-                if side_now != st.pending_from:
-                    st.last_s, st.last_ts, st.last_pt, st.side = s, ts, pt, side_now
-                    return c
-                # seen back where it came from: the predicted crossing did not happen
-                st.counted.discard(-st.pending_from)
-                st.side = st.pending_from
+        if st.pending is not None and not predicted and abs(s) > band:
+            held = self._settle(st, s, ts, pt)
+            if held is not None:
+                return held
         if st.last_s is not None and (st.last_s < 0) != (s < 0) and s != st.last_s:
-            f = st.last_s / (st.last_s - s)
-            st.zero_ts = st.last_ts + f * (ts - st.last_ts)
-            st.zero_pt = (
-                st.last_pt[0] + f * (pt[0] - st.last_pt[0]),
-                st.last_pt[1] + f * (pt[1] - st.last_pt[1]),
-            )
+            self._mark_zero(st, st.last_s, s, ts, pt)
         st.last_s, st.last_ts, st.last_pt = s, ts, pt
         side = 1 if s > 0 else -1
         if st.counted and side != st.side and band < 0.5 * box_h:
@@ -147,7 +135,7 @@ class LineCounter:
             return None
         prev = st.side
         st.side = side
-        if prev == 0 or prev == side or st.zero_pt is None:
+        if prev == 0 or prev == side or st.zero_pt is None or st.zero_ts is None:  # (set together)
             return None
         zpt, zts = st.zero_pt, st.zero_ts
         st.zero_pt = st.zero_ts = None
@@ -157,6 +145,46 @@ class LineCounter:
             return None  # the anchor crossed, the object did not move that way
         if not (0.0 <= self._along(zpt) <= 1.0):
             return None
+        return self._count(st, side, prev, zpt, zts, track_id, frame, label, predicted)
+
+    @staticmethod
+    def _settle(st: _TrackLineState, s: float, ts: float, pt: tuple[float, float]) -> Crossing | None:
+        """A track with a held-back (predicted) crossing is seen again beyond the band: the crossing
+        it completes when on the new side; else ``None``, the crossing undone."""
+        side_now = 1 if s > 0 else -1
+        c = st.pending
+        st.pending = None
+        if side_now != st.pending_from:
+            st.last_s, st.last_ts, st.last_pt, st.side = s, ts, pt, side_now
+            return c
+        # seen back where it came from: the predicted crossing did not happen
+        st.counted.discard(-st.pending_from)
+        st.side = st.pending_from
+        return None
+
+    @staticmethod
+    def _mark_zero(st: _TrackLineState, last_s: float, s: float, ts: float, pt: tuple[float, float]) -> None:
+        """The anchor changed sides since the last point: interpolate where and when it was on the line."""
+        f = last_s / (last_s - s)
+        st.zero_ts = st.last_ts + f * (ts - st.last_ts)
+        st.zero_pt = (
+            st.last_pt[0] + f * (pt[0] - st.last_pt[0]),
+            st.last_pt[1] + f * (pt[1] - st.last_pt[1]),
+        )
+
+    def _count(
+        self,
+        st: _TrackLineState,
+        side: int,
+        prev: int,
+        zpt: tuple[float, float],
+        zts: float,
+        track_id: int,
+        frame: int,
+        label: str,
+        predicted: bool,
+    ) -> Crossing | None:
+        """Count the crossing toward ``side`` (held back when decided on predicted points)."""
         st.counted.add(side)
         direction = self.cfg.directions[0] if side > 0 else self.cfg.directions[1]
         c = Crossing(

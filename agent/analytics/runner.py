@@ -3,7 +3,8 @@
 The pipeline calls :meth:`AnalyticsRunner.process` once per inferred frame, from one thread, and
 stores the returned track id of each detection. Everything here is in memory and O(objects) per
 frame; the database is only touched through the writer (crossings as they happen, tracks when they
-end, bins and forecasts when a bin closes).
+end, bins and forecasts when a bin closes). What it writes is :mod:`agent.analytics.recording`'s,
+its incidents and radar fusion :mod:`agent.analytics.incident_wiring`'s (the runner's bases).
 """
 
 from __future__ import annotations
@@ -18,23 +19,24 @@ from typing import Any
 import numpy as np
 
 from agent.analytics import store
-from agent.analytics.bins import BinAccumulator, ClosedBin
+from agent.analytics.bins import BinAccumulator
 from agent.analytics.config import DEFAULT_CLASSES, CameraAnalytics
-from agent.analytics.counting import Crossing, LineCounter
+from agent.analytics.counting import LineCounter
 from agent.analytics.forecast import DAY, Forecaster
+from agent.analytics.incident_wiring import IncidentWiring
 from agent.analytics.incidents import IncidentEngine
-from agent.analytics.incidents import store as incident_store
 from agent.analytics.incidents.fusion import RadarFusion
-from agent.analytics.speed import GroundPlane, segment_speed_kmh
+from agent.analytics.recording import Recorder
+from agent.analytics.speed import GroundPlane
 from agent.analytics.tracking import Track, Tracker
 from agent.analytics.zones import Zone
-from agent.timefmt import iso_utc, parse_iso
-from agent.types import InferenceResult
+from agent.timefmt import iso_utc
+from agent.types import Detection, Frame, InferenceResult
 
 log = logging.getLogger(__name__)
 
 
-class AnalyticsRunner:
+class AnalyticsRunner(Recorder, IncidentWiring):
     """Tracking and counting for one camera.
 
     Args:
@@ -93,7 +95,7 @@ class AnalyticsRunner:
         self._ref_size: tuple[int, int] | None = None  # the size pixel points were drawn for
         self._epoch: int | None = None
         self.track_classes: set[str] = set(DEFAULT_CLASSES)
-        self.min_score = self.tracker.cfg.low_threshold
+        self.min_score = self.tracker.cfg.low_threshold or 0.0  # resolved: never None
         # incidents and radar fusion (wired by the pipeline; all optional)
         self.incidents: IncidentEngine | None = None
         self.fusion: RadarFusion | None = None
@@ -172,108 +174,12 @@ class AnalyticsRunner:
         scaled = pts * np.array([size[0] / ref[0], size[1] / ref[1]])
         return item.model_copy(update={field: [list(p) for p in scaled.tolist()], "units": "px"})
 
-    def _build_incidents(self) -> None:
-        cfg = self.cfg
-        if self.incidents is not None:
-            if self._incident_cfg == (cfg.incidents, cfg.zones, cfg.lines, cfg.calibration):
-                pass  # unchanged: open incidents go on
-            else:
-                now = self.tracker._last_ts or time.time()
-                for ev in self.incidents.close(now):
-                    self._emit_incident(ev, None)
-                self.incidents = None
-        if self.incidents is None and (cfg.incidents or cfg.radar is not None):
-            lines = {lc.name: lc for lc in cfg.lines}
-            self.incidents = IncidentEngine(
-                self.camera, cfg.incidents, self.zones, lines, self.ground, self.frame_size, self._clock
-            )
-            self._incident_cfg = (cfg.incidents, cfg.zones, cfg.lines, cfg.calibration)
-        if cfg.radar is None:
-            self.fusion = None
-        elif self.fusion is None or self.fusion.cfg != cfg.radar:
-            line = next(lc for lc in cfg.lines if lc.name == cfg.radar.line)
-            self.fusion = RadarFusion(cfg.radar, line.directions)
-
-    def _clock(self) -> dict[str, Any]:
-        if self.clock is None:
-            return {"quality": "unknown", "trusted": None}
-        try:
-            return self.clock()
-        except Exception as exc:  # the clock probe must never stop analytics
-            return {"quality": "unknown", "trusted": None, "error": str(exc)}
-
-    def radar_feed(self, messages: list[Any], received: float) -> None:
-        """Listener for the radar sensor's messages (called on the sensor's thread)."""
-        fusion = self.fusion
-        if fusion is not None:
-            fusion.feed(messages, received)
-
-    def _emit_incident(self, ev: dict[str, Any], result: Any) -> None:
-        """Store the incident's row and queue its event in one write, then wake the publisher."""
-        self.events_emitted += 1
-        snap = None
-        if ev["phase"] == "start" and result is not None and self._rule_snapshot(ev["rule"]):
-            snap = self._save_snapshot(ev["id"], result)
-        if self.writer is None:
-            return
-        now = iso_utc(time.time())
-        enqueue = self.event_writes("incident", ev) if self.event_writes is not None else None
-
-        def fn(conn: Any) -> None:
-            incident_store.upsert(conn, ev, now, snap)
-            if enqueue is not None:
-                enqueue(conn)
-
-        from agent.sync import outbox
-
-        outbox.submit(self.writer, fn, kind="incidents", block=True, urgent=True)
-        if self.on_event_queued is not None:
-            self.on_event_queued()
-
-    def _rule_snapshot(self, rule: str) -> bool:
-        return any(r.name == rule and r.snapshot for r in self.cfg.incidents)
-
-    def _save_snapshot(self, incident_id: str, result: Any) -> str | None:
-        if self.snapshot_dir is None or self.snapshot_image is None:
-            return None
-        try:
-            data = self.snapshot_image(result, self.camera)
-            if not data:
-                return None
-            self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-            path = self.snapshot_dir / f"{incident_id}.jpg"
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
-            return str(path)
-        except Exception as exc:  # a snapshot is optional; the event is not
-            log.warning("incident %s: snapshot not kept: %s", incident_id, exc)
-            return None
-
-    def _new_forecaster(self, line: str, direction: str) -> Forecaster:
-        f = Forecaster(
-            self.bin_s,
-            history_days=self.cfg.forecast.history_days,
-            backtest_days=self.cfg.forecast.backtest_days,
-        )
-        for ln, d, start, vol, cov in self._history_rows:
-            if ln == line and d == direction and cov >= 0.95 * self.bin_s:
-                f.observe(parse_iso(start), vol)
-        f.pending.clear()
-        from agent.analytics.forecast import Prediction
-
-        for ln, d, issued, h, ts0, ts1, pred, actual in self._forecast_rows:
-            if ln == line and d == direction and h in f.horizons:
-                p = Prediction(parse_iso(issued), h, parse_iso(ts0), parse_iso(ts1), pred, actual)
-                (f.scored if actual is not None else f.pending).append(p)
-        return f
-
     def reconfigure(self, cfg: CameraAnalytics) -> None:
         """New lines, zones or calibration (SIGHUP). Counts of the bin in progress and tracks are kept;
         a changed bin length takes effect from the next start."""
         self.cfg = cfg
         self.tracker.cfg = cfg.tracker.resolved(self.calibration)
-        self.min_score = self.tracker.cfg.low_threshold
+        self.min_score = self.tracker.cfg.low_threshold or 0.0  # resolved: never None
         if self._built:
             self._build()
 
@@ -309,72 +215,11 @@ class AnalyticsRunner:
         if not self.cfg.enabled:
             return [None] * len(dets)
         frame = result.frame
-        if frame.image is not None and getattr(frame.image, "ndim", 0) >= 2:
-            size = (int(frame.image.shape[1]), int(frame.image.shape[0]))
-            if self.frame_size is None:
-                self.frame_size = size
-            elif size != self.frame_size:
-                self.on_frame_size(size)
-        if not self._built:
-            self._build()
-        if self._epoch is not None and frame.epoch != self._epoch:
-            self._new_epoch()
-        self._epoch = frame.epoch
+        self._start_frame(frame)
         ts = frame.ts
-        self.frames += 1
-        for closed in self.bins.advance(ts):
-            self._close_bin(closed)
-        # only the classes this camera's lines and zones count take part in tracking: a chair or a
-        # skateboard box at a person's feet must not carry (or steal) the person's track
-        idx = [i for i, d in enumerate(dets) if d.label in self.track_classes and d.score >= self.min_score]
-        boxes = np.array([dets[i].box for i in idx], dtype=float).reshape(-1, 4)
-        scores = np.array([dets[i].score for i in idx], dtype=float)
-        labels = [dets[i].label for i in idx]
-        tracked = self.tracker.update(boxes, scores, labels, ts, frame.index)
-        per_det: list[Track | None] = [None] * len(dets)
-        for i, t in zip(idx, tracked):
-            per_det[i] = t
-
-        rows: list[dict[str, Any]] = []
-        alive: set[int] = set()
-        predict_s = self.tracker.cfg.predict_s
-        lines = list(self.lines.values())
-        zones = list(self.zones.values())
-        check_motion = self.cfg.tracker.check_motion
-        for t in self.tracker.tracks:
-            cx, cy, _w, h, vx, vy = t.mean[:6].tolist()  # one conversion per track and frame
-            bottom, center = (cx, cy + h / 2), (cx, cy)
-            if not t.matched:
-                if t.confirmed:
-                    alive.add(t.id)
-                    if 0 < ts - t.last_ts <= predict_s:  # the detector missed it: follow its motion
-                        for line in lines:
-                            pt = bottom if line.cfg.anchor == "bottom_center" else center
-                            line.observe(t.id, pt, h, ts, frame.index, t.label, True, True, (vx, vy))
-                continue
-            meta = self._meta.setdefault(t.id, {"crossings": 0})
-            if "entry" not in meta:
-                meta["entry"] = bottom
-            meta["exit"] = bottom
-            label = t.label
-            v = (vx, vy) if check_motion else None
-            for line in lines:
-                pt = bottom if line.cfg.anchor == "bottom_center" else center
-                c = line.observe(t.id, pt, h, ts, frame.index, label, t.confirmed, False, v)
-                if c is not None:
-                    rows.append(self._on_crossing(c, t))
-            if t.confirmed:
-                alive.add(t.id)
-                for z in zones:
-                    z.observe(t.id, bottom if z.cfg.anchor == "bottom_center" else center, ts, label)
-        for z in zones:
-            visits = z.take_closed(alive)
-            self.bins.zone_sample(z.name, z.occupancy, entries=0)
-            for v in visits:
-                self._on_visit(v)
-            for v in z.visits.values():
-                if v.enter_ts == ts:
-                    self.bins.zones[z.name].entries += 1
+        per_det = self._track(dets, ts, frame.index)
+        rows, alive = self._follow_tracks(ts, frame.index)
+        self._sample_zones(alive, ts)
         if rows and self.writer is not None:
             self.writer.submit_rows("crossings", rows)
         if self.incidents is not None:
@@ -392,6 +237,86 @@ class AnalyticsRunner:
             self._drop_untracked()
         return [t.id if t is not None else None for t in per_det]
 
+    def _start_frame(self, frame: Frame) -> None:
+        """Follow the frame size and the source's epoch, build on the first frame, close the bins
+        this frame's time has passed."""
+        if frame.image is not None and getattr(frame.image, "ndim", 0) >= 2:
+            size = (int(frame.image.shape[1]), int(frame.image.shape[0]))
+            if self.frame_size is None:
+                self.frame_size = size
+            elif size != self.frame_size:
+                self.on_frame_size(size)
+        if not self._built:
+            self._build()
+        if self._epoch is not None and frame.epoch != self._epoch:
+            self._new_epoch()
+        self._epoch = frame.epoch
+        self.frames += 1
+        for closed in self.bins.advance(frame.ts):
+            self._close_bin(closed)
+
+    def _track(self, dets: list[Detection], ts: float, frame_index: int) -> list[Track | None]:
+        """The tracker's update on the detections of the classes tracked; the track per detection."""
+        # only the classes this camera's lines and zones count take part in tracking: a chair or a
+        # skateboard box at a person's feet must not carry (or steal) the person's track
+        idx = [i for i, d in enumerate(dets) if d.label in self.track_classes and d.score >= self.min_score]
+        boxes = np.array([dets[i].box for i in idx], dtype=float).reshape(-1, 4)
+        scores = np.array([dets[i].score for i in idx], dtype=float)
+        labels = [dets[i].label for i in idx]
+        tracked = self.tracker.update(boxes, scores, labels, ts, frame_index)
+        per_det: list[Track | None] = [None] * len(dets)
+        for i, t in zip(idx, tracked):
+            per_det[i] = t
+        return per_det
+
+    def _follow_tracks(self, ts: float, frame_index: int) -> tuple[list[dict[str, Any]], set[int]]:
+        """Every track through the lines (matched, or coasting on its motion) and the zones; the
+        crossing rows and the ids of the confirmed tracks alive."""
+        rows: list[dict[str, Any]] = []
+        alive: set[int] = set()
+        predict_s = self.tracker.cfg.predict_s
+        lines = list(self.lines.values())
+        zones = list(self.zones.values())
+        check_motion = self.cfg.tracker.check_motion
+        for t in self.tracker.tracks:
+            cx, cy, _w, h, vx, vy = t.mean[:6].tolist()  # one conversion per track and frame
+            bottom, center = (cx, cy + h / 2), (cx, cy)
+            if not t.matched:
+                if t.confirmed:
+                    alive.add(t.id)
+                    if 0 < ts - t.last_ts <= predict_s:  # the detector missed it: follow its motion
+                        for line in lines:
+                            pt = bottom if line.cfg.anchor == "bottom_center" else center
+                            line.observe(t.id, pt, h, ts, frame_index, t.label, True, True, (vx, vy))
+                continue
+            meta = self._meta.setdefault(t.id, {"crossings": 0})
+            if "entry" not in meta:
+                meta["entry"] = bottom
+            meta["exit"] = bottom
+            label = t.label
+            v = (vx, vy) if check_motion else None
+            for line in lines:
+                pt = bottom if line.cfg.anchor == "bottom_center" else center
+                c = line.observe(t.id, pt, h, ts, frame_index, label, t.confirmed, False, v)
+                if c is not None:
+                    rows.append(self._on_crossing(c, t))
+            if t.confirmed:
+                alive.add(t.id)
+                for z in zones:
+                    z.observe(t.id, bottom if z.cfg.anchor == "bottom_center" else center, ts, label)
+        return rows, alive
+
+    def _sample_zones(self, alive: set[int], ts: float) -> None:
+        """Close the visits of tracks gone; sample each zone's occupancy and entries into the bin."""
+        for z in self.zones.values():
+            visits = z.take_closed(alive)
+            self.bins.zone_sample(z.name, z.occupancy, entries=0)
+            for v in visits:
+                self._on_visit(v)
+            for v in z.visits.values():
+                if v.enter_ts == ts:
+                    self.bins.zones[z.name].entries += 1
+
     def _drop_untracked(self) -> None:
         live = {t.id for t in self.tracker.tracks}
         for tid in [t for t in self._meta if t not in live]:
@@ -400,131 +325,6 @@ class AnalyticsRunner:
             del self._seg_marks[tid]
         for line in self.lines.values():
             line.keep_only(live)
-
-    def _fused(self, fused: list[Any]) -> None:
-        sensor = self.cfg.radar.sensor if self.cfg.radar is not None else "radar"
-        for f in fused:
-            self._speed(f"radar:{sensor}", f.track_id, f.label, f.ts, f.radar_kmh)
-
-    def _on_crossing(self, c: Crossing, t: Track) -> dict[str, Any]:
-        if self.fusion is not None and c.line == self.fusion.cfg.line:
-            kmh = self.incidents.motion.speed(t.id)[0] if self.incidents is not None else None
-            self.fusion.crossing(c.ts, c.direction, t.id, c.label, kmh)
-        self.bins.add(c.line, c.direction, c.label)
-        self.totals[(c.line, c.direction, c.label)] += 1
-        self._meta[t.id]["crossings"] += 1
-        marks = self._seg_marks.setdefault(t.id, {})
-        marks[c.line] = (c.ts, c.point)
-        for seg in self.cfg.speed_segments:
-            if c.line in (seg.line_a, seg.line_b):
-                other = seg.line_b if c.line == seg.line_a else seg.line_a
-                if other in marks:
-                    ts0, p0 = marks[other]
-                    dist = seg.distance_m or (self.ground.distance_m(p0, c.point) if self.ground else None)
-                    if dist:
-                        v = segment_speed_kmh(dist, ts0, c.ts)
-                        if v is not None:
-                            self._speed(f"segment:{seg.name}", t.id, c.label, c.ts, v)
-        return {
-            "ts": iso_utc(c.ts),
-            "camera": self.camera,
-            "line": c.line,
-            "direction": c.direction,
-            "class": c.label,
-            "track_id": c.track_id,
-            "x": round(c.point[0], 1),
-            "y": round(c.point[1], 1),
-        }
-
-    def _speed(self, source: str, track_id: int, label: str, ts: float, v: float) -> None:
-        self.speeds_recent = (self.speeds_recent + [v])[-200:]
-        if self.writer is not None:
-            self.writer.submit_rows(
-                "speeds",
-                [
-                    {
-                        "ts": iso_utc(ts),
-                        "camera": self.camera,
-                        "source": source,
-                        "track_id": track_id,
-                        "class": label,
-                        "speed_kmh": round(v, 2),
-                    }
-                ],
-            )
-
-    def _on_visit(self, v: Any) -> None:
-        speed = None
-        if self.ground is not None and self.zones[v.zone].cfg.speed and v.exit_ts > v.enter_ts:
-            speed = self.ground.speed_kmh(v.enter_pt, v.enter_ts, v.exit_pt, v.exit_ts)
-            if speed is not None:
-                self._speed(f"zone:{v.zone}", v.track_id, v.label, v.exit_ts, speed)
-        if self.writer is not None:
-            self.writer.submit_rows(
-                "zone_visits",
-                [
-                    {
-                        "camera": self.camera,
-                        "zone": v.zone,
-                        "track_id": v.track_id,
-                        "class": v.label,
-                        "enter_ts": iso_utc(v.enter_ts),
-                        "exit_ts": iso_utc(v.exit_ts),
-                        "dwell_s": round(v.dwell_s, 3),
-                        "speed_kmh": round(speed, 2) if speed is not None else None,
-                    }
-                ],
-            )
-
-    def _persist_tracks(self, tracks: list[Track]) -> None:
-        rows = []
-        for t in tracks:
-            meta = self._meta.pop(t.id, {})
-            self._seg_marks.pop(t.id, None)
-            for line in self.lines.values():
-                line.forget(t.id)
-            rows.append(store.track_row(self.camera, t, meta))
-        if rows and self.writer is not None:
-            self.writer.submit_fn(store.upsert_tracks(rows), kind="tracks")
-
-    def _close_bin(self, b: ClosedBin) -> None:
-        if self.writer is not None:
-            self.writer.submit_fn(store.upsert_bin(self.camera, b), kind="volume_bins", block=True)
-        if self.fusion is not None and self.writer is not None:
-            figures = self.fusion.take_bin()
-            self.writer.submit_fn(
-                incident_store.upsert_fusion_bin(
-                    self.camera, self.fusion.cfg.sensor, b.start, b.bin_s, figures
-                ),
-                kind="radar_fusion",
-                block=True,
-            )
-        if not self.cfg.forecast.enabled:
-            return
-        totals = b.totals()
-        for (line, direction), f in self.forecasters.items():
-            if line not in self.lines:
-                continue
-            scored = f.observe(b.start, totals.get((line, direction), 0), b.complete)
-            skill = f.skill()
-            issued = f.forecast(b.start + b.bin_s)
-            self.last_forecast[(line, direction)] = [
-                {
-                    "horizon_min": p.horizon_min,
-                    "expected": round(p.predicted, 1),
-                    "from": iso_utc(p.target_start),
-                    "mae": skill[p.horizon_min]["mae"],
-                    "mape": skill[p.horizon_min]["mape"],
-                    "n": skill[p.horizon_min]["n"],
-                }
-                for p in issued
-            ]
-            if self.writer is not None:
-                self.writer.submit_fn(
-                    store.forecast_writes(self.camera, line, direction, issued, scored, skill),
-                    kind="forecasts",
-                    block=True,
-                )
 
     def _new_epoch(self) -> None:
         """The source was reopened (a file starting again, a camera reconnected): what was tracked
@@ -573,7 +373,7 @@ class AnalyticsRunner:
             "zones": {
                 z.name: {
                     "occupancy": z.occupancy,
-                    "peak": max(z.peak, self.bins.zones.get(z.name).peak if z.name in self.bins.zones else 0),
+                    "peak": max(z.peak, self.bins.zones[z.name].peak if z.name in self.bins.zones else 0),
                 }
                 for z in self.zones.values()
             },

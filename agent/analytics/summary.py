@@ -87,71 +87,31 @@ def analytics_section(conn: sqlite3.Connection, start: str, end: str) -> dict[st
     summary (module docstring), zone peaks, speed percentiles and the latest forecasts with their
     backtest error."""
     try:
-        vol = list(
-            conn.execute(
-                "SELECT camera, line, direction, class, count(*) FROM crossings WHERE ts >= ? AND ts < ?"
-                " GROUP BY camera, line, direction, class",
-                (start, end),
-            )
-        )
-        bins = changed_bins(conn, summary_mark(conn, SUMMARY_MARK), start)
-        zones = list(
-            conn.execute(
-                "SELECT camera, zone, max(peak), sum(entries) FROM zone_bins WHERE bin_start >= ? AND bin_start < ?"
-                " GROUP BY camera, zone",
-                (start, end),
-            )
-        )
-        dwell = list(
-            conn.execute(
-                "SELECT camera, zone, dwell_s FROM zone_visits WHERE exit_ts >= ? AND exit_ts < ?",
-                (start, end),
-            )
-        )
-        speeds = list(
-            conn.execute(
-                "SELECT camera, source, speed_kmh FROM speeds WHERE ts >= ? AND ts < ?", (start, end)
-            )
-        )
-        fc = list(
-            conn.execute(
-                "SELECT f.camera, f.line, f.direction, f.horizon_min, f.target_start, f.target_end, f.predicted,"
-                " f.bt_mae, f.bt_mape, f.bt_n FROM forecasts f JOIN (SELECT camera, line, direction, max(issued_ts) AS it"
-                " FROM forecasts WHERE issued_ts < ? GROUP BY camera, line, direction) l ON f.camera = l.camera AND"
-                " f.line = l.line AND f.direction = l.direction AND f.issued_ts = l.it ORDER BY f.horizon_min",
-                (end,),
-            )
-        )
+        q = _query(conn, start, end)
     except sqlite3.OperationalError:  # tables not created (analytics never ran on this database)
         return None
-    if not (vol or bins or zones or speeds or fc):
+    if not (q["vol"] or q["bins"] or q["zones"] or q["speeds"] or q["fc"]):
         return None
     cams: dict[str, Any] = {}
 
     def cam(name: str) -> dict[str, Any]:
         return cams.setdefault(name, {"volumes": {}, "bins": [], "zones": {}, "speeds": {}, "forecasts": {}})
 
-    for c, line, d, cls, n in vol:
+    for c, line, d, cls, n in q["vol"]:
         cam(c)["volumes"].setdefault(line, {}).setdefault(d, {})[cls] = n
-    for c, b in bins:
+    for c, b in q["bins"]:
         cam(c)["bins"].append(b)
-    for c, z, peak, entries in zones:
+    for c, z, peak, entries in q["zones"]:
         cam(c)["zones"][z] = {"peak": peak, "entries": entries}
-    dw: dict[tuple[str, str], list[float]] = {}
-    for c, z, s in dwell:
-        dw.setdefault((c, z), []).append(s)
-    for (c, z), vals in dw.items():
+    for (c, z), vals in _grouped(q["dwell"]).items():
         cam(c)["zones"].setdefault(z, {})["dwell_s"] = {
             "p50": _pct(vals, 50),
             "p85": _pct(vals, 85),
             "n": len(vals),
         }
-    sp: dict[tuple[str, str], list[float]] = {}
-    for c, src, v in speeds:
-        sp.setdefault((c, src), []).append(v)
-    for (c, src), vals in sp.items():
+    for (c, src), vals in _grouped(q["speeds"]).items():
         cam(c)["speeds"][src] = {"p50_kmh": _pct(vals, 50), "p85_kmh": _pct(vals, 85), "n": len(vals)}
-    for c, line, d, h, t0, t1, pred, mae, mape, n in fc:
+    for c, line, d, h, t0, t1, pred, mae, mape, n in q["fc"]:
         cam(c)["forecasts"].setdefault(line, {}).setdefault(d, []).append(
             {
                 "horizon_min": h,
@@ -166,3 +126,52 @@ def analytics_section(conn: sqlite3.Connection, start: str, end: str) -> dict[st
             }
         )
     return {"cameras": cams}
+
+
+def _grouped(rows: list[Any]) -> dict[tuple[str, str], list[float]]:
+    """(camera, key, value) rows -> the values of each (camera, key), in row order."""
+    out: dict[tuple[str, str], list[float]] = {}
+    for c, k, v in rows:
+        out.setdefault((c, k), []).append(v)
+    return out
+
+
+def _query(conn: sqlite3.Connection, start: str, end: str) -> dict[str, list[Any]]:
+    """The section's rows: volumes, changed bins, zone peaks, dwell times, speeds, latest forecasts."""
+    return {
+        "vol": list(
+            conn.execute(
+                "SELECT camera, line, direction, class, count(*) FROM crossings WHERE ts >= ? AND ts < ?"
+                " GROUP BY camera, line, direction, class",
+                (start, end),
+            )
+        ),
+        "bins": changed_bins(conn, summary_mark(conn, SUMMARY_MARK), start),
+        "zones": list(
+            conn.execute(
+                "SELECT camera, zone, max(peak), sum(entries) FROM zone_bins WHERE bin_start >= ? AND bin_start < ?"
+                " GROUP BY camera, zone",
+                (start, end),
+            )
+        ),
+        "dwell": list(
+            conn.execute(
+                "SELECT camera, zone, dwell_s FROM zone_visits WHERE exit_ts >= ? AND exit_ts < ?",
+                (start, end),
+            )
+        ),
+        "speeds": list(
+            conn.execute(
+                "SELECT camera, source, speed_kmh FROM speeds WHERE ts >= ? AND ts < ?", (start, end)
+            )
+        ),
+        "fc": list(
+            conn.execute(
+                "SELECT f.camera, f.line, f.direction, f.horizon_min, f.target_start, f.target_end, f.predicted,"
+                " f.bt_mae, f.bt_mape, f.bt_n FROM forecasts f JOIN (SELECT camera, line, direction, max(issued_ts) AS it"
+                " FROM forecasts WHERE issued_ts < ? GROUP BY camera, line, direction) l ON f.camera = l.camera AND"
+                " f.line = l.line AND f.direction = l.direction AND f.issued_ts = l.it ORDER BY f.horizon_min",
+                (end,),
+            )
+        ),
+    }

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agent.analytics.boxes import greedy_match, ioa_matrix, iou_matrix, suppress_nested, xyxy_to_cxcywh
 from agent.analytics.config import TrackerConfig
 
 _F = np.eye(8)
@@ -28,89 +29,7 @@ _H = np.eye(4, 8)
 _POS_W = 1.0 / 20
 _VEL_W = 1.0 / 160
 
-
-def _overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairwise intersection areas (N, M) of boxes ``a`` (N,4) and ``b`` (M,4), and each one's area."""
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter, area_a, area_b
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` (N,4 x1y1x2y2) with every box in ``b`` (M,4) -> (N, M)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    inter, area_a, area_b = _overlaps(a, b)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
-def ioa_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over the smaller of the two areas, (N, M): 1.0 when one box holds the other."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    inter, area_a, area_b = _overlaps(a, b)
-    return inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
-
-
-def suppress_nested(boxes: np.ndarray, scores: np.ndarray, max_ioa: float) -> list[int]:
-    """Indices kept after dropping each box mostly inside (or mostly holding) a higher-scoring one.
-
-    SSD-style detectors often return a second, nested box for one vehicle; left alone it becomes a
-    second track and a double count.
-    """
-    order = list(np.argsort(-scores, kind="stable"))
-    if max_ioa >= 1.0 or len(order) < 2:
-        return order
-    ioa = ioa_matrix(boxes, boxes)
-    np.fill_diagonal(ioa, 0.0)
-    if ioa.max() <= max_ioa:
-        return [int(i) for i in order]
-    dropped = np.zeros(len(order), dtype=bool)
-    keep: list[int] = []
-    for i in order:
-        if dropped[i]:
-            continue
-        keep.append(int(i))
-        dropped |= ioa[i] > max_ioa
-    return keep
-
-
-def greedy_match(score: np.ndarray, min_score: float) -> list[tuple[int, int]]:
-    """Pairs (row, col) taken best score first, each row and column at most once, score >= min_score."""
-    if score.size == 0:
-        return []
-    rows, cols = np.nonzero(score >= min_score)
-    if len(rows) == 0:
-        return []
-    order = np.argsort(-score[rows, cols], kind="stable")
-    used_r: set[int] = set()
-    used_c: set[int] = set()
-    out = []
-    for k in order:
-        r, c = int(rows[k]), int(cols[k])
-        if r in used_r or c in used_c:
-            continue
-        used_r.add(r)
-        used_c.add(c)
-        out.append((r, c))
-    return out
-
-
-def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
-    return np.stack(
-        [
-            (b[..., 0] + b[..., 2]) / 2,
-            (b[..., 1] + b[..., 3]) / 2,
-            b[..., 2] - b[..., 0],
-            b[..., 3] - b[..., 1],
-        ],
-        axis=-1,
-    )
+__all__ = ["Track", "Tracker", "greedy_match", "ioa_matrix", "iou_matrix", "suppress_nested"]
 
 
 @dataclass(eq=False)
@@ -159,6 +78,16 @@ def _noise(mean_h: np.ndarray, w_pos: float, w_vel: float, dim: int) -> np.ndarr
     if dim == 8:
         std += [w_vel * h, w_vel * h, w_vel * h, w_vel * h]
     return np.stack(std, axis=-1) ** 2
+
+
+@dataclass(slots=True)
+class _FrameDets:
+    """One frame's detections as the association steps share them."""
+
+    boxes: np.ndarray  # (N, 4) x1y1x2y2
+    labels: list[str]
+    centers: np.ndarray  # (N, 4) cx, cy, w, h
+    det_track: dict[int, Track]  # detection index -> its track, filled as the passes match
 
 
 class Tracker:
@@ -212,7 +141,7 @@ class Tracker:
 
     def _new_track(self, box: np.ndarray, label: str, score: float, ts: float, frame: int) -> Track:
         mean = np.zeros(8)
-        mean[:4] = _xyxy_to_cxcywh(box)
+        mean[:4] = xyxy_to_cxcywh(box)
         h = max(mean[3], 1.0)
         std = np.array([2 * _POS_W * h] * 4 + [10 * _VEL_W * h] * 4)
         t = Track(self.next_id, mean, np.diag(std**2), ts, ts, frame, frame)
@@ -232,17 +161,10 @@ class Tracker:
         boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
         scores = np.asarray(scores, dtype=float).reshape(-1)
         n = len(boxes)
-        if self._last_ts is not None and ts > self._last_ts:
-            dt = ts - self._last_ts
-            self._fps_dt = 0.8 * self._fps_dt + 0.2 * dt if self.tracks else dt
-        dt_frames = 1.0 if self._last_ts is None else max((ts - self._last_ts) / max(self._fps_dt, 1e-3), 1.0)
-        dt_frames = min(dt_frames, 10.0)
-        self._last_ts = ts
-        self._predict(dt_frames)
-        out: list[Track | None] = [None] * n
+        self._advance_clock(ts)
         det_track: dict[int, Track] = {}
-
-        det_c = _xyxy_to_cxcywh(boxes)
+        frame_dets = _FrameDets(boxes, labels, xyxy_to_cxcywh(boxes), det_track)
+        assert cfg.max_overlap is not None  # resolved(): every score setting is set
         kept = suppress_nested(boxes, scores, cfg.max_overlap) if n else []
         high = [i for i in kept if scores[i] >= cfg.high_threshold]
         low = [i for i in kept if cfg.low_threshold <= scores[i] < cfg.high_threshold]
@@ -250,68 +172,108 @@ class Tracker:
         tentative = [t for t in self.tracks if not t.confirmed]
         for t in self.tracks:
             t.matched = False
-
-        def associate(
-            tracks: list[Track], dets: list[int], min_iou: float, fallback: bool
-        ) -> tuple[list[Track], list[int]]:
-            if not tracks or not dets:
-                return tracks, dets
-            m = np.stack([t.mean[:4] for t in tracks])
-            tb = np.concatenate([m[:, :2] - m[:, 2:] / 2, m[:, :2] + m[:, 2:] / 2], axis=1)
-            db = boxes[dets]
-            sim = iou_matrix(tb, db)
-            if not cfg.class_agnostic:
-                lab = (
-                    np.array([t.label for t in tracks])[:, None]
-                    == np.array([labels[d] for d in dets])[None, :]
-                )
-                sim = np.where(lab, sim, 0.0)
-            pairs = greedy_match(sim, max(min_iou, 1e-6))
-            if fallback and cfg.max_center_dist > 0:
-                mr = {r for r, _ in pairs}
-                mc = {c for _, c in pairs}
-                rr = [r for r in range(len(tracks)) if r not in mr]
-                cc = [c for c in range(len(dets)) if c not in mc]
-                if rr and cc:
-                    tc = _xyxy_to_cxcywh(tb[rr])
-                    dc = _xyxy_to_cxcywh(db[cc])
-                    diag = np.hypot(tc[:, 2], tc[:, 3])[:, None]
-                    dist = np.hypot(
-                        tc[:, None, 0] - dc[None, :, 0], tc[:, None, 1] - dc[None, :, 1]
-                    ) / np.maximum(diag, 1.0)
-                    ratio = np.minimum(tc[:, None, 3], dc[None, :, 3]) / np.maximum(
-                        tc[:, None, 3], dc[None, :, 3]
-                    )
-                    ok = (dist <= cfg.max_center_dist) & (ratio > 0.5)
-                    if not cfg.class_agnostic:
-                        ok &= (
-                            np.array([tracks[r].label for r in rr])[:, None]
-                            == np.array([labels[dets[c]] for c in cc])[None, :]
-                        )
-                    sc = np.where(ok, 1.0 / (1.0 + dist), 0.0)
-                    pairs += [(rr[a], cc[b]) for a, b in greedy_match(sc, 1e-6)]
-            mr = set()
-            mc = set()
-            upd_t, upd_z = [], []
-            for r, c in pairs:
-                t, d = tracks[r], dets[c]
-                mr.add(r)
-                mc.add(c)
-                upd_t.append(t)
-                upd_z.append(det_c[d])
-                det_track[d] = t
-            self._update(upd_t, np.array(upd_z).reshape(-1, 4))
-            for t in upd_t:
-                t.matched = True
-            return [t for i, t in enumerate(tracks) if i not in mr], [
-                d for j, d in enumerate(dets) if j not in mc
-            ]
-
-        rest_t, rest_high = associate(confirmed, high, cfg.match_iou, True)
+        rest_t, rest_high = self._associate(frame_dets, confirmed, high, cfg.match_iou, True)
         recent = [t for t in rest_t if t.last_frame == frame - 1 or ts - t.last_ts <= 1.5 * self._fps_dt]
-        rest_recent, _ = associate(recent, low, cfg.low_match_iou, False)
-        _, rest_high = associate(tentative, rest_high, max(cfg.match_iou, 0.3), True)
+        self._associate(frame_dets, recent, low, cfg.low_match_iou, False)
+        _, rest_high = self._associate(frame_dets, tentative, rest_high, max(cfg.match_iou, 0.3), True)
+        newly = self._commit(det_track, labels, scores, ts, frame)
+        if newly and cfg.relink_dist > 0:
+            self._relink(newly, det_track, ts)
+        self._start_tracks(rest_high, frame_dets, scores, ts, frame)
+        self._retire(ts)
+        out: list[Track | None] = [None] * n
+        for d, t in det_track.items():
+            out[d] = t if t.confirmed else None
+        return out
 
+    def _advance_clock(self, ts: float) -> None:
+        """Follow the frame interval and predict every track to ``ts``."""
+        if self._last_ts is not None and ts > self._last_ts:
+            dt = ts - self._last_ts
+            self._fps_dt = 0.8 * self._fps_dt + 0.2 * dt if self.tracks else dt
+        dt_frames = 1.0 if self._last_ts is None else max((ts - self._last_ts) / max(self._fps_dt, 1e-3), 1.0)
+        dt_frames = min(dt_frames, 10.0)
+        self._last_ts = ts
+        self._predict(dt_frames)
+
+    def _associate(
+        self, fd: _FrameDets, tracks: list[Track], dets: list[int], min_iou: float, fallback: bool
+    ) -> tuple[list[Track], list[int]]:
+        """Match ``tracks`` to the detections ``dets`` by IoU (and, with ``fallback``, by centre
+        distance); update the matched tracks' Kalman state. Returns the unmatched of both."""
+        if not tracks or not dets:
+            return tracks, dets
+        cfg = self.cfg
+        m = np.stack([t.mean[:4] for t in tracks])
+        tb = np.concatenate([m[:, :2] - m[:, 2:] / 2, m[:, :2] + m[:, 2:] / 2], axis=1)
+        db = fd.boxes[dets]
+        sim = iou_matrix(tb, db)
+        if not cfg.class_agnostic:
+            lab = (
+                np.array([t.label for t in tracks])[:, None]
+                == np.array([fd.labels[d] for d in dets])[None, :]
+            )
+            sim = np.where(lab, sim, 0.0)
+        pairs = greedy_match(sim, max(min_iou, 1e-6))
+        if fallback and cfg.max_center_dist > 0:
+            pairs += self._center_pairs(fd, tracks, dets, tb, db, pairs)
+        mr = set()
+        mc = set()
+        upd_t, upd_z = [], []
+        for r, c in pairs:
+            t, d = tracks[r], dets[c]
+            mr.add(r)
+            mc.add(c)
+            upd_t.append(t)
+            upd_z.append(fd.centers[d])
+            fd.det_track[d] = t
+        self._update(upd_t, np.array(upd_z).reshape(-1, 4))
+        for t in upd_t:
+            t.matched = True
+        return [t for i, t in enumerate(tracks) if i not in mr], [
+            d for j, d in enumerate(dets) if j not in mc
+        ]
+
+    def _center_pairs(
+        self,
+        fd: _FrameDets,
+        tracks: list[Track],
+        dets: list[int],
+        tb: np.ndarray,
+        db: np.ndarray,
+        pairs: list[tuple[int, int]],
+    ) -> list[tuple[int, int]]:
+        """Pairs of the tracks and detections ``pairs`` left unmatched whose centres are close
+        (fast objects whose predicted box no longer overlaps)."""
+        cfg = self.cfg
+        mr = {r for r, _ in pairs}
+        mc = {c for _, c in pairs}
+        rr = [r for r in range(len(tracks)) if r not in mr]
+        cc = [c for c in range(len(dets)) if c not in mc]
+        if not (rr and cc):
+            return []
+        tc = xyxy_to_cxcywh(tb[rr])
+        dc = xyxy_to_cxcywh(db[cc])
+        diag = np.hypot(tc[:, 2], tc[:, 3])[:, None]
+        dist = np.hypot(tc[:, None, 0] - dc[None, :, 0], tc[:, None, 1] - dc[None, :, 1]) / np.maximum(
+            diag, 1.0
+        )
+        ratio = np.minimum(tc[:, None, 3], dc[None, :, 3]) / np.maximum(tc[:, None, 3], dc[None, :, 3])
+        ok = (dist <= cfg.max_center_dist) & (ratio > 0.5)
+        if not cfg.class_agnostic:
+            ok &= (
+                np.array([tracks[r].label for r in rr])[:, None]
+                == np.array([fd.labels[dets[c]] for c in cc])[None, :]
+            )
+        sc = np.where(ok, 1.0 / (1.0 + dist), 0.0)
+        return [(rr[a], cc[b]) for a, b in greedy_match(sc, 1e-6)]
+
+    def _commit(
+        self, det_track: dict[int, Track], labels: list[str], scores: np.ndarray, ts: float, frame: int
+    ) -> list[int]:
+        """Record each matched detection on its track; returns the detections whose track was
+        confirmed just now."""
+        min_hits = self.cfg.min_hits
         newly: list[int] = []
         for d, t in det_track.items():
             t.vote(labels[d], float(scores[d]))
@@ -320,22 +282,32 @@ class Tracker:
             t.last_frame = frame
             t.hits += 1
             t.frames += 1
-            if not t.confirmed and t.hits >= cfg.min_hits:
+            if not t.confirmed and t.hits >= min_hits:
                 t.confirmed = True
                 newly.append(d)
-        if newly and cfg.relink_dist > 0:
-            self._relink(newly, det_track, ts)
+        return newly
+
+    def _start_tracks(
+        self, rest_high: list[int], fd: _FrameDets, scores: np.ndarray, ts: float, frame: int
+    ) -> None:
+        """New tracks for the high-score detections left, unless they duplicate a tracked object."""
+        cfg = self.cfg
+        boxes, det_track = fd.boxes, fd.det_track
         taken = np.array([t.box for t in det_track.values()]).reshape(-1, 4)
         for d in rest_high:
             if len(taken) and ioa_matrix(boxes[d : d + 1], taken).max() > cfg.max_overlap:
                 continue  # a duplicate of an object already tracked, not a new one
             if scores[d] >= cfg.new_track_threshold:
-                t = self._new_track(boxes[d], labels[d], float(scores[d]), ts, frame)
+                t = self._new_track(boxes[d], fd.labels[d], float(scores[d]), ts, frame)
                 t.matched = True
                 self.tracks.append(t)
                 det_track[d] = t
+
+    def _retire(self, ts: float) -> None:
+        """Drop tentative tracks missed too long and close confirmed ones lost too long."""
         self.closed = []
         keep = []
+        lost_timeout_s = self.cfg.lost_timeout_s
         for t in self.tracks:
             if t.matched:
                 keep.append(t)
@@ -343,14 +315,11 @@ class Tracker:
                 if ts - t.last_ts <= 2.5 * self._fps_dt:  # a tentative track may miss one frame
                     keep.append(t)
                 # else dropped: never confirmed, never counted or persisted
-            elif ts - t.last_ts > cfg.lost_timeout_s:
+            elif ts - t.last_ts > lost_timeout_s:
                 self.closed.append(t)
             else:
                 keep.append(t)
         self.tracks = keep
-        for d, t in det_track.items():
-            out[d] = t if t.confirmed else None
-        return out
 
     def _relink(self, newly: list[int], det_track: dict[int, Track], ts: float) -> None:
         """A track confirmed just now near where a lost track is predicted to be is that object

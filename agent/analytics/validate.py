@@ -11,6 +11,7 @@ accuracies in the way Telraam reports its validations (counted / true, in total 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -102,22 +103,7 @@ def match_direction(
     before optional.
     """
     groups = groups or {}
-    pairs = []
-    for i, t in enumerate(truth):
-        lo, hi = t.frame, t.until if t.until is not None else t.frame
-        for j, c in enumerate(counted):
-            dt = max(lo - c.frame, c.frame - hi, 0.0)
-            if dt > tol_frames:
-                continue
-            dd = 0.0
-            if t.x is not None and c.x is not None:
-                dd = abs(t.x - c.x)
-            if t.y is not None and c.y is not None:
-                dd = float(np.hypot(dd, t.y - c.y))
-            if dd > tol_px:
-                continue
-            pairs.append((t.optional, dt / max(tol_frames, 1e-9) + dd / max(tol_px, 1e-9), i, j))
-    pairs.sort(key=lambda p: (p[0], p[1]))
+    pairs = _candidate_pairs(truth, counted, tol_frames, tol_px)
     used_t: set[int] = set()
     used_c: set[int] = set()
     rep = DirectionReport(
@@ -142,22 +128,57 @@ def match_direction(
     rep.missed = [t for i, t in enumerate(truth) if i not in used_t and not t.optional]
     rep.optional_events = [t for t in truth if t.optional]
     rep.extra = [c for j, c in enumerate(counted) if j not in used_c]
+    counted_optional = {id(counted[j]) for _, _, i, j in pairs if truth[i].optional and j in used_c}
+    rep.per_class = _per_class(
+        truth, [c for c in counted if id(c) not in counted_optional], rep.matches, groups
+    )
+    return rep
+
+
+def _candidate_pairs(
+    truth: list[TruthEvent], counted: list[Counted], tol_frames: float, tol_px: float
+) -> list[tuple[bool, float, int, int]]:
+    """(optional, cost, truth index, counted index) of every pair within the tolerances, cheapest
+    first, required truth before optional."""
+    pairs = []
+    for i, t in enumerate(truth):
+        lo, hi = t.frame, t.until if t.until is not None else t.frame
+        for j, c in enumerate(counted):
+            dt = max(lo - c.frame, c.frame - hi, 0.0)
+            if dt > tol_frames:
+                continue
+            dd = 0.0
+            if t.x is not None and c.x is not None:
+                dd = abs(t.x - c.x)
+            if t.y is not None and c.y is not None:
+                dd = float(np.hypot(dd, t.y - c.y))
+            if dd > tol_px:
+                continue
+            pairs.append((t.optional, dt / max(tol_frames, 1e-9) + dd / max(tol_px, 1e-9), i, j))
+    pairs.sort(key=lambda p: (p[0], p[1]))
+    return pairs
+
+
+def _per_class(
+    truth: list[TruthEvent],
+    counted: list[Counted],
+    matches: list[tuple[TruthEvent, Counted]],
+    groups: dict[str, list[str]],
+) -> dict[str, dict[str, int]]:
+    """Truth, counted (less those that matched an optional truth) and same-class matches per class."""
     classes: dict[str, dict[str, int]] = {}
     for t in truth:
         if not t.optional:
             k = t.cls or "all"
             classes.setdefault(k, {"truth": 0, "counted": 0, "matched_same_class": 0})["truth"] += 1
-    counted_optional = {id(counted[j]) for _, _, i, j in pairs if truth[i].optional and j in used_c}
+    by_class = any(t.cls for t in truth)
     for c in counted:
-        if id(c) in counted_optional:
-            continue
-        k = _class_of(c.label, groups) if any(t.cls for t in truth) else "all"
+        k = _class_of(c.label, groups) if by_class else "all"
         classes.setdefault(k, {"truth": 0, "counted": 0, "matched_same_class": 0})["counted"] += 1
-    for t, c in rep.matches:
+    for t, c in matches:
         if t.cls and _class_of(c.label, groups) == t.cls:
             classes[t.cls]["matched_same_class"] += 1
-    rep.per_class = classes
-    return rep
+    return classes
 
 
 @dataclass
@@ -269,20 +290,7 @@ def time_slice(
 
     (x1, y1), (x2, y2) = line_px
     n = int(max(2, min(width, np.hypot(x2 - x1, y2 - y1))))
-    ts = np.linspace(0.0, 1.0, n)
-    cap = cv2.VideoCapture(str(clip))
-    rows = []
-    try:
-        while True:
-            ok, img = cap.read()
-            if not ok:
-                break
-            h, w = img.shape[:2]
-            xs = np.clip(np.round(x1 + ts * (x2 - x1)).astype(int), 0, w - 1)
-            ys = np.clip(np.round(y1 + ts * (y2 - y1)).astype(int), 0, h - 1)
-            rows.append(img[ys, xs])
-    finally:
-        cap.release()
+    rows = _line_pixels(clip, line_px, n)
     if not rows:
         rows = [np.zeros((n, 3), np.uint8)]
     step = max(1, int(np.ceil(len(rows) / max_rows)))
@@ -313,6 +321,44 @@ def time_slice(
     def row(frame: float) -> int:
         return int(np.clip(frame / step * scale, 0, canvas.shape[0] - 1))
 
+    _draw_marks(canvas, reports, col, row)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), canvas)
+    return out
+
+
+def _line_pixels(clip: str, line_px: np.ndarray, n: int) -> list[np.ndarray]:
+    """The ``n`` pixels along the line from every frame of the clip, in frame order."""
+    import cv2
+
+    (x1, y1), (x2, y2) = line_px
+    ts = np.linspace(0.0, 1.0, n)
+    cap = cv2.VideoCapture(str(clip))
+    rows = []
+    try:
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                break
+            h, w = img.shape[:2]
+            xs = np.clip(np.round(x1 + ts * (x2 - x1)).astype(int), 0, w - 1)
+            ys = np.clip(np.round(y1 + ts * (y2 - y1)).astype(int), 0, h - 1)
+            rows.append(img[ys, xs])
+    finally:
+        cap.release()
+    return rows
+
+
+def _draw_marks(
+    canvas: np.ndarray,
+    reports: list[DirectionReport],
+    col: Callable[[float | None, float | None], int],
+    row: Callable[[float], int],
+) -> None:
+    """A mark on each crossing: green ring matched, red cross missed, orange square extra, grey
+    ring an optional truth."""
+    import cv2
+
     for r in reports:
         for t in r.optional_events:
             cv2.circle(canvas, (col(t.x, t.y), row(t.frame)), 12, (150, 150, 150), 1)
@@ -324,6 +370,3 @@ def time_slice(
         for c in r.extra:
             p = (col(c.x, c.y), row(c.frame))
             cv2.rectangle(canvas, (p[0] - 8, p[1] - 8), (p[0] + 8, p[1] + 8), (0, 140, 255), 2)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), canvas)
-    return out

@@ -12,13 +12,15 @@ import sqlite3
 import sys
 import tempfile
 import threading
-from datetime import timezone
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import click
 
 from agent.analytics.validate import EPOCH
+from agent.analytics.validate_text import print_result
 from agent.errors import ConfigError
 
 
@@ -36,6 +38,23 @@ def run_counts(
     """
     from agent.runner import run_agent  # the whole daemon: loaded only when a clip is counted
 
+    cam, t0 = _for_one_run(cfg, camera)
+    with tempfile.TemporaryDirectory(prefix="edge-agent-validate-") as tmp:
+        cfg.storage.path = Path(tmp) / "validate.sqlite"
+        done = threading.Event()
+        try:
+            pipe = run_agent(cfg, exit_on_end=True, on_started=_progress_watch(progress, camera, done))
+        finally:
+            done.set()
+        _check_run(pipe, camera, cam)
+        runner = pipe.analytics.get(camera)
+        rows = _read_crossings(cfg.storage.path, camera, runner, stats)
+    return rows, t0.timestamp()
+
+
+def _for_one_run(cfg: Any, camera: str) -> tuple[Any, datetime]:
+    """Set ``cfg`` up for one validation run of ``camera`` (file read once, unpaced, nothing but the
+    camera); returns the camera and the start of its media clock."""
     cam = next(c for c in cfg.cameras if c.name == camera)
     cam.loop = False
     cam.realtime = False
@@ -48,62 +67,67 @@ def run_counts(
     cfg.api.enabled = False
     cfg.mqtt.enabled = False
     cfg.storage.integrity_check = "off"
-    with tempfile.TemporaryDirectory(prefix="edge-agent-validate-") as tmp:
-        cfg.storage.path = Path(tmp) / "validate.sqlite"
-        done = threading.Event()
+    return cam, t0
 
-        def watch(pipe: Any) -> None:
-            if progress is None:
-                return
 
-            def loop() -> None:
-                src = pipe.cameras.get(camera)
-                while not done.wait(0.25):
-                    if src is not None:
-                        progress(src.frames_read)
+def _progress_watch(progress: Any, camera: str, done: threading.Event) -> Callable[[Any], None]:
+    """The pipeline's ``on_started``: a thread that reports the frames read until ``done`` is set."""
 
-            threading.Thread(target=loop, name="validate-progress", daemon=True).start()
+    def watch(pipe: Any) -> None:
+        if progress is None:
+            return
 
-        try:
-            pipe = run_agent(cfg, exit_on_end=True, on_started=watch)
-        finally:
-            done.set()
-        errors = pipe.engine_errors
-        if errors:
-            from agent.errors import ModelError
+        def loop() -> None:
+            src = pipe.cameras.get(camera)
+            while not done.wait(0.25):
+                if src is not None:
+                    progress(src.frames_read)
 
-            raise ModelError(
-                f"model {', '.join(errors)} cannot be used: {'; '.join(errors.values())}",
-                "fix inference.model (or --model): `edge-agent models list` shows the catalog",
+        threading.Thread(target=loop, name="validate-progress", daemon=True).start()
+
+    return watch
+
+
+def _check_run(pipe: Any, camera: str, cam: Any) -> None:
+    """``ModelError`` when the model could not be used, ``SourceError`` when no frame was read."""
+    errors = pipe.engine_errors
+    if errors:
+        from agent.errors import ModelError
+
+        raise ModelError(
+            f"model {', '.join(errors)} cannot be used: {'; '.join(errors.values())}",
+            "fix inference.model (or --model): `edge-agent models list` shows the catalog",
+        )
+    src = pipe.cameras.get(camera)
+    if src is not None and src.frames_read == 0:
+        from agent.errors import SourceError
+
+        raise SourceError(
+            f"camera {camera}: no frame could be read from {cam.source}"
+            + (f" ({src.last_error})" if src.last_error else ""),
+            "give a video file OpenCV can read (mp4, avi, mkv)",
+        )
+
+
+def _read_crossings(db: Path, camera: str, runner: Any, stats: dict | None) -> list[dict]:
+    """The run's crossing rows in time order (and its tracking figures into ``stats``)."""
+    conn = sqlite3.connect(str(db))
+    try:
+        if stats is not None:
+            stats["tracks"] = conn.execute(
+                "SELECT count(*) FROM tracks WHERE camera = ?", (camera,)
+            ).fetchone()[0]
+            stats["relinked_fragments"] = runner.tracker.relinks if runner is not None else 0
+        conn.row_factory = sqlite3.Row
+        return [
+            dict(r)
+            for r in conn.execute(
+                "SELECT ts, line, direction, class, track_id, x, y FROM crossings WHERE camera = ? ORDER BY ts",
+                (camera,),
             )
-        src = pipe.cameras.get(camera)
-        if src is not None and src.frames_read == 0:
-            from agent.errors import SourceError
-
-            raise SourceError(
-                f"camera {camera}: no frame could be read from {cam.source}"
-                + (f" ({src.last_error})" if src.last_error else ""),
-                "give a video file OpenCV can read (mp4, avi, mkv)",
-            )
-        runner = pipe.analytics.get(camera)
-        conn = sqlite3.connect(str(cfg.storage.path))
-        try:
-            if stats is not None:
-                stats["tracks"] = conn.execute(
-                    "SELECT count(*) FROM tracks WHERE camera = ?", (camera,)
-                ).fetchone()[0]
-                stats["relinked_fragments"] = runner.tracker.relinks if runner is not None else 0
-            conn.row_factory = sqlite3.Row
-            rows = [
-                dict(r)
-                for r in conn.execute(
-                    "SELECT ts, line, direction, class, track_id, x, y FROM crossings WHERE camera = ? ORDER BY ts",
-                    (camera,),
-                )
-            ]
-        finally:
-            conn.close()
-    return rows, t0.timestamp()
+        ]
+    finally:
+        conn.close()
 
 
 def _parse_line(spec: str) -> dict:
@@ -121,66 +145,79 @@ def _parse_line(spec: str) -> dict:
 
 
 def _build(clip, truth, config_file, camera, model, line_specs, detect_fps, fps):
-    from pydantic import ValidationError
-
-    from agent.config import CameraConfig, load_config
-    from agent.configbase import format_validation_error
+    from agent.config import load_config
 
     cfg = load_config(config_file)
     if config_file:
-        cams = [c for c in cfg.cameras if (camera is None or c.name == camera)]
-        if camera is not None and not cams:
-            raise ConfigError(
-                f"{config_file}: no camera named {camera!r}",
-                f"cameras: {', '.join(c.name for c in cfg.cameras) or 'none'}",
-            )
-        with_lines = [c for c in cams if c.analytics.lines]
-        if len(with_lines) != 1:
-            raise ConfigError(
-                f"{config_file}: {len(with_lines)} cameras with counting lines",
-                "name the camera to validate with --camera",
-            )
-        cam = with_lines[0]
-        if clip:
-            cam.source = clip
-        if line_specs:
-            cam.analytics.lines = [
-                type(cam.analytics.lines[0]).model_validate(_parse_line(s)) for s in line_specs
-            ]
+        cam = _config_camera(cfg, config_file, camera, clip, line_specs)
     else:
-        if not clip:
-            raise ConfigError(
-                "no clip to count", "give the clip (edge-agent validate CLIP --truth FILE) or --config"
-            )
-        if line_specs:
-            lines = [_parse_line(s) for s in line_specs]
-        else:
-            lines = [
-                {"name": tl.name, "points": tl.points, "directions": list(tl.directions)}
-                for tl in truth.lines.values()
-                if tl.points and tl.directions
-            ]
-            if not lines:
-                raise ConfigError(
-                    f"truth file {truth.path} gives no line geometry (points, directions)",
-                    "give the lines with --line NAME=x1,y1,x2,y2, or use --config",
-                )
-        spec = {"name": "validate", "source": clip, "analytics": {"lines": lines}}
-        if detect_fps or fps:
-            spec["detect_fps"] = detect_fps or fps
-        try:
-            cam = CameraConfig.model_validate(spec)
-        except ValidationError as exc:
-            raise ConfigError(
-                format_validation_error(exc, "the lines"),
-                "fix the line (points, directions) or the truth file",
-            ) from None
+        cam = _truth_camera(clip, truth, line_specs, detect_fps or fps)
         cfg.cameras = [cam]
     if model:
         cam.model = model
     if detect_fps and config_file:
         cam.detect_fps = detect_fps
     return cfg, cam
+
+
+def _config_camera(cfg, config_file, camera, clip, line_specs):
+    """The camera of ``--config`` to validate (``--camera``, else the one with counting lines)."""
+    cams = [c for c in cfg.cameras if (camera is None or c.name == camera)]
+    if camera is not None and not cams:
+        raise ConfigError(
+            f"{config_file}: no camera named {camera!r}",
+            f"cameras: {', '.join(c.name for c in cfg.cameras) or 'none'}",
+        )
+    with_lines = [c for c in cams if c.analytics.lines]
+    if len(with_lines) != 1:
+        raise ConfigError(
+            f"{config_file}: {len(with_lines)} cameras with counting lines",
+            "name the camera to validate with --camera",
+        )
+    cam = with_lines[0]
+    if clip:
+        cam.source = clip
+    if line_specs:
+        cam.analytics.lines = [
+            type(cam.analytics.lines[0]).model_validate(_parse_line(s)) for s in line_specs
+        ]
+    return cam
+
+
+def _truth_camera(clip, truth, line_specs, detect_fps):
+    """A camera for the clip alone, with the ``--line`` lines or else the truth file's."""
+    from pydantic import ValidationError
+
+    from agent.config import CameraConfig
+    from agent.configbase import format_validation_error
+
+    if not clip:
+        raise ConfigError(
+            "no clip to count", "give the clip (edge-agent validate CLIP --truth FILE) or --config"
+        )
+    if line_specs:
+        lines = [_parse_line(s) for s in line_specs]
+    else:
+        lines = [
+            {"name": tl.name, "points": tl.points, "directions": list(tl.directions)}
+            for tl in truth.lines.values()
+            if tl.points and tl.directions
+        ]
+        if not lines:
+            raise ConfigError(
+                f"truth file {truth.path} gives no line geometry (points, directions)",
+                "give the lines with --line NAME=x1,y1,x2,y2, or use --config",
+            )
+    spec = {"name": "validate", "source": clip, "analytics": {"lines": lines}}
+    if detect_fps:
+        spec["detect_fps"] = detect_fps
+    try:
+        return CameraConfig.model_validate(spec)
+    except ValidationError as exc:
+        raise ConfigError(
+            format_validation_error(exc, "the lines"),
+            "fix the line (points, directions) or the truth file",
+        ) from None
 
 
 @click.command("validate")
@@ -259,15 +296,13 @@ def validate_cmd(
     """Count CLIP with the agent's pipeline and compare with hand-counted TRUTH, per line, direction
     and class: truth, counted, matched, missed and extra (with frames), accuracy. Exit 0 when every
     line and direction is within --max-error, 1 when not."""
-    from agent.analytics.geometry import to_pixels
     from agent.analytics.truth import load_truth
-    from agent.analytics.validate import clip_info, compare, time_slice
+    from agent.analytics.validate import clip_info, compare
 
     truth = load_truth(truth_file)
     if clip is None and config_file is None and truth.clip:
         cand = Path(truth_file).parent / truth.clip
         clip = str(cand) if cand.exists() else None
-    src_probe = clip
     cfg, cam = _build(clip, truth, config_file, camera, model, line_specs, detect_fps, None)
     src_probe = cam.source
     fps, n_frames, size = clip_info(src_probe)
@@ -281,6 +316,31 @@ def validate_cmd(
             f"no line of the camera ({', '.join(lines) or 'none'}) is in the truth file ({', '.join(truth.lines)})",
             "name the lines as the truth file does",
         )
+    rows, t0, stats = _count(cfg, cam, n_frames, progress)
+    res = compare(
+        truth,
+        rows,
+        t0,
+        fps=fps,
+        frames=n_frames,
+        clip=str(src_probe),
+        lines=lines,
+        frame_size=size,
+        tolerance_s=tolerance_s,
+        max_error=max_error,
+    )
+    res.tracking = stats
+    if not no_pictures:
+        _pictures(res, lines, size, src_probe, Path(pictures_dir))
+    if as_json:
+        click.echo(json.dumps(res.as_dict(), indent=1))
+    else:
+        print_result(res, truth_file)
+    sys.exit(0 if res.ok else 1)
+
+
+def _count(cfg, cam, n_frames, progress):
+    """:func:`run_counts` with a progress bar on stderr (``progress`` None: when it is a terminal)."""
     show = sys.stderr.isatty() if progress is None else progress
     bar = click.progressbar(length=max(n_frames, 1), label="counting", file=sys.stderr) if show else None
     if bar is not None:
@@ -296,86 +356,19 @@ def validate_cmd(
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-    res = compare(
-        truth,
-        rows,
-        t0,
-        fps=fps,
-        frames=n_frames,
-        clip=str(src_probe),
-        lines=lines,
-        frame_size=size,
-        tolerance_s=tolerance_s,
-        max_error=max_error,
-    )
-    res.tracking = stats
-    if not no_pictures:
-        out = Path(pictures_dir)
-        for name, lc in lines.items():
-            reps = [r for r in res.reports if r.line == name]
-            if reps:
-                px = to_pixels(lc.points, lc.units, size, f"line {name}")
-                res.pictures.append(
-                    time_slice(src_probe, px, reps, out / f"{Path(src_probe).stem}_{name}.png")
-                )
-    if as_json:
-        click.echo(json.dumps(res.as_dict(), indent=1))
-    else:
-        _print(res, truth_file)
-    sys.exit(0 if res.ok else 1)
+    return rows, t0, stats
 
 
-def _pct(x):
-    return "-" if x is None else f"{100 * x:.1f} %"
+def _pictures(res, lines, size, clip, out) -> None:
+    """The time-slice picture of each line with a report, into ``out`` (listed in ``res.pictures``)."""
+    from agent.analytics.geometry import to_pixels
+    from agent.analytics.validate import time_slice
 
-
-def _print(res, truth_file) -> None:
-    click.echo(f"validate {res.clip} ({res.frames} frames, {res.fps:g} fps) against {truth_file}")
-    hdr = f"{'line':<14} {'direction':<10} {'truth':>6} {'counted':>8} {'matched':>8} {'missed':>7} {'extra':>6} {'accuracy':>9}"
-    click.echo(hdr)
-    for r in res.reports:
-        opt = f"+{r.optional}?" if r.optional else ""
-        click.echo(
-            f"{r.line:<14} {r.direction:<10} {str(r.truth) + opt:>6} {r.counted_effective:>8} {r.matched:>8} "
-            f"{len(r.missed):>7} {len(r.extra):>6} {_pct(None if r.error is None else 1 - abs(r.error)):>9}"
-        )
-    for r in res.reports:
-        if r.missed:
-            click.echo(
-                f"  missed {r.line}/{r.direction} at frames {', '.join(str(round(e.frame)) for e in r.missed)}"
-            )
-        if r.extra:
-            click.echo(
-                f"  extra  {r.line}/{r.direction} at frames {', '.join(str(round(c.frame)) for c in r.extra)}"
-            )
-    for r in res.reports:
-        per = [
-            f"{k} {v['counted']}/{v['truth']}"
-            for k, v in sorted(r.per_class.items())
-            if v["truth"] or v["counted"]
-        ]
-        if per:
-            click.echo(f"  by class {r.line}/{r.direction}: " + ", ".join(per))
-    d = res.as_dict()["total"]
-    click.echo(
-        f"total: truth {d['truth']}, counted {d['counted']}, matched {d['matched']}, accuracy {_pct(d['accuracy'])}"
-    )
-    if res.tracking:
-        click.echo(
-            f"tracking: {res.tracking.get('tracks', 0)} confirmed tracks, "
-            f"{res.tracking.get('relinked_fragments', 0)} fragments re-linked"
-        )
-    for p in res.pictures:
-        click.echo(f"picture: {p}")
-    bad = [
-        f"{r.line}/{r.direction} {'+' if (r.error or 0) > 0 else ''}{_pct(r.error)}"
-        for r in res.reports
-        if r.error is None or abs(r.error) > res.max_error + 1e-9
-    ]
-    if bad:
-        click.echo(f"result: FAIL, outside ±{100 * res.max_error:g} %: " + ", ".join(bad))
-    else:
-        click.echo(f"result: ok, every line and direction within ±{100 * res.max_error:g} %")
+    for name, lc in lines.items():
+        reps = [r for r in res.reports if r.line == name]
+        if reps:
+            px = to_pixels(lc.points, lc.units, size, f"line {name}")
+            res.pictures.append(time_slice(clip, px, reps, out / f"{Path(clip).stem}_{name}.png"))
 
 
 commands = [validate_cmd]

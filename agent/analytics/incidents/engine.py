@@ -20,7 +20,8 @@ from agent.analytics.incidents.config import (
     WrongWayRule,
 )
 from agent.analytics.incidents.motion import Motion, Obs, observations
-from agent.analytics.incidents.rules import Incident, Pedestrian, Queue, StoppedVehicle, WrongWay
+from agent.analytics.incidents.queue_rule import Queue
+from agent.analytics.incidents.rules import Incident, Pedestrian, StoppedVehicle, WrongWay
 from agent.timefmt import iso_utc
 
 ClockFn = Callable[[], dict[str, Any]]

@@ -1,4 +1,6 @@
-"""The four incident rules. Each turns the tracks of one frame into lifecycle transitions.
+"""The track incident rules: wrong way, stopped vehicle, pedestrian (the zone-level queue rule is
+:mod:`agent.analytics.incidents.queue_rule`). Each turns the tracks of one frame into lifecycle
+transitions.
 
 A rule returns ``(phase, Incident)`` pairs: ``start`` when its condition has held long enough,
 ``update`` now and then while it lasts, ``end`` when it is over. Track rules fire at most once per
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.analytics.incidents.config import PedestrianRule, QueueRule, StoppedVehicleRule, WrongWayRule
+from agent.analytics.incidents.config import PedestrianRule, StoppedVehicleRule, WrongWayRule
 from agent.analytics.incidents.motion import Motion, Obs
 
 
@@ -194,51 +196,65 @@ class WrongWay(_TrackRule):
                 continue
             if st.get("done") or o.id in self.fired:
                 continue
-            prev = st.get("prev")
-            st["prev"] = o.pt
-            if self._along(o.pt) > self._along(st["best"]):
-                st["best"] = o.pt  # furthest point reached along the lane's direction
-                st["steps"] = st["against"] = 0
-            elif prev is not None:
-                # a wrong-way driver moves against the lane step after step; a track that hops back
-                # onto the vehicle behind (an ID switch) jumps back once, then drives forward again
-                st["steps"] = st.get("steps", 0) + 1
-                st["against"] = st.get("against", 0) + (self._along(o.pt) < self._along(prev))
-            back = np.asarray(st["best"]) - np.asarray(o.pt)
-            dist_px = float(np.dot(back, self.u))
-            norm = float(np.hypot(*back))
-            if norm <= 0 or dist_px / norm < np.cos(np.radians(cfg.max_angle_deg)):
-                continue
-            if self.motion.ground is not None:
-                far = self.motion.ground.distance_m(st["best"], o.pt) >= cfg.min_distance_m
-            else:
-                far = dist_px / self.extent_px >= cfg.min_fraction
-            kmh, rel = self.motion.speed(o.id)
-            fast = (
-                (kmh >= cfg.min_speed_kmh)
-                if kmh is not None
-                else (rel is not None and rel >= cfg.min_speed_rel)
-            )
-            steady = st.get("steps", 0) >= 5 and st.get("against", 0) >= cfg.min_steady * st["steps"]
-            far = far and steady
+            self._progress(st, o)
+            far, fast = self._against(st, o)
             if far and fast and self._same_as_recent(st, ts):
                 self.fired.add(o.id)
                 self.suppressed += 1
                 continue
             if far and fast:
-                inc = Incident("wrong_way", cfg.name, cfg.zone, ts, o.id, o.label, last_ts=ts, last_update=ts)
-                self.recent.append(inc)
-                self.recent = [i for i in self.recent if ts - i.last_ts <= 10.0]
-                inc.direction = self.names[1] if self.names else None
-                self._speed(inc, o.id)
-                st["incident"] = inc
-                self.fired.add(o.id)
-                out.append(("start", inc))
+                out.append(("start", self._start(st, o, ts)))
         return out
+
+    def _progress(self, st: dict[str, Any], o: Obs) -> None:
+        """Follow the furthest point the track reached along the lane, and its steps back since."""
+        prev = st.get("prev")
+        st["prev"] = o.pt
+        if self._along(o.pt) > self._along(st["best"]):
+            st["best"] = o.pt  # furthest point reached along the lane's direction
+            st["steps"] = st["against"] = 0
+        elif prev is not None:
+            # a wrong-way driver moves against the lane step after step; a track that hops back
+            # onto the vehicle behind (an ID switch) jumps back once, then drives forward again
+            st["steps"] = st.get("steps", 0) + 1
+            st["against"] = st.get("against", 0) + (self._along(o.pt) < self._along(prev))
+
+    def _against(self, st: dict[str, Any], o: Obs) -> tuple[bool, bool]:
+        """(far, fast): has the track gone back against the lane far enough, steadily, and fast?"""
+        cfg = self.cfg
+        back = np.asarray(st["best"]) - np.asarray(o.pt)
+        dist_px = float(np.dot(back, self.u))
+        norm = float(np.hypot(*back))
+        if norm <= 0 or dist_px / norm < np.cos(np.radians(cfg.max_angle_deg)):
+            return False, False
+        if self.motion.ground is not None:
+            far = self.motion.ground.distance_m(st["best"], o.pt) >= cfg.min_distance_m
+        else:
+            far = dist_px / self.extent_px >= cfg.min_fraction
+        kmh, rel = self.motion.speed(o.id)
+        fast = (
+            (kmh >= cfg.min_speed_kmh) if kmh is not None else (rel is not None and rel >= cfg.min_speed_rel)
+        )
+        steady = st.get("steps", 0) >= 5 and st.get("against", 0) >= cfg.min_steady * st["steps"]
+        return far and steady, fast
+
+    def _start(self, st: dict[str, Any], o: Obs, ts: float) -> Incident:
+        cfg = self.cfg
+        inc = Incident("wrong_way", cfg.name, cfg.zone, ts, o.id, o.label, last_ts=ts, last_update=ts)
+        self.recent.append(inc)
+        self.recent = [i for i in self.recent if ts - i.last_ts <= 10.0]
+        inc.direction = self.names[1] if self.names else None
+        self._speed(inc, o.id)
+        st["incident"] = inc
+        self.fired.add(o.id)
+        return inc
 
 
 class _Dwell(_TrackRule):
     """Shared by stopped-vehicle and pedestrian: a condition that must hold for min_duration_s."""
+
+    kind: str  # the incident kind, and how long the condition must be false to end one (subclasses)
+    clear_s: float
 
     def condition(self, o: Obs) -> bool | None:  # True holds, False breaks, None: no opinion yet
         raise NotImplementedError
@@ -337,87 +353,3 @@ class Pedestrian(_Dwell):
 
     def condition(self, o: Obs) -> bool | None:
         return True
-
-
-class Queue:
-    """Zone-level: many slow vehicles for long enough. Ends once the condition has been false a while."""
-
-    kind = "queue"
-
-    def __init__(self, cfg: QueueRule, zone: Any, motion: Motion) -> None:
-        self.cfg, self.zone, self.motion = cfg, zone, motion
-        self.since: float | None = None
-        self.false_since: float | None = None
-        self.incident: Incident | None = None
-        self.ended_at: float = float("-inf")
-        self.fired: set[int] = set()
-        self.suppressed = 0
-
-    def measure(self, obs: list[Obs]) -> tuple[int, float | None, float | None, float | None]:
-        cfg = self.cfg
-        inside = [o for o in obs if o.label in cfg.classes and self.zone.distance(o.pt) >= 0]
-        kmh = [k for k, _ in (self.motion.speed(o.id) for o in inside) if k is not None]
-        rel = [r for _, r in (self.motion.speed(o.id) for o in inside) if r is not None]
-        length = None
-        if self.motion.ground is not None and len(inside) >= 2:
-            w = self.motion.ground.to_world([o.pt for o in inside])
-            c = w - w.mean(axis=0)
-            axis = np.linalg.svd(c, full_matrices=False)[2][0]
-            proj = c @ axis
-            length = round(float(proj.max() - proj.min()) + 5.0, 1)  # plus about one car length
-        return (
-            len(inside),
-            float(np.median(kmh)) if kmh else None,
-            float(np.median(rel)) if rel else None,
-            length,
-        )
-
-    def step(self, obs: list[Obs], ts: float) -> list[Transition]:
-        cfg, out = self.cfg, []
-        n, kmh, rel, length = self.measure(obs)
-        slow = (
-            (kmh <= cfg.max_speed_kmh) if kmh is not None else (rel is not None and rel <= cfg.max_speed_rel)
-        )
-        ok = n >= cfg.min_vehicles and slow
-        inc = self.incident
-        if ok:
-            self.false_since = None
-            if self.since is None:
-                self.since = ts
-            if inc is not None:
-                inc.last_ts = ts
-                inc.extra.update(vehicles=n, queue_length_m=length)
-                inc.speed_kmh, inc.speed_rel = _r(kmh), _r(rel)
-            elif ts - self.since >= cfg.min_duration_s and ts - self.ended_at >= cfg.cooldown_s:
-                inc = Incident("queue", cfg.name, cfg.zone, self.since, last_ts=ts, last_update=ts)
-                inc.extra.update(vehicles=n, queue_length_m=length)
-                inc.speed_kmh, inc.speed_rel = _r(kmh), _r(rel)
-                self.incident = inc
-                out.append(("start", inc))
-            return out
-        if self.false_since is None:
-            self.false_since = ts
-        if ts - self.false_since >= cfg.clear_s:
-            self.since = None
-            if inc is not None:
-                inc.end_ts = ts
-                inc.extra.update(vehicles=n, end_reason="dissolved")
-                out.append(("end", inc))
-                self.incident = None
-                self.ended_at = ts
-        return out
-
-    def lose(self, alive: set[int], last_obs: dict[int, Obs], ts: float) -> list[Transition]:
-        return []
-
-    def close_all(self, ts: float) -> list[Transition]:
-        if self.incident is None:
-            return []
-        inc, self.incident = self.incident, None
-        inc.end_ts = ts
-        inc.extra["end_reason"] = "stopped"
-        return [("end", inc)]
-
-
-def _r(v: float | None) -> float | None:
-    return None if v is None else round(v, 2)

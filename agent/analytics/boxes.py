@@ -1,0 +1,90 @@
+"""Box geometry and matching for the tracker: pairwise IoU / IoA, nested-box suppression, greedy
+one-to-one matching and the x1y1x2y2 -> centre-size conversion (all numpy, batched)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairwise intersection areas (N, M) of boxes ``a`` (N,4) and ``b`` (M,4), and each one's area."""
+    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter, area_a, area_b
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (N,4 x1y1x2y2) with every box in ``b`` (M,4) -> (N, M)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    inter, area_a, area_b = _overlaps(a, b)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def ioa_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller of the two areas, (N, M): 1.0 when one box holds the other."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    inter, area_a, area_b = _overlaps(a, b)
+    return inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
+
+
+def suppress_nested(boxes: np.ndarray, scores: np.ndarray, max_ioa: float) -> list[int]:
+    """Indices kept after dropping each box mostly inside (or mostly holding) a higher-scoring one.
+
+    SSD-style detectors often return a second, nested box for one vehicle; left alone it becomes a
+    second track and a double count.
+    """
+    order = list(np.argsort(-scores, kind="stable"))
+    if max_ioa >= 1.0 or len(order) < 2:
+        return order
+    ioa = ioa_matrix(boxes, boxes)
+    np.fill_diagonal(ioa, 0.0)
+    if ioa.max() <= max_ioa:
+        return [int(i) for i in order]
+    dropped = np.zeros(len(order), dtype=bool)
+    keep: list[int] = []
+    for i in order:
+        if dropped[i]:
+            continue
+        keep.append(int(i))
+        dropped |= ioa[i] > max_ioa
+    return keep
+
+
+def greedy_match(score: np.ndarray, min_score: float) -> list[tuple[int, int]]:
+    """Pairs (row, col) taken best score first, each row and column at most once, score >= min_score."""
+    if score.size == 0:
+        return []
+    rows, cols = np.nonzero(score >= min_score)
+    if len(rows) == 0:
+        return []
+    order = np.argsort(-score[rows, cols], kind="stable")
+    used_r: set[int] = set()
+    used_c: set[int] = set()
+    out = []
+    for k in order:
+        r, c = int(rows[k]), int(cols[k])
+        if r in used_r or c in used_c:
+            continue
+        used_r.add(r)
+        used_c.add(c)
+        out.append((r, c))
+    return out
+
+
+def xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
+    return np.stack(
+        [
+            (b[..., 0] + b[..., 2]) / 2,
+            (b[..., 1] + b[..., 3]) / 2,
+            b[..., 2] - b[..., 0],
+            b[..., 3] - b[..., 1],
+        ],
+        axis=-1,
+    )
