@@ -16,8 +16,6 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
 MODULES = {
-    "agent/analytics/incidents/rules.py": 423,
-    "agent/analytics/runner.py": 592,
     "agent/hub/ingest.py": 678,
     "agent/pipeline.py": 521,
     "agent/store/writer.py": 450,
@@ -28,16 +26,6 @@ MODULES = {
     "agent/sync/service.py": 431,
 }
 FUNCTIONS = {
-    "agent/analytics/counting.py::LineCounter.observe": 87,
-    "agent/analytics/incidents/rules.py::WrongWay.step": 68,
-    "agent/analytics/runner.py::AnalyticsRunner.process": 88,
-    "agent/analytics/summary.py::analytics_section": 84,
-    "agent/analytics/tracking.py::Tracker.update": 128,
-    "agent/analytics/validate.py::match_direction": 74,
-    "agent/analytics/validate.py::time_slice": 75,
-    "agent/analytics/validate_cli.py::_build": 61,
-    "agent/analytics/validate_cli.py::run_counts": 82,
-    "agent/analytics/validate_cli.py::validate_cmd": 82,
     "agent/api/routes.py::build_app": 255,
     "agent/api/status.py::offline_status": 61,
     "agent/core_cli.py::run_cmd": 75,
