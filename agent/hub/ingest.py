@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +94,7 @@ class Ingestor:
         return self._clean(json.dumps(obj))
 
     # -- parsing -----------------------------------------------------------------------------------
-    def _parse(self, topic: str, payload: bytes, retained: bool, res: Result) -> Msg | None:
+    def _parse(self, topic: str, payload: bytes | bytearray, retained: bool, res: Result) -> Msg | None:
         p = parse(topic, self.prefix)
         if p is None or p.kind == "cmd" or not payload:
             res.ignored += 1  # not ours, our own commands, or a cleared retained status
@@ -118,7 +119,7 @@ class Ingestor:
         return m
 
     # -- the batch -----------------------------------------------------------------------------------
-    def ingest(self, batch: list[tuple[str, bytes, bool]]) -> Result:
+    def ingest(self, batch: Sequence[tuple[str, bytes | bytearray, bool]]) -> Result:
         """Store a batch of ``(topic, payload, retained)``. Returns what happened."""
         res = Result()
         msgs = [m for t, p, r in batch if (m := self._parse(t, p, r, res)) is not None]
