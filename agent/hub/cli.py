@@ -8,10 +8,14 @@ import signal
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from agent.errors import AgentError
+
+if TYPE_CHECKING:
+    from agent.hub.worker import Hub
 
 DEFAULT_DSN = "sqlite:///hub.sqlite"
 
@@ -150,6 +154,17 @@ def hub_group(ctx: click.Context, broker: str | None, dsn: str | None, db: str |
         )
     except ValueError as exc:
         raise AgentError(str(exc), "e.g. --broker mqtt://broker:1883 or mqtts://broker:8883") from None
+    if not _run_hub(hub, refresh, duration, quiet, as_json):
+        # a hub that never reached its broker did not do its job: say so, exit non-zero
+        raise AgentError(
+            f"the hub never connected to {broker}: {hub.last_error or 'no answer'}",
+            "check the broker address and port, the credentials (--username, --password-file) and TLS (--ca-file)",
+        )
+
+
+def _run_hub(hub: Hub, refresh: float, duration: float | None, quiet: bool, as_json: bool) -> bool:
+    """Run the worker until SIGTERM, Ctrl-C or ``duration``, showing the units every ``refresh``
+    seconds (a table, JSON, or nothing); returns whether it ever connected to its broker."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     hub.start()
@@ -171,11 +186,7 @@ def hub_group(ctx: click.Context, broker: str | None, dsn: str | None, db: str |
     finally:
         ever = ever or hub.connected.is_set()
         hub.stop()
-    if not ever:  # a hub that never reached its broker did not do its job: say so, exit non-zero
-        raise AgentError(
-            f"the hub never connected to {broker}: {hub.last_error or 'no answer'}",
-            "check the broker address and port, the credentials (--username, --password-file) and TLS (--ca-file)",
-        )
+    return ever
 
 
 def _open(dsn: str | None):

@@ -82,6 +82,7 @@ class HubDB:
     def __init__(self, dsn: str, *, migrate: bool = True, connect_timeout_s: float = 10.0) -> None:
         self.dsn = dsn
         self.kind, target = parse_dsn(dsn)
+        self._errors: type[Exception]  # what this database raises
         self._tx_depth = 0
         self.lock = threading.RLock()
         if self.kind == "postgresql":

@@ -11,65 +11,44 @@ and its gaps reconciled (opened, shrunk, split, closed or marked lost).
 Keys used from the payloads are the documented ones (docs/mqtt.md); anything else stays in the
 stored JSON. A malformed part of a message is skipped and counted, never fatal; a message the
 database refuses is retried on its own, so it cannot hold up the rest of its batch.
+
+The rows come from :mod:`agent.hub.rows`, are written by :mod:`agent.hub.tables`, and the devices'
+ranges, counters and gaps are kept by :mod:`agent.hub.devices`; this module runs the batch.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
-import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.hub import ranges as R
 from agent.hub.db import HubDB
+from agent.hub.devices import Device, GapChanges, Key, load_devices, update_devices
+from agent.hub.rows import (
+    Msg,
+    Row,
+    as_dict,
+    as_int,
+    as_num,
+    as_str,
+    device_facts,
+    epoch,
+    event_lost,
+    summary_rows,
+    ts_or_none,
+)
+from agent.hub.tables import insert_lost, insert_messages, insert_typed
 from agent.sync.topics import SEQ_KINDS, parse
 from agent.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 
-_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
-MAX_SEQ = 2**62
 LOST_IGNORED = ("not assigned yet",)
 
-
-def ts_or_none(v: Any) -> str | None:
-    return v if isinstance(v, str) and _TS.match(v) else None
-
-
-def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) and abs(v) < MAX_SEQ else None
-
-
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _str(v: Any, limit: int = 200) -> str | None:
-    return v.replace("\x00", "")[:limit] if isinstance(v, str) else None
-
-
-def _dict(v: Any) -> dict[str, Any]:
-    return v if isinstance(v, dict) else {}
-
-
-def _epoch(iso: str) -> float | None:
-    try:
-        return _dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _seconds(a: str | None, b: str | None) -> int | None:
-    if not (a and b):
-        return None
-    try:
-        f = _dt.datetime.fromisoformat
-        return round((f(b.replace("Z", "+00:00")) - f(a.replace("Z", "+00:00"))).total_seconds())
-    except ValueError:
-        return None
+__all__ = ["Ingestor", "Result", "device_facts", "summary_rows", "ts_or_none"]
 
 
 @dataclass
@@ -89,134 +68,6 @@ class Result:
             setattr(self, k, getattr(self, k) + getattr(o, k))
         self.devices |= o.devices
         self.lags += o.lags
-
-
-@dataclass
-class _Msg:
-    key: tuple[str, str]
-    kind: str
-    doc: dict[str, Any]
-    text: str
-    retained: bool = False
-    command: str | None = None
-    seq: int | None = None
-
-
-# -- typed rows from a summary ------------------------------------------------------------------
-
-
-def summary_rows(site: str, device: str, seq: int, doc: dict[str, Any]) -> dict[str, list[tuple]]:
-    """Volumes per window, bins and AQI rows of one summary.
-
-    ``volumes``: one row per window count. ``bins``: one ``(site, device, camera, start, rev, seq,
-    rows)`` per bin in the message, ``rows`` its volume rows; a bin is stored whole and replaced whole
-    by a newer version (:meth:`Ingestor._replace_bins`)."""
-    out: dict[str, list[tuple]] = {"volumes": [], "bins": [], "aqi": []}
-    sections = _dict(doc.get("sections"))
-    window = _dict(doc.get("window"))
-    w_start, w_end = ts_or_none(window.get("start")), ts_or_none(window.get("end"))
-    w_s = _seconds(w_start, w_end)
-    for cam, c in _dict(_dict(sections.get("analytics")).get("cameras")).items():
-        c = _dict(c)
-        if w_start:
-            for line, dirs in _dict(c.get("volumes")).items():
-                for d, classes in _dict(dirs).items():
-                    for cls, n in _dict(classes).items():
-                        if _int(n) is not None:
-                            out["volumes"].append(
-                                (site, device, seq, cam, line, d, cls, "window", w_start, w_s, n, None, None)
-                            )
-        for b in c.get("bins") or []:
-            b = _dict(b)
-            start = ts_or_none(b.get("start"))
-            if not start:
-                continue
-            minutes = _int(b.get("minutes"))
-            rev = _int(b.get("rev"))
-            rows = []
-            for line, dirs in _dict(b.get("counts")).items():
-                for d, classes in _dict(dirs).items():
-                    for cls, n in _dict(classes).items():
-                        if _int(n) is not None:
-                            rows.append(
-                                (
-                                    site,
-                                    device,
-                                    seq,
-                                    cam,
-                                    line,
-                                    d,
-                                    cls,
-                                    "bin",
-                                    start,
-                                    minutes * 60 if minutes else None,
-                                    n,
-                                    _num(b.get("coverage")),
-                                    rev,
-                                )
-                            )
-            out["bins"].append((site, device, cam, start, rev, seq, rows))
-    for sensor, a in _aqi_by_sensor(_dict(sections.get("sensors"))):
-        if _int(a.get("aqi")) is None:
-            continue
-        out["aqi"].append(
-            (
-                site,
-                device,
-                seq,
-                w_end or ts_or_none(doc.get("ts")),
-                sensor,
-                a["aqi"],
-                _str(a.get("category")),
-                _str(a.get("dominant")),
-                _str(a.get("table")),
-                _num(a.get("pm2_5")),
-                _num(a.get("pm10")),
-            )
-        )
-    return out
-
-
-def _aqi_by_sensor(sensors: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(sensor, AQI) pairs from either contract: 2.x ``{sensor: {aqi: {table, current: {...}}}}``
-    (the current, NowCast AQI) or 1.x ``{aqi: {sensor: {...}}}``."""
-    if "aqi" in sensors and not isinstance(_dict(sensors.get("aqi")).get("current"), dict):
-        return [(k, _dict(v)) for k, v in _dict(sensors.get("aqi")).items()]  # contract 1.x
-    out = []
-    for name, sens in sensors.items():
-        a = _dict(_dict(sens).get("aqi"))
-        cur = _dict(a.get("current"))
-        if cur:
-            out.append((name, {**cur, "table": a.get("table")}))
-    return out
-
-
-def device_facts(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
-    """What a message says about its unit now: backlog, clock trust, accelerator."""
-    f: dict[str, Any] = {}
-    if kind == "summary":
-        sections = _dict(doc.get("sections"))
-        if isinstance(doc.get("clock_synced"), bool):
-            f["clock_synced"] = doc["clock_synced"]
-        b = _int(_dict(sections.get("health")).get("outbox_backlog"))
-        if b is not None:
-            f["backlog"] = b
-        gps = _dict(sections.get("gps")) or _dict(_dict(sections.get("sensors")).get("gps"))  # 2.x, 1.x
-        if isinstance(gps.get("clock_trusted"), bool):
-            f["clock_trusted"] = gps["clock_trusted"]
-        for c in _dict(_dict(sections.get("inference")).get("cameras")).values():
-            acc = _str(_dict(c).get("accelerator"))
-            if acc:
-                f["accelerator"] = acc
-                break
-    elif kind == "health":
-        b = _int(_dict(doc.get("sync")).get("backlog"))
-        if b is not None:
-            f["backlog"] = b
-        cs = _dict(doc.get("health")).get("clock_synced")
-        if isinstance(cs, bool):
-            f["clock_synced"] = cs
-    return f
 
 
 class Ingestor:
@@ -243,7 +94,7 @@ class Ingestor:
         return self._clean(json.dumps(obj))
 
     # -- parsing -----------------------------------------------------------------------------------
-    def _parse(self, topic: str, payload: bytes, retained: bool, res: Result) -> _Msg | None:
+    def _parse(self, topic: str, payload: bytes | bytearray, retained: bool, res: Result) -> Msg | None:
         p = parse(topic, self.prefix)
         if p is None or p.kind == "cmd" or not payload:
             res.ignored += 1  # not ours, our own commands, or a cleared retained status
@@ -258,9 +109,9 @@ class Ingestor:
             res.bad += 1
             return None
         text = self._clean(payload.decode("utf-8", "replace"))
-        m = _Msg((p.site, p.device), p.kind, doc, text, retained, p.command)
+        m = Msg((p.site, p.device), p.kind, doc, text, retained, p.command)
         if p.kind in SEQ_KINDS:
-            m.seq = _int(doc.get("seq"))
+            m.seq = as_int(doc.get("seq"))
             if m.seq is None or m.seq < 1:
                 res.bad += 1
                 log.warning("hub: %s: no valid seq; dropped", topic)
@@ -268,7 +119,7 @@ class Ingestor:
         return m
 
     # -- the batch -----------------------------------------------------------------------------------
-    def ingest(self, batch: list[tuple[str, bytes, bool]]) -> Result:
+    def ingest(self, batch: Sequence[tuple[str, bytes | bytearray, bool]]) -> Result:
         """Store a batch of ``(topic, payload, retained)``. Returns what happened."""
         res = Result()
         msgs = [m for t, p, r in batch if (m := self._parse(t, p, r, res)) is not None]
@@ -289,236 +140,171 @@ class Ingestor:
                     return res
                 log.warning("hub: batch failed (%s); storing its %d messages one by one", exc, len(msgs))
                 for m in msgs:
-                    one = Result()
-                    try:
-                        one = self._apply([m])
-                    except Exception as exc1:  # noqa: BLE001
-                        if self.db.is_retryable(exc1):
-                            try:
-                                one = self._apply([m])
-                            except Exception as exc2:  # noqa: BLE001
-                                one.bad += 1
-                                log.error("hub: message from %s/%s not stored: %s", *m.key, exc2)
-                        else:
-                            one.bad += 1
-                            log.error("hub: message from %s/%s not stored: %s", *m.key, exc1)
-                    res.add(one)
+                    res.add(self._apply_alone(m))
                 return res
         return res
 
-    def _apply(self, msgs: list[_Msg]) -> Result:
+    def _apply_alone(self, m: Msg) -> Result:
+        """One message of a batch the database refused, on its own (retried once if retryable)."""
+        one = Result()
+        try:
+            one = self._apply([m])
+        except Exception as exc1:  # noqa: BLE001
+            if self.db.is_retryable(exc1):
+                try:
+                    one = self._apply([m])
+                except Exception as exc2:  # noqa: BLE001
+                    one.bad += 1
+                    log.error("hub: message from %s/%s not stored: %s", *m.key, exc2)
+            else:
+                one.bad += 1
+                log.error("hub: message from %s/%s not stored: %s", *m.key, exc1)
+        return one
+
+    def _apply(self, msgs: list[Msg]) -> Result:
+        """The batch in one transaction: devices locked, messages stored once, typed rows, statuses
+        and replies, lost ranges; then each device's ranges, counters and gaps."""
         res = Result()
-        db = self.db
         now_t = self.clock()
         now = iso_utc(now_t)
         keys = sorted({m.key for m in msgs})
         res.devices = set(keys)
-        with db.transaction():
-            db.executemany(
-                "INSERT INTO devices (site, device, first_seen) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                [(s, d, now) for s, d in keys],
-            )
-            db.lock_devices(keys)
-            devs = self._load_devices(keys)
-            # 1. seq messages: insert once, learn which are new
-            seen: set[tuple[str, str, int]] = set()
-            seq_msgs: list[_Msg] = []
-            for m in msgs:
-                if m.seq is None:
-                    continue
-                k = (*m.key, m.seq)
-                if k in seen:
-                    devs[m.key]["_dups"] += 1
-                    continue
-                seen.add(k)
-                seq_msgs.append(m)
-            seq_msgs.sort(key=lambda m: (m.key, m.seq))
-            new = self._insert_messages(seq_msgs, now)
-            typed: dict[str, list[tuple]] = {"volumes": [], "bins": [], "aqi": [], "events": []}
-            lost: list[tuple] = []
-            for m in seq_msgs:
-                d = devs[m.key]
-                if (*m.key, m.seq) not in new:
-                    d["_dups"] += 1
-                    continue
-                d["_new"].append(m.seq)
-                ts = ts_or_none(m.doc.get("ts"))
-                if ts and not m.doc.get("replay") and len(res.lags) < 200:
-                    t = _epoch(ts)
-                    if t is not None:
-                        res.lags.append(now_t - t)
-                if ts and (d["last_msg_ts"] is None or ts > d["last_msg_ts"]):
-                    d["last_msg_ts"] = ts
-                facts = device_facts(m.kind, m.doc)
-                if m.seq >= d["_facts_seq"]:  # the newest message says how the unit is now
-                    d.update(facts)
-                    d["_facts_seq"] = m.seq
-                try:
-                    if m.kind == "summary":
-                        rows = summary_rows(*m.key, m.seq, m.doc)
-                        typed["volumes"] += rows["volumes"]
-                        typed["bins"] += rows["bins"]
-                        typed["aqi"] += rows["aqi"]
-                        if rows["aqi"] and m.seq >= d["_aqi_seq"]:
-                            best = max(rows["aqi"], key=lambda r: r[5])
-                            d["aqi"], d["aqi_category"], d["aqi_at"] = best[5], best[6], best[3]
-                            d["_aqi_seq"] = m.seq
-                    elif m.kind == "event":
-                        typ = _str(m.doc.get("type")) or "?"
-                        data = _dict(m.doc.get("data"))
-                        typed["events"].append((*m.key, m.seq, ts, typ, self._json(data)))
-                        if typ == "gap":
-                            a, b = _int(data.get("from_seq")), _int(data.get("to_seq"))
-                            if a and b and b >= a:
-                                lost.append((*m.key, a, b, _str(data.get("reason"), 500) or "pruned", now))
-                except Exception:  # noqa: BLE001 - a malformed section must not lose the message
-                    res.bad += 1
-                    log.exception("hub: could not read a %s of %s/%s (kept as JSON)", m.kind, *m.key)
-            self._insert_typed(typed)
-            # 2. statuses (birth / last will), in arrival order
-            for m in msgs:
-                if m.kind == "status":
-                    res.statuses += 1
-                    self._status(devs[m.key], m, now, now_t)
-                elif m.kind == "reply":
-                    res.replies += 1
-                    lost += self._reply(m, now)
+        with self.db.transaction():
+            devs = self._lock_devices(keys, now)
+            seq_msgs = _unique_seq_msgs(msgs, devs)
+            new = insert_messages(self.db, seq_msgs, now)
+            typed, lost = self._read_new(seq_msgs, new, devs, res, now, now_t)
+            insert_typed(self.db, typed)
+            lost += self._statuses_and_replies(msgs, devs, res, now, now_t)
             if lost:
-                db.executemany(
-                    "INSERT INTO lost (site, device, from_seq, to_seq, reason, reported) VALUES (?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (site, device, from_seq) DO UPDATE SET to_seq = GREATEST(lost.to_seq, excluded.to_seq),"
-                    " reason = excluded.reason",
-                    lost,
-                )
-                for s, dv, a, _b, *_ in lost:
-                    d = devs[(s, dv)]
-                    d["_touched"] = True
-                    if d["baseline_seq"] is None or a < d["baseline_seq"]:
-                        d["baseline_seq"] = a
-            # 3. ranges, counters, gaps
-            self._update_devices(devs, now, now_t, res)
+                insert_lost(self.db, lost)
+                _note_lost(lost, devs)
+            changes = GapChanges(now, now_t + self.gap_grace_s)
+            n_new, n_dup = update_devices(self.db, devs, now, changes, self._json)
+            res.new += n_new
+            res.duplicates += n_dup
         return res
 
-    def _load_devices(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        out: dict[tuple[str, str], dict[str, Any]] = {}
-        for i in range(0, len(keys), 400):
-            part = keys[i : i + 400]
-            marks = ",".join(["(?, ?)"] * len(part))
-            for r in self.db.query(
-                f"SELECT * FROM devices WHERE (site, device) IN ({marks})", [x for k in part for x in k]
-            ):
-                r.update(_new=[], _dups=0, _facts_seq=-1, _aqi_seq=-1, _touched=False, _status_changed=False)
-                out[(r["site"], r["device"])] = r
-        return out
+    def _lock_devices(self, keys: list[Key], now: str) -> dict[Key, Device]:
+        """Create the devices' rows if new, lock them in (site, device) order, and load them."""
+        self.db.executemany(
+            "INSERT INTO devices (site, device, first_seen) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [(s, d, now) for s, d in keys],
+        )
+        self.db.lock_devices(keys)
+        return load_devices(self.db, keys)
 
-    def _insert_messages(self, msgs: list[_Msg], now: str) -> set[tuple[str, str, int]]:
-        new: set[tuple[str, str, int]] = set()
-        for i in range(0, len(msgs), 500):
-            part = msgs[i : i + 500]
-            marks = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))
-            params: list[Any] = []
-            for m in part:
-                params += [
-                    *m.key,
-                    m.seq,
-                    m.kind,
-                    _int(m.doc.get("session")),
-                    ts_or_none(m.doc.get("ts")),
-                    now,
-                    bool(m.doc.get("replay")),
-                    m.text,
-                ]
-            cur = self.db.execute(
-                "INSERT INTO messages (site, device, seq, kind, session, ts, received, replay, payload)"
-                f" VALUES {marks} ON CONFLICT DO NOTHING RETURNING site, device, seq",
-                params,
-            )
-            new.update((r[0], r[1], r[2]) for r in cur.fetchall())
-        return new
+    def _read_new(
+        self,
+        seq_msgs: list[Msg],
+        new: set[tuple[str, str, int]],
+        devs: dict[Key, Device],
+        res: Result,
+        now: str,
+        now_t: float,
+    ) -> tuple[dict[str, list[Row]], list[Row]]:
+        """The typed rows and lost ranges of the new messages; each device's new seqs, duplicates,
+        newest message time and facts (the ones the other messages were, are counted as duplicates)."""
+        typed: dict[str, list[Row]] = {"volumes": [], "bins": [], "aqi": [], "events": []}
+        lost: list[Row] = []
+        for m in seq_msgs:
+            d = devs[m.key]
+            if (*m.key, m.seq) not in new:
+                d["_dups"] += 1
+                continue
+            d["_new"].append(m.seq)
+            ts = ts_or_none(m.doc.get("ts"))
+            if ts and not m.doc.get("replay") and len(res.lags) < 200:
+                t = epoch(ts)
+                if t is not None:
+                    res.lags.append(now_t - t)
+            if ts and (d["last_msg_ts"] is None or ts > d["last_msg_ts"]):
+                d["last_msg_ts"] = ts
+            facts = device_facts(m.kind, m.doc)
+            if m.seq >= d["_facts_seq"]:  # the newest message says how the unit is now
+                d.update(facts)
+                d["_facts_seq"] = m.seq
+            try:
+                if m.kind == "summary":
+                    self._summary(m, d, typed)
+                elif m.kind == "event":
+                    self._event(m, ts, typed, lost, now)
+            except Exception:  # noqa: BLE001 - a malformed section must not lose the message
+                res.bad += 1
+                log.exception("hub: could not read a %s of %s/%s (kept as JSON)", m.kind, *m.key)
+        return typed, lost
 
-    def _insert_typed(self, typed: dict[str, list[tuple]]) -> None:
-        self.db.executemany(
-            "INSERT INTO volumes (site, device, seq, camera, line, direction, class, source, bin_start, bin_s,"
-            " count, coverage, rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            typed["volumes"],
-        )
-        self._replace_bins(typed["bins"])
-        self.db.executemany(
-            "INSERT INTO aqi (site, device, seq, ts, sensor, aqi, category, dominant, aqi_table, pm2_5, pm10)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            typed["aqi"],
-        )
-        self.db.executemany(
-            "INSERT INTO events (site, device, seq, ts, type, data) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            typed["events"],
-        )
+    def _summary(self, m: Msg, d: Device, typed: dict[str, list[Row]]) -> None:
+        """A new summary's rows; its AQI is the device's if it is the newest yet."""
+        rows = summary_rows(*m.key, m.seq, m.doc)
+        typed["volumes"] += rows["volumes"]
+        typed["bins"] += rows["bins"]
+        typed["aqi"] += rows["aqi"]
+        if rows["aqi"] and m.seq >= d["_aqi_seq"]:
+            best = max(rows["aqi"], key=lambda r: r[5])
+            d["aqi"], d["aqi_category"], d["aqi_at"] = best[5], best[6], best[3]
+            d["_aqi_seq"] = m.seq
 
-    def _replace_bins(self, bins: list[tuple]) -> None:
-        """Store each bin whole, keyed by (site, device, camera, start): a version ranked higher than
-        the stored one (rev, then seq: a unit re-sends a bin that changed, late or not, with a higher
-        rev; a unit without revs in a later summary) deletes the stored rows of that bin and inserts
-        its own; an equal or lower one (a duplicate, an old version arriving late by replay) is
-        dropped. So late and re-sent bins end up as the unit's latest counts, never added twice."""
-        best: dict[tuple, tuple[tuple[int, int], list[tuple]]] = {}
-        for site, device, cam, start, rev, seq, rows in bins:
-            k, rank = (site, device, cam, start), (rev or 0, seq)
-            if k not in best or rank > best[k][0]:
-                best[k] = (rank, rows)
-        if not best:
-            return
-        keys = sorted(best)
-        stored: dict[tuple, tuple[int, int]] = {}
-        for i in range(0, len(keys), 200):
-            part = keys[i : i + 200]
-            marks = ",".join(["(?, ?, ?, ?)"] * len(part))
-            for r in self.db.query(
-                "SELECT site, device, camera, bin_start, MAX(COALESCE(rev, 0)) AS rev, MAX(seq) AS seq FROM volumes"
-                f" WHERE source = 'bin' AND (site, device, camera, bin_start) IN ({marks})"
-                " GROUP BY site, device, camera, bin_start",
-                [x for k in part for x in k],
-            ):
-                stored[(r["site"], r["device"], r["camera"], r["bin_start"])] = (int(r["rev"]), int(r["seq"]))
-        newer = [k for k in keys if k not in stored or best[k][0] > stored[k]]
-        self.db.executemany(
-            "DELETE FROM volumes WHERE site = ? AND device = ? AND camera = ? AND source = 'bin' AND bin_start = ?",
-            [k for k in newer if k in stored],
-        )
-        self.db.executemany(
-            "INSERT INTO volumes (site, device, seq, camera, line, direction, class, source, bin_start, bin_s,"
-            " count, coverage, rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [r for k in newer for r in best[k][1]],
-        )
+    def _event(self, m: Msg, ts: str | None, typed: dict[str, list[Row]], lost: list[Row], now: str) -> None:
+        """A new event's row; a ``gap`` event also reports a range the unit no longer stores."""
+        typ = as_str(m.doc.get("type")) or "?"
+        data = as_dict(m.doc.get("data"))
+        typed["events"].append((*m.key, m.seq, ts, typ, self._json(data)))
+        if typ == "gap":
+            row = event_lost(*m.key, data, now)
+            if row is not None:
+                lost.append(row)
 
-    def _status(self, d: dict[str, Any], m: _Msg, now: str, now_t: float) -> None:
+    def _statuses_and_replies(
+        self, msgs: list[Msg], devs: dict[Key, Device], res: Result, now: str, now_t: float
+    ) -> list[Row]:
+        """Statuses (birth / last will) and command replies, in arrival order; returns the ranges
+        the replies report lost."""
+        lost: list[Row] = []
+        for m in msgs:
+            if m.kind == "status":
+                res.statuses += 1
+                self._status(devs[m.key], m, now, now_t)
+            elif m.kind == "reply":
+                res.replies += 1
+                lost += self._reply(m, now)
+        return lost
+
+    def _status(self, d: Device, m: Msg, now: str, now_t: float) -> None:
         doc = m.doc
-        session = _int(doc.get("session")) or 0
+        session = as_int(doc.get("session")) or 0
         if d["session"] is not None and session < d["session"]:
             d["stale_status"] += 1  # e.g. the last will of an older connection, delivered late
             d["_status_changed"] = True
             return
-        state = _str(doc.get("state"))
+        state = as_str(doc.get("state"))
         d.update(state=state, session=session, status=m.text, _status_changed=True)
         d["status_at"] = ts_or_none(doc.get("ts")) or now
         if state == "online":
-            for k in ("agent_version", "model", "accelerator", "config_hash"):
-                if _str(doc.get(k)):
-                    d[k] = _str(doc.get(k))
-            if _num(doc.get("summary_interval_s")):
-                d["summary_interval_s"] = _num(doc["summary_interval_s"])
-            first = _int(doc.get("seq_first_pending"))
-            if d["baseline_seq"] is None and first is not None and first >= 1:
-                d["baseline_seq"] = first
-                d["_touched"] = True
-            if not m.retained:
-                d["last_seen"] = now
-                # a unit back online: ask for its open gaps soon (after the grace, like a new hole)
-                self.db.execute(
-                    "UPDATE gaps SET next_request = LEAST(next_request, ?) WHERE site = ? AND device = ?"
-                    " AND state = 'open'",
-                    (now_t + self.gap_grace_s, *m.key),
-                )
+            self._online(d, m, now, now_t)
 
-    def _reply(self, m: _Msg, now: str) -> list[tuple]:
+    def _online(self, d: Device, m: Msg, now: str, now_t: float) -> None:
+        """A birth message: what the unit runs, where its seqs start; a live one (not retained) asks
+        for its open gaps soon (after the grace, like a new hole)."""
+        doc = m.doc
+        for k in ("agent_version", "model", "accelerator", "config_hash"):
+            if as_str(doc.get(k)):
+                d[k] = as_str(doc.get(k))
+        if as_num(doc.get("summary_interval_s")):
+            d["summary_interval_s"] = as_num(doc["summary_interval_s"])
+        first = as_int(doc.get("seq_first_pending"))
+        if d["baseline_seq"] is None and first is not None and first >= 1:
+            d["baseline_seq"] = first
+            d["_touched"] = True
+        if not m.retained:
+            d["last_seen"] = now
+            self.db.execute(
+                "UPDATE gaps SET next_request = LEAST(next_request, ?) WHERE site = ? AND device = ?"
+                " AND state = 'open'",
+                (now_t + self.gap_grace_s, *m.key),
+            )
+
+    def _reply(self, m: Msg, now: str) -> list[Row]:
         doc = m.doc
         self.db.execute(
             "INSERT INTO replies (site, device, command, received, ok, payload) VALUES (?, ?, ?, ?, ?, ?)",
@@ -527,152 +313,43 @@ class Ingestor:
         if m.command != "replay":
             return []
         if not doc.get("ok"):
-            err = _dict(doc.get("error"))
+            err = as_dict(doc.get("error"))
             self.db.execute(
                 "UPDATE gaps SET reason = ? WHERE site = ? AND device = ? AND state = 'open'",
-                (f"replay refused: {_str(err.get('code'))}: {_str(err.get('message'), 300)}", *m.key),
+                (f"replay refused: {as_str(err.get('code'))}: {as_str(err.get('message'), 300)}", *m.key),
             )
             return []
         out = []
-        for x in _dict(doc.get("result")).get("missing") or []:
-            x = _dict(x)
-            a, b, why = _int(x.get("from_seq")), _int(x.get("to_seq")), _str(x.get("reason"), 500)
+        for x in as_dict(doc.get("result")).get("missing") or []:
+            x = as_dict(x)
+            a, b, why = as_int(x.get("from_seq")), as_int(x.get("to_seq")), as_str(x.get("reason"), 500)
             if a and b and b >= a and why and not why.startswith(LOST_IGNORED):
                 out.append((*m.key, a, b, why, now))
         return out
 
-    def _update_devices(
-        self, devs: dict[tuple[str, str], dict[str, Any]], now: str, now_t: float, res: Result
-    ) -> None:
-        db = self.db
-        touched = [k for k, d in devs.items() if d["_new"] or d["_touched"]]
-        held: dict[tuple[str, str], list[R.Range]] = {k: [] for k in touched}
-        lost: dict[tuple[str, str], list[tuple[int, int, str]]] = {k: [] for k in touched}
-        gaps: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in touched}
-        for i in range(0, len(touched), 400):  # one query per table for the whole batch, not per device
-            part = touched[i : i + 400]
-            marks = ",".join(["(?, ?)"] * len(part))
-            flat = [x for k in part for x in k]
-            for r in db.query(
-                f"SELECT site, device, lo, hi FROM ranges WHERE (site, device) IN ({marks})", flat
-            ):
-                held[(r["site"], r["device"])].append((r["lo"], r["hi"]))
-            for r in db.query(
-                f"SELECT site, device, from_seq, to_seq, reason FROM lost WHERE (site, device) IN ({marks})",
-                flat,
-            ):
-                lost[(r["site"], r["device"])].append((r["from_seq"], r["to_seq"], r["reason"]))
-            for r in db.query(
-                "SELECT id, site, device, from_seq, to_seq, requests, next_request, reason FROM gaps"
-                f" WHERE state = 'open' AND (site, device) IN ({marks}) ORDER BY from_seq",
-                flat,
-            ):
-                gaps[(r["site"], r["device"])].append(r)
-        range_del, range_ins = [], []
-        for k in touched:
-            d = devs[k]
-            if d["_new"]:
-                before = R.merge(held[k])
-                after = R.merge(before + R.from_seqs(d["_new"]))
-                if after != before:
-                    range_del.append(k)
-                    range_ins += [(*k, a, b) for a, b in after]
-                held[k] = after
-                lo, hi = min(d["_new"]), max(d["_new"])
-                d["max_seq"] = hi if d["max_seq"] is None else max(d["max_seq"], hi)
-                if d["baseline_seq"] is None or lo < d["baseline_seq"]:
-                    d["baseline_seq"] = lo
-        db.executemany("DELETE FROM ranges WHERE site = ? AND device = ?", range_del)
-        db.executemany("INSERT INTO ranges (site, device, lo, hi) VALUES (?, ?, ?, ?)", range_ins)
-        rows = []
-        for k, d in devs.items():
-            n_new, n_dup = len(d["_new"]), d["_dups"]
-            res.new += n_new
-            res.duplicates += n_dup
-            if n_new or n_dup:
-                d["last_seen"] = now
-            status = d["status"]
-            rows.append(
-                (
-                    d["state"],
-                    d["session"],
-                    status if isinstance(status, str) or status is None else self._json(status),
-                    d["status_at"],
-                    d["stale_status"],
-                    d["agent_version"],
-                    d["model"],
-                    d["accelerator"],
-                    d["config_hash"],
-                    d["summary_interval_s"],
-                    d["baseline_seq"],
-                    d["max_seq"],
-                    d["received"] + n_new,
-                    d["duplicates"] + n_dup,
-                    d["last_seen"],
-                    d["last_msg_ts"],
-                    d["backlog"],
-                    d["clock_synced"],
-                    d["clock_trusted"],
-                    d["aqi"],
-                    d["aqi_category"],
-                    d["aqi_at"],
-                    *k,
-                )
-            )
-        db.executemany(
-            "UPDATE devices SET state = ?, session = ?, status = ?, status_at = ?, stale_status = ?,"
-            " agent_version = ?, model = ?, accelerator = ?, config_hash = ?, summary_interval_s = ?,"
-            " baseline_seq = ?, max_seq = ?, received = ?, duplicates = ?, last_seen = ?, last_msg_ts = ?,"
-            " backlog = ?, clock_synced = ?, clock_trusted = ?, aqi = ?, aqi_category = ?, aqi_at = ?"
-            " WHERE site = ? AND device = ?",
-            rows,
-        )
-        ops: dict[str, list[tuple]] = {"end": [], "bounds": [], "new": []}
-        for k in touched:
-            self._reconcile(k, devs[k], held[k], lost[k], gaps[k], now, now_t, ops)
-        db.executemany("UPDATE gaps SET state = ?, closed = ?, reason = ? WHERE id = ?", ops["end"])
-        db.executemany("UPDATE gaps SET from_seq = ?, to_seq = ? WHERE id = ?", ops["bounds"])
-        db.executemany(
-            "INSERT INTO gaps (site, device, from_seq, to_seq, state, reason, opened, requests, next_request)"
-            " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?)",
-            ops["new"],
-        )
 
-    def _reconcile(
-        self,
-        key: tuple[str, str],
-        d: dict[str, Any],
-        held: list[R.Range],
-        lost: list[tuple[int, int, str]],
-        open_gaps: list[dict[str, Any]],
-        now: str,
-        now_t: float,
-        ops: dict[str, list[tuple]],
-    ) -> None:
-        """The changes that bring the device's open gaps in line with the holes left by what is held or
-        lost: a gap shrinks, splits (the parts keep its request count and schedule), closes when filled,
-        or becomes ``lost`` when the unit reported it gone; a new hole opens a gap after the grace time."""
-        base, top = d["baseline_seq"], d["max_seq"]
-        if base is None or top is None:
-            return
-        hs = R.holes(held + [(a, b) for a, b, _ in lost], base, top)
-        if not hs and not open_gaps:
-            return
-        used: set[R.Range] = set()
-        for g in open_gaps:
-            gr = (g["from_seq"], g["to_seq"])
-            inter = [h for h in hs if R.overlaps(h, gr)]
-            if not inter or inter[0] in used:
-                why = next((r for a, b, r in lost if R.overlaps((a, b), gr)), None)
-                ops["end"].append(("lost" if why else "closed", now, why, g["id"]))
-                continue
-            first = inter[0]
-            used.add(first)
-            if first != gr:
-                ops["bounds"].append((first[0], first[1], g["id"]))
-            for h in inter[1:]:
-                used.add(h)
-                ops["new"].append((*key, h[0], h[1], g["reason"], now, g["requests"], g["next_request"]))
-        for h in hs:
-            if h not in used:
-                ops["new"].append((*key, h[0], h[1], None, now, 0, now_t + self.gap_grace_s))
+def _unique_seq_msgs(msgs: list[Msg], devs: dict[Key, Device]) -> list[Msg]:
+    """The batch's seq-carrying messages once each, in (device, seq) order; a repeat within the batch
+    is counted as a duplicate of its device."""
+    seen: set[tuple[str, str, int]] = set()
+    seq_msgs: list[Msg] = []
+    for m in msgs:
+        if m.seq is None:
+            continue
+        k = (*m.key, m.seq)
+        if k in seen:
+            devs[m.key]["_dups"] += 1
+            continue
+        seen.add(k)
+        seq_msgs.append(m)
+    seq_msgs.sort(key=lambda m: (m.key, m.seq))
+    return seq_msgs
+
+
+def _note_lost(lost: list[Row], devs: dict[Key, Device]) -> None:
+    """A device with lost ranges is touched (its gaps are reconciled); its baseline may move down."""
+    for s, dv, a, _b, *_ in lost:
+        d = devs[(s, dv)]
+        d["_touched"] = True
+        if d["baseline_seq"] is None or a < d["baseline_seq"]:
+            d["baseline_seq"] = a

@@ -20,41 +20,23 @@ import logging
 import os
 import queue
 import socket
-import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlparse
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from agent.backoff import Backoff, spread
 from agent.hub import fleet
+from agent.hub.client import connect_async, make_client, parse_broker, prefix_of
 from agent.hub.db import HubDB
 from agent.hub.ingest import Ingestor, Result
 from agent.sync.topics import SCHEMAS
 from agent.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
-
-
-def prefix_of(topic: str) -> str:
-    """'$share/g/city/#' -> 'city': the levels before the first wildcard. A subscription narrowed to a
-    site or device ('city/site-1/#') needs the prefix given explicitly (``--prefix city``)."""
-    parts = topic.split("/")
-    if parts[0] == "$share":
-        parts = parts[2:]
-    fixed = []
-    for p in parts:
-        if p in ("#", "+"):
-            break
-        fixed.append(p)
-    return "/".join(fixed)
 
 
 class Hub:
@@ -96,13 +78,9 @@ class Hub:
         batch_max: int = 500,
         receive_max: int = 2000,
     ) -> None:
-        u = urlparse(broker)
-        if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"broker URL {broker!r}: use mqtt://host:port or mqtts://host:port")
-        self.host, self.tls = u.hostname or "localhost", u.scheme in ("mqtts", "ssl")
-        self.port = u.port or (8883 if self.tls else 1883)
-        self.username = username or u.username
-        self.password = password or u.password
+        self.host, self.port, self.tls, url_user, url_password = parse_broker(broker)
+        self.username = username or url_user
+        self.password = password or url_password
         self.share = share
         self.topic = f"$share/{share}/{topic}" if share else topic
         self.prefix = prefix or prefix_of(topic)
@@ -127,9 +105,14 @@ class Hub:
         self.db = HubDB(self.dsn)  # the ingest thread's connection (migrates the schema)
         self._view = HubDB(self.dsn, migrate=False)  # queries from other threads
         self.ingestor = Ingestor(self.db, self.prefix, gap_grace_s=gap_grace_s)
+        self._init_runtime()
+        self.client = self._make_client()
+
+    def _init_runtime(self) -> None:
+        """Locks, the message queue, the threads' events and the counters."""
         self.lock = threading.RLock()
         self.changed = threading.Condition(threading.Lock())
-        self._q: queue.Queue[tuple[str, bytes, bool, int, int]] = queue.Queue()
+        self._q: queue.Queue[tuple[str, bytes | bytearray, bool, int, int]] = queue.Queue()  # paho's payload
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.connected = threading.Event()
@@ -138,32 +121,20 @@ class Hub:
         self.lag_s: float | None = None
         self.totals = Result()
         self.started = iso_utc(time.time())
-        self.client = self._make_client()
 
     # -- connection ------------------------------------------------------------------------------
     def _make_client(self) -> paho.Client:
-        v5 = self.protocol == "5"
-        kw: dict[str, Any] = {
-            "callback_api_version": CallbackAPIVersion.VERSION2,
-            "client_id": self.client_id,
-            "protocol": paho.MQTTv5 if v5 else paho.MQTTv311,
-            "manual_ack": True,
-        }
-        if not v5:
-            kw["clean_session"] = not self.persistent
-        c = paho.Client(**kw)
-        c.suppress_exceptions = True
-        c.max_queued_messages_set(0)
-        if self.username:
-            c.username_pw_set(self.username, self.password)
-        if self.tls:
-            c.tls_set(
-                ca_certs=self.ca_file,
-                certfile=self.cert_file,
-                keyfile=self.key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        c.reconnect_delay_set(1, 30)
+        c = make_client(
+            self.client_id,
+            v5=self.protocol == "5",
+            persistent=self.persistent,
+            username=self.username,
+            password=self.password,
+            tls=self.tls,
+            ca_file=self.ca_file,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+        )
         c.on_connect = self._on_connect
         c.on_disconnect = lambda *a: self.connected.clear()
         c.on_message = lambda cl, ud, msg: self._q.put(
@@ -183,15 +154,14 @@ class Hub:
         self.connected.set()
 
     def start(self) -> Hub:
-        if self.protocol == "5":
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 86400 if self.persistent else 0
-            props.ReceiveMaximum = self.receive_max  # un-acknowledged messages the broker may send us
-            self.client.connect_async(
-                self.host, self.port, 30, clean_start=not self.persistent, properties=props
-            )
-        else:
-            self.client.connect_async(self.host, self.port, 30)
+        connect_async(
+            self.client,
+            self.host,
+            self.port,
+            v5=self.protocol == "5",
+            persistent=self.persistent,
+            receive_max=self.receive_max,
+        )
         self.client.loop_start()
         for name, fn in (("hub-ingest", self._run), ("hub-repair", self._repair_loop)):
             t = threading.Thread(target=fn, name=name, daemon=True)
