@@ -16,7 +16,6 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
 MODULES = {
-    "agent/hub/ingest.py": 678,
     "agent/pipeline.py": 521,
     "agent/store/writer.py": 450,
     "agent/sync/contract.py": 1155,
@@ -29,11 +28,6 @@ FUNCTIONS = {
     "agent/api/routes.py::build_app": 255,
     "agent/api/status.py::offline_status": 61,
     "agent/core_cli.py::run_cmd": 75,
-    "agent/hub/cli.py::hub_group": 70,
-    "agent/hub/ingest.py::Ingestor._apply": 92,
-    "agent/hub/ingest.py::Ingestor._update_devices": 96,
-    "agent/hub/ingest.py::summary_rows": 70,
-    "agent/hub/worker.py::Hub.__init__": 67,
     "agent/inference/engine.py::Engine.run": 68,
     "agent/inference/engine.py::load_engine": 81,
     "agent/inference/runtime.py::make_interpreter": 67,
