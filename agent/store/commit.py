@@ -80,33 +80,29 @@ class BatchCommits:
     ) -> list[list[WriteOp]] | None:
         """Try ``batch`` until it is committed or failed for good (returns None), or return its halves
         to be tried one after the other (a full disk, or one bad write among good ones)."""
-        tries = _Tries()
+        tries: _Tries | None = None  # made at the first failure: a batch that goes in at once needs none
         while True:
             if self.guard is not None:
-                self._check_growth(conn)
+                try:
+                    self.guard(conn)
+                except Exception:  # noqa: BLE001 - a failing guard must not stop the writer
+                    log.exception("database growth guard failed")
             try:
                 self._commit(conn, batch)
             except sqlite3.OperationalError as exc:
+                tries = tries or _Tries()
                 step = self._after_operational_error(conn, batch, exc, tries)
             except Exception as exc:  # noqa: BLE001 - not a disk error: a bad row, a closed database, a bug
                 step = self._split_or_lose(batch, f"{type(exc).__name__}: {exc}", exc)
             else:
                 self.disk_full = False
-                if tries.failed:
+                if tries is not None and tries.failed:
                     self._resumed(tries)
                 return None
             if step is _Next.SPLIT:
                 return _halves(batch)
             if step is _Next.DONE:
                 return None
-
-    def _check_growth(self, conn: sqlite3.Connection) -> None:
-        """Retention's guard before each try: how far the file may grow."""
-        assert self.guard is not None
-        try:
-            self.guard(conn)
-        except Exception:  # noqa: BLE001 - a failing guard must not stop the writer
-            log.exception("database growth guard failed")
 
     def _resumed(self, tries: _Tries) -> None:
         """A batch went in after failed tries: the error is history, not the current state."""
