@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
 
-from agent.config import example_config, load_config
+from agent.config import AgentConfig, example_config, load_config
+
+if TYPE_CHECKING:
+    from agent.pipeline import Pipeline
 
 
 @click.group("config")
@@ -29,7 +36,7 @@ def config_example() -> None:
     click.echo(example_config(), nl=False)
 
 
-commands = [config_group]
+commands: list[click.Command] = [config_group]
 
 
 @click.command("run")
@@ -56,12 +63,27 @@ def run_cmd(
 ) -> None:
     """Run the agent daemon. SIGINT/SIGTERM stop it cleanly (sources stop, in-flight frames finish,
     the writer flushes; nothing already accepted is lost)."""
-    import logging as _logging
-
-    from agent.clihelp import load as find_config
     from agent.runner import run_agent
 
-    cfg, config_file = find_config(config_file)  # the same lookup as every other command
+    cfg, config_file = _run_config(config_file, demo, db_path)
+    _setup_logging(cfg)
+    pipe = run_agent(
+        cfg,
+        duration_s=duration,
+        exit_on_end=True if exit_on_end else None,  # None: when every source has ended
+        reload_config=_reloader(config_file, demo, db_path) if config_file else None,
+        restore_signals=False,  # a SIGTERM while the report below is printed is not a death
+    )
+    _ignore_stop_signals()
+    _print_run_report(pipe, cfg, config_file, db_path)
+
+
+def _run_config(config_file: str | None, demo: bool, db_path: str | None) -> tuple[AgentConfig, str | None]:
+    """The config to run (the same lookup as every other command), said on stderr with a warning
+    when it configures nothing; ``--demo`` and ``--db`` applied."""
+    from agent.clihelp import load as find_config
+
+    cfg, config_file = find_config(config_file)
     click.echo(
         f"config: {config_file}"
         if config_file
@@ -74,41 +96,52 @@ def run_cmd(
             "  fix: add [[cameras]] or [[sensors]] to the config (edge-agent config example), or try --demo",
             err=True,
         )
+    return _with_overrides(cfg, demo, db_path), config_file
+
+
+def _with_overrides(cfg: AgentConfig, demo: bool, db_path: str | None) -> AgentConfig:
     if demo:
         cfg = demo_config(cfg)
     if db_path:
-        cfg.storage.path = db_path
+        cfg.storage.path = Path(db_path)  # what the config's validation makes of the string
+    return cfg
+
+
+def _reloader(config_file: str, demo: bool, db_path: str | None) -> Callable[[], AgentConfig]:
+    """SIGHUP's config: the file read again, with the same ``--demo`` and ``--db``."""
+
+    def reload_config() -> AgentConfig:
+        return _with_overrides(load_config(config_file), demo, db_path)
+
+    return reload_config
+
+
+def _setup_logging(cfg: AgentConfig) -> None:
+    """The config's log level and format (journald prefixes, JSON lines); -v / -vv may ask for more."""
+    import logging as _logging
+
     from agent.service.logsetup import setup_logging
 
     root = _logging.getLogger()
     level = getattr(_logging, cfg.logging.level.upper())
     if root.handlers and root.level <= _logging.INFO:  # -v / -vv asked for more
         level = min(level, root.level)
-    setup_logging(level, json_format=cfg.logging.json_format)  # journald prefixes, JSON lines
+    setup_logging(level, json_format=cfg.logging.json_format)
 
-    def reload_config():
-        new = load_config(config_file)
-        if demo:
-            new = demo_config(new)
-        if db_path:
-            new.storage.path = db_path
-        return new
 
-    pipe = run_agent(
-        cfg,
-        duration_s=duration,
-        exit_on_end=True if exit_on_end else None,  # None: when every source has ended
-        reload_config=reload_config if config_file else None,
-        restore_signals=False,  # a SIGTERM while the report below is printed is not a death
-    )
+def _ignore_stop_signals() -> None:
+    """The run is over and everything is committed: from here to the exit a SIGTERM/SIGINT is ignored.
+    (Python resets its own handlers to the default while the interpreter shuts down, so a service
+    manager's SIGTERM in that window would otherwise end a clean exit as a death by signal; an
+    ignored signal stays ignored.)"""
     import signal as _signal
 
-    # The run is over and everything is committed: from here to the exit a SIGTERM/SIGINT is ignored.
-    # (Python resets its own handlers to the default while the interpreter shuts down, so a service
-    # manager's SIGTERM in that window would otherwise end a clean exit as a death by signal; an
-    # ignored signal stays ignored.)
     for s in (_signal.SIGTERM, _signal.SIGINT):
         _signal.signal(s, _signal.SIG_IGN)
+
+
+def _print_run_report(pipe: Pipeline, cfg: AgentConfig, config_file: str | None, db_path: str | None) -> None:
+    """What the run did: each camera's state and frames, the detections and rows stored, the counts."""
     st = pipe.status()
     for name, cam in st["cameras"].items():
         click.echo(
@@ -128,7 +161,7 @@ def run_cmd(
         click.echo(line)
 
 
-def demo_config(cfg):
+def demo_config(cfg: AgentConfig) -> AgentConfig:
     """The embedded default: the sample clip (looping) with the default model, a local SQLite file.
 
     Honest by construction: every frame of the 30 fps clip is offered (the clip is 20 frames; fewer

@@ -6,10 +6,15 @@ import logging
 import signal
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from agent.config import AgentConfig
 from agent.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from agent.service.memtrace import MemTrace
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +41,7 @@ def run_agent(
     ``restore_signals=False`` (the ``run`` command) keeps the handlers after the stop: a SIGTERM that
     arrives while the process prints its report and exits (a service manager stopping a run that
     has just ended by itself) is logged as "already stopping", never a death by signal."""
-    stop = threading.Event()
-    reload_requested = threading.Event()
-    reasons: list[str] = []
-
-    def _on_hup(_signum, _frame):
-        reload_requested.set()
-
-    def _on_signal(signum, _frame):
-        name = signal.Signals(signum).name
-        if stop.is_set():
-            log.warning("%s again: already stopping", name)
-            return
-        reasons.append(name)
-        stop.set()
-
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, _on_hup)
+    signals = _Signals()
     from agent.service.memtrace import install_from_env
 
     memtrace = install_from_env()  # EDGE_AGENT_TRACEMALLOC=1: heap growth reports on SIGUSR2 (soak runs)
@@ -63,32 +52,77 @@ def run_agent(
         if on_started:
             on_started(pipe)
         watchdog = _SystemdLink.start(pipe)
-        t_end = None if duration_s is None else time.monotonic() + duration_s
-        while not stop.is_set():
-            if t_end is not None and time.monotonic() >= t_end:
-                reasons.append(f"duration {duration_s:g} s reached")
-                break
-            if _should_end(pipe, exit_on_end, bool(cfg.sensors)):
-                reasons.append("all sources ended")
-                break
-            if reload_requested.is_set():
-                reload_requested.clear()
-                _reload(pipe, reload_config, watchdog)
-            stop.wait(0.2)
+        _run_until_done(pipe, signals, duration_s, exit_on_end, bool(cfg.sensors), reload_config, watchdog)
     finally:
-        stop.set()  # from here on a SIGINT/SIGTERM is "already stopping"
-        log.info("stopping (%s)", ", ".join(reasons) or "error")
-        if watchdog is not None:
-            watchdog.stopping()
-        pipe.stop()
-        if watchdog is not None:
-            watchdog.close()
-        if memtrace is not None:
-            memtrace.stop()
+        signals.stop.set()  # from here on a SIGINT/SIGTERM is "already stopping"
+        log.info("stopping (%s)", ", ".join(signals.reasons) or "error")
+        _shut_down(pipe, watchdog, memtrace)
         if restore_signals:
-            for s, h in old.items():
-                signal.signal(s, h)
+            signals.restore()
     return pipe
+
+
+class _Signals:
+    """SIGINT/SIGTERM ask for a stop (a second one is logged as "already stopping"); SIGHUP asks
+    for a reload. Installed on creation; :meth:`restore` puts the previous handlers back."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.reload_requested = threading.Event()
+        self.reasons: list[str] = []  # why the run stops, for the log
+        self._old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_hup(self, _signum: int, _frame: FrameType | None) -> None:
+        self.reload_requested.set()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.stop.is_set():
+            log.warning("%s again: already stopping", name)
+            return
+        self.reasons.append(name)
+        self.stop.set()
+
+    def restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _run_until_done(
+    pipe: Pipeline,
+    signals: _Signals,
+    duration_s: float | None,
+    exit_on_end: bool | None,
+    has_sensors: bool,
+    reload_config: Callable[[], AgentConfig] | None,
+    watchdog: _SystemdLink | None,
+) -> None:
+    """The main loop: until a stop signal, ``duration_s`` or the end of every source (see
+    :func:`run_agent`); a SIGHUP reloads the config in between."""
+    t_end = None if duration_s is None else time.monotonic() + duration_s
+    while not signals.stop.is_set():
+        if t_end is not None and time.monotonic() >= t_end:
+            signals.reasons.append(f"duration {duration_s:g} s reached")
+            break
+        if _should_end(pipe, exit_on_end, has_sensors):
+            signals.reasons.append("all sources ended")
+            break
+        if signals.reload_requested.is_set():
+            signals.reload_requested.clear()
+            _reload(pipe, reload_config, watchdog)
+        signals.stop.wait(0.2)
+
+
+def _shut_down(pipe: Pipeline, watchdog: _SystemdLink | None, memtrace: MemTrace | None) -> None:
+    """Stop the pipeline (nothing already accepted is lost), telling systemd first."""
+    if watchdog is not None:
+        watchdog.stopping()
+    pipe.stop()
+    if watchdog is not None:
+        watchdog.close()
+    if memtrace is not None:
+        memtrace.stop()
 
 
 def _should_end(pipe: Pipeline, exit_on_end: bool | None, has_sensors: bool) -> bool:

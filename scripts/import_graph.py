@@ -97,7 +97,7 @@ LAYERS: list[tuple[str, int]] = [
     ("agent.service.doctor", 10),  # the `edge-agent doctor` command: runs the parts' checks
     ("agent.service*", 8),
     ("agent.stages", 9),
-    ("agent.pipeline", 9),
+    ("agent.pipeline*", 9),
     ("agent.parts", 9),
     ("agent.runner", 9),
     ("agent.bench", 9),

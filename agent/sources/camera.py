@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.backoff import Backoff, spread
 from agent.errors import SourceError
-from agent.sources.readers import Reader, Unreachable, guess_kind, open_reader, redact_url
+from agent.sources.readers import Reader, Unreachable, guess_kind, open_camera, redact_url
 from agent.sources.slot import FrameSlot
 from agent.types import Frame
 
@@ -152,71 +152,28 @@ class CameraSource:
             self._stop.wait(min(left, 0.5))
 
     def _run(self) -> None:
+        """Open, capture until the source fails or ends, wait, reopen; until stop (or a file's end)."""
         looped = False
         while not self._stop.is_set():
             try:
-                reader = open_reader(
-                    self.cfg.source,
-                    self.kind,
-                    width=self.cfg.width,
-                    height=self.cfg.height,
-                    fourcc=self.cfg.fourcc,
-                    timeout_s=self.cfg.read_timeout_s,
-                )
+                reader = open_camera(self.cfg, self.kind)
             except SourceError as exc:
                 if getattr(exc, "permanent", False):  # e.g. GStreamer on an OpenCV without it: one error
-                    self._fail(str(exc))
-                    self.state = "down"
-                    self.next_retry_s = None
-                    log.error("camera %s: %s (not retried)", self.name, exc)
+                    self._give_up(exc)
                     return
-                self._fail(str(exc.message))
-                # a host that does not answer is probed again soon (cheap, outside OpenCV's lock);
-                # a host that answers but whose stream fails to open backs off
-                unreachable = isinstance(exc, Unreachable)
-                delay = (
-                    min(self._backoff(), PROBE_EVERY_S * self.retry.rng.uniform(*self.retry.jitter))
-                    if unreachable
-                    else self._backoff()
-                )
-                self.next_retry_s = round(delay, 2)
-                if self.failures_in_row <= DOWN_AFTER_FAILURES or self.failures_in_row % 60 == 0:
-                    log.warning(
-                        "camera %s: %s; retrying in %.1f s (attempt %d)",
-                        self.name,
-                        exc.message,
-                        delay,
-                        self.failures_in_row,
-                    )
-                self._sleep(delay)
+                self._open_failed(exc)
                 continue
             except Exception as exc:  # OpenCV can raise cv2.error on odd inputs
                 self._fail(f"cannot open {redact_url(self.cfg.source)}: {exc}")
                 self._sleep(self._backoff())
                 continue
-            self.epoch += 1
-            if self.epoch > 1 and not looped:
-                self.reconnects += 1
-            self.next_retry_s = None
-            self.source_fps = reader.fps
-            outcome = "failed"
-            try:
-                outcome = self._capture(reader)
-            except SourceError as exc:
-                self._fail(str(exc.message))
-                log.warning("camera %s: %s", self.name, exc.message)
-            except Exception as exc:  # never let one camera take the agent down
-                self._fail(f"capture error: {exc}")
-                log.exception("camera %s: capture error", self.name)
-            finally:
-                reader.close()
+            self._opened(reader, looped)
+            outcome = self._capture_pass(reader)
             looped = outcome == "loop"
             if looped:
                 self._media_base = self._media_end  # the next pass continues the media clock
             if outcome == "ended":
-                self.state = "ended"
-                self._ended.set()
-                log.info("camera %s: end of %s", self.name, self.cfg.source)
+                self._end()
                 return
             if outcome in ("loop", "stopped"):
                 continue
@@ -225,101 +182,194 @@ class CameraSource:
                 self.next_retry_s = round(delay, 2)
                 self._sleep(delay)
 
+    def _give_up(self, exc: SourceError) -> None:
+        """An error that retrying cannot help: the camera is down for good and its thread ends."""
+        self._fail(str(exc))
+        self.state = "down"
+        self.next_retry_s = None
+        log.error("camera %s: %s (not retried)", self.name, exc)
+
+    def _open_failed(self, exc: SourceError) -> None:
+        """Wait before the next open: a host that does not answer is probed again soon (cheap, outside
+        OpenCV's lock); a host that answers but whose stream fails to open backs off."""
+        self._fail(str(exc.message))
+        if isinstance(exc, Unreachable):
+            delay = min(self._backoff(), PROBE_EVERY_S * self.retry.rng.uniform(*self.retry.jitter))
+        else:
+            delay = self._backoff()
+        self.next_retry_s = round(delay, 2)
+        if self.failures_in_row <= DOWN_AFTER_FAILURES or self.failures_in_row % 60 == 0:
+            log.warning(
+                "camera %s: %s; retrying in %.1f s (attempt %d)",
+                self.name,
+                exc.message,
+                delay,
+                self.failures_in_row,
+            )
+        self._sleep(delay)
+
+    def _opened(self, reader: Reader, looped: bool) -> None:
+        """A new epoch: a reopen after a failure counts as a reconnect, a looping file's does not."""
+        self.epoch += 1
+        if self.epoch > 1 and not looped:
+            self.reconnects += 1
+        self.next_retry_s = None
+        self.source_fps = reader.fps
+
+    def _capture_pass(self, reader: Reader) -> str:
+        """One pass of :meth:`_capture` over an open reader, which is closed after it; a failure is
+        counted ("failed") and never leaves the thread."""
+        outcome = "failed"
+        try:
+            outcome = self._capture(reader)
+        except SourceError as exc:
+            self._fail(str(exc.message))
+            log.warning("camera %s: %s", self.name, exc.message)
+        except Exception as exc:  # never let one camera take the agent down
+            self._fail(f"capture error: {exc}")
+            log.exception("camera %s: capture error", self.name)
+        finally:
+            reader.close()
+        return outcome
+
+    def _end(self) -> None:
+        self.state = "ended"
+        self._ended.set()
+        log.info("camera %s: end of %s", self.name, self.cfg.source)
+
     def _capture(self, reader: Reader) -> str:
         """Read until stop, failure or end: returns "stopped", "ended" (a file/folder that does not
         loop), or "loop" (reopen from the start); raises SourceError on failure."""
+        if reader.live:
+            return self._capture_live(reader)
+        self._last_frame_mono = None
+        return self._capture_file(reader)
+
+    def _capture_live(self, reader: Reader) -> str:
+        """A live source: every frame is read (its buffers must not go stale) and one offered each
+        ``1 / detect_fps``; no frame for ``read_timeout_s`` is a stall (SourceError: reopen)."""
         cfg = self.cfg
-        live = reader.live
         period = 1.0 / cfg.detect_fps
-        paced = (not live) and cfg.realtime
-        src_fps = reader.fps or 25.0
-        frame_dt = 1.0 / src_fps
-        # files: choose frames by media time so results do not depend on decode speed
-        select_every = 1 if (live or cfg.detect_fps >= src_fps) else max(1, round(src_fps / cfg.detect_fps))
         index = 0
         next_offer = 0.0
-        t0 = time.monotonic()
         last_frame_mono = time.monotonic()  # the open counts as the last sign of a frame
-        self._last_frame_mono = last_frame_mono if live else None
+        self._last_frame_mono = last_frame_mono
         while not self._stop.is_set():
-            now = time.monotonic()
-            self.last_progress = now
-            if not live and index % select_every != 0:
-                ok = reader.grab()
-                if not ok:
-                    if cfg.loop and index > 0 and reader.rewind():
-                        index, t0 = 0, time.monotonic()
-                        self._new_epoch()
-                        continue
-                    return "loop" if cfg.loop else "ended"
-                index += 1
-                if paced:
-                    self._pace(t0, index * frame_dt)
-                continue
+            self.last_progress = time.monotonic()
             img = reader.read()
-            if img is None:  # end of file/folder
-                if cfg.loop and index > 0 and reader.rewind():
-                    index, t0 = 0, time.monotonic()
-                    self._new_epoch()
+            if img is None:  # end of stream (a live reader raises SourceError instead)
+                if self._rewound(reader, index):
+                    index = 0
                     continue
                 return "loop" if cfg.loop else "ended"
             now = time.monotonic()
             self.last_progress = now
-            if live and now - last_frame_mono >= cfg.read_timeout_s:
-                # FFmpeg hands over what its decoder still buffers when a read times out: this
-                # frame is old, whatever the clock says now. Drop it and reopen.
-                self.stalls += 1
-                raise SourceError(
-                    f"{redact_url(cfg.source)}: stalled, no frame for {now - last_frame_mono:.1f} s "
-                    f"(read_timeout_s = {cfg.read_timeout_s:g})",
-                    "the agent reopens the stream; check the camera and the network if it persists",
-                )
+            if now - last_frame_mono >= cfg.read_timeout_s:
+                raise self._stalled(now - last_frame_mono)
             self.frames_read += 1
-            pos = index * frame_dt
-            if not live:
-                self._media_end = self._media_base + pos + frame_dt
             self.last_frame_ts = time.time()  # health: when a frame last came (wall clock)
-            stamp = (
-                self._media_t0 + self._media_base + pos
-                if self._media_t0 is not None and not live
-                else self.last_frame_ts
-            )
             last_frame_mono = now
-            if live:
-                self._last_frame_mono = now
+            self._last_frame_mono = now
             if self.failures_in_row:
-                log.info("camera %s: up again after %d failed attempt(s)", self.name, self.failures_in_row)
-            self.failures_in_row = 0
+                self._up_again()
             self.state = "up"
             size = (int(img.shape[1]), int(img.shape[0]))
             if size != self.resolution:
-                if self.resolution is not None:
-                    log.info("camera %s: resolution %dx%d -> %dx%d", self.name, *self.resolution, *size)
-                self.resolution = size
+                self._new_resolution(size)
             frame = Frame(
-                camera=self.name,
-                index=index,
-                ts=stamp,
-                mono=now,
-                image=img,
-                pos_s=(index * frame_dt if not live else None),
-                epoch=self.epoch,
+                camera=self.name, index=index, ts=self.last_frame_ts, mono=now, image=img, epoch=self.epoch
             )
             index += 1
-            if live:
-                if now >= next_offer:
-                    next_offer = max(next_offer + period, now - period)
-                    self._prepare(frame)
-                    self.slot.put(frame)
-                    self.frames_offered += 1
-            else:
+            if now >= next_offer:
+                next_offer = max(next_offer + period, now - period)
                 self._prepare(frame)
-                if not self.slot.put(frame, block=not cfg.realtime, stop=self._stop):
-                    return "stopped"
+                self.slot.put(frame)
                 self.frames_offered += 1
-                if paced:
-                    self._pace(t0, index * frame_dt)
         return "stopped"
+
+    def _capture_file(self, reader: Reader) -> str:
+        """A file or folder: frames chosen by media time (every n-th, so results do not depend on
+        decode speed), paced at the file's own rate when ``realtime``, else as fast as inference
+        takes them (the slot blocks); a looping file seeks back to its start at the end."""
+        cfg = self.cfg
+        paced = cfg.realtime
+        frame_dt, select_every = self._file_steps(reader)
+        index = 0
+        t0 = time.monotonic()
+        while not self._stop.is_set():
+            self.last_progress = time.monotonic()
+            if index % select_every != 0:
+                if reader.grab():
+                    index += 1
+                    if paced:
+                        self._pace(t0, index * frame_dt)
+                    continue
+                img = None
+            else:
+                img = reader.read()
+            if img is None:  # end of file/folder
+                if self._rewound(reader, index):
+                    index, t0 = 0, time.monotonic()
+                    continue
+                return "loop" if cfg.loop else "ended"
+            now = time.monotonic()
+            self.last_progress = now
+            self.frames_read += 1
+            pos = index * frame_dt
+            self._media_end = self._media_base + pos + frame_dt
+            self.last_frame_ts = time.time()  # health: when a frame last came (wall clock)
+            stamp = (
+                self._media_t0 + self._media_base + pos if self._media_t0 is not None else self.last_frame_ts
+            )
+            if self.failures_in_row:
+                self._up_again()
+            self.state = "up"
+            size = (int(img.shape[1]), int(img.shape[0]))
+            if size != self.resolution:
+                self._new_resolution(size)
+            frame = Frame(
+                camera=self.name, index=index, ts=stamp, mono=now, image=img, pos_s=pos, epoch=self.epoch
+            )
+            index += 1
+            self._prepare(frame)
+            if not self.slot.put(frame, block=not cfg.realtime, stop=self._stop):
+                return "stopped"
+            self.frames_offered += 1
+            if paced:
+                self._pace(t0, index * frame_dt)
+        return "stopped"
+
+    def _file_steps(self, reader: Reader) -> tuple[float, int]:
+        """A file's frame duration, and which frames are offered (every n-th) at ``detect_fps``."""
+        src_fps = reader.fps or 25.0
+        detect_fps = self.cfg.detect_fps
+        return 1.0 / src_fps, 1 if detect_fps >= src_fps else max(1, round(src_fps / detect_fps))
+
+    def _rewound(self, reader: Reader, index: int) -> bool:
+        """At the end of a looping file: seek back to its start (a new epoch); False: the pass ends."""
+        if self.cfg.loop and index > 0 and reader.rewind():
+            self._new_epoch()
+            return True
+        return False
+
+    def _stalled(self, gap_s: float) -> SourceError:
+        """FFmpeg hands over what its decoder still buffers when a read times out: this frame is old,
+        whatever the clock says now. It is dropped and the source reopened."""
+        self.stalls += 1
+        return SourceError(
+            f"{redact_url(self.cfg.source)}: stalled, no frame for {gap_s:.1f} s "
+            f"(read_timeout_s = {self.cfg.read_timeout_s:g})",
+            "the agent reopens the stream; check the camera and the network if it persists",
+        )
+
+    def _up_again(self) -> None:
+        log.info("camera %s: up again after %d failed attempt(s)", self.name, self.failures_in_row)
+        self.failures_in_row = 0
+
+    def _new_resolution(self, size: tuple[int, int]) -> None:
+        if self.resolution is not None:
+            log.info("camera %s: resolution %dx%d -> %dx%d", self.name, *self.resolution, *size)
+        self.resolution = size
 
     def _prepare(self, frame: Frame) -> None:
         """Fit the frame to the model's input here, where it was decoded (see ``Engine.prepare``).

@@ -19,6 +19,7 @@ import socket
 import stat
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import cv2
@@ -26,6 +27,9 @@ import numpy as np
 
 from agent.errors import SourceError
 from agent.opencv import has_gstreamer
+
+if TYPE_CHECKING:
+    from agent.config import CameraConfig
 
 _cv_log = getattr(getattr(cv2, "utils", None), "logging", None)  # missing in some system builds (Debian 4.6)
 if _cv_log is not None:
@@ -295,55 +299,79 @@ def open_reader(
 ) -> Reader:
     """Open a reader for ``source``. Raises SourceError naming the problem and the fix."""
     kind = guess_kind(source) if kind == "auto" else kind
-    tmo = int(timeout_s * 1000)
     if kind == "v4l2":
-        dev: str | int = int(source) if source.strip().isdigit() else source
-        if isinstance(dev, str) and not os.path.exists(dev):
-            raise SourceError(
-                f"camera device {dev} does not exist",
-                "check the cable and `ls /dev/video*`; a udev rule can give it a stable name",
-            )
-        return OpenCVReader(
-            dev,
-            cv2.CAP_V4L2,
-            live=True,
-            describe=f"V4L2 camera {source}",
-            width=width,
-            height=height,
-            fourcc=fourcc,
-        )
+        return _open_v4l2(source, width=width, height=height, fourcc=fourcc)
     if kind == "url":
-        why = probe_url(source, min(timeout_s, 5.0))
-        if why is not None:
-            raise Unreachable(
-                f"cannot open {redact_url(source)}: {why}",
-                "check the URL, the credentials and that the camera is reachable (ffprobe URL)",
-            )
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, tmo, cv2.CAP_PROP_READ_TIMEOUT_MSEC, tmo]
-        return OpenCVReader(source, cv2.CAP_FFMPEG, live=True, params=params, describe=redact_url(source))
+        return _open_url(source, timeout_s)
     if kind == "gstreamer":
-        pipe = source[4:].strip() if source.startswith("gst:") else source
-        if not has_gstreamer(cv2.getBuildInformation()):
-            err = SourceError(
-                "this OpenCV build has no GStreamer support, so the pipeline cannot be opened",
-                "install an OpenCV with GStreamer (on Jetson: the JetPack python3-opencv, with"
-                " install.sh --system-opencv) or use a V4L2/RTSP source",
-            )
-            err.permanent = True  # type: ignore[attr-defined]  # retrying cannot help: the camera stops
-            raise err
-        return OpenCVReader(pipe, cv2.CAP_GSTREAMER, live=True, describe=f"GStreamer pipeline '{pipe[:60]}'")
+        return _open_gstreamer(source)
     if kind == "images":
         if not os.path.isdir(source):
             raise SourceError(f"image folder {source} does not exist", "check the path")
         return ImageFolderReader(source)
     if kind == "file":
-        if not os.path.exists(source):
-            raise SourceError(
-                f"video file {source} does not exist",
-                "check the path (relative paths are relative to the working directory)",
-            )
-        why = wait_fifo_writer(source, min(timeout_s, 5.0))
-        if why is not None:
-            raise SourceError(why, "start the program that writes the stream into the FIFO")
-        return OpenCVReader(source, cv2.CAP_FFMPEG, live=False, describe=f"video file {source}")
+        return _open_file(source, timeout_s)
     raise SourceError(f"unknown source kind {kind!r}", "use one of v4l2, url, gstreamer, file, images")
+
+
+def open_camera(cfg: CameraConfig, kind: str) -> Reader:
+    """Open the reader of a camera: its source as ``kind``, with its capture settings and timeout."""
+    return open_reader(
+        cfg.source, kind, width=cfg.width, height=cfg.height, fourcc=cfg.fourcc, timeout_s=cfg.read_timeout_s
+    )
+
+
+def _open_v4l2(source: str, *, width: int | None, height: int | None, fourcc: str | None) -> Reader:
+    dev: str | int = int(source) if source.strip().isdigit() else source
+    if isinstance(dev, str) and not os.path.exists(dev):
+        raise SourceError(
+            f"camera device {dev} does not exist",
+            "check the cable and `ls /dev/video*`; a udev rule can give it a stable name",
+        )
+    return OpenCVReader(
+        dev,
+        cv2.CAP_V4L2,
+        live=True,
+        describe=f"V4L2 camera {source}",
+        width=width,
+        height=height,
+        fourcc=fourcc,
+    )
+
+
+def _open_url(source: str, timeout_s: float) -> Reader:
+    """A network camera: probed first (outside OpenCV's open lock), then opened with FFmpeg's timeouts."""
+    why = probe_url(source, min(timeout_s, 5.0))
+    if why is not None:
+        raise Unreachable(
+            f"cannot open {redact_url(source)}: {why}",
+            "check the URL, the credentials and that the camera is reachable (ffprobe URL)",
+        )
+    tmo = int(timeout_s * 1000)
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, tmo, cv2.CAP_PROP_READ_TIMEOUT_MSEC, tmo]
+    return OpenCVReader(source, cv2.CAP_FFMPEG, live=True, params=params, describe=redact_url(source))
+
+
+def _open_gstreamer(source: str) -> Reader:
+    pipe = source[4:].strip() if source.startswith("gst:") else source
+    if not has_gstreamer(cv2.getBuildInformation()):
+        err = SourceError(
+            "this OpenCV build has no GStreamer support, so the pipeline cannot be opened",
+            "install an OpenCV with GStreamer (on Jetson: the JetPack python3-opencv, with"
+            " install.sh --system-opencv) or use a V4L2/RTSP source",
+        )
+        err.permanent = True  # type: ignore[attr-defined]  # retrying cannot help: the camera stops
+        raise err
+    return OpenCVReader(pipe, cv2.CAP_GSTREAMER, live=True, describe=f"GStreamer pipeline '{pipe[:60]}'")
+
+
+def _open_file(source: str, timeout_s: float) -> Reader:
+    if not os.path.exists(source):
+        raise SourceError(
+            f"video file {source} does not exist",
+            "check the path (relative paths are relative to the working directory)",
+        )
+    why = wait_fifo_writer(source, min(timeout_s, 5.0))
+    if why is not None:
+        raise SourceError(why, "start the program that writes the stream into the FIFO")
+    return OpenCVReader(source, cv2.CAP_FFMPEG, live=False, describe=f"video file {source}")

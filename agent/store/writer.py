@@ -12,6 +12,9 @@ cannot take the others down. When the disk is full (``SQLITE_FULL``), the batch 
 with backoff until space returns; nothing already accepted is lost. Between two tries the writer
 calls ``relief(conn)`` (retention's prune of one chunk, see :meth:`agent.sync.retention.Retention.relieve`)
 on its own connection: a prune queued behind the stuck batch could never run.
+
+This module is the writer's queue and thread (submitting, batching, stopping); the commit of one
+batch, its retries and its splitting are in :mod:`agent.store.commit`.
 """
 
 from __future__ import annotations
@@ -23,33 +26,19 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from agent.store.commit import BatchCommits, WriteFn, WriteOp, fix_hint
 from agent.store.db import Database
 
 log = logging.getLogger(__name__)
-
-WriteFn = Callable[[sqlite3.Connection], Any]
-
-
-@dataclass(slots=True)
-class _Op:
-    seq: int
-    kind: str
-    table: str | None = None
-    rows: Sequence[dict[str, Any]] | None = None
-    fn: WriteFn | None = None
-    urgent: bool = False
-    done: threading.Event | None = None
-
 
 _STOP = object()
 _WAKE = object()  # a call() is waiting in the priority lane
 
 
-class Writer:
-    """The one thread that writes to the database.
+class Writer(BatchCommits):
+    """The one thread that writes to the database (its commits: :class:`~agent.store.commit.BatchCommits`).
 
     Args:
         database: the open :class:`Database`; the writer owns its connection from ``start()`` on.
@@ -74,7 +63,7 @@ class Writer:
         wal = getattr(database, "wal_bytes", None)
         self.max_batch_rows = max_batch_rows or (max(50, wal // 256) if wal else 20000)
         self._q: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
-        self._prio: deque[_Op] = deque()  # call(): rare writes that must not wait behind the queue
+        self._prio: deque[WriteOp] = deque()  # call(): rare writes that must not wait behind the queue
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self._seq = 0
@@ -141,7 +130,7 @@ class Writer:
             self._seq += 1
             return self._seq
 
-    def _put(self, op: _Op) -> bool:
+    def _put(self, op: WriteOp) -> bool:
         try:
             self._q.put_nowait(op)
             return True
@@ -153,7 +142,7 @@ class Writer:
         """Queue rows for ``table``. Returns False (and counts the drop) if the writer is full."""
         if not rows:
             return True
-        return self._put(_Op(self._next_seq(), kind or table, table=table, rows=list(rows)))
+        return self._put(WriteOp(self._next_seq(), kind or table, table=table, rows=list(rows)))
 
     def submit_fn(
         self,
@@ -168,7 +157,7 @@ class Writer:
         (for rare, must-keep writes such as a summary and its bookkeeping). ``urgent`` commits the batch
         it joins without waiting out ``max_delay_s`` (for a rare write another thread waits on, such as
         the last delivery marks of a drained outbox)."""
-        op = _Op(self._next_seq(), kind, fn=fn, urgent=urgent)
+        op = WriteOp(self._next_seq(), kind, fn=fn, urgent=urgent)
         if block:
             try:
                 self._q.put(op, timeout=timeout_s)
@@ -182,7 +171,7 @@ class Writer:
         """Run ``fn`` in the writer's next transaction, *ahead* of the queued writes, and wait until it
         is committed (for retention: pruning must not wait behind a full queue of detections).
         Returns False if it did not complete within ``timeout_s`` (it may still run later)."""
-        op = _Op(0, kind, fn=fn, urgent=True, done=threading.Event())  # seq 0: flush() ignores it
+        op = WriteOp(0, kind, fn=fn, urgent=True, done=threading.Event())  # seq 0: flush() ignores it
         self._prio.append(op)
         try:
             self._q.put_nowait(_WAKE)
@@ -214,25 +203,25 @@ class Writer:
         conn = self.database.conn
         stopping = False
         while not stopping:
-            batch: list[_Op] = []
+            batch: list[WriteOp] = []
             try:
                 stopping = self._next_batch(batch)
             except Exception as exc:  # noqa: BLE001 - never die: what was taken is counted, not dropped silently
                 log.exception("database writer: unexpected error while batching")
                 if batch:
-                    self._lose(batch, f"{type(exc).__name__}: {exc}", _hint(exc))
+                    self._lose(batch, f"{type(exc).__name__}: {exc}", fix_hint(exc))
                     self._settle(batch)
                 continue
             if batch:
                 self._commit_with_retry(conn, batch, stopping)
         if self._give_up.is_set():  # stop() gave up waiting: fail what is still queued, visibly
-            left: list[_Op] = []
+            left: list[WriteOp] = []
             while True:
                 try:
                     item = self._q.get_nowait()
                 except queue.Empty:
                     break
-                if isinstance(item, _Op):
+                if isinstance(item, WriteOp):
                     left.append(item)
             left.extend(self._prio)
             self._prio.clear()
@@ -240,7 +229,7 @@ class Writer:
                 self._lose(left, "the writer stopped before they could be committed", "see the error above")
                 self._settle(left)
 
-    def _next_batch(self, batch: list[_Op]) -> bool:
+    def _next_batch(self, batch: list[WriteOp]) -> bool:
         """Fill ``batch`` with the next writes; True once the stop mark was taken."""
         stopping = False
         while self._prio:
@@ -284,89 +273,23 @@ class Writer:
                 batch.append(self._prio.popleft())
         return stopping
 
-    def _commit_with_retry(self, conn: sqlite3.Connection, batch: list[_Op], stopping: bool) -> None:
+    def _commit_with_retry(self, conn: sqlite3.Connection, batch: list[WriteOp], stopping: bool) -> None:
         """Commit ``batch``, in order, keeping it through a full disk. Never raises: a write that cannot
         be committed for good is counted in ``failed`` and logged, and the thread goes on."""
-        parts: deque[list[_Op]] = deque([batch])  # a work list, not recursion: halving stays bounded
+        parts: deque[list[WriteOp]] = deque([batch])  # a work list, not recursion: halving stays bounded
         while parts:
             part = parts.popleft()
             try:
                 halves = self._commit_part(conn, part, stopping)
             except Exception as exc:  # noqa: BLE001 - the writer thread must never die of one batch
-                self._lose(part, f"{type(exc).__name__}: {exc}", _hint(exc))
+                self._lose(part, f"{type(exc).__name__}: {exc}", fix_hint(exc))
                 halves = None
             if halves:
                 parts.extendleft(reversed(halves))  # the halves first, in order
             else:
                 self._settle(part)
 
-    def _commit_part(
-        self, conn: sqlite3.Connection, batch: list[_Op], stopping: bool
-    ) -> list[list[_Op]] | None:
-        """Try ``batch`` until it is committed or failed for good (returns None), or return its halves
-        to be tried one after the other (a full disk, or one bad write among good ones)."""
-        delay = 0.5
-        failed_before = warned = False
-        while True:
-            if self.guard is not None:
-                try:
-                    self.guard(conn)
-                except Exception:  # noqa: BLE001 - a failing guard must not stop the writer
-                    log.exception("database growth guard failed")
-            try:
-                self._commit(conn, batch)
-                self.disk_full = False
-                if failed_before:  # recovered: the error is history, not the current state
-                    self.last_error = None
-                    if warned:  # a retry that worked at once (after a relief) is not news
-                        log.warning("database writes resumed")
-                return None
-            except sqlite3.OperationalError as exc:
-                msg = str(exc)
-                transient = "full" in msg or "locked" in msg or "busy" in msg or "disk I/O" in msg
-                if not transient:
-                    if len(batch) > 1:  # find the bad write: the others must not go down with it
-                        return _halves(batch)
-                    self._lose(batch, msg, _hint(exc))
-                    return None
-                self.last_error = msg
-                failed_before = True
-                self.disk_full = "full" in msg
-                if self.disk_full and self.relief is not None and not self._give_up.is_set():
-                    try:
-                        freed = self.relief(conn)
-                    except Exception:  # noqa: BLE001 - a failing relief must not stop the writer
-                        log.exception("relief on a full disk failed")
-                        freed = False
-                    if freed:
-                        delay = 0.5
-                        continue
-                if self._give_up.is_set():
-                    self._lose(
-                        batch,
-                        f"{msg} (still at shutdown)",
-                        "free space on the database's disk (df -h), then restart the agent",
-                    )
-                    return None
-                if self.disk_full and len(batch) > 1:
-                    # a batch too big for what is left may fit in halves (in order; each half retried alike)
-                    return _halves(batch)
-                warned = True
-                log.warning(
-                    "database write failed (%s); keeping %d writes, retrying in %.1f s",
-                    msg,
-                    len(batch),
-                    delay,
-                )
-                self._give_up.wait(delay)  # stop() cuts the wait short at its deadline
-                delay = min(delay * 2, 30.0)
-            except Exception as exc:  # noqa: BLE001 - not a disk error: a bad row, a closed database, a bug
-                if len(batch) > 1:  # find the bad write: the others must not go down with it
-                    return _halves(batch)
-                self._lose(batch, f"{type(exc).__name__}: {exc}", _hint(exc))
-                return None
-
-    def _settle(self, batch: list[_Op]) -> None:
+    def _settle(self, batch: list[WriteOp]) -> None:
         """``batch`` is committed or failed for good: wake flush() and call() waiters."""
         with self._cond:
             self._committed = max(self._committed, max(op.seq for op in batch))
@@ -375,76 +298,3 @@ class Writer:
             if op.done is not None:
                 op.done.set()
         self.last_progress = time.monotonic()
-
-    def _lose(self, batch: list[_Op], msg: str, hint: str) -> None:
-        """Count ``batch`` as failed for good and say so (one log line per error and 10 s at most)."""
-        for op in batch:
-            self.failed[op.kind] += 1
-        kinds = ", ".join(sorted({op.kind for op in batch}))
-        self.last_error = f"{kinds}: {msg}"
-        now = time.monotonic()
-        if msg == self._lost_msg and now - self._lost_logged < 10.0:
-            self._lost_quiet += len(batch)
-            return
-        more = f" (and {self._lost_quiet} more writes since the last such line)" if self._lost_quiet else ""
-        log.error(
-            "database write failed, %d %s writes lost%s: %s\n  fix: %s", len(batch), kinds, more, msg, hint
-        )
-        self._lost_msg, self._lost_logged, self._lost_quiet = msg, now, 0
-
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        rows_done = 0
-        try:
-            # Group consecutive row writes per table for executemany.
-            for op in batch:
-                if op.fn is not None:
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        op.fn(conn)
-                        conn.execute("RELEASE op")
-                    except Exception as exc:
-                        # SQLite rolls the whole transaction back on SQLITE_FULL / I/O errors: then the
-                        # batch must be retried as a whole (re-raise), never reported as one failed write
-                        if not conn.in_transaction or (
-                            isinstance(exc, sqlite3.OperationalError)
-                            and ("full" in str(exc) or "disk I/O" in str(exc))
-                        ):
-                            raise
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                        self.failed[op.kind] += 1  # a bug in one write must not lose the others
-                        self.last_error = f"{op.kind}: {exc}"
-                        log.exception("write %s failed", op.kind)
-                else:
-                    assert op.table is not None and op.rows is not None
-                    cols = list(op.rows[0].keys())
-                    sql = f"INSERT INTO [{op.table}] ({', '.join(f'[{c}]' for c in cols)}) VALUES ({', '.join('?' * len(cols))})"
-                    conn.executemany(sql, [tuple(r.get(c) for c in cols) for r in op.rows])
-                    rows_done += len(op.rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise
-        self.committed_rows += rows_done
-        self.batches += 1
-
-
-def _halves(batch: list[_Op]) -> list[list[_Op]]:
-    mid = len(batch) // 2
-    return [batch[:mid], batch[mid:]]
-
-
-def _hint(exc: BaseException) -> str:
-    """The fix line for a write that failed for good."""
-    text = str(exc)
-    if isinstance(exc, sqlite3.ProgrammingError) and "closed" in text:
-        return "the database was closed while its writer still ran: stop the writer (Writer.stop) first"
-    if isinstance(exc, (sqlite3.IntegrityError, sqlite3.InterfaceError)) or "no such" in text:
-        return "a bug in the part that submitted this write (the other writes are kept); report it with this line"
-    if isinstance(exc, sqlite3.DatabaseError):
-        return "check the database (edge-agent status; PRAGMA integrity_check) and the disk it is on"
-    return "a bug in the agent (the writer goes on, the other writes are kept); report it with this line"
