@@ -16,8 +16,6 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
 MODULES = {
-    "agent/pipeline.py": 521,
-    "agent/store/writer.py": 450,
     "agent/sync/contract.py": 1155,
     "agent/sync/mqtt.py": 631,
     "agent/sync/outbox.py": 483,
@@ -27,24 +25,17 @@ MODULES = {
 FUNCTIONS = {
     "agent/api/routes.py::build_app": 255,
     "agent/api/status.py::offline_status": 61,
-    "agent/core_cli.py::run_cmd": 75,
     "agent/inference/engine.py::Engine.run": 68,
     "agent/inference/engine.py::load_engine": 81,
     "agent/inference/runtime.py::make_interpreter": 67,
     "agent/ngsi_ld/encode.py::traffic_flow_entities": 86,
     "agent/ngsi_ld/sink.py::NgsiLdSink.produce": 63,
-    "agent/pipeline.py::Pipeline.reload": 81,
     "agent/privacy/report.py::build_report": 118,
-    "agent/runner.py::run_agent": 75,
     "agent/service/cli.py::provision_cmd": 66,
     "agent/service/doctor.py::doctor_cmd": 69,
     "agent/service/doctor_checks/broker.py::connect": 91,
     "agent/service/doctor_checks/sensors.py::check_sensor": 94,
-    "agent/sources/camera.py::CameraSource._capture": 95,
-    "agent/sources/camera.py::CameraSource._run": 73,
-    "agent/sources/readers.py::open_reader": 63,
     "agent/stages.py::ResultsWorker.handle": 81,
-    "agent/store/writer.py::Writer._commit_part": 65,
     "agent/sync/contract.py::analytics_section": 122,
     "agent/sync/contract.py::incident_data": 63,
     "agent/sync/contract.py::pipeline_schema": 79,
