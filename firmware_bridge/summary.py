@@ -151,27 +151,41 @@ def sensor_aqi(
     s = _settings(sensor)
     table = s["aqi_table"]
     end_t = dt.datetime.fromisoformat(end.replace("Z", "+00:00")).timestamp()
-    hour = end_t - end_t % 3600
     if s["aqi_nowcast"]:
-        conc, valid = {}, {}
-        for m, p in present:
-            hrs = hourly_means(conn, sensor, m, hour, 12)
-            conc[m] = aqi_mod.nowcast([h["mean"] for h in hrs], p)
-            valid[m] = sum(h["valid"] for h in hrs)
-        current = _result(
-            table,
-            "nowcast",
-            iso_utc(hour - 12 * 3600),
-            iso_utc(hour),
-            conc,
-            valid,
-            "NowCast needs valid hourly averages in 2 of the 3 latest hours",
-        )
+        current = _nowcast_aqi(conn, sensor, present, table, end_t - end_t % 3600)
     else:
         conc = {m: metrics[m].get("mean") for m, _ in present}
         current = _result(table, "window_mean", "", end, conc, {}, "no valid reading in the window")
         current.pop("hours_valid")
         current.pop("from")
+    daily = _daily_aqi(conn, sensor, present, table, end_t)
+    return {"table": table, "current": current, "daily": dict(daily)}
+
+
+def _nowcast_aqi(
+    conn: sqlite3.Connection, sensor: str, present: list[tuple[str, str]], table: str, hour: float
+) -> dict[str, Any]:
+    """NowCast over the 12 complete hours before ``hour``."""
+    conc, valid = {}, {}
+    for m, p in present:
+        hrs = hourly_means(conn, sensor, m, hour, 12)
+        conc[m] = aqi_mod.nowcast([h["mean"] for h in hrs], p)
+        valid[m] = sum(h["valid"] for h in hrs)
+    return _result(
+        table,
+        "nowcast",
+        iso_utc(hour - 12 * 3600),
+        iso_utc(hour),
+        conc,
+        valid,
+        "NowCast needs valid hourly averages in 2 of the 3 latest hours",
+    )
+
+
+def _daily_aqi(
+    conn: sqlite3.Connection, sensor: str, present: list[tuple[str, str]], table: str, end_t: float
+) -> dict[str, Any]:
+    """The 24-hour mean AQI of the last complete UTC day before ``end_t`` (cached once settled)."""
     day_end = end_t - end_t % 86400
     day = iso_utc(day_end - 86400)[:10]
     # Cached per database file: one process may hold several (a hub, tests), and the same sensor
@@ -180,27 +194,28 @@ def sensor_aqi(
     key = (_db_file(conn), sensor, day, table)
     settled = end_t - day_end >= 3600
     daily = _DAILY.get(key) if settled else None
-    if daily is None:
-        conc, valid = {}, {}
-        for m, p in present:
-            hrs = hourly_means(conn, sensor, m, day_end, 24)
-            conc[m] = aqi_mod.daily_mean([h["mean"] for h in hrs], p)
-            valid[m] = sum(h["valid"] for h in hrs)
-        daily = _result(
-            table,
-            "24h_mean",
-            iso_utc(day_end - 86400),
-            iso_utc(day_end),
-            conc,
-            valid,
-            f"a daily AQI needs {aqi_mod.DAY_MIN_HOURS} of 24 valid hourly averages",
-        )
-        if settled:
-            with _LOCK:
-                if len(_DAILY) > 256:
-                    _DAILY.clear()
-                _DAILY[key] = daily
-    return {"table": table, "current": current, "daily": dict(daily)}
+    if daily is not None:
+        return daily
+    conc, valid = {}, {}
+    for m, p in present:
+        hrs = hourly_means(conn, sensor, m, day_end, 24)
+        conc[m] = aqi_mod.daily_mean([h["mean"] for h in hrs], p)
+        valid[m] = sum(h["valid"] for h in hrs)
+    daily = _result(
+        table,
+        "24h_mean",
+        iso_utc(day_end - 86400),
+        iso_utc(day_end),
+        conc,
+        valid,
+        f"a daily AQI needs {aqi_mod.DAY_MIN_HOURS} of 24 valid hourly averages",
+    )
+    if settled:
+        with _LOCK:
+            if len(_DAILY) > 256:
+                _DAILY.clear()
+            _DAILY[key] = daily
+    return daily
 
 
 def gps_of(name: str, m: dict[str, dict[str, Any]]) -> dict[str, Any] | None:

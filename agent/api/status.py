@@ -300,6 +300,34 @@ def offline_status(conn: sqlite3.Connection, cfg: Any, db_path: Path) -> dict[st
     """What the database says when the daemon is not running (cameras from the last stats rows)."""
     from agent.api import queries
 
+    cams = _offline_cameras(conn)
+    sensors = queries.sensor_health(conn)
+    ob = queries.outbox(conn, limit=0)
+    st: dict[str, Any] = {
+        "version": __version__,
+        "running": False,
+        "source": "database",
+        "device": {"id": cfg.device.id, "site": cfg.device.site},
+        "config_hash": cfg.config_hash(),
+        "cameras": cams,
+        "models": {},
+        "model_errors": {},
+        "database": {"path": str(db_path), "size_bytes": _db_size(db_path)},
+        "sensors": sensors or None,
+        "outbox": ob["stats"],
+        "disk": disk(db_path),
+        "clock": clock(None),
+        "versions": versions(),
+    }
+    st["lights"] = _offline_lights(st, cfg)
+    st["overall"] = "bad"
+    return jsonable(st)
+
+
+def _offline_cameras(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """Each camera as its last stats row left it, "not running"."""
+    from agent.api import queries
+
     cams = {}
     for name, s in queries.last_stats(conn).items():
         cams[name] = {
@@ -312,32 +340,24 @@ def offline_status(conn: sqlite3.Connection, cfg: Any, db_path: Path) -> dict[st
             "last_stats_ts": s["ts_end"],
             "last_error": None,
         }
-    sensors = queries.sensor_health(conn)
-    ob = queries.outbox(conn, limit=0)
+    return cams
+
+
+def _db_size(db_path: Path) -> int | None:
+    """The database's bytes with its -wal and -shm files (None when one cannot be read)."""
     try:
-        size = sum(
+        return sum(
             os.stat(str(db_path) + sfx).st_size
             for sfx in ("", "-wal", "-shm")
             if os.path.exists(str(db_path) + sfx)
         )
     except OSError:
-        size = None
-    st: dict[str, Any] = {
-        "version": __version__,
-        "running": False,
-        "source": "database",
-        "device": {"id": cfg.device.id, "site": cfg.device.site},
-        "config_hash": cfg.config_hash(),
-        "cameras": cams,
-        "models": {},
-        "model_errors": {},
-        "database": {"path": str(db_path), "size_bytes": size},
-        "sensors": sensors or None,
-        "outbox": ob["stats"],
-        "disk": disk(db_path),
-        "clock": clock(None),
-        "versions": versions(),
-    }
+        return None
+
+
+def _offline_lights(st: dict[str, Any], cfg: Any) -> dict[str, dict[str, str]]:
+    """The status lights of a stopped agent: what the database allows, never green for live parts."""
+    cams, sensors, ob_stats = st["cameras"], st["sensors"], st["outbox"]
     ls = lights(st, cfg)
     # never green from the database: its last stats window may be a partial one, and no camera runs now
     if cfg.cameras:
@@ -348,12 +368,10 @@ def offline_status(conn: sqlite3.Connection, cfg: Any, db_path: Path) -> dict[st
     ls["accelerator"] = _light("off", "the agent is not running")
     ls["broker"] = _light(
         "off",
-        f"the agent is not running; outbox backlog {ob['stats']['pending']}"
-        if ob["stats"]
+        f"the agent is not running; outbox backlog {ob_stats['pending']}"
+        if ob_stats
         else "the agent is not running",
     )
     if sensors:
         ls["sensors"] = _light("off", "the agent is not running (last health from the database)")
-    st["lights"] = ls
-    st["overall"] = "bad"
-    return jsonable(st)
+    return ls

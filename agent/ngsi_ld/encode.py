@@ -111,62 +111,93 @@ def traffic_flow_entities(
     directions = directions or {}
     occupancy = occupancy or {}
     speeds = speeds or {}
-    groups: dict[tuple[str, str, str, str, int], dict[str, Any]] = {}
-    for b in bins:
-        key = (b["camera"], b["line"], b["direction"], b["start"], int(b["seconds"]))
-        g = groups.setdefault(key, {"classes": {}, "coverage": float(b["coverage"])})
-        g["classes"][b["class"]] = g["classes"].get(b["class"], 0) + int(b["count"])
-        g["coverage"] = min(g["coverage"], float(b["coverage"]))
     out = []
-    for (camera, line, direction, start, seconds), g in groups.items():
-        t0 = _parse(start)
-        base: dict[str, Any] = {
-            "type": "TrafficFlowObserved",
-            "dateObserved": f"{_iso(t0)}/{_iso(t0 + seconds)}",
-            "dateObservedFrom": _iso(t0),
-            "dateObservedTo": _iso(t0 + seconds),
-            "refDevice": unit.device_urn,
-            "name": f"{unit.device} {camera} {line} {direction}",
-            "description": f"Vehicles crossing line {line} of camera {camera} ({direction}), counted on the unit",
-            "dataProvider": unit.device_urn,
-            "source": f"edge-agent:{unit.site}/{unit.device}",
-            "reliability": round(g["coverage"], 3),
-        }
-        if privacy:
-            base["privacyProtection"] = dict(privacy)
-        loc = unit.location()
-        if loc:
-            base["location"] = loc
+    for (camera, line, direction, start, seconds), g in _group_bins(bins).items():
+        base = _flow_base(unit, camera, line, direction, start, seconds, g["coverage"], privacy)
         fwd_back = directions.get((camera, line))
         if fwd_back and direction in fwd_back:
             base["laneDirection"] = "forward" if direction == fwd_back[0] else "backward"
         occ = occupancy.get((camera, line, start))
         if occ is not None:
             base["occupancy"] = round(min(1.0, max(0.0, occ)), 4)
-        spd = speeds.get((camera, start))
         stem = (
             ":".join(_seg(x) for x in (unit.site, unit.device, camera, line, direction)) + ":" + _stamp(start)
         )
-        vehicles = {c: n for c, n in g["classes"].items() if c in VEHICLE_TYPES}
-        total = {
-            **base,
-            "id": f"urn:ngsi-ld:TrafficFlowObserved:{stem}:all",
-            "intensity": sum(vehicles.values()) + (g["classes"].get(merged_class, 0) if merged_class else 0),
-        }
-        if spd is not None:
-            total["averageVehicleSpeed"] = round(spd, 1)
-        out.append(total)
-        for cls, n in sorted(vehicles.items()):
-            e = {
-                **base,
-                "id": f"urn:ngsi-ld:TrafficFlowObserved:{stem}:{_seg(cls)}",
-                "intensity": n,
-                "vehicleType": VEHICLE_TYPES[cls],
-            }
-            if cls != VEHICLE_TYPES[cls]:
-                e["vehicleSubType"] = cls
-            out.append(e)
+        out += _flow_per_class(base, stem, g["classes"], speeds.get((camera, start)), merged_class)
     return sorted(out, key=lambda e: e["id"])
+
+
+def _group_bins(bins: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str, str, int], dict[str, Any]]:
+    """The bins by camera, line, direction, start and length: counts per class, the lowest coverage."""
+    groups: dict[tuple[str, str, str, str, int], dict[str, Any]] = {}
+    for b in bins:
+        key = (b["camera"], b["line"], b["direction"], b["start"], int(b["seconds"]))
+        g = groups.setdefault(key, {"classes": {}, "coverage": float(b["coverage"])})
+        g["classes"][b["class"]] = g["classes"].get(b["class"], 0) + int(b["count"])
+        g["coverage"] = min(g["coverage"], float(b["coverage"]))
+    return groups
+
+
+def _flow_base(
+    unit: Unit,
+    camera: str,
+    line: str,
+    direction: str,
+    start: str,
+    seconds: int,
+    coverage: float,
+    privacy: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The attributes every entity of one camera/line/direction/bin shares."""
+    t0 = _parse(start)
+    base: dict[str, Any] = {
+        "type": "TrafficFlowObserved",
+        "dateObserved": f"{_iso(t0)}/{_iso(t0 + seconds)}",
+        "dateObservedFrom": _iso(t0),
+        "dateObservedTo": _iso(t0 + seconds),
+        "refDevice": unit.device_urn,
+        "name": f"{unit.device} {camera} {line} {direction}",
+        "description": f"Vehicles crossing line {line} of camera {camera} ({direction}), counted on the unit",
+        "dataProvider": unit.device_urn,
+        "source": f"edge-agent:{unit.site}/{unit.device}",
+        "reliability": round(coverage, 3),
+    }
+    if privacy:
+        base["privacyProtection"] = dict(privacy)
+    loc = unit.location()
+    if loc:
+        base["location"] = loc
+    return base
+
+
+def _flow_per_class(
+    base: dict[str, Any],
+    stem: str,
+    classes: Mapping[str, int],
+    speed: float | None,
+    merged_class: str | None,
+) -> list[dict[str, Any]]:
+    """The all-classes entity (with the mean speed, and merged small bins), then one per vehicle class."""
+    vehicles = {c: n for c, n in classes.items() if c in VEHICLE_TYPES}
+    total = {
+        **base,
+        "id": f"urn:ngsi-ld:TrafficFlowObserved:{stem}:all",
+        "intensity": sum(vehicles.values()) + (classes.get(merged_class, 0) if merged_class else 0),
+    }
+    if speed is not None:
+        total["averageVehicleSpeed"] = round(speed, 1)
+    out = [total]
+    for cls, n in sorted(vehicles.items()):
+        e = {
+            **base,
+            "id": f"urn:ngsi-ld:TrafficFlowObserved:{stem}:{_seg(cls)}",
+            "intensity": n,
+            "vehicleType": VEHICLE_TYPES[cls],
+        }
+        if cls != VEHICLE_TYPES[cls]:
+            e["vehicleSubType"] = cls
+        out.append(e)
+    return out
 
 
 def air_quality_entities(hours: Iterable[Mapping[str, Any]], *, unit: Unit) -> list[dict[str, Any]]:

@@ -45,6 +45,8 @@ SINK = "ngsi-ld"
 BINS_CURSOR = ":bins"
 UPSERT_PATH = "/ngsi-ld/v1/entityOperations/upsert"
 RETRY_STATUS = {401, 403, 408, 425, 429}
+#: one step of produce: (sink_cursor.what, the entities to queue, the cursor's new value)
+_Batch = tuple[str, list[dict[str, Any]], str]
 
 
 def link_header(entity_type: str) -> str:
@@ -126,9 +128,20 @@ class NgsiLdSink:
     # -- produce --------------------------------------------------------------------------------
     def produce(self, now: float | None = None) -> int:
         """Queue the entities of everything completed since the cursor. Returns the entities queued."""
+        now = self.clock() if now is None else now
+        batches = self._collect(now)
+        if not outbox.submit(
+            self.writer, self._queue_writer(batches, iso_utc(now)), kind="ngsi-ld", block=True, timeout_s=10
+        ):
+            self.last_error = "writer queue full: entities postponed"
+            return 0
+        self.writer.flush(10)
+        return sum(len(es) for _, es, _ in batches)
+
+    def _collect(self, now: float) -> list[_Batch]:
+        """Per configured type, the entities completed since its cursor and the cursor's new value."""
         from agent.ngsi_ld import source
 
-        now = self.clock() if now is None else now
         until = iso_utc(now)
         conn = self.reader()
         try:
@@ -137,29 +150,39 @@ class NgsiLdSink:
             )
             default = iso_utc(now - self.ncfg.lookback_s)
             unit = source.unit_of(conn, self.cfg)
-            batches: list[tuple[str, list[dict[str, Any]], str]] = []
+            batches: list[_Batch] = []
             for t in self.ncfg.types:
                 since = cursors.get(t, default)
-                if since >= until and t != "TrafficFlowObserved":
-                    continue
                 if t == "TrafficFlowObserved":
-                    # by change, not by end time: a bin committed late, or changed again, still goes out
-                    raw = cursors.get(t + BINS_CURSOR)
-                    rows, mark = source.changed_volume_bins(
-                        conn, None if raw is None else int(raw), since, until
-                    )
-                    es = source.traffic(conn, self.cfg, since, until, unit, bins=rows)
-                    new_cursor = until
-                    if mark is not None:
-                        batches.append((t + BINS_CURSOR, [], str(mark)))
-                else:
+                    batches += self._traffic_batches(conn, cursors.get(t + BINS_CURSOR), since, until, unit)
+                elif since < until:
                     es = source.air_quality(conn, self.cfg, since, until, unit)
-                    new_cursor = iso_utc(now - now % 3600)  # only complete hours were encoded
-                batches.append((t, es, new_cursor))
+                    batches.append((t, es, iso_utc(now - now % 3600)))  # only complete hours were encoded
         finally:
             conn.close()
+        return batches
+
+    def _traffic_batches(
+        self, conn: sqlite3.Connection, raw_mark: str | None, since: str, until: str, unit: encode.Unit
+    ) -> list[_Batch]:
+        """TrafficFlowObserved by change, not by end time: a bin committed late, or changed again,
+        still goes out (the bins cursor moves to the last change taken)."""
+        from agent.ngsi_ld import source
+
+        t = "TrafficFlowObserved"
+        rows, mark = source.changed_volume_bins(
+            conn, None if raw_mark is None else int(raw_mark), since, until
+        )
+        es = source.traffic(conn, self.cfg, since, until, unit, bins=rows)
+        out: list[_Batch] = []
+        if mark is not None:
+            out.append((t + BINS_CURSOR, [], str(mark)))
+        out.append((t, es, until))
+        return out
+
+    def _queue_writer(self, batches: list[_Batch], created: str) -> Callable[[sqlite3.Connection], None]:
+        """The writer transaction: each batch's entities into sink_queue, and its cursor moved."""
         form = self.ncfg.form
-        created = iso_utc(now)
 
         def write(c: sqlite3.Connection) -> None:
             for t, es, cur in batches:
@@ -182,11 +205,7 @@ class NgsiLdSink:
                     (SINK, t, cur),
                 )
 
-        if not outbox.submit(self.writer, write, kind="ngsi-ld", block=True, timeout_s=10):
-            self.last_error = "writer queue full: entities postponed"
-            return 0
-        self.writer.flush(10)
-        return sum(len(es) for _, es, _ in batches)
+        return write
 
     # -- send -----------------------------------------------------------------------------------
     def _pending(self) -> list[tuple[int, str, str, str]]:
@@ -251,7 +270,8 @@ class NgsiLdSink:
         try:
             status, text = self._post(etype, body)
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            return self._retry(f"context broker {self.ncfg.url} unreachable: {getattr(exc, 'reason', exc)}")
+            self._retry(f"context broker {self.ncfg.url} unreachable: {getattr(exc, 'reason', exc)}")
+            return None
         ids = {r[2]: r[0] for r in rows}
         if status in (200, 201, 204):
             self._mark(list(ids.values()), "delivered")
@@ -260,34 +280,46 @@ class NgsiLdSink:
             self.last_error = None
             return len(ids)
         if status == 207:
-            try:
-                doc = json.loads(text or b"{}")
-            except ValueError:
-                return self._retry("context broker answered 207 without a JSON body")
-            ok = [ids[i] for i in doc.get("success", []) if i in ids]
-            bad, retry = [], []
-            for err in doc.get("errors", []):
-                rid = ids.get(err.get("entityId"))
-                if rid is None:
-                    continue
-                code = (err.get("error") or {}).get("status") or 400
-                (retry if int(code) >= 500 or int(code) in RETRY_STATUS else bad).append((rid, err))
-            if ok:
-                self._mark(ok, "delivered")
-                self.delivered += len(ok)
-            for rid, err in bad:
-                msg = f"rejected by the context broker: {json.dumps(err.get('error'))[:300]}"
-                log.error("NGSI-LD entity %s %s", err.get("entityId"), msg)
-                self._mark([rid], "rejected", msg)
-                self.rejected += 1
-            if retry:
-                return self._retry(f"context broker failed {len(retry)} entities of a batch (207)")
-            self._retry_backoff.reset()
-            return len(ok)
+            return self._multi_status(ids, text)
+        return self._failed(status, text, ids)
+
+    def _multi_status(self, ids: dict[str, int], text: bytes) -> int | None:
+        """207: mark the ids in ``success`` delivered, reject those with a 400-class error, retry the rest."""
+        try:
+            doc = json.loads(text or b"{}")
+        except ValueError:
+            self._retry("context broker answered 207 without a JSON body")
+            return None
+        ok = [ids[i] for i in doc.get("success", []) if i in ids]
+        bad: list[tuple[int, dict[str, Any]]] = []
+        retry: list[tuple[int, dict[str, Any]]] = []
+        for err in doc.get("errors", []):
+            rid = ids.get(err.get("entityId"))
+            if rid is None:
+                continue
+            code = (err.get("error") or {}).get("status") or 400
+            (retry if int(code) >= 500 or int(code) in RETRY_STATUS else bad).append((rid, err))
+        if ok:
+            self._mark(ok, "delivered")
+            self.delivered += len(ok)
+        for rid, err in bad:
+            msg = f"rejected by the context broker: {json.dumps(err.get('error'))[:300]}"
+            log.error("NGSI-LD entity %s %s", err.get("entityId"), msg)
+            self._mark([rid], "rejected", msg)
+            self.rejected += 1
+        if retry:
+            self._retry(f"context broker failed {len(retry)} entities of a batch (207)")
+            return None
+        self._retry_backoff.reset()
+        return len(ok)
+
+    def _failed(self, status: int, text: bytes, ids: dict[str, int]) -> int | None:
+        """Another status: retried (5xx, 401/403/408/425/429) or the whole batch rejected."""
         detail = (text or b"")[:300].decode("utf-8", "replace")
         if status >= 500 or status in RETRY_STATUS:
             hint = " (check ngsi_ld.token_file)" if status in (401, 403) else ""
-            return self._retry(f"context broker answered HTTP {status}{hint}: {detail}")
+            self._retry(f"context broker answered HTTP {status}{hint}: {detail}")
+            return None
         msg = f"context broker refused the batch: HTTP {status}: {detail}"
         log.error("NGSI-LD %s", msg)
         self._mark(list(ids.values()), "rejected", msg)
@@ -296,11 +328,11 @@ class NgsiLdSink:
         return 0
 
     def _retry(self, error: str) -> None:
+        """Count a failure and set the backoff delay before the next try (send_once then returns None)."""
         self.failures += 1
         self.last_error = error
         self.next_try_in_s = round(self._retry_backoff.next_delay(), 3)
         log.warning("NGSI-LD sink: %s; retrying in %.1f s", error, self.next_try_in_s)
-        return None
 
     def _run(self) -> None:
         next_produce = 0.0
@@ -313,7 +345,8 @@ class NgsiLdSink:
                 n = self.send_once()
             except Exception as exc:  # a bug must not end the sink for good
                 log.exception("NGSI-LD sink: unexpected error")
-                n = self._retry(f"internal error: {exc!r}")
+                self._retry(f"internal error: {exc!r}")
+                n = None
             if n is None:
                 self._stop.wait(self.next_try_in_s or self.ncfg.retry_initial_s)
                 self.next_try_in_s = None

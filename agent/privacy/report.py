@@ -145,107 +145,137 @@ def build_report(
     """
     now = time.time() if now is None else now
     st = stored(Path(cfg.storage.path), now)
-    lim = cfg.privacy.limits
     images = _images(cfg)
     if live_masks:
         for cam, s in live_masks.items():
             images["cameras"].setdefault(cam, {})["live"] = s
-    findings: list[dict[str, Any]] = []
-
-    def add(status: str, what: str, fix: str | None = None) -> None:
-        findings.append({"status": status, "what": what, **({"fix": fix} if fix else {})})
-
-    # images
-    if images["snapshots_served"]:
-        where = f"served on {images['where']}" + (
-            " (reachable from the network)" if images["network_reachable"] else ""
-        )
-        if lim.images == "forbidden":
-            add(
-                "fail",
-                f"camera images are enabled: snapshots {where}, limit is images = forbidden",
-                "set privacy.snapshots = false (or api.enabled = false)",
-            )
-        elif lim.images == "blurred-only" and cfg.privacy.blur == "off":
-            add(
-                "fail",
-                f"camera images are enabled without blur: snapshots {where} with privacy.blur = off",
-                'set privacy.blur = "people" or "faces", or privacy.snapshots = false',
-            )
-        else:
-            add(
-                "ok" if cfg.privacy.blur != "off" else "warn",
-                f"camera images are enabled: snapshots {where}, blur = {cfg.privacy.blur}",
-                None if cfg.privacy.blur != "off" else 'set privacy.blur = "people" or "faces"',
-            )
-    else:
-        add("ok", "no camera image can be served (snapshots off)")
-    for table, h in st["images"].items():
-        if h["rows"]:
-            add(
-                "fail" if lim.images == "forbidden" else "warn",
-                f"{h['rows']} image(s) held in {table}, oldest {h['oldest']}",
-                "delete them, or allow images in privacy.limits.images",
-            )
-    masked = [c for c, v in images["cameras"].items() if v.get("masks")]
-    add(
-        "ok",
-        f"static masks on {len(masked)} of {len(cfg.cameras)} camera(s)"
-        + (f": {', '.join(masked)}" if masked else ""),
-    )
-    # retention of raw rows
-    ages = [
-        (t, h)
-        for t, h in {**st["raw"], **st["images"]}.items()
-        if h["rows"] and h["oldest_age_h"] is not None
+    oldest = _oldest_raw(st)
+    findings = [
+        *_image_findings(cfg, images, st),
+        _retention_finding(cfg.privacy.limits.max_raw_age_h, oldest),
+        _small_counts_finding(cfg.privacy.small_counts),
     ]
-    oldest = max(ages, key=lambda x: x[1]["oldest_age_h"], default=None)
-    if oldest is None:
-        add("ok", "no raw rows held")
-    elif lim.max_raw_age_h is not None and oldest[1]["oldest_age_h"] > lim.max_raw_age_h:
-        add(
-            "fail",
-            f"retention exceeded: the oldest raw row ({oldest[0]}, {oldest[1]['oldest']}) is "
-            f"{oldest[1]['oldest_age_h']:.1f} h old, limit privacy.limits.max_raw_age_h = {lim.max_raw_age_h:g} h",
-            "prune old raw rows (lower storage.max_db_mb, or storage.store_detections = false), "
-            "or raise the limit",
-        )
-    else:
-        add(
-            "ok",
-            f"oldest raw row: {oldest[0]} {oldest[1]['oldest']} ({oldest[1]['oldest_age_h']:.1f} h)"
-            + ("" if lim.max_raw_age_h is None else f", limit {lim.max_raw_age_h:g} h"),
-        )
-    sc = cfg.privacy.small_counts
-    if sc.mode == "off":
-        add(
-            "warn",
-            "small-count protection is off: counts of 1 or 2 people leave the unit",
-            'set privacy.small_counts.mode = "merge" (or suppress, dp)',
-        )
-    else:
-        add("ok", f"small counts protected before they leave: {sc.mode}")
-    oldest_det = st["raw"].get("detections", {})
     return {
         "schema": SCHEMA,
         "device": cfg.device.id,
         "ts": dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         "stored": st,
-        "retention": {
-            "db_budget_mb": cfg.storage.max_db_mb,
-            "rule": "over the budget the oldest raw rows that a summary already covers are pruned first",
-            "store_detections": cfg.storage.store_detections,
-            "max_raw_age_h": lim.max_raw_age_h,
-            "oldest_raw": None
-            if oldest is None
-            else {"table": oldest[0], "ts": oldest[1]["oldest"], "age_h": oldest[1]["oldest_age_h"]},
-            "oldest_detection": oldest_det.get("oldest"),
-            "oldest_image": min((h["oldest"] for h in st["images"].values() if h["oldest"]), default=None),
-        },
+        "retention": _retention(cfg, st, oldest),
         "leaves": _leaves(cfg),
         "images": images,
         "findings": findings,
         "ok": not any(f["status"] == "fail" for f in findings),
+    }
+
+
+def _finding(status: str, what: str, fix: str | None = None) -> dict[str, Any]:
+    return {"status": status, "what": what, **({"fix": fix} if fix else {})}
+
+
+def _image_findings(cfg: Any, images: dict[str, Any], st: dict[str, Any]) -> list[dict[str, Any]]:
+    """Served snapshots against privacy.limits.images, images held in the database, static masks."""
+    lim = cfg.privacy.limits
+    out = [_snapshot_finding(cfg, images)]
+    for table, h in st["images"].items():
+        if h["rows"]:
+            out.append(
+                _finding(
+                    "fail" if lim.images == "forbidden" else "warn",
+                    f"{h['rows']} image(s) held in {table}, oldest {h['oldest']}",
+                    "delete them, or allow images in privacy.limits.images",
+                )
+            )
+    masked = [c for c, v in images["cameras"].items() if v.get("masks")]
+    out.append(
+        _finding(
+            "ok",
+            f"static masks on {len(masked)} of {len(cfg.cameras)} camera(s)"
+            + (f": {', '.join(masked)}" if masked else ""),
+        )
+    )
+    return out
+
+
+def _snapshot_finding(cfg: Any, images: dict[str, Any]) -> dict[str, Any]:
+    if not images["snapshots_served"]:
+        return _finding("ok", "no camera image can be served (snapshots off)")
+    lim, blur = cfg.privacy.limits, cfg.privacy.blur
+    where = f"served on {images['where']}" + (
+        " (reachable from the network)" if images["network_reachable"] else ""
+    )
+    if lim.images == "forbidden":
+        return _finding(
+            "fail",
+            f"camera images are enabled: snapshots {where}, limit is images = forbidden",
+            "set privacy.snapshots = false (or api.enabled = false)",
+        )
+    if lim.images == "blurred-only" and blur == "off":
+        return _finding(
+            "fail",
+            f"camera images are enabled without blur: snapshots {where} with privacy.blur = off",
+            'set privacy.blur = "people" or "faces", or privacy.snapshots = false',
+        )
+    return _finding(
+        "ok" if blur != "off" else "warn",
+        f"camera images are enabled: snapshots {where}, blur = {blur}",
+        None if blur != "off" else 'set privacy.blur = "people" or "faces"',
+    )
+
+
+def _oldest_raw(st: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The table holding the oldest raw row or image, and its stats (None: no raw rows)."""
+    ages = [
+        (t, h)
+        for t, h in {**st["raw"], **st["images"]}.items()
+        if h["rows"] and h["oldest_age_h"] is not None
+    ]
+    return max(ages, key=lambda x: x[1]["oldest_age_h"], default=None)
+
+
+def _retention_finding(
+    max_raw_age_h: float | None, oldest: tuple[str, dict[str, Any]] | None
+) -> dict[str, Any]:
+    if oldest is None:
+        return _finding("ok", "no raw rows held")
+    table, h = oldest
+    if max_raw_age_h is not None and h["oldest_age_h"] > max_raw_age_h:
+        return _finding(
+            "fail",
+            f"retention exceeded: the oldest raw row ({table}, {h['oldest']}) is "
+            f"{h['oldest_age_h']:.1f} h old, limit privacy.limits.max_raw_age_h = {max_raw_age_h:g} h",
+            "prune old raw rows (lower storage.max_db_mb, or storage.store_detections = false), "
+            "or raise the limit",
+        )
+    return _finding(
+        "ok",
+        f"oldest raw row: {table} {h['oldest']} ({h['oldest_age_h']:.1f} h)"
+        + ("" if max_raw_age_h is None else f", limit {max_raw_age_h:g} h"),
+    )
+
+
+def _small_counts_finding(sc: Any) -> dict[str, Any]:
+    if sc.mode == "off":
+        return _finding(
+            "warn",
+            "small-count protection is off: counts of 1 or 2 people leave the unit",
+            'set privacy.small_counts.mode = "merge" (or suppress, dp)',
+        )
+    return _finding("ok", f"small counts protected before they leave: {sc.mode}")
+
+
+def _retention(cfg: Any, st: dict[str, Any], oldest: tuple[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """How long raw rows are kept: the budget, the age limit, the oldest raw row, detection and image."""
+    oldest_det = st["raw"].get("detections", {})
+    return {
+        "db_budget_mb": cfg.storage.max_db_mb,
+        "rule": "over the budget the oldest raw rows that a summary already covers are pruned first",
+        "store_detections": cfg.storage.store_detections,
+        "max_raw_age_h": cfg.privacy.limits.max_raw_age_h,
+        "oldest_raw": None
+        if oldest is None
+        else {"table": oldest[0], "ts": oldest[1]["oldest"], "age_h": oldest[1]["oldest_age_h"]},
+        "oldest_detection": oldest_det.get("oldest"),
+        "oldest_image": min((h["oldest"] for h in st["images"].values() if h["oldest"]), default=None),
     }
 
 

@@ -122,6 +122,11 @@ def provision_cmd(
         click.echo(prov.render(plan, mask=True), nl=False)
         click.echo(f"# dry run: nothing written ({output} and {plan.token_file} untouched)", err=True)
         return
+    _write_plan(plan, output, restart)
+
+
+def _write_plan(plan: prov.Plan, output: Path, restart: bool) -> None:
+    """Write the checked config and token, say what was written, restart the service if asked."""
     note = prov.owner_note()
     if note:
         click.echo(f"note: {note}", err=True)

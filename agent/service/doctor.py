@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -236,57 +236,73 @@ def doctor_cmd(
     Prints a table (or --json). Exit status 0 when no check failed (warnings allowed), 1 otherwise.
     Leave the site only when it says ok.
     """
-    bad = [o for o in only if o.split(":")[0] not in GROUPS and o != "service-user"]
-    if bad:
-        raise click.BadParameter(
-            f"unknown check {bad[0]!r}; groups: {', '.join(GROUPS)}", param_hint="--only"
-        )
+    _check_only(only)
     cfg, cfg_outcome = load(config)
     config_path = cfg_outcome.result.data.get("path")
     outcomes = [cfg_outcome]
     hung = False
     if cfg is not None:
-        ctx = Context(timeout_s=timeout_s, user=user)
-        first, after = build_checks(cfg, ctx, PARTS)
-        got, hung1 = run_all(select(first, only))
-        ctx.gps_done.set()  # whatever the GPS check learned is in ctx now (or it was not selected)
-        got2, hung2 = run_all(select(after, only))
-        outcomes += got + got2
-        hung = hung1 or hung2
+        got, hung = _run_checks(cfg, Context(timeout_s=timeout_s, user=user), only)
+        outcomes += got
     rep = report(cfg, outcomes, config_path)
-    pub_line, pub_ok = None, True
-    if publish:
-        if cfg is None:
-            pub_ok, pub_line = False, "not published: the config did not load"
-        else:
-            from agent.service.doctor_checks.broker import publish as do_publish
-
-            try:
-                pub_line = do_publish(
-                    cfg,
-                    topic_of(cfg),
-                    json.dumps(rep, sort_keys=True).encode(),
-                    min(timeout_s, cfg.mqtt.connect_timeout_s),
-                )
-            except AgentError as exc:
-                pub_ok, pub_line = (
-                    False,
-                    f"not published: {exc.message}" + (f"\n  fix: {exc.hint}" if exc.hint else ""),
-                )
+    pub_line, pub_ok = _publish(cfg, rep, timeout_s) if publish else (None, True)
     if as_json:
         out = dict(rep)
         if publish:
             out["published"] = {"ok": pub_ok, "topic": topic_of(cfg) if cfg else None, "detail": pub_line}
         click.echo(json.dumps(out, indent=2))
     else:
-        click.echo(render_table(outcomes))
-        n = rep["counts"]
-        click.echo(
-            f"\n{rep['status'].upper()}: {n[OK]} ok, {n[WARN]} warning(s), {n[FAIL]} failed, {n[SKIP]} skipped"
+        _echo_table(outcomes, rep, pub_line, pub_ok)
+    _exit(1 if rep["status"] == FAIL or not pub_ok else 0, hung)
+
+
+def _check_only(only: tuple[str, ...]) -> None:
+    """Every --only value names a check group (or ``service-user``)."""
+    bad = [o for o in only if o.split(":")[0] not in GROUPS and o != "service-user"]
+    if bad:
+        raise click.BadParameter(
+            f"unknown check {bad[0]!r}; groups: {', '.join(GROUPS)}", param_hint="--only"
         )
-        if pub_line:
-            click.echo(pub_line, err=not pub_ok)
-    code = 1 if rep["status"] == FAIL or not pub_ok else 0
+
+
+def _run_checks(cfg: Any, ctx: Context, only: tuple[str, ...]) -> tuple[list[Outcome], bool]:
+    """The parts' checks, the GPS-dependent ones after the rest; True when one of them hung."""
+    first, after = build_checks(cfg, ctx, PARTS)
+    got, hung1 = run_all(select(first, only))
+    ctx.gps_done.set()  # whatever the GPS check learned is in ctx now (or it was not selected)
+    got2, hung2 = run_all(select(after, only))
+    return got + got2, hung1 or hung2
+
+
+def _publish(cfg: Any, rep: dict[str, Any], timeout_s: float) -> tuple[str | None, bool]:
+    """Send the report, retained, to the doctor topic: (the line to print, whether it was sent)."""
+    if cfg is None:
+        return "not published: the config did not load", False
+    from agent.service.doctor_checks.broker import publish as do_publish
+
+    try:
+        line = do_publish(
+            cfg,
+            topic_of(cfg),
+            json.dumps(rep, sort_keys=True).encode(),
+            min(timeout_s, cfg.mqtt.connect_timeout_s),
+        )
+    except AgentError as exc:
+        return f"not published: {exc.message}" + (f"\n  fix: {exc.hint}" if exc.hint else ""), False
+    return line, True
+
+
+def _echo_table(outcomes: list[Outcome], rep: dict[str, Any], pub_line: str | None, pub_ok: bool) -> None:
+    click.echo(render_table(outcomes))
+    n = rep["counts"]
+    click.echo(
+        f"\n{rep['status'].upper()}: {n[OK]} ok, {n[WARN]} warning(s), {n[FAIL]} failed, {n[SKIP]} skipped"
+    )
+    if pub_line:
+        click.echo(pub_line, err=not pub_ok)
+
+
+def _exit(code: int, hung: bool) -> NoReturn:
     if hung:  # a check is stuck in a driver call: do not wait for its thread at interpreter exit
         sys.stdout.flush()
         sys.stderr.flush()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import paho.mqtt.client as paho
 
     from agent.config import AgentConfig
+    from agent.sync.config import TlsConfig
 
 
 class BrokerError(AgentError):
@@ -44,12 +45,32 @@ def _describe(cfg: AgentConfig) -> str:
 
 def connect(cfg: AgentConfig, timeout_s: float) -> paho.Client:
     """A connected client (network loop running), or BrokerError saying why not."""
+    c = _new_client(cfg, timeout_s)
+    if cfg.mqtt.tls.enabled:
+        _set_tls(c, cfg.mqtt.tls)
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def on_connect(client, userdata, flags, reason, properties):
+        outcome["reason"] = reason
+        done.set()
+
+    def on_disconnect(client, userdata, flags, reason, properties):
+        outcome.setdefault("lost", str(reason))
+        done.set()
+
+    c.on_connect = on_connect
+    c.on_disconnect = on_disconnect
+    _send_connect(c, cfg)
+    c.loop_start()
+    _await_connack(c, cfg, timeout_s, done, outcome)
+    return c
+
+
+def _new_client(cfg: AgentConfig, timeout_s: float) -> paho.Client:
+    """The doctor's client: ``{device.id}-doctor``, clean session, no reconnects, the credentials."""
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    from agent.sync.mqtt import describe_connack, describe_connect_error
 
     m = cfg.mqtt
     v5 = m.protocol == "5"
@@ -66,45 +87,45 @@ def connect(cfg: AgentConfig, timeout_s: float) -> paho.Client:
     c.connect_timeout = timeout_s
     if m.username is not None:
         c.username_pw_set(m.username, password)
-    t = m.tls
-    if t.enabled:
-        for what, f in (("ca_file", t.ca_file), ("cert_file", t.cert_file), ("key_file", t.key_file)):
-            if f is not None and not f.is_file():
-                raise BrokerError(
-                    f"mqtt.tls.{what} {f} does not exist",
-                    "fix the path (edge-agent provision copies certificates to /etc/edge-agent/certs)",
-                )
-        try:
-            c.tls_set(
-                ca_certs=str(t.ca_file) if t.ca_file else None,
-                certfile=str(t.cert_file) if t.cert_file else None,
-                keyfile=str(t.key_file) if t.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-                keyfile_password=t.resolved_key_password(),
-            )
-        except (ssl.SSLError, OSError, ValueError) as exc:
+    return c
+
+
+def _set_tls(c: paho.Client, t: TlsConfig) -> None:
+    """mqtt.tls on the client: the files must exist and load (BrokerError names the one that does not)."""
+    for what, f in (("ca_file", t.ca_file), ("cert_file", t.cert_file), ("key_file", t.key_file)):
+        if f is not None and not f.is_file():
             raise BrokerError(
-                f"the TLS files in mqtt.tls cannot be loaded: {exc}",
-                "check that ca_file is a PEM CA certificate and that key_file matches cert_file",
-            ) from None
-        c.tls_insecure_set(not t.verify_hostname)
-    done = threading.Event()
-    outcome: dict[str, Any] = {}
+                f"mqtt.tls.{what} {f} does not exist",
+                "fix the path (edge-agent provision copies certificates to /etc/edge-agent/certs)",
+            )
+    try:
+        c.tls_set(
+            ca_certs=str(t.ca_file) if t.ca_file else None,
+            certfile=str(t.cert_file) if t.cert_file else None,
+            keyfile=str(t.key_file) if t.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            keyfile_password=t.resolved_key_password(),
+        )
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise BrokerError(
+            f"the TLS files in mqtt.tls cannot be loaded: {exc}",
+            "check that ca_file is a PEM CA certificate and that key_file matches cert_file",
+        ) from None
+    c.tls_insecure_set(not t.verify_hostname)
 
-    def on_connect(client, userdata, flags, reason, properties):
-        outcome["reason"] = reason
-        done.set()
 
-    def on_disconnect(client, userdata, flags, reason, properties):
-        outcome.setdefault("lost", str(reason))
-        done.set()
+def _send_connect(c: paho.Client, cfg: AgentConfig) -> None:
+    """CONNECT (MQTT 5: clean start, no session kept); BrokerError when the socket or TLS fails."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
 
-    c.on_connect = on_connect
-    c.on_disconnect = on_disconnect
+    from agent.sync.mqtt import describe_connect_error
+
+    m = cfg.mqtt
     host, port = m.host, m.effective_port
     try:
-        if v5:
+        if m.protocol == "5":
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 0
             c.connect(host, port, m.keepalive_s, clean_start=True, properties=props)
@@ -112,7 +133,15 @@ def connect(cfg: AgentConfig, timeout_s: float) -> paho.Client:
             c.connect(host, port, m.keepalive_s)
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise BrokerError(describe_connect_error(exc, host, port), _hint(exc)) from None
-    c.loop_start()
+
+
+def _await_connack(
+    c: paho.Client, cfg: AgentConfig, timeout_s: float, done: threading.Event, outcome: dict[str, Any]
+) -> None:
+    """Wait for the CONNACK; on none, or a refusal, close the client and raise BrokerError saying why."""
+    from agent.sync.mqtt import describe_connack
+
+    host, port = cfg.mqtt.host, cfg.mqtt.effective_port
     if not done.wait(timeout_s):
         _close(c)
         raise BrokerError(
@@ -132,7 +161,6 @@ def connect(cfg: AgentConfig, timeout_s: float) -> paho.Client:
             "fix mqtt.username / mqtt.password_file, or ask the broker's "
             "operator to allow this user (and the topics under mqtt.topic_prefix)",
         )
-    return c
 
 
 def _hint(exc: BaseException) -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import time
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,10 @@ from agent.service.doctor_checks.base import Check, Context, Result, fail, ok, s
 if TYPE_CHECKING:
     from agent.config import AgentConfig
     from firmware_bridge.config import SensorConfig
+    from firmware_bridge.drivers.base import Driver
+    from firmware_bridge.events import Message
+    from firmware_bridge.gpsclock import GpsClock
+    from firmware_bridge.transport import SerialTransport
 
 
 def sensor_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
@@ -28,7 +34,7 @@ def sensor_checks(cfg: AgentConfig, ctx: Context) -> list[Check]:
     if not cfg.sensors:
         return [Check("sensor", "sensor", lambda: skip("no serial sensors configured"), ctx.timeout_s)]
     return [
-        Check(f"sensor:{s.name}", "sensor", (lambda s=s: _guarded(s, cfg, ctx)), ctx.timeout_s + 2)
+        Check(f"sensor:{s.name}", "sensor", partial(_guarded, s, cfg, ctx), ctx.timeout_s + 2)
         for s in cfg.sensors
     ]
 
@@ -49,16 +55,14 @@ def _summary(msg: Any) -> str:
 
 def check_sensor(s: SensorConfig, cfg: AgentConfig, ctx: Context) -> Result:
     from firmware_bridge.drivers import make_driver
-    from firmware_bridge.events import DecodeError, Message
     from firmware_bridge.gpsclock import GpsClock
     from firmware_bridge.transport import SerialTransport, TransportError
 
     if not s.enabled:
         return skip("disabled (enabled = false)")
-    baud = s.effective_baud
     t = SerialTransport(
         s.port,
-        baud,
+        s.effective_baud,
         bytesize=s.bytesize,
         parity=s.parity,
         stopbits=s.stopbits,
@@ -68,78 +72,108 @@ def check_sensor(s: SensorConfig, cfg: AgentConfig, ctx: Context) -> Result:
     try:
         t.open()
     except TransportError as exc:
-        text = str(exc)
-        if "lock" in text.lower() or "busy" in text.lower():
-            return _from_agent_health(s, cfg, text)
-        if "does not exist" in text:
-            return fail(
-                f"{s.port} does not exist",
-                "plug the sensor in; `ls -l /dev/serial/by-id /dev/edge-agent` shows "
-                "the ports this unit sees; fix sensors[].port",
-            )
-        return fail(text, "check the port path and that the agent's user is in the 'dialout' group")
+        return _not_opened(s, cfg, str(exc))
     drv = make_driver(s.driver, s)
     clock = GpsClock(tolerance_s=getattr(s, "clock_tolerance_s", 2.0)) if drv.gps_clock else None
-    got: Message | None = None
-    bytes_in, errors = 0, {}
-    deadline = time.monotonic() + ctx.timeout_s
-    next_poll = 0.0
+    got = _Read(deadline=time.monotonic() + ctx.timeout_s)
     try:
-        for data in drv.startup_commands():
-            t.write(data)
-        for data in [drv.hello_request()] if drv.hello_request() is not None else []:
-            t.write(data)
-        while time.monotonic() < deadline:
-            poll = drv.poll_command()
-            if poll is not None and time.monotonic() >= next_poll:
-                t.write(poll)
-                next_poll = time.monotonic() + min(getattr(s, "poll_interval_s", 1.0), 1.0)
-            data = t.read()
-            received = time.time()
-            bytes_in += len(data)
-            for ev in drv.feed(data) if data else []:
-                if isinstance(ev, DecodeError):
-                    errors[ev.reason] = errors.get(ev.reason, 0) + 1
-                    continue
-                if clock is not None:
-                    clock.update(ev, received)
-                if got is None or (got.kind == "answer" and ev.kind != "answer"):
-                    got = ev
-            if got is not None and got.kind != "answer":
-                if clock is None or clock.state()["gps_time"] is not None:
-                    break
+        _read_first_frame(t, drv, clock, s, got)
     except TransportError as exc:
         return fail(f"{s.port}: {exc}", "the device vanished while being read: check the cable and power")
     finally:
         t.close()
         if clock is not None:
             ctx.gps = {**clock.state(), "sensor": s.name, "tolerance_s": clock.tolerance_s}
-    took = ctx.timeout_s - max(0.0, deadline - time.monotonic())
+    return _judge(s, got, ctx.timeout_s)
+
+
+def _not_opened(s: SensorConfig, cfg: AgentConfig, text: str) -> Result:
+    """The port did not open: held by the agent (judge by its health row), missing, or not allowed."""
+    if "lock" in text.lower() or "busy" in text.lower():
+        return _from_agent_health(s, cfg, text)
+    if "does not exist" in text:
+        return fail(
+            f"{s.port} does not exist",
+            "plug the sensor in; `ls -l /dev/serial/by-id /dev/edge-agent` shows "
+            "the ports this unit sees; fix sensors[].port",
+        )
+    return fail(text, "check the port path and that the agent's user is in the 'dialout' group")
+
+
+@dataclass
+class _Read:
+    """What reading a port until its first frame got: the frame, the bytes and the line errors."""
+
+    deadline: float
+    message: Message | None = None
+    bytes_in: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def _read_first_frame(
+    t: SerialTransport, drv: Driver, clock: GpsClock | None, s: SensorConfig, got: _Read
+) -> None:
+    """Send the startup bytes and the hello request, then read (polling passive sensors) until a
+    frame other than an answer arrives (and for a GPS, a valid time), or the deadline passes."""
+    from firmware_bridge.events import DecodeError
+
+    next_poll = 0.0
+    for data in drv.startup_commands():
+        t.write(data)
+    hello = drv.hello_request()
+    if hello is not None:
+        t.write(hello)
+    while time.monotonic() < got.deadline:
+        poll = drv.poll_command()
+        if poll is not None and time.monotonic() >= next_poll:
+            t.write(poll)
+            next_poll = time.monotonic() + min(getattr(s, "poll_interval_s", 1.0), 1.0)
+        data = t.read()
+        received = time.time()
+        got.bytes_in += len(data)
+        for ev in drv.feed(data) if data else []:
+            if isinstance(ev, DecodeError):
+                got.errors[ev.reason] = got.errors.get(ev.reason, 0) + 1
+                continue
+            if clock is not None:
+                clock.update(ev, received)
+            if got.message is None or (got.message.kind == "answer" and ev.kind != "answer"):
+                got.message = ev
+        if got.message is not None and got.message.kind != "answer":
+            if clock is None or clock.state()["gps_time"] is not None:
+                break
+
+
+def _judge(s: SensorConfig, got: _Read, timeout_s: float) -> Result:
+    """ok with the first frame's values, or fail saying whether no bytes or no valid frame came."""
+    baud = s.effective_baud
+    took = timeout_s - max(0.0, got.deadline - time.monotonic())
+    bytes_in, errors, msg = got.bytes_in, got.errors, got.message
     errs = ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))
-    if got is None:
+    if msg is None:
         if bytes_in == 0:
             return fail(
-                f"{s.port}: no bytes within {ctx.timeout_s:g} s ({s.driver}, {baud} baud)",
+                f"{s.port}: no bytes within {timeout_s:g} s ({s.driver}, {baud} baud)",
                 "nothing arrives: check power and wiring (sensor TX to adapter RX), and for passive sensors "
                 "that commands reach it (adapter TX to sensor RX)",
                 bytes=0,
             )
         return fail(
-            f"{s.port}: {bytes_in} bytes but no valid {s.driver} frame within {ctx.timeout_s:g} s ({errs or 'no frames'})",
+            f"{s.port}: {bytes_in} bytes but no valid {s.driver} frame within {timeout_s:g} s ({errs or 'no frames'})",
             f"wrong baud rate (using {baud}) or wrong driver for this device; or a noisy line (check ground and cable length)",
             bytes=bytes_in,
             errors=errors,
         )
     res = ok(
-        f"{s.driver} on {s.port}: {_summary(got)} after {took:.1f} s"
+        f"{s.driver} on {s.port}: {_summary(msg)} after {took:.1f} s"
         + (f"; line errors: {errs}" if errs else ""),
         driver=s.driver,
-        message=got.kind,
+        message=msg.kind,
         bytes=bytes_in,
         errors=errors,
     )
-    if got.kind == "hello" and "firmware" in got.fields:
-        res.detail += f"; firmware {got.fields.get('firmware', '?')}"
+    if msg.kind == "hello" and "firmware" in msg.fields:
+        res.detail += f"; firmware {msg.fields.get('firmware', '?')}"
     return res
 
 
