@@ -1,8 +1,9 @@
 """What the local API reads from the running agent: :class:`ApiHost` (the pipeline satisfies it).
 
-The status snapshot comes through :meth:`ApiHost.status`, which the pipeline merges from its parts;
-the rest is what the health probe and the snapshots need (the writer, the results stage, the
-cameras' latest frames, the database's path)."""
+The status snapshot comes through :meth:`ApiHost.status`, which the pipeline merges from its parts,
+and the liveness snapshot through :meth:`ApiHost.health`; the rest is what the snapshots and the
+metrics need (the results stage and its latest results, the cameras' latest frames, the database's
+path)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ if TYPE_CHECKING:
     from agent.sources.camera import CameraSource
     from agent.stages import ResultsWorker
     from agent.store.db import Database
-    from agent.store.writer import Writer
     from firmware_bridge.service import SensorService
 
 
@@ -25,8 +25,6 @@ class ApiHost(Protocol):
     @property
     def database(self) -> Database | None: ...
     @property
-    def writer(self) -> Writer | None: ...
-    @property
     def results(self) -> ResultsWorker | None: ...
     @property
     def cameras(self) -> Mapping[str, CameraSource]: ...
@@ -35,3 +33,8 @@ class ApiHost(Protocol):
     def sensors(self) -> SensorService | None: ...
 
     def status(self) -> dict[str, Any]: ...
+
+    def health(self) -> dict[str, Any]:
+        """``writer_alive`` (bool), ``results_age_s`` (seconds since the results stage last made
+        progress, None without one) and ``cameras`` (name -> state): what ``/healthz`` decides on."""
+        ...

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,10 +121,8 @@ def register_health(app: FastAPI, pipe: ApiHost) -> None:
     def healthz(
         ready: bool = Query(False, description="Answer 503 unless the agent is also ready."),
     ) -> JSONResponse:
-        w = pipe.writer
-        writer_alive = bool(w is not None and w.stats().get("alive", True))
-        res_age = time.monotonic() - pipe.results.last_progress if pipe.results is not None else None
-        cams = {n: c.state for n, c in pipe.cameras.items()}
+        h = pipe.health()
+        writer_alive, res_age, cams = h["writer_alive"], h["results_age_s"], h["cameras"]
         is_ready = writer_alive and (not cams or any(s in ("up", "ended") for s in cams.values()))
         live = writer_alive and (res_age is None or res_age < 30)
         body = {

@@ -23,18 +23,9 @@ MODULES = {
     "agent/sync/service.py": 431,
 }
 FUNCTIONS = {
-    "agent/api/routes.py::build_app": 255,
-    "agent/api/status.py::offline_status": 61,
     "agent/inference/engine.py::Engine.run": 68,
     "agent/inference/engine.py::load_engine": 81,
     "agent/inference/runtime.py::make_interpreter": 67,
-    "agent/ngsi_ld/encode.py::traffic_flow_entities": 86,
-    "agent/ngsi_ld/sink.py::NgsiLdSink.produce": 63,
-    "agent/privacy/report.py::build_report": 118,
-    "agent/service/cli.py::provision_cmd": 66,
-    "agent/service/doctor.py::doctor_cmd": 69,
-    "agent/service/doctor_checks/broker.py::connect": 91,
-    "agent/service/doctor_checks/sensors.py::check_sensor": 94,
     "agent/stages.py::ResultsWorker.handle": 81,
     "agent/sync/contract.py::analytics_section": 122,
     "agent/sync/contract.py::incident_data": 63,
@@ -43,7 +34,6 @@ FUNCTIONS = {
     "agent/sync/contract.py::status_schema": 66,
     "agent/sync/publisher.py::Publisher._step": 63,
     "agent/sync/service.py::SyncService.__init__": 74,
-    "firmware_bridge/summary.py::sensor_aqi": 62,
 }
 
 
