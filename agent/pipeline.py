@@ -38,8 +38,11 @@ from agent.store.db import Database
 from agent.store.writer import Writer
 
 if TYPE_CHECKING:
+    from agent.analytics.runner import AnalyticsRunner
     from agent.api.server import ApiServer
+    from agent.inference.engine import Engine
     from agent.sync.service import SyncService
+    from agent.types import InferenceResult
     from firmware_bridge.service import SensorService
 
 log = logging.getLogger(__name__)
@@ -56,14 +59,14 @@ class Pipeline(VisionStages):
         self.database: Database | None = None
         self.writer: Writer | None = None
         self.cameras: dict[str, CameraSource] = {}
-        self.engines: dict[str, Any] = {}
+        self.engines: dict[str, Engine] = {}
         self.engine_errors: dict[str, str] = {}
         self.workers: list[InferenceWorker] = []
         self.results: ResultsWorker | None = None
         # each result holds its frame (~2.7 MB at 720p): keep the queue short so memory stays bounded;
         # inference waits briefly for room (backpressure) before it drops a result (counted)
-        self.results_q: queue.Queue[Any] = queue.Queue(maxsize=4)
-        self.analytics: dict[str, Any] = {}
+        self.results_q: queue.Queue[InferenceResult] = queue.Queue(maxsize=4)
+        self.analytics: dict[str, AnalyticsRunner] = {}
         self.started_at: float | None = None
         self.started_mono: float | None = None
         self.pending_restart: list[str] = []

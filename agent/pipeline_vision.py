@@ -23,7 +23,10 @@ from agent.stages import InferenceWorker, ResultsWorker
 from agent.store.writer import Writer
 
 if TYPE_CHECKING:
+    from agent.analytics.runner import AnalyticsRunner
+    from agent.inference.engine import Engine
     from agent.sync.service import SyncService
+    from agent.types import InferenceResult
     from firmware_bridge.service import SensorService
 
 log = logging.getLogger(__name__)
@@ -36,12 +39,12 @@ class VisionStages:
     cfg: AgentConfig
     writer: Writer | None
     cameras: dict[str, CameraSource]
-    engines: dict[str, Any]
+    engines: dict[str, Engine]
     engine_errors: dict[str, str]
     workers: list[InferenceWorker]
     results: ResultsWorker | None
-    results_q: queue.Queue[Any]
-    analytics: dict[str, Any]
+    results_q: queue.Queue[InferenceResult]
+    analytics: dict[str, AnalyticsRunner]
 
     if TYPE_CHECKING:  # the running parts' services (Pipeline's properties)
 
@@ -153,7 +156,12 @@ class VisionStages:
                 log.debug("model %s: accelerators skipped: %s", model, "; ".join(eng.accelerator_reasons))
 
     # -- cameras added and removed by a reload ---------------------------------------------------
-    def _add_camera(self, cam_cfg: CameraConfig, Runner: Any, runner: Any = None) -> None:
+    def _add_camera(
+        self,
+        cam_cfg: CameraConfig,
+        Runner: type[AnalyticsRunner] | None,
+        runner: AnalyticsRunner | None = None,
+    ) -> None:
         model = self._model_of(cam_cfg)
         if model not in self.engines and model not in self.engine_errors:
             from agent.inference import load_engine
@@ -179,7 +187,7 @@ class VisionStages:
         self._attach_to_worker(cam, engine)
         cam.start()
 
-    def _attach_to_worker(self, cam: CameraSource, engine: Any) -> None:
+    def _attach_to_worker(self, cam: CameraSource, engine: Engine) -> None:
         """Hand a new camera to its model's inference worker (a new one for a model not running yet)."""
         worker = next((w for w in self.workers if w.engine is engine), None)
         if worker is None:
@@ -209,7 +217,7 @@ class VisionStages:
                 self.results.call_soon(runner.flush)
 
     # -- incidents ---------------------------------------------------------------------------------
-    def _wire_runner(self, runner: Any) -> Any:
+    def _wire_runner(self, runner: AnalyticsRunner) -> AnalyticsRunner:
         """Give a camera's analytics what its incidents need: the clock's quality, the outbox, a place
         and a privacy filter for snapshots."""
         runner.clock = self.clock_quality
@@ -228,7 +236,7 @@ class VisionStages:
             if runner.cfg.radar is not None
         ]
 
-    def _incident_snapshot(self, result: Any, camera: str) -> bytes | None:
+    def _incident_snapshot(self, result: InferenceResult, camera: str) -> bytes | None:
         """The frame as a JPEG, blurred as the privacy settings say (people/faces), for the unit only.
         None when the privacy settings allow no images (``privacy.snapshots = false``)."""
         import cv2

@@ -7,8 +7,8 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from types import FrameType, ModuleType
+from typing import TYPE_CHECKING
 
 from agent.config import AgentConfig
 from agent.pipeline import Pipeline
@@ -24,8 +24,8 @@ def run_agent(
     *,
     duration_s: float | None = None,
     exit_on_end: bool | None = None,
-    on_started: Any = None,
-    reload_config: Any = None,
+    on_started: Callable[[Pipeline], object] | None = None,
+    reload_config: Callable[[], AgentConfig] | None = None,
     restore_signals: bool = True,
 ) -> Pipeline:
     """Run until SIGINT/SIGTERM (or ``duration_s``, or the end of every file source), then stop
@@ -136,7 +136,9 @@ def _should_end(pipe: Pipeline, exit_on_end: bool | None, has_sensors: bool) -> 
     return pipe.idle()
 
 
-def _reload(pipe: Pipeline, reload_config: Any, link: _SystemdLink | None) -> None:
+def _reload(
+    pipe: Pipeline, reload_config: Callable[[], AgentConfig] | None, link: _SystemdLink | None
+) -> None:
     from agent.errors import AgentError
 
     if reload_config is None:
@@ -175,7 +177,7 @@ def _reload(pipe: Pipeline, reload_config: Any, link: _SystemdLink | None) -> No
 class _SystemdLink:
     """READY / STATUS / WATCHDOG / STOPPING to systemd (no-op when not started by systemd)."""
 
-    def __init__(self, notify_mod: Any, pipe: Pipeline) -> None:
+    def __init__(self, notify_mod: ModuleType, pipe: Pipeline) -> None:
         self.n = notify_mod
         self.probe_names = set(pipe.progress_probes())
         self.wd = notify_mod.Watchdog(pipe.progress_probes())
