@@ -31,7 +31,8 @@ layer is an *upward* import). The first rule that matches a module's dotted name
                 and ``__main__`` modules: the commands sit on top of everything
 
 Three modules are placed by what they are, not by their folder: ``agent.sync.outbox`` (the
-store's table of messages to send, written in the same transaction as what produced them),
+store's table of messages to send, written in the same transaction as what produced them; with
+its tables in ``outbox_schema`` and its queries in ``outbox_read``),
 ``agent.sync.retention`` (the database size budget) and ``agent.sync.topics`` (the topic names and
 schema version the outbox stamps on each row; no imports) are store-layer code that lives in sync/
 today. ARCHITECTURE.md puts outbox and retention in store/; they are not moved yet because other
@@ -78,6 +79,8 @@ LAYERS: list[tuple[str, int]] = [
     ("agent.sections", 0),
     ("agent.store*", 1),
     ("agent.sync.outbox", 1),
+    ("agent.sync.outbox_read", 1),
+    ("agent.sync.outbox_schema", 1),
     ("agent.sync.retention", 1),
     ("agent.sync.topics", 1),
     ("agent.sources*", 2),

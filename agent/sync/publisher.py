@@ -18,7 +18,8 @@ When the connection is replaced, whatever was in flight is sent again (the hub r
 by ``seq``): at-least-once, never silently lost.
 
 Rows are plain tuples read a thousand at a time in one SQLite step (``outbox.fetch_pending``);
-marks go to the writer in one write per batch; only the last marks of a drained outbox are
+which go next (live first, replays, the capped backlog) is the ``DeliveryQueue``'s part
+(agent/sync/delivery.py); marks go to the writer in one write per batch; only the last marks of a drained outbox are
 committed at once (nothing left to batch with). ``benchmarks/sync_bench.py`` measures the result
 against a bare paho loop.
 """
@@ -33,18 +34,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from agent.backoff import TokenBucket
 from agent.store.writer import Writer
 from agent.sync import outbox
-from agent.sync.commands import ReplayQueue
 from agent.sync.config import MqttConfig
+from agent.sync.delivery import DeliveryQueue
 from agent.sync.mqtt import MqttLink
 
 log = logging.getLogger(__name__)
 
-_FETCH = 1000
-_HANDOFF = 1024  # most messages handed to paho at once (on the wire: at most max_inflight) ...
-_HANDOFF_BYTES = 2 << 20  # ... and about this many bytes of them (but always two windows' worth)
 _ACK_BATCH = 256  # the step runs once per this many acks (paho still holds the rest to send)
 _MARK_BATCH = 200
 _MARK_DELAY_S = 0.1
@@ -63,7 +60,6 @@ class Publisher:
         self.writer = writer
         self.reader = reader
         self._marked: deque[int] = deque()  # seqs whose marks the writer committed (its thread appends)
-        self._replays = ReplayQueue(cfg.max_replay)  # bounded, merged (agent/sync/commands.py)
         self._stop = threading.Event()
         self._stopped = threading.Event()  # set when the last marks were handed over at stop
         self._step_at = -1  # pump runs the step once no more than this many are in flight (a batch of acks)
@@ -72,27 +68,21 @@ class Publisher:
         self.idle = threading.Event()  # set when nothing is in flight, buffered or waiting to be marked
         self.inflight: dict[int, int] = {}  # paho's mid -> seq, for the connection self._gen
         self.busy: set[int] = set()  # in flight, or acknowledged but not yet marked
-        self._bufs: dict[int | None, deque[outbox.SendRow]] = {}
-        self._cursor: dict[int | None, int] = {}
-        self._more: dict[int | None, bool] = {}  # the last fetch of a class was full: more rows may wait
+        self._queue = DeliveryQueue(cfg, reader, self.busy)  # what goes next; its reader connection
         self._delivered: list[int] = []  # acknowledged, mark not yet handed to the writer
         self._rejected: list[int] = []
         self._mark_since = 0.0
         self._suffix: dict[tuple[int, bool], bytes] = {}  # (session, replay) -> b',"session":N}'
         self._topics: dict[bytes, str] = {}  # topic as read (bytes) -> str for paho
         self._gen = -1
-        self._handoff = max(2 * cfg.max_inflight, _HANDOFF)
-        self._bucket = TokenBucket(cfg.backfill_rate_per_s, cfg.max_inflight)
         self._last_rescan = time.monotonic()
         self._last_refresh = 0.0
-        self._conn: sqlite3.Connection | None = None
         self.published = 0
         self.acked = 0
         self.rejected = 0
         self.republished = 0
         self.last_progress = time.monotonic()
         self.last_error: str | None = None
-        self._reset_buffers()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -160,7 +150,7 @@ class Publisher:
     def replay(self, from_seq: int, to_seq: int) -> int:
         """Queue a replay (merged with those queued); returns the seqs newly queued. Raises
         ``CommandError("busy")`` over the bound."""
-        n = self._replays.add(from_seq, to_seq)
+        n = self._queue.replays.add(from_seq, to_seq)
         self.link.wake()
         return n
 
@@ -172,18 +162,6 @@ class Publisher:
             conn.close()
 
     # -- the thread ------------------------------------------------------------------------------
-    def _reader(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = self.reader()
-            self._conn.text_factory = bytes  # payloads go out as bytes: no decode/encode per message
-        return self._conn
-
-    def _reset_buffers(self) -> None:
-        classes: list[int | None] = [None] if self.cfg.delivery == "seq" else [outbox.LIVE, outbox.SUMMARY]
-        self._bufs = {c: deque() for c in classes}
-        self._cursor = {c: 0 for c in classes}
-        self._more = {c: True for c in classes}
-
     def pump(self) -> float:
         """Called by the link's thread after every network event and wake-up: runs the step when a
         batch of acks came in, something changed or a timer is due; returns the seconds it may wait."""
@@ -204,7 +182,7 @@ class Publisher:
         except sqlite3.Error as exc:  # a read failed (disk trouble): keep going, try again shortly
             self.last_error = f"outbox read failed: {exc}"
             log.warning(self.last_error)
-            self._conn = None
+            self._queue.conn = None
             wait = 1.0
         now = time.monotonic()
         self.last_progress = now
@@ -227,63 +205,76 @@ class Publisher:
             self._stopped.set()
 
     def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._queue.close()
 
     def _step(self) -> float:
         """One round: release marked rows, publish what the window allows, hand marks over. Returns how
         long to wait."""
         dirty, self._dirty = self._dirty, False
         if self._marked:  # committed marks: those rows may be read again (as delivered, they will not be)
-            done = []
-            while self._marked:
-                done.append(self._marked.popleft())
-            self.busy.difference_update(done)
+            self._release_marked()
         if self.link.generation != self._gen:  # a new connection: what was in flight goes again
-            self._gen = self.link.generation
-            if self.inflight:
-                self.republished += len(self.inflight)
-                self.busy.difference_update(self.inflight.values())
-                self.inflight.clear()
-            self._reset_buffers()
+            self._new_connection()
         now = time.monotonic()
         if now - self._last_rescan > _RESCAN_S and not self.inflight:
             self._last_rescan = now
-            self._reset_buffers()
+            self._queue.reset()
         if dirty or now - self._last_refresh > _REFRESH_S:
             self._last_refresh = now
-            for c in self._bufs:
-                self._refill(c)
+            self._queue.refill_all()
         if not self.link.connected.is_set():
             self._flush_marks()
             return 0.5
+        wait = self._top_up()
+        if wait is None:  # the connection went away
+            self._flush_marks()
+            return 0.5
+        # read ahead now, while paho holds a full queue (a fetch takes milliseconds: better while paho
+        # still has messages to send than only when a buffer has run empty)
+        self._queue.read_ahead()
+        # marks after topping paho up (the wire comes first). With nothing in flight and nothing left to
+        # send (a drained outbox) no more acks are coming to batch with: hand the marks over now and
+        # have the writer commit them at once instead of after its batching delay
+        more = self._queue.has_more()
+        self._flush_marks(urgent=not self.inflight and not more)
+        return self._next_wait(wait, more)
+
+    def _release_marked(self) -> None:
+        done = []
+        while self._marked:
+            done.append(self._marked.popleft())
+        self.busy.difference_update(done)
+
+    def _new_connection(self) -> None:
+        self._gen = self.link.generation
+        if self.inflight:
+            self.republished += len(self.inflight)
+            self.busy.difference_update(self.inflight.values())
+            self.inflight.clear()
+        self._queue.reset()
+
+    def _top_up(self) -> float | None:
+        """Hand paho what the window allows. Returns how long to wait at most (the backfill cap's wait
+        when that is what stops it), or None if the connection went away on the way."""
         wait = _REFRESH_S
         # paho keeps at most max_inflight on the wire; we hand it more (bounded in count and bytes), so it
         # sends the next message from within the read that took the PUBACK (no step per message)
         while not self._stop.is_set():
-            room = self._handoff - len(self.inflight)
+            room = self._queue.handoff - len(self.inflight)
             if room <= 0:
                 break
-            rows, replay, wait_token = self._take(room)
+            rows, replay, wait_token = self._queue.take(room)
             if not rows:
                 if wait_token:
                     wait = min(wait, wait_token)
                 break
             if not self._send(rows, replay):
-                self._flush_marks()
-                return 0.5
-        # read ahead now, while paho holds a full queue (a fetch takes milliseconds: better while paho
-        # still has messages to send than only when a buffer has run empty)
-        for c in self._bufs:
-            if self._more[c]:
-                self._refill(c)
-        # marks after topping paho up (the wire comes first). With nothing in flight and nothing left to
-        # send (a drained outbox) no more acks are coming to batch with: hand the marks over now and
-        # have the writer commit them at once instead of after its batching delay
-        more = any(self._bufs.values()) or bool(self._replays)
-        self._flush_marks(urgent=not self.inflight and not more)
-        # the next step: after a batch of acks, or when all that is outstanding is acknowledged
+                return None
+        return wait
+
+    def _next_wait(self, wait: float, more: bool) -> float:
+        """When the next step is due: after a batch of acks, or when all that is outstanding is
+        acknowledged (or ``wait``); sets ``idle`` when nothing is in flight, buffered or to be marked."""
         n = len(self.inflight)
         self._step_at = n - max(1, min(_ACK_BATCH, n))
         marks = self._delivered or self._rejected
@@ -294,65 +285,6 @@ class Publisher:
         else:
             self.idle.clear()
         return wait
-
-    def _refill(self, cls: int | None) -> None:
-        buf = self._bufs[cls]
-        if len(buf) >= _FETCH // 2:
-            return
-        rows = outbox.fetch_pending(self._reader(), self._cursor[cls], _FETCH, cls)
-        self._more[cls] = len(rows) == _FETCH
-        if not rows:
-            return
-        # rows past the cursor are never in the buffer already; after a reset (cursor back to 0) the
-        # ones still in flight or waiting for their mark are
-        self._cursor[cls] = rows[-1][0]
-        busy = self.busy
-        buf.extend([r for r in rows if r[0] not in busy] if busy else rows)
-        # hand paho at most _HANDOFF_BYTES of payload at once (but always two windows' worth)
-        size = sum(len(r[2]) for r in rows[:32] if r[2] is not None) // min(32, len(rows)) or 1
-        self._handoff = max(2 * self.cfg.max_inflight, min(_HANDOFF, _HANDOFF_BYTES // size))
-
-    def _take(self, room: int) -> tuple[list[outbox.SendRow], bool, float]:
-        """The next rows to send, all of one kind (live, replay or backlog), at most ``room``; with
-        nothing to send, the seconds until the backfill cap allows the next one (or 0.0)."""
-        live = self._bufs.get(outbox.LIVE)
-        if live:
-            return [live.popleft() for _ in range(min(room, len(live)))], False, 0.0
-        while (rng := self._replays.first()) is not None:
-            want = min(room, _FETCH)
-            tokens = want
-            if self._bucket.rate > 0:  # replays go through the backfill cap too
-                tokens, wait = self._bucket.take_up_to(want)
-                if not tokens:
-                    return [], False, wait
-            rows = outbox.fetch_range(self._reader(), rng[0], rng[1], limit=tokens)
-            self._bucket.give_back(tokens - len(rows))
-            if not rows:
-                self._replays.done_until(rng[1])
-                continue
-            self._replays.done_until(rng[1] if len(rows) < tokens else rows[-1][0])
-            return rows, True, 0.0
-        cls = None if None in self._bufs else outbox.SUMMARY
-        buf = self._bufs[cls]
-        if not buf:
-            self._refill(cls)
-        if not buf:
-            return [], False, 0.0
-        n = min(room, len(buf))
-        if (
-            self._bucket.rate > 0
-        ):  # the backfill cap: summaries take a token each (live rows in "seq" mode do not)
-            tokens, wait = self._bucket.take_up_to(n)
-            out = []
-            while buf and len(out) < n:
-                if buf[0][5] >= outbox.SUMMARY:
-                    if not tokens:
-                        break
-                    tokens -= 1
-                out.append(buf.popleft())
-            self._bucket.give_back(tokens)
-            return out, False, (wait if not out else 0.0)
-        return [buf.popleft() for _ in range(n)], False, 0.0
 
     def _send(self, rows: list[outbox.SendRow], replay: bool) -> bool:
         """Hand ``rows`` to paho. False if the connection went away (the rest stay pending)."""
@@ -428,5 +360,5 @@ class Publisher:
             "acked": self.acked,
             "rejected": self.rejected,
             "republished": self.republished,
-            "replays_queued": self._replays.queued(),
+            "replays_queued": self._queue.replays.queued(),
         }

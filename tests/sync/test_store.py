@@ -11,7 +11,7 @@ import pytest
 from agent.sections import _SECTIONS, register_summary_section
 from agent.store.db import Database
 from agent.store.writer import Writer
-from agent.sync import outbox
+from agent.sync import outbox, outbox_read
 from agent.sync.retention import Retention
 from agent.sync.summary import SummaryBuilder
 from agent.sync.topics import Topics
@@ -359,7 +359,7 @@ def test_packed_read_matches_row_by_row_and_falls_back(db_path):
     assert outbox.fetch_pending(conn, 10_000, 10) == []
     seen = []
     real = outbox.fetch_pending_rows
-    outbox.fetch_pending_rows = lambda *a: seen.append(a) or real(*a)
+    outbox_read.fetch_pending_rows = lambda *a: seen.append(a) or real(*a)  # where fetch_pending calls it
     try:
         db.conn.execute(
             "UPDATE outbox_payload SET payload = '{\"a\":\"x' || char(30) || 'y\"}' WHERE seq = 3"
@@ -372,6 +372,6 @@ def test_packed_read_matches_row_by_row_and_falls_back(db_path):
             len(seen) == 2 and rows[3][2] is None
         )  # shown, so the publisher can say so (it marks it rejected)
     finally:
-        outbox.fetch_pending_rows = real
+        outbox_read.fetch_pending_rows = real
     conn.close()
     db.close()
