@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from agent.part import BasePart, CommandSpec, DoctorCheck, Host, Part, PruneStep, SummarySection, Tables
-from agent.sync import clispec, outbox, sections_core
+from agent.sync import clispec, outbox, outbox_schema, sections_core
 from agent.sync.config import MqttConfig
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class SyncPart(BasePart):
         return list(clispec.COMMANDS)
 
     def migrations(self) -> list[Tables]:
-        return [Tables(*outbox.TABLES)]
+        return [Tables(*outbox_schema.TABLES)]
 
     def prune_steps(self) -> list[PruneStep]:
         # step 90 (undelivered summaries) needs the device's topics: added by Retention itself

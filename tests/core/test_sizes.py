@@ -16,10 +16,6 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
 MODULES = {
-    "agent/sync/contract.py": 1155,
-    "agent/sync/mqtt.py": 631,
-    "agent/sync/outbox.py": 483,
-    "agent/sync/publisher.py": 455,
     "agent/sync/service.py": 431,
 }
 FUNCTIONS = {
@@ -27,12 +23,6 @@ FUNCTIONS = {
     "agent/inference/engine.py::load_engine": 81,
     "agent/inference/runtime.py::make_interpreter": 67,
     "agent/stages.py::ResultsWorker.handle": 81,
-    "agent/sync/contract.py::analytics_section": 122,
-    "agent/sync/contract.py::incident_data": 63,
-    "agent/sync/contract.py::pipeline_schema": 79,
-    "agent/sync/contract.py::sensors_section": 78,
-    "agent/sync/contract.py::status_schema": 66,
-    "agent/sync/publisher.py::Publisher._step": 63,
     "agent/sync/service.py::SyncService.__init__": 74,
 }
 
