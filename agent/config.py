@@ -25,6 +25,7 @@ from agent.api.config import ApiConfig
 from agent.configbase import Section, check_name, example_toml, format_validation_error
 from agent.errors import ConfigError
 from agent.ngsi_ld.config import NgsiLdConfig
+from agent.plugins import load_plugins
 from agent.privacy.config import PrivacyConfig, PrivacyMask
 from agent.sync.config import MqttConfig, SinkConfig, SummaryConfig
 from firmware_bridge.config import EXAMPLE_SENSORS, SensorConfig
@@ -297,6 +298,14 @@ class AgentConfig(Section):
         default_factory=list,
         description="Outbox sinks besides MQTT, each with its own delivery state (types come from plugins).",
     )
+    plugins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Python files imported before the rest of this file is read (relative paths: from this "
+            "file's folder). Each registers a sensor driver, model family, accelerator or sink; see "
+            "CONTRIBUTING.md."
+        ),
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> AgentConfig:
@@ -370,6 +379,8 @@ def load_config(path: str | Path | None) -> AgentConfig:
         raise ConfigError(
             f"{p}: not valid TOML: {exc}", "fix the syntax at the line and column named"
         ) from None
+    if "plugins" in data:  # first: what they register makes the rest of the file valid
+        load_plugins(data["plugins"], base=p.parent.resolve(), source=str(p))
     return parse_config(data, str(p))
 
 

@@ -4,8 +4,9 @@
   latest-frame slots (oldest waiting frame first, so no camera starves), runs the engine, and hands
   results on through a bounded queue. ``invoke()`` releases the GIL, so decoding and database work
   overlap with inference.
-- :class:`ResultsWorker`: one thread. Tracking/counting (analytics), detection rows, and the
-  per-camera inference statistics rows; everything is written through the single writer.
+- :class:`ResultsWorker`: one thread. Tracking/counting (analytics), detection, classification and
+  record rows (``results``: the kinds a family adapter adds), and the per-camera inference statistics
+  rows; everything is written through the single writer.
 
 Both expose ``last_progress`` (monotonic) for the systemd watchdog, and count what they drop.
 """
@@ -24,6 +25,7 @@ import numpy as np
 
 from agent.privacy import masks as privacy_masks
 from agent.sources.camera import CameraSource
+from agent.store import result_rows
 from agent.store.writer import Writer
 from agent.timefmt import iso_utc
 from agent.types import InferenceResult
@@ -123,13 +125,14 @@ class InferenceWorker:
                 if not frame.image.flags.writeable:
                     frame.image = frame.image.copy()
                 masks.apply(frame.image)
-            dets, classes, timings = self.engine.run(
+            out = self.engine.run_all(
                 frame.image,
                 state_key=cam,
                 threshold=self.thresholds.get(cam),
                 prepared=None if masks else frame.prepared,  # made before any mask: not for masked frames
             )
             frame.prepared = None  # the frame lives on in the results stage: one copy of the pixels
+            dets, timings = out.detections, out.timings
             if masks:
                 dets = masks.filter(dets, (frame.image.shape[1], frame.image.shape[0]))
         except Exception as exc:  # a failing model must not kill the worker
@@ -146,7 +149,8 @@ class InferenceWorker:
             frame=frame,
             model=self.engine.name,
             detections=dets,
-            classifications=classes,
+            classifications=out.classifications,
+            records=out.records,
             latency_ms=float(timings.get("invoke_ms", 0.0)),
             total_ms=total_ms,
             accelerator=getattr(self.engine, "accelerator", None),
@@ -158,29 +162,19 @@ class InferenceWorker:
             self.dropped_results += 1
 
 
+@dataclasses.dataclass(slots=True)
 class _CamStats:
-    __slots__ = (
-        "start",
-        "frames",
-        "lat",
-        "tot",
-        "dets",
-        "dropped_frames_at_start",
-        "dropped_writes_at_start",
-        "model",
-        "accelerator",
-    )
+    """One camera's statistics window (``inference_stats`` row when it closes)."""
 
-    def __init__(self, start: float, model: str, accelerator: str, dropped: int, dropped_writes: int) -> None:
-        self.start = start
-        self.frames = 0
-        self.lat: list[float] = []
-        self.tot: list[float] = []
-        self.dets = 0
-        self.dropped_frames_at_start = dropped
-        self.dropped_writes_at_start = dropped_writes
-        self.model = model
-        self.accelerator = accelerator
+    start: float
+    model: str
+    accelerator: str
+    dropped_frames_at_start: int
+    dropped_writes_at_start: int
+    frames: int = 0
+    dets: int = 0
+    lat: list[float] = dataclasses.field(default_factory=list)
+    tot: list[float] = dataclasses.field(default_factory=list)
 
 
 class ResultsWorker:
@@ -216,6 +210,7 @@ class ResultsWorker:
         self.errors = 0
         self.handled = 0
         self.accepted_detections = 0
+        self.bad_records = 0  # records an adapter made that are not JSON (not stored)
         # called with each result after it is stored (e.g. the API's latency histograms)
         self.observers: list[Any] = []
 
@@ -271,8 +266,30 @@ class ResultsWorker:
     def handle(self, res: InferenceResult) -> None:
         f = res.frame
         cam = f.camera
+        track_ids = self._track(res)
+        shown = self.shown_thresholds.get(cam)
+        if shown is not None and res.detections and any(d.score < shown for d in res.detections):
+            keep = [i for i, d in enumerate(res.detections) if d.score >= shown]
+            track_ids = [track_ids[i] for i in keep]
+            res = dataclasses.replace(res, detections=[res.detections[i] for i in keep])
+        if shown is not None and res.records:  # a record with a score is shown by the same rule
+            res = dataclasses.replace(
+                res, records=[r for r in res.records if not result_rows.below(r, shown)]
+            )
+        self._store(res, track_ids)
+        self._count(res)
+        self.latest[cam] = res
+        self._maybe_flush_stats(f.ts)
+        for observe in self.observers:
+            try:
+                observe(res)
+            except Exception:
+                log.exception("results observer failed")
+
+    def _track(self, res: InferenceResult) -> list[int | None]:
+        """The camera's analytics (tracking, counting, zones) on this frame: each detection's track."""
         track_ids: list[int | None] = [None] * len(res.detections)
-        runner = self.analytics.get(cam)
+        runner = self.analytics.get(res.frame.camera)
         if runner is not None and res.detections is not None:
             try:
                 ids = runner.process(res)
@@ -280,48 +297,37 @@ class ResultsWorker:
                     track_ids = list(ids)
             except Exception:
                 self.errors += 1
-                log.exception("analytics failed on %s frame %d", cam, f.index)
-        shown = self.shown_thresholds.get(cam)
-        if shown is not None and res.detections and any(d.score < shown for d in res.detections):
-            keep = [i for i, d in enumerate(res.detections) if d.score >= shown]
-            track_ids = [track_ids[i] for i in keep]
-            res = dataclasses.replace(res, detections=[res.detections[i] for i in keep])
-        ts = iso_utc(f.ts)
+                log.exception("analytics failed on %s frame %d", res.frame.camera, res.frame.index)
+        return track_ids
+
+    def _store(self, res: InferenceResult, track_ids: list[int | None]) -> None:
+        """Rows for the writer: detections (with their tracks), classifications, records."""
+        keys = result_rows.frame_keys(res)
         if self.store_detections and res.detections:
-            rows = [
-                {
-                    "ts": ts,
-                    "camera": cam,
-                    "frame": f.index,
-                    "model": res.model,
-                    "label": d.label,
-                    "class_id": int(d.class_id),
-                    "score": float(d.score),
-                    "x1": float(d.box[0]),
-                    "y1": float(d.box[1]),
-                    "x2": float(d.box[2]),
-                    "y2": float(d.box[3]),
-                    "track_id": tid,
-                }
-                for d, tid in zip(res.detections, track_ids)
-            ]
+            rows = result_rows.detection_rows(keys, res.detections, track_ids)
             if self.writer.submit_rows("detections", rows):
                 self.accepted_detections += len(rows)
         if res.classifications:
-            rows = [
-                {
-                    "ts": ts,
-                    "camera": cam,
-                    "frame": f.index,
-                    "model": res.model,
-                    "label": c.label,
-                    "class_id": int(c.class_id),
-                    "score": float(c.score),
-                    "rank": i,
-                }
-                for i, c in enumerate(res.classifications)
-            ]
-            self.writer.submit_rows("classifications", rows)
+            self.writer.submit_rows(
+                "classifications", result_rows.classification_rows(keys, res.classifications)
+            )
+        if res.records:
+            rows = []
+            for r in res.records:
+                try:
+                    rows.append(result_rows.record_row(keys, r))
+                except ValueError as exc:  # the adapter's bug: counted, the rest is kept
+                    self.bad_records += 1
+                    if self.bad_records <= 5 or self.bad_records % 1000 == 0:
+                        log.error(
+                            "%s: a record was not stored (%d so far): %s", res.model, self.bad_records, exc
+                        )
+            self.writer.submit_rows("results", rows)
+
+    def _count(self, res: InferenceResult) -> None:
+        """This frame in the camera's statistics window and totals."""
+        f = res.frame
+        cam = f.camera
         st = self._stats.get(cam)
         if st is not None and res.accelerator and st.accelerator != res.accelerator:
             # the accelerator was lost (or came back): one window, one accelerator
@@ -342,13 +348,8 @@ class ResultsWorker:
         t = self.totals[cam]
         t["frames"] += 1
         t["detections"] += len(res.detections)
-        self.latest[cam] = res
-        self._maybe_flush_stats(f.ts)
-        for observe in self.observers:
-            try:
-                observe(res)
-            except Exception:
-                log.exception("results observer failed")
+        if res.records:
+            t["records"] = t.get("records", 0) + len(res.records)
 
     def _replaced(self, cam: str) -> int:
         c = self.cameras.get(cam)

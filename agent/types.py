@@ -70,6 +70,28 @@ class Classification:
 
 
 @dataclass(slots=True)
+class Record:
+    """One result of a kind the engine does not know (pose keypoints, a segmentation summary, ...).
+
+    A family adapter makes these (``Adapter.records``); the results stage stores each as one row of
+    the ``results`` table and the API serves them (``/api/results``), with no code of their own.
+
+    Attributes:
+        kind: what it is, for example ``"pose"``; a lowercase name (``[a-z][a-z0-9_-]*``).
+        data: JSON-serialisable content; coordinates in source-frame pixels (``Transform.to_source``
+            and ``Transform.points_to_source`` map the model's own). A numeric ``score`` in it is
+            held to the camera's ``threshold`` as a detection's is: under it, not stored or shown
+            (the adapter is given the lower threshold the tracker needs).
+    """
+
+    kind: str
+    data: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "data": self.data}
+
+
+@dataclass(slots=True)
 class InferenceResult:
     """What the inference stage produced for one frame."""
 
@@ -77,6 +99,7 @@ class InferenceResult:
     model: str
     detections: list[Detection] = field(default_factory=list)
     classifications: list[Classification] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)  # results of other kinds (Record)
     latency_ms: float = 0.0  # invoke() only
     total_ms: float = 0.0  # preprocess + invoke + postprocess
     accelerator: str | None = None  # where this frame ran (it changes when an accelerator is lost)

@@ -12,7 +12,7 @@ A package's ``__init__`` is its own node; importing ``a.b.c`` does not count as 
 Layers, lowest first (a module may import its own layer and the ones below; importing a higher
 layer is an *upward* import). The first rule that matches a module's dotted name wins:
 
-  0 base        agent (the package), types, timefmt, errors, memory, host, fsutil, configbase, sections
+  0 base        agent (the package), types, timefmt, errors, plugins, memory, host, fsutil, configbase, sections
                 (the summary-section registry), clispec and each part's ``clispec`` (command
                 names and help lines): what every part may use
   1 store       agent.store.*: the database, migrations registry, the single writer
@@ -69,6 +69,7 @@ LAYERS: list[tuple[str, int]] = [
     ("agent", 0),
     ("agent.types", 0),
     ("agent.timefmt", 0),
+    ("agent.plugins", 0),
     ("agent.errors", 0),
     ("agent.memory", 0),
     ("agent.host", 0),

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 import urllib.error
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -129,6 +130,11 @@ def _fmt_det(d: dict[str, Any]) -> str:
     return f"{d['ts']}  det      {d['camera']:<12} {d['label']:<12} {d['score']:.2f}  [{box}]{tid}"
 
 
+def _fmt_record(r: dict[str, Any]) -> str:
+    data = json.dumps(r.get("data"), separators=(",", ":"))
+    return f"{r['ts']}  {r['kind'][:8]:<8} {r['camera']:<12} {data[:160]}{'...' if len(data) > 160 else ''}"
+
+
 def _fmt_reading(r: dict[str, Any]) -> str:
     q = f"  [{','.join(r['quality'])}]" if r.get("quality") else ""
     return (
@@ -145,6 +151,12 @@ def _fmt_reading(r: dict[str, Any]) -> str:
 @click.option("--sensor", default=None, help="Only this sensor's readings.")
 @click.option("--detections/--no-detections", default=True, show_default=True, help="Show detections.")
 @click.option("--readings/--no-readings", default=True, show_default=True, help="Show sensor readings.")
+@click.option(
+    "--results/--no-results",
+    default=True,
+    show_default=True,
+    help="Show the records of other result kinds (pose, segmentation: a model family's own).",
+)
 @click.option(
     "-n",
     "--lines",
@@ -166,9 +178,26 @@ def _fmt_reading(r: dict[str, Any]) -> str:
     default=None,
     help="Stop after this many seconds (default: until Ctrl-C).",
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with a 'kind' key.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per line; 'kind' is detection, reading or result (then 'result_kind': pose, ...).",
+)
 def tail_cmd(
-    config, url, db, offline, camera, sensor, detections, readings, lines, interval, duration, as_json
+    config,
+    url,
+    db,
+    offline,
+    camera,
+    sensor,
+    detections,
+    readings,
+    results,
+    lines,
+    interval,
+    duration,
+    as_json,
 ) -> None:
     """Detections and sensor readings as they arrive (from the running agent, or its database)."""
     cfg, _ = load(config)
@@ -176,21 +205,14 @@ def tail_cmd(
     click.echo(f"tailing {src.where}; Ctrl-C to stop", err=True)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    kinds = [k for k, on in (("detection", detections), ("reading", readings)) if on]
+    kinds = [k for k, on in (("detection", detections), ("reading", readings), ("result", results)) if on]
     last: dict[str, int] = {}
-
-    def fetch(kind: str, after: int | None, limit: int) -> list[dict[str, Any]]:
-        if kind == "detection":
-            return src.detections(camera=camera, after_id=after, limit=limit)
-        return src.readings(sensor=sensor, after_id=after, limit=limit)
+    fetch = _fetcher(src, camera, sensor)
 
     def emit(kind: str, rows: list[dict[str, Any]]) -> None:
         for r in rows:
             last[kind] = max(last.get(kind, 0), int(r["id"]))
-            if as_json:
-                click.echo(json.dumps({"kind": kind, **r}))
-            else:
-                click.echo(_fmt_det(r) if kind == "detection" else _fmt_reading(r))
+            click.echo(_as_json(kind, r) if as_json else _FMT[kind](r))
 
     t_end = None if duration is None else time.monotonic() + duration
     try:
@@ -220,6 +242,29 @@ def tail_cmd(
         sys.exit(3)
     finally:
         src.close()
+
+
+_FMT = {"detection": _fmt_det, "reading": _fmt_reading, "result": _fmt_record}
+
+
+def _as_json(kind: str, r: dict[str, Any]) -> str:
+    """One ``tail --json`` line: ``kind`` is the row's (a record's own kind is ``result_kind``)."""
+    return json.dumps({**r, "kind": kind, **({"result_kind": r["kind"]} if kind == "result" else {})})
+
+
+def _fetcher(
+    src: Any, camera: str | None, sensor: str | None
+) -> Callable[[str, int | None, int], list[dict]]:
+    """``(kind, after_id, limit) -> rows`` of the source (the agent's API or its database)."""
+
+    def fetch(kind: str, after: int | None, limit: int) -> list[dict[str, Any]]:
+        if kind == "detection":
+            return src.detections(camera=camera, after_id=after, limit=limit)
+        if kind == "result":
+            return src.results(camera=camera, after_id=after, limit=limit)
+        return src.readings(sensor=sensor, after_id=after, limit=limit)
+
+    return fetch
 
 
 commands = [status_cmd, tail_cmd]

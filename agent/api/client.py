@@ -17,7 +17,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from agent.api import queries
+from agent.api import queries, vision_queries
 from agent.api.config import is_loopback
 from agent.errors import AgentError, StoreError
 
@@ -84,6 +84,9 @@ class ApiSource:
 
     def detections(self, **kw: Any) -> list[dict[str, Any]]:
         return self.get("/api/detections", **kw)["items"]
+
+    def results(self, **kw: Any) -> list[dict[str, Any]]:
+        return self.get("/api/results", **kw)["items"]
 
     def readings(
         self,
@@ -180,7 +183,20 @@ class DbSource:
     def detections(
         self, *, camera: str | None = None, after_id: int | None = None, limit: int = 100, **_: Any
     ) -> list[dict]:
-        return queries.detections(self.conn, camera=camera, after_id=after_id, limit=limit)["items"]
+        return vision_queries.detections(self.conn, camera=camera, after_id=after_id, limit=limit)["items"]
+
+    def results(
+        self,
+        *,
+        camera: str | None = None,
+        kind: str | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+        **_: Any,
+    ) -> list[dict]:
+        return vision_queries.results(self.conn, camera=camera, kind=kind, after_id=after_id, limit=limit)[
+            "items"
+        ]
 
     def readings(
         self,

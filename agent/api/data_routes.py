@@ -1,4 +1,5 @@
-"""The API's data queries: ``/api/detections``, ``/api/counts``, ``/api/readings``, ``/api/outbox``.
+"""The API's data queries: ``/api/detections``, ``/api/results``, ``/api/counts``, ``/api/readings``,
+``/api/outbox``.
 
 Each handler opens its own read-only connection (``reader``) and closes it before answering; they
 are plain ``def`` functions, so Starlette runs them in its thread pool.
@@ -12,9 +13,9 @@ from typing import Any, Literal, overload
 
 from fastapi import FastAPI, HTTPException, Query
 
-from agent.api import queries
+from agent.api import queries, vision_queries
 from agent.api.queries import BINS, MAX_SPAN_S, NAME_PATTERN, SINCE_PATTERN, QueryError
-from agent.api.schemas import ERRORS, Counts, Detections, Outbox, Readings
+from agent.api.schemas import ERRORS, Counts, Detections, Outbox, Readings, Results
 
 Reader = Callable[[], sqlite3.Connection]
 
@@ -39,9 +40,38 @@ def _since(text: str | None, default: str | None) -> float | None:
 
 
 def register_data_routes(app: FastAPI, reader: Reader) -> None:
-    """Detections and counts (the cameras' side), then readings and the outbox."""
+    """Detections, results and counts (the cameras' side), then readings and the outbox."""
     register_detection_routes(app, reader)
+    register_result_route(app, reader)
     register_reading_routes(app, reader)
+
+
+def register_result_route(app: FastAPI, reader: Reader) -> None:
+    """``/api/results``: the records of the result kinds a model family adds."""
+
+    @app.get(
+        "/api/results",
+        response_model=Results,
+        responses=ERRORS,
+        summary="Stored records of other result kinds (pose, segmentation, ...), oldest first",
+    )
+    def results(
+        kind: str | None = Query(None, pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="Only this kind."),
+        camera: str | None = Query(None, pattern=_NAME, description="Only this camera."),
+        since: str | None = Query(None, pattern=SINCE_PATTERN, description=_SINCE_DOC),
+        after_id: int | None = Query(
+            None, ge=0, le=2**62, description="Only rows after this id (for tailing)."
+        ),
+        limit: int = Query(100, ge=1, le=5000),
+    ) -> dict[str, Any]:
+        t = _since(since, None)
+        conn = reader()
+        try:
+            return vision_queries.results(
+                conn, kind=kind, camera=camera, since=t, after_id=after_id, limit=limit
+            )
+        finally:
+            conn.close()
 
 
 def register_detection_routes(app: FastAPI, reader: Reader) -> None:
@@ -62,7 +92,7 @@ def register_detection_routes(app: FastAPI, reader: Reader) -> None:
         t = _since(since, None)
         conn = reader()
         try:
-            return queries.detections(conn, camera=camera, since=t, after_id=after_id, limit=limit)
+            return vision_queries.detections(conn, camera=camera, since=t, after_id=after_id, limit=limit)
         finally:
             conn.close()
 

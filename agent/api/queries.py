@@ -91,7 +91,8 @@ def parse_since(text: str | None, default: str = "1h", now: float | None = None)
     return t.timestamp()
 
 
-def _missing(exc: sqlite3.OperationalError) -> str | None:
+def missing_table(exc: sqlite3.OperationalError) -> str | None:
+    """The error's text when it says a table or column is missing (an older database), else None."""
     msg = str(exc)
     return msg if "no such table" in msg or "no such column" in msg else None
 
@@ -101,56 +102,6 @@ def has_table(conn: sqlite3.Connection, name: str) -> bool:
         conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
         is not None
     )
-
-
-def detections(
-    conn: sqlite3.Connection,
-    *,
-    camera: str | None = None,
-    since: float | None = None,
-    after_id: int | None = None,
-    limit: int = 100,
-) -> dict[str, Any]:
-    """Detections, oldest first: the newest ``limit`` since ``since``, or the first ``limit`` after ``after_id``."""
-    where, args = [], []
-    if camera:
-        where.append("camera = ?")
-        args.append(camera)  # noqa: E702
-    if since is not None:
-        where.append("ts >= ?")
-        args.append(iso_utc(max(since, 0)))  # noqa: E702
-    if after_id is not None:
-        where.append("id > ?")
-        args.append(after_id)  # noqa: E702
-    order = "ASC" if after_id is not None else "DESC"
-    sql = (
-        "SELECT id, ts, camera, frame, model, label, class_id, score, x1, y1, x2, y2, track_id FROM detections"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY id {order} LIMIT ?"
-    )
-    try:
-        rows = conn.execute(sql, (*args, limit)).fetchall()
-    except sqlite3.OperationalError as exc:
-        if _missing(exc):
-            return {"items": [], "note": "no detections table in this database"}
-        raise
-    rows.sort(key=lambda r: r[0])
-    items = [
-        {
-            "id": r[0],
-            "ts": r[1],
-            "camera": r[2],
-            "frame": r[3],
-            "model": r[4],
-            "label": r[5],
-            "class_id": r[6],
-            "score": round(r[7], 4),
-            "box": [r[8], r[9], r[10], r[11]],
-            "track_id": r[12],
-        }
-        for r in rows
-    ]
-    return {"items": items, "note": None}
 
 
 def counts(
@@ -170,7 +121,7 @@ def counts(
     try:
         rows = volumes(conn, since, bin_s, camera)
     except sqlite3.OperationalError as exc:
-        if _missing(exc):
+        if missing_table(exc):
             return {"items": [], "totals": [], "note": f"analytics tables incomplete: {exc}"}
         raise
     totals: dict[str, int] = {}

@@ -41,6 +41,23 @@ class Detections(BaseModel):
     note: str | None = Field(None, description="Why the list is empty, where that is not for lack of data.")
 
 
+class ResultRecord(BaseModel):
+    id: int
+    ts: str = Field(..., description="UTC ISO-8601, milliseconds, 'Z'.")
+    camera: str
+    frame: int
+    model: str
+    kind: str = Field(..., description="The model family's name for it, e.g. 'pose'.")
+    data: dict[str, Any] = Field(
+        ..., description="The family's own content; coordinates in source-frame pixels."
+    )
+
+
+class Results(BaseModel):
+    items: list[ResultRecord]
+    note: str | None = Field(None, description="Why the list is empty, where that is not for lack of data.")
+
+
 class CountRow(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     bin_start: str

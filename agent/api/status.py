@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import __version__
+from agent.plugins import loaded as loaded_plugins
 
 if TYPE_CHECKING:
     from agent.api.host import ApiHost
@@ -289,6 +290,7 @@ def live_status(pipeline: ApiHost) -> dict[str, Any]:
     if _VERSIONS is None:
         _VERSIONS = versions()
     st["versions"] = _VERSIONS
+    st["plugins"] = loaded_plugins()  # the config's plugin files, as imported
     st["running"] = True
     st["source"] = "daemon"
     st["lights"] = lights(st, cfg)

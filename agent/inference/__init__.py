@@ -16,8 +16,8 @@ __all__ = ["Engine", "load_engine"]
 
 
 def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str | None = None) -> Engine:
-    """Load a model for inference (see :func:`agent.inference.engine.load_engine`)."""
-    from agent.inference.engine import load_engine as _load
+    """Load a model for inference (see :func:`agent.inference.loading.load_engine`)."""
+    from agent.inference.loading import load_engine as _load
 
     return _load(model, inference_cfg, models_cfg, family=family)
 

@@ -1,8 +1,8 @@
 """The inference engine the pipeline calls: one model on one interpreter, frames in, results out.
 
-``load_engine`` resolves a catalog name (pulling it when allowed) or a ``.tflite`` path, builds the
-interpreter on the best accelerator (:mod:`agent.inference.runtime`), picks the family adapter
-(from the catalog, the config, or the model's tensors) and the labels.
+``load_engine`` (:mod:`agent.inference.loading`) resolves a catalog name (pulling it when allowed) or
+a ``.tflite`` path, builds the interpreter on the best accelerator (:mod:`agent.inference.runtime`),
+picks the family adapter (from the catalog, the config, or the model's tensors) and the labels.
 
 An :class:`Engine` is used by one thread at a time (TFLite interpreters are not thread-safe). Per
 frame it reuses its buffers: the frame is resized into a preallocated array and written straight
@@ -19,23 +19,33 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from agent.errors import ModelError
-from agent.inference.adapters import Adapter, detect_family, make_adapter
+from agent.inference.adapters import Adapter
 from agent.inference.fallback import FALLBACK_AFTER, AcceleratorFallback
 from agent.inference.labels import label_of
-from agent.inference.modelfiles import configured_labels, default_labels, resolve_model
 from agent.inference.preprocess import Prepared, Preprocessor, Transform
-from agent.inference.runtime import InterpreterInfo, make_interpreter
-from agent.types import Classification, Detection
+from agent.inference.runtime import InterpreterInfo
+from agent.types import Classification, Detection, Record
 
 log = logging.getLogger(__name__)
 
 PROBE_INITIAL_S = 10.0
 PROBE_MAX_S = 300.0
+
+
+@dataclass(slots=True)
+class Outputs:
+    """What :meth:`Engine.run_all` decoded from one frame."""
+
+    detections: list[Detection] = field(default_factory=list)
+    classifications: list[Classification] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)  # other kinds (Adapter.records)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class Engine(AcceleratorFallback):
@@ -44,8 +54,8 @@ class Engine(AcceleratorFallback):
     Attributes:
         name: catalog name, or the file's stem for a path.
         path: the model file loaded (the Edge TPU variant when the TPU is active).
-        family: ``ssd``, ``yolo``, ``classifier`` or ``recurrent``.
-        task: ``detect`` or ``classify``.
+        family: ``ssd``, ``yolo``, ``classifier``, ``recurrent``, ``blazeface`` or a registered one.
+        task: ``detect``, ``classify`` or a registered family's own (its output is records only).
         accelerator: ``cpu``, ``edgetpu``, ``gpu`` or ``delegate``.
         accelerator_reasons: why the other accelerators were skipped.
         runtime: ``litert`` or ``tflite-runtime``.
@@ -147,6 +157,22 @@ class Engine(AcceleratorFallback):
         top_k: int | None = None,
         prepared: Prepared | None = None,
     ) -> tuple[list[Detection], list[Classification], dict[str, float]]:
+        """Preprocess, invoke and decode one frame: ``(detections, classifications, timings)``, as
+        :meth:`run_all` (which also gives the records of other kinds)."""
+        out = self.run_all(
+            image_bgr, state_key=state_key, threshold=threshold, top_k=top_k, prepared=prepared
+        )
+        return out.detections, out.classifications, out.timings
+
+    def run_all(
+        self,
+        image_bgr: np.ndarray,
+        *,
+        state_key: str = "default",
+        threshold: float | None = None,
+        top_k: int | None = None,
+        prepared: Prepared | None = None,
+    ) -> Outputs:
         """Preprocess, invoke and decode one frame.
 
         Args:
@@ -158,9 +184,9 @@ class Engine(AcceleratorFallback):
                 matches the current interpreter, else the frame is preprocessed here.
 
         Returns:
-            ``(detections, classifications, timings)``; detection boxes are source-frame pixels
-            ``(x1, y1, x2, y2)``, best first; timings has ``preprocess_ms``, ``invoke_ms``,
-            ``postprocess_ms``.
+            :class:`Outputs`: detection boxes are source-frame pixels ``(x1, y1, x2, y2)``, best
+            first; records are the adapter's own (:meth:`Adapter.records`); timings has
+            ``preprocess_ms``, ``invoke_ms``, ``postprocess_ms``.
         """
         thr = self.cfg.threshold if threshold is None else threshold
         if self.fallback is not None and time.monotonic() >= self.next_probe_at:
@@ -173,39 +199,47 @@ class Engine(AcceleratorFallback):
             self._transform = tf
             self.adapter.before_invoke(state_key)
         t1 = time.perf_counter()
+        redone = self._invoke_or_fall_back(image_bgr, state_key)
+        if redone is not None:  # the frame again, on the next accelerator
+            t0, tf, t1 = redone
+        t2 = time.perf_counter()
+        self.adapter.after_invoke(state_key)
+        out = Outputs()
+        if self.task == "detect":
+            out.detections = self._detections(tf, thr)
+        elif self.task == "classify":
+            out.classifications = self._classes(thr, top_k or self.cfg.top_k)
+        out.records = self.adapter.records(tf, thr)
+        t3 = time.perf_counter()
+        out.timings = {
+            "preprocess_ms": (t1 - t0) * 1e3,
+            "invoke_ms": (t2 - t1) * 1e3,
+            "postprocess_ms": (t3 - t2) * 1e3,
+        }
+        return out
+
+    def _invoke_or_fall_back(
+        self, image_bgr: np.ndarray, state_key: str
+    ) -> tuple[float, Transform, float] | None:
+        """``invoke()``; after :data:`FALLBACK_AFTER` failures in a row, move to the next accelerator
+        and run the frame there: then ``(t0, transform, t1)`` of that second preprocessing."""
+        redone = None
         try:
             self.invoke()
         except ModelError as exc:
             self.invoke_errors_in_row += 1
             if self.invoke_errors_in_row < FALLBACK_AFTER or not self._fall_back(exc.message):
                 raise
-            t0 = time.perf_counter()  # the frame again, on the next accelerator
+            t0 = time.perf_counter()
             tf = self.set_input_from(image_bgr, state_key=state_key)
-            t1 = time.perf_counter()
+            redone = (t0, tf, time.perf_counter())
             self.invoke()
         self.invoke_errors_in_row = 0
         if self._probe_delay and self.fallback is None:
             self._good_since_back += 1
             if self._good_since_back >= 1000:  # steady again: a later loss starts a fresh backoff
                 self._probe_delay, self._good_since_back = 0.0, 0
-        t2 = time.perf_counter()
-        self.adapter.after_invoke(state_key)
-        dets: list[Detection] = []
-        classes: list[Classification] = []
-        if self.task == "detect":
-            dets = self._detections(tf, thr)
-        else:
-            classes = self._classes(thr, top_k or self.cfg.top_k)
-        t3 = time.perf_counter()
-        return (
-            dets,
-            classes,
-            {
-                "preprocess_ms": (t1 - t0) * 1e3,
-                "invoke_ms": (t2 - t1) * 1e3,
-                "postprocess_ms": (t3 - t2) * 1e3,
-            },
-        )
+        return redone
 
     def detect(
         self, image_bgr: np.ndarray, *, state_key: str = "default", threshold: float | None = None
@@ -285,86 +319,3 @@ class Engine(AcceleratorFallback):
             if len(out) >= top_k:
                 break
         return out
-
-
-def load_engine(model: str, inference_cfg: Any, models_cfg: Any, *, family: str | None = None) -> Engine:
-    """Load a model for inference.
-
-    Args:
-        model: a catalog name (pulled first when missing and ``models.auto_pull``) or a ``.tflite``
-            path.
-        inference_cfg: an ``InferenceConfig`` (runtime, accelerator, threads, thresholds, labels...).
-        models_cfg: a ``ModelsConfig`` (catalog, install dir, mirror).
-        family: force the family (``ssd``, ``yolo``, ``classifier``, ``recurrent``); default: the
-            catalog entry's, else ``inference.family``, else read from the tensors.
-
-    Returns:
-        A ready :class:`Engine`.
-
-    Raises:
-        ModelError: unknown name, missing/corrupt/unrunnable model, wrong family.
-        AcceleratorError: the requested accelerator is unavailable (``auto`` falls back instead).
-    """
-
-    accel = inference_cfg.accelerator
-    entry, name, path, tpu_path = resolve_model(model, accel, models_cfg)
-
-    def interpreter_on(acc: str) -> InterpreterInfo:
-        external = acc in ("auto", "delegate")
-        return make_interpreter(
-            path,
-            runtime=inference_cfg.runtime,
-            accelerator="auto" if acc == "delegate" else acc,
-            num_threads=inference_cfg.num_threads,
-            edgetpu_device=inference_cfg.edgetpu_device,
-            gpu_delegate_path=inference_cfg.gpu_delegate_path,
-            delegate_path=inference_cfg.delegate_path if external else None,
-            delegate_options=dict(inference_cfg.delegate_options),
-            edgetpu_model_path=tpu_path,
-            max_detections=inference_cfg.max_detections,
-        )
-
-    info = interpreter_on(accel)
-
-    fam = family or (entry.family if entry and entry.family else None)
-    if fam is None and inference_cfg.family != "auto":
-        fam = inference_cfg.family
-    if fam is None:
-        fam = detect_family(info.interpreter)
-
-    labels = configured_labels(entry, inference_cfg, models_cfg)
-    num_classes = len(labels) if labels else None
-    adapter = make_adapter(
-        fam,
-        info.interpreter,
-        num_classes=num_classes,
-        iou_threshold=inference_cfg.iou_threshold,
-        max_detections=inference_cfg.max_detections,
-    )
-    if labels is None:
-        labels = default_labels(fam, adapter)
-    engine = Engine(
-        name, info, adapter, labels, inference_cfg, label_offset=entry.label_offset if entry else 0
-    )
-
-    def rebuild(acc: str) -> tuple[InterpreterInfo, Adapter]:
-        nfo = interpreter_on(acc)
-        return nfo, make_adapter(
-            fam,
-            nfo.interpreter,
-            num_classes=num_classes,
-            iou_threshold=inference_cfg.iou_threshold,
-            max_detections=inference_cfg.max_detections,
-        )
-
-    engine.rebuild = rebuild
-    # the tracker's score calibration for this detector (None: a model given by path, safe defaults)
-    engine.calibration = dict(entry.tracker) if entry is not None and entry.tracker else None
-    log.info(
-        "loaded %r from %s (%s runtime)%s",
-        engine,
-        engine.path,
-        engine.runtime,
-        f"; skipped: {'; '.join(engine.accelerator_reasons)}" if engine.accelerator_reasons else "",
-    )
-    return engine

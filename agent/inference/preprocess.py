@@ -48,6 +48,12 @@ class Transform:
         np.clip(out[:, 1::2], 0, self.src_h, out=out[:, 1::2])
         return out
 
+    def points_to_source(self, points: np.ndarray) -> np.ndarray:
+        """Map ``[N, 2]`` normalized ``(x, y)`` input points (keypoints, polygon vertices) to clipped
+        source pixels, as :meth:`to_source` does for boxes."""
+        pts = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+        return self.to_source(np.concatenate([pts, pts], axis=1))[:, :2]
+
 
 class Prepared(NamedTuple):
     """A frame already fitted to a model's input (:meth:`Preprocessor.prepare`)."""

@@ -145,7 +145,12 @@ def make_interpreter(
             "delegate_options": dict(delegate_options or {}),
         },
     )
-    order = ("delegate",) if delegate_path else ORDER[accelerator]
+    return _first_that_loads(("delegate",) if delegate_path else ORDER[accelerator], ctx)
+
+
+def _first_that_loads(order: tuple[str, ...], ctx: LoadContext) -> InterpreterInfo:
+    """Walk the accelerator order: the first that loads; why each before it could not is kept in
+    ``ctx.reasons``; the last one's error is raised."""
     for i, name in enumerate(order):
         try:
             return ACCELERATORS[name].load(ctx)

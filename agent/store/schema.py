@@ -1,4 +1,5 @@
-"""Tables of the foundation: detections, classifications and per-camera inference statistics."""
+"""Tables of the foundation: detections, classifications, the records of other result kinds
+(``results``) and per-camera inference statistics."""
 
 from __future__ import annotations
 
@@ -57,6 +58,23 @@ TABLES: tuple[str, list[Migration]] = (
             );
             CREATE INDEX inference_stats_camera_ts ON inference_stats (camera, ts_end);
             """,
-        )
+        ),
+        Migration(
+            2,
+            "results: records of the kinds a model-family adapter adds (pose, segmentation, ...)",
+            """
+            CREATE TABLE results (
+                id INTEGER PRIMARY KEY,
+                ts TEXT NOT NULL,
+                camera TEXT NOT NULL,
+                frame INTEGER NOT NULL,
+                model TEXT NOT NULL,
+                kind TEXT NOT NULL,            -- the adapter's name for it, e.g. 'pose'
+                data TEXT NOT NULL             -- JSON object, coordinates in source-frame pixels
+            );
+            CREATE INDEX results_ts ON results (ts);
+            CREATE INDEX results_camera_kind_ts ON results (camera, kind, ts);
+            """,
+        ),
     ],
 )

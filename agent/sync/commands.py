@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.errors import ConfigError
 from agent.sync.topics import SCHEMA_VERSION, SCHEMAS, Topics
 from agent.timefmt import iso_utc
 
@@ -59,6 +60,16 @@ def register_command(name: str, handler: Handler, *, read_only: bool, doc: str) 
 
 def known_commands() -> dict[str, Command]:
     return dict(_COMMANDS)
+
+
+def check_command_names(names: list[str]) -> None:
+    """``mqtt.commands``: a ``ConfigError`` naming any command this agent does not know."""
+    unknown = [c for c in names if c not in _COMMANDS]
+    if unknown:
+        raise ConfigError(
+            f"mqtt.commands: unknown command(s) {', '.join(unknown)}",
+            f"known commands: {', '.join(sorted(_COMMANDS))}",
+        )
 
 
 def _int_arg(args: dict[str, Any], key: str) -> int:

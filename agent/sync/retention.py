@@ -8,7 +8,7 @@ Pruning starts *before* that is reached, at 90 % of it (:data:`HIGH_WATER`), and
 (``sync-retention``, a look every 0.25 s: two PRAGMAs and a stat), never behind the summaries, and the prune steps run in order,
 each in chunks through the single writer:
 
-1. raw detections and classifications, oldest first (only those already summarised);
+1. raw detections, classifications and records (``results``), oldest first (only those already summarised);
 2. delivered (or rejected) outbox messages, oldest first;
 3. undelivered summaries, oldest first: recorded in ``outbox_gaps`` with the reason, and a ``gap``
    event is queued so the hub sees the gap and why.
@@ -115,9 +115,9 @@ def prune_summarised(
 
 
 def prune_raw_detections(conn: sqlite3.Connection, limit: int) -> int:
-    """Oldest detections and classifications already covered by a written summary."""
+    """Oldest detections, classifications and records already covered by a written summary."""
     return prune_summarised(
-        conn, limit, [("detections", "ts"), ("classifications", "ts")], "pruned_detections"
+        conn, limit, [("detections", "ts"), ("classifications", "ts"), ("results", "ts")], "pruned_detections"
     )
 
 

@@ -22,21 +22,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent import __version__
 from agent import host as _health
-from agent.errors import ConfigError
 from agent.store.db import connect
 from agent.store.writer import Writer
 from agent.sync import outbox
+from agent.sync.birth import birth_message, death_message
 from agent.sync.birth import birth_models as birth_models  # re-exported (tests, callers)
-from agent.sync.commands import CommandProcessor, known_commands
+from agent.sync.commands import CommandProcessor, check_command_names
 from agent.sync.contract import pipeline_projection
 from agent.sync.mqtt import MqttLink
 from agent.sync.publisher import Publisher
 from agent.sync.retention import Retention
 from agent.sync.sink import SinkGroup, build_sinks
 from agent.sync.summary import SummaryBuilder
-from agent.sync.topics import SCHEMA_VERSION, SCHEMAS, Topics
+from agent.sync.topics import Topics
 from agent.timefmt import iso_utc
 
 if TYPE_CHECKING:  # annotations only: the whole config sits above the parts
@@ -63,12 +62,7 @@ class SyncService:
         self.status = status
         self.retention_interval_s = retention_interval_s
         self.topics = Topics(cfg.mqtt.topic_prefix, cfg.device.site, cfg.device.id)
-        unknown = [c for c in cfg.mqtt.commands if c not in known_commands()]
-        if unknown:
-            raise ConfigError(
-                f"mqtt.commands: unknown command(s) {', '.join(unknown)}",
-                f"known commands: {', '.join(sorted(known_commands()))}",
-            )
+        check_command_names(cfg.mqtt.commands)
         self.builder = SummaryBuilder(
             interval_s=cfg.summary.interval_s,
             writer=writer,
@@ -91,23 +85,7 @@ class SyncService:
         self.publisher: Publisher | None = None
         self.commands: CommandProcessor | None = None
         if cfg.mqtt.enabled:
-            self.commands = CommandProcessor(
-                self, self.topics, cfg.mqtt.commands, self._publish_reply, lambda: self._session
-            )
-            self.link = MqttLink(
-                cfg.mqtt,
-                cfg.device.id,
-                self.topics,
-                next_session=self._next_session,
-                birth=self._birth,
-                death=self._death,
-                on_message=self._on_message,
-                on_state=self._on_state,
-                subscriptions=self.commands.filters() + [self.topics.status],
-            )
-            # the publisher is the link's driver (Publisher.start): the link's one thread runs paho's
-            # network loop and the publisher, and hands it every PUBACK directly
-            self.publisher = Publisher(cfg.mqtt, self.link, writer, self._reader)
+            self._build_mqtt()
         #: other sinks (the NGSI-LD context broker), each with its own delivery state in sink_queue
         self.sinks: dict[str, Any] = {}
         if getattr(cfg, "ngsi_ld", None) is not None and cfg.ngsi_ld.enabled:
@@ -122,6 +100,27 @@ class SyncService:
         self.last_error: str | None = None
         self.restarts: dict[str, int] = {}
         self._next_health = 0.0
+
+    def _build_mqtt(self) -> None:
+        """The command processor, the link and its publisher (``mqtt.enabled``)."""
+        cfg = self.cfg
+        self.commands = CommandProcessor(
+            self, self.topics, cfg.mqtt.commands, self._publish_reply, lambda: self._session
+        )
+        self.link = MqttLink(
+            cfg.mqtt,
+            cfg.device.id,
+            self.topics,
+            next_session=self._next_session,
+            birth=self._birth,
+            death=self._death,
+            on_message=self._on_message,
+            on_state=self._on_state,
+            subscriptions=self.commands.filters() + [self.topics.status],
+        )
+        # the publisher is the link's driver (Publisher.start): the link's one thread runs paho's
+        # network loop and the publisher, and hands it every PUBACK directly
+        self.publisher = Publisher(cfg.mqtt, self.link, self.writer, self._reader)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> SyncService:
@@ -269,46 +268,10 @@ class SyncService:
         return s
 
     def _birth(self, session: int) -> dict[str, Any]:
-        live = self._live_status()
-        try:
-            conn = self._reader()
-            try:
-                last = outbox.state_value(conn, "last_seq")
-                first = conn.execute("SELECT MIN(seq) FROM outbox WHERE state = 'pending'").fetchone()[0]
-            finally:
-                conn.close()
-        except sqlite3.Error:
-            last, first = None, None
-        return {
-            "schema": SCHEMAS["status"],
-            "schema_version": SCHEMA_VERSION,
-            "state": "online",
-            "device": self.topics.device,
-            "site": self.topics.site,
-            "ts": iso_utc(time.time()),
-            "session": session,
-            "agent_version": __version__,
-            **birth_models(live, self.cfg.inference.model),
-            # set while the model runs below its accelerator (lost mid-run): which, since when, why
-            "accelerator_fallback": live.get("accelerator_fallback"),
-            "config_hash": self.cfg.config_hash(),
-            "seq_last": last,
-            "seq_first_pending": first if first is not None else (last + 1 if last is not None else None),
-            "summary_interval_s": self.cfg.summary.interval_s,
-            "mqtt_protocol": self.cfg.mqtt.protocol,
-        }
+        return birth_message(self.cfg, self.topics, session, self._live_status(), self._reader)
 
     def _death(self, session: int) -> dict[str, Any]:
-        return {
-            "schema": SCHEMAS["status"],
-            "schema_version": SCHEMA_VERSION,
-            "state": "offline",
-            "device": self.topics.device,
-            "site": self.topics.site,
-            "ts": iso_utc(time.time()),
-            "session": session,
-            "reason": "stopped" if self._stop.is_set() else "connection lost (last will)",
-        }
+        return death_message(self.topics, session, stopping=self._stop.is_set())
 
     def _on_state(self, up: bool) -> None:
         if self.publisher:

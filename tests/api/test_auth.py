@@ -20,6 +20,7 @@ ROUTES = [
     "/api/status",
     "/api/config",
     "/api/detections",
+    "/api/results",
     "/api/counts",
     "/api/readings",
     "/api/outbox",

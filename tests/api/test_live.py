@@ -239,6 +239,7 @@ OPERATIONS = [
     "/api/status",
     "/api/config",
     "/api/detections",
+    "/api/results",
     "/api/counts",
     "/api/readings",
     "/api/outbox",

@@ -64,7 +64,7 @@ def test_example_is_generated_from_schema_and_is_a_valid_config():
     assert cfg.cameras and cfg.cameras[0].name == "demo"
     # every top-level section of the schema is documented in the example
     for name in AgentConfig.model_fields:
-        assert f"[{name}]" in text or f"[[{name}]]" in text, name
+        assert f"[{name}]" in text or f"[[{name}]]" in text or f"\n{name} = " in text, name
     # descriptions appear as comments
     assert "# CPU threads for XNNPACK." in text
 

@@ -18,6 +18,7 @@ from agent.config import InferenceConfig, parse_config
 from agent.errors import AcceleratorError, ModelError
 from agent.inference import engine as engine_mod
 from agent.inference import load_engine
+from agent.inference import loading as loading_mod
 from agent.inference import runtime as runtime_mod
 from agent.inference.runtime import InterpreterInfo
 
@@ -56,7 +57,7 @@ class FaultyInterpreter:
 
 @pytest.fixture
 def coral(monkeypatch):
-    """Installs the simulated Coral as the Edge TPU the engine's make_interpreter finds."""
+    """Installs the simulated Coral as the Edge TPU the engine loader's make_interpreter finds."""
     dev = Coral()
     real_make = runtime_mod.make_interpreter
 
@@ -72,7 +73,7 @@ def coral(monkeypatch):
                 raise AcceleratorError("edgetpu: no Edge TPU found (the USB device is gone)", "plug it in")
         return real_make(path, accelerator=accelerator, **kw)
 
-    monkeypatch.setattr(engine_mod, "make_interpreter", make)
+    monkeypatch.setattr(loading_mod, "make_interpreter", make)
     return dev
 
 

@@ -2,17 +2,29 @@
 
 An adapter wraps a plain, allocated interpreter. The engine writes the image (with the adapter's
 normalization), calls :meth:`Adapter.before_invoke`, ``invoke()``, :meth:`Adapter.after_invoke`,
-then reads :meth:`Adapter.objects` (detectors) or :meth:`Adapter.scores` (classifiers).
+then reads :meth:`Adapter.objects` (``task = "detect"``) or :meth:`Adapter.scores`
+(``task = "classify"``), and :meth:`Adapter.records` for every task.
+
+The result type is open: a family whose output is neither boxes nor classes (pose keypoints, a
+segmentation's areas per class) sets its own ``task`` name and returns :class:`~agent.types.Record`
+objects from :meth:`Adapter.records`. The engine, the results stage, the store (``results`` table)
+and the API (``/api/results``) carry them with no change; a pose detector can also return boxes from
+:meth:`objects` (``task = "detect"``) and keypoints from :meth:`records`, so tracking and counting
+still work on it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agent.errors import ModelError
+from agent.types import Record
+
+if TYPE_CHECKING:
+    from agent.inference.preprocess import Transform
 
 
 @dataclass(slots=True)
@@ -46,7 +58,7 @@ class Adapter:
     """
 
     family = "?"
-    task = "detect"  # or "classify"
+    task = "detect"  # "classify", or a name of the family's own whose output is records() only
     mean = 127.5
     std = 127.5
     pad_value = 114
@@ -69,3 +81,16 @@ class Adapter:
 
     def scores(self) -> np.ndarray:  # pragma: no cover - per family
         raise NotImplementedError
+
+    def records(self, transform: Transform, threshold: float) -> list[Record]:
+        """Results of other kinds for this frame (default: none).
+
+        Args:
+            transform: maps model-input coordinates to source pixels (``to_source`` for
+                ``[N, 4]`` boxes, ``points_to_source`` for ``[N, 2]`` points).
+            threshold: the least score asked for (the camera's, or the tracker's low threshold).
+
+        Returns:
+            JSON-serialisable records, coordinates in source pixels; stored and served as they are.
+        """
+        return []
