@@ -366,6 +366,9 @@ class ResultsWorker:
             dur = max(now - st.start, 1e-3)
             lat = np.asarray(st.lat)
             tot = np.asarray(st.tot)
+            fps = round(st.frames / dur, 3)
+            p50 = round(float(np.percentile(lat, 50)), 3)
+            p95 = round(float(np.percentile(lat, 95)), 3)
             row = {
                 "ts_start": iso_utc(st.start),
                 "ts_end": iso_utc(now),
@@ -373,19 +376,15 @@ class ResultsWorker:
                 "model": st.model,
                 "accelerator": st.accelerator,
                 "frames": st.frames,
-                "fps": round(st.frames / dur, 3),
-                "latency_p50_ms": round(float(np.percentile(lat, 50)), 3),
-                "latency_p95_ms": round(float(np.percentile(lat, 95)), 3),
+                "fps": fps,
+                "latency_p50_ms": p50,
+                "latency_p95_ms": p95,
                 "total_p50_ms": round(float(np.percentile(tot, 50)), 3),
                 "detections": st.dets,
                 "dropped_frames": self._replaced(cam) - st.dropped_frames_at_start,
                 # in this window (all writes of the agent: the writer is shared)
                 "dropped_writes": sum(self.writer.drops.values()) - st.dropped_writes_at_start,
             }
-            self.recent[cam] = {
-                "fps": row["fps"],
-                "latency_p50_ms": row["latency_p50_ms"],
-                "latency_p95_ms": row["latency_p95_ms"],
-            }
+            self.recent[cam] = {"fps": fps, "latency_p50_ms": p50, "latency_p95_ms": p95}
             self.writer.submit_rows("inference_stats", [row])
             del self._stats[cam]

@@ -124,8 +124,10 @@ class TrackerConfig(Section):
             if getattr(self, k) is None:
                 fill[k] = float((calibration or {}).get(k, SAFE_CALIBRATION[k]))
         out = self.model_copy(update=fill)
-        if out.low_threshold > out.high_threshold:
-            out = out.model_copy(update={"low_threshold": out.high_threshold})
+        low, high = out.low_threshold, out.high_threshold
+        assert low is not None and high is not None  # every CALIBRATED setting was filled above
+        if low > high:
+            out = out.model_copy(update={"low_threshold": high})
         return out
 
 

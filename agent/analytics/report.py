@@ -32,11 +32,11 @@ def count_lines(pipe: Any) -> list[str]:
             line = f"  line {lc.name}: " + "; ".join(parts)
             if runner.epochs:
                 passes = runner.epochs + 1
-                per = "; ".join(
+                per_pass = "; ".join(
                     f"{d} {sum(n for (ln, dd, _c), n in runner.totals.items() if ln == lc.name and dd == d) / passes:.1f}"
                     for d in lc.directions
                 )
-                line += f" (per pass: {per})"
+                line += f" (per pass: {per_pass})"
             out.append(line)
     return out
 

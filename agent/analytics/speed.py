@@ -26,7 +26,9 @@ class GroundPlane:
     """Maps image pixels to ground metres through a homography from four point pairs."""
 
     def __init__(
-        self, image_points: Sequence[Sequence[float]], world_points: Sequence[Sequence[float]]
+        self,
+        image_points: Sequence[Sequence[float]] | np.ndarray,
+        world_points: Sequence[Sequence[float]] | np.ndarray,
     ) -> None:
         src = np.asarray(image_points, dtype=np.float32).reshape(4, 2)
         dst = np.asarray(world_points, dtype=np.float32).reshape(4, 2)

@@ -145,7 +145,8 @@ def load_truth(path: str | Path, fps: float | None = None) -> Truth:
             ev = _event(e, p, f"lines[{i}].crossings[{j}]", fps)
             if tl.directions and ev.direction not in tl.directions:
                 raise _bad(
-                    p, f"lines[{i}].crossings[{j}]: direction {ev.direction!r} is not one of {list(dirs)}"
+                    p,
+                    f"lines[{i}].crossings[{j}]: direction {ev.direction!r} is not one of {list(tl.directions)}",
                 )
             tl.events.append(ev)
         if tl.name in lines:

@@ -167,7 +167,7 @@ class AccessMiddleware:
             )
             return
         presented = _bearer(headers.get("authorization", b""))
-        if presented is not None and self.token_file.matches(presented):
+        if presented is not None and self.token_file is not None and self.token_file.matches(presented):
             self.backoff.success(addr)
             await self.app(scope, receive, send)
             return

@@ -120,7 +120,7 @@ def status_cmd(config: str | None, url: str | None, db: str | None, offline: boo
         click.echo(json.dumps(st, indent=2))
     else:
         print_status(st, src.where)
-    sys.exit({"ok": 0, "warn": 1}.get(st.get("overall"), 2))
+    sys.exit({"ok": 0, "warn": 1}.get(str(st.get("overall")), 2))
 
 
 def _fmt_det(d: dict[str, Any]) -> str:

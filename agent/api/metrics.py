@@ -175,10 +175,10 @@ class StatusCollector:
             g = GaugeMetricFamily("edge_agent_writer_pending", "Writes waiting for the database")
             g.add_metric([], float(w["pending"]))
             yield g
-        db = (st.get("database") or {}).get("size_bytes")
-        if _num(db) is not None:
+        db = _num((st.get("database") or {}).get("size_bytes"))
+        if db is not None:
             g = GaugeMetricFamily("edge_agent_database_bytes", "Database file size (with WAL)")
-            g.add_metric([], float(db))
+            g.add_metric([], db)
             yield g
         d = st.get("disk") or {}
         if _num(d.get("free_bytes")) is not None:

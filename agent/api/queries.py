@@ -157,7 +157,8 @@ def readings(
     """Sensor readings (firmware_bridge's ``readings`` table), oldest first."""
     if not has_table(conn, "readings"):
         return {"items": [], "note": "no readings table in this database (no serial sensors have run on it)"}
-    where, args = [], []
+    where: list[str] = []
+    args: list[object] = []
     if sensor:
         where.append("sensor = ?")
         args.append(sensor)  # noqa: E702
@@ -181,8 +182,8 @@ def readings(
         from firmware_bridge.events import quality_names
     except ImportError:  # pragma: no cover - firmware_bridge ships with the agent
 
-        def quality_names(q: int) -> list[str]:
-            return [] if not q else [f"0x{q:x}"]
+        def quality_names(mask: int) -> list[str]:
+            return [] if not mask else [f"0x{mask:x}"]
 
     items = [
         {

@@ -153,8 +153,10 @@ class ApiServer:
         return self
 
     def _serve(self, sock: socket.socket) -> None:
+        server = self._server
+        assert server is not None  # made by start() before this thread
         try:
-            self._server.run(sockets=[sock])
+            server.run(sockets=[sock])
         except BaseException:  # noqa: BLE001 - never take the agent down
             log.exception("local API server stopped with an error")
         finally:
@@ -162,10 +164,11 @@ class ApiServer:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._detach()
-        if self._server is not None:
-            self._server.should_exit = True
+        server = self._server
+        if server is not None:
+            server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                self._server.force_exit = True
+            if self._thread.is_alive() and server is not None:
+                server.force_exit = True
                 self._thread.join(1.0)

@@ -46,7 +46,7 @@ def _color(label: str) -> tuple[int, int, int]:
     if label in _COLORS:
         return _COLORS[label]
     h = sum(label.encode()) * 47 % 180
-    hsv = np.uint8([[[h, 200, 230]]])
+    hsv = np.array([[[h, 200, 230]]], dtype=np.uint8)
     b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
     return int(b), int(g), int(r)
 

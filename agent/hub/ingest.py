@@ -236,6 +236,7 @@ class Ingestor:
 
     def _summary(self, m: Msg, d: Device, typed: dict[str, list[Row]]) -> None:
         """A new summary's rows; its AQI is the device's if it is the newest yet."""
+        assert m.seq is not None  # a summary without a seq is refused when it is parsed
         rows = summary_rows(*m.key, m.seq, m.doc)
         typed["volumes"] += rows["volumes"]
         typed["bins"] += rows["bins"]

@@ -171,13 +171,14 @@ class Writer(BatchCommits):
         """Run ``fn`` in the writer's next transaction, *ahead* of the queued writes, and wait until it
         is committed (for retention: pruning must not wait behind a full queue of detections).
         Returns False if it did not complete within ``timeout_s`` (it may still run later)."""
-        op = WriteOp(0, kind, fn=fn, urgent=True, done=threading.Event())  # seq 0: flush() ignores it
+        done = threading.Event()
+        op = WriteOp(0, kind, fn=fn, urgent=True, done=done)  # seq 0: flush() ignores it
         self._prio.append(op)
         try:
             self._q.put_nowait(_WAKE)
         except queue.Full:
             pass  # the writer is busy and looks at the lane before each batch
-        return op.done.wait(timeout_s)
+        return done.wait(timeout_s)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until every write submitted before this call is committed (or failed for good)."""

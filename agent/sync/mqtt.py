@@ -297,6 +297,8 @@ class MqttLink(ConnectionState):
         wake = self._inbox.r
         assert wake is not None  # made by start(), closed only once the thread has ended
         sock = client.socket() if client is not None else None
+        rl: list[Any]  # paho's socket, or its TLS wrapper (what select() takes: anything with fileno())
+        wl: list[Any]
         if sock is None:
             rl, wl = [wake], []
         else:

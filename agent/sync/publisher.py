@@ -295,7 +295,7 @@ class Publisher:
             self._suffix = {k: v for k, v in self._suffix.items() if k[0] == session}
             self._suffix[(session, replay)] = suffix
         topics = self._topics
-        msgs = []
+        msgs: list[tuple[str, bytes, int, bool]] = []
         seqs = []
         for seq, topic, body, qos, retain, _ in rows:
             if body is None:  # its text was deleted behind the agent's back: say so, do not stall on it
@@ -309,7 +309,7 @@ class Publisher:
                 continue
             if isinstance(topic, bytes):  # read with text_factory=bytes; a device has a handful of topics
                 topic = topics.get(topic) or topics.setdefault(topic, topic.decode())
-            msgs.append((topic, body[:-1] + suffix, qos, retain))
+            msgs.append((topic, body[:-1] + suffix, qos, bool(retain)))
             seqs.append(seq)
         if not msgs:
             return True

@@ -73,7 +73,8 @@ class IncidentEngine:
             if isinstance(r, WrongWayRule):
                 if r.direction is not None:
                     vec, names = np.asarray(r.direction, dtype=float), None
-                else:
+                else:  # the rule's config needs a direction or a line and its direction
+                    assert r.line is not None and r.line_direction is not None
                     lc = lines[r.line]
                     vec = line_direction_vector(
                         lc.points, lc.units, frame_size, lc.directions, r.line_direction

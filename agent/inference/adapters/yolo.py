@@ -95,8 +95,10 @@ def nms(
     xywh[:, :2] = boxes_xyxy[:, :2]
     xywh[:, 2:] = boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]
     sc = scores.astype(np.float32)
-    if hasattr(cv2.dnn, "NMSBoxesBatched"):
-        keep = cv2.dnn.NMSBoxesBatched(
+    dnn: Any = cv2.dnn  # its stubs want sequences; it takes (and is fastest with) numpy arrays
+    keep: Any
+    if hasattr(dnn, "NMSBoxesBatched"):
+        keep = dnn.NMSBoxesBatched(
             xywh, sc, class_ids.astype(np.int32), score_threshold, iou_threshold, top_k=max_det
         )
     else:  # older OpenCV: offset boxes per class so classes never overlap
@@ -105,7 +107,7 @@ def nms(
         )
         shifted = xywh.copy()
         shifted[:, :2] += off
-        keep = cv2.dnn.NMSBoxes(shifted, sc, score_threshold, iou_threshold, top_k=max_det)
+        keep = dnn.NMSBoxes(shifted, sc, score_threshold, iou_threshold, top_k=max_det)
     keep = np.asarray(keep, dtype=np.int64).reshape(-1)
     return keep[np.argsort(-sc[keep], kind="stable")][:max_det]
 
