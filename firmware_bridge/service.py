@@ -9,19 +9,20 @@ or goes quiet for ``stale_after_s``. No exception from a driver or the port leav
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from typing import Any
 
 from agent.backoff import Backoff, spread
 from agent.timefmt import iso_utc
-from firmware_bridge import summary
 from firmware_bridge.commands import CommandClient, CommandResult
 from firmware_bridge.config import SensorConfig
 from firmware_bridge.drivers import make_driver
 from firmware_bridge.events import Q_CLOCK_UNTRUSTED, DecodeError, Measurement, Message
 from firmware_bridge.gpsclock import GpsClock
-from firmware_bridge.store import reading_rows, upsert_health
+from firmware_bridge.store import reading_rows, upsert_health, write_settings
+from firmware_bridge.summary import DEFAULT_SETTINGS
 from firmware_bridge.transport import SerialTransport, TransportError
 
 log = logging.getLogger(__name__)
@@ -237,8 +238,15 @@ class SensorService:
         tol = min((s.summary_settings().get("clock_tolerance_s", 2.0) for s in gps), default=2.0)
         self.clock = GpsClock(tolerance_s=tol)
         self.workers = {s.name: SensorWorker(s, writer, self.clock) for s in self.sensors}
-        for s in self.sensors:
-            summary.configure_sensor(s.name, **s.summary_settings())
+        settings = {s.name: {**DEFAULT_SETTINGS, **s.summary_settings()} for s in self.sensors}
+        # recorded with the readings, so a summary (and a re-run of one) is computed from the database
+
+        def record(conn: sqlite3.Connection) -> None:
+            for name, values in settings.items():
+                write_settings(conn, name, values, time.time())
+
+        if settings:
+            writer.submit_fn(record, kind="sensor_settings", block=True)
 
     def start(self) -> None:
         for w in self.workers.values():

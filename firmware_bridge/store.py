@@ -1,4 +1,5 @@
-"""Tables of the serial sensors: ``readings`` (one row per value) and ``sensor_health``.
+"""Tables of the serial sensors: ``readings`` (one row per value), ``sensor_health`` and
+``sensor_settings`` (what each sensor's summary is computed with).
 
 ``readings.ts`` is the UTC receive time (ISO-8601, milliseconds, 'Z'); ``quality`` is the bit mask
 of :mod:`firmware_bridge.events` (0: good). ``sensor_health`` holds the last health snapshot
@@ -51,9 +52,31 @@ TABLES: tuple[str, list[Migration]] = (
                 detail TEXT NOT NULL DEFAULT '{}'
             );
             """,
-        )
+        ),
+        Migration(
+            2,
+            "sensor_settings: what each sensor's summary is computed with",
+            """
+            -- the AQI table, NowCast on/off and GPS clock tolerance of each sensor (JSON), written by
+            -- the sensor service at start, so a summary is computed from the database alone
+            CREATE TABLE sensor_settings (
+                sensor TEXT PRIMARY KEY,
+                settings TEXT NOT NULL,
+                updated_ts TEXT NOT NULL
+            );
+            """,
+        ),
     ],
 )
+
+
+def write_settings(conn: sqlite3.Connection, sensor: str, settings: dict[str, Any], now: float) -> None:
+    """Record ``sensor``'s summary settings (``SensorConfig.summary_settings()``)."""
+    conn.execute(
+        "INSERT INTO sensor_settings (sensor, settings, updated_ts) VALUES (?, ?, ?)"
+        " ON CONFLICT (sensor) DO UPDATE SET settings = excluded.settings, updated_ts = excluded.updated_ts",
+        (sensor, json.dumps(settings, sort_keys=True), iso_utc(now)),
+    )
 
 
 def reading_rows(

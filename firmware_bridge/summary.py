@@ -11,6 +11,7 @@ day for the daily AQI; each names its basis and its valid hours (see :mod:`firmw
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import threading
 from typing import Any
@@ -20,33 +21,27 @@ from firmware_bridge import aqi as aqi_mod
 from firmware_bridge.events import Q_NO_FIX, Q_OUT_OF_RANGE, Q_SENSOR_FAULT, Q_STALE, Q_WARMING_UP
 
 BAD = Q_OUT_OF_RANGE | Q_SENSOR_FAULT | Q_WARMING_UP | Q_NO_FIX | Q_STALE
-_SETTINGS: dict[str, dict[str, Any]] = {}
 _LOCK = threading.Lock()
+#: a sensor's summary settings when the database has none for it (the config's defaults)
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "aqi_table": aqi_mod.DEFAULT_TABLE,
+    "aqi_nowcast": True,
+    "clock_tolerance_s": 2.0,
+}
 
 
-def configure_sensor(
-    name: str,
-    *,
-    aqi_table: str = aqi_mod.DEFAULT_TABLE,
-    aqi_nowcast: bool = True,
-    clock_tolerance_s: float = 2.0,
-) -> None:
-    """Per-sensor summary settings (the service sets them from the config)."""
-    with _LOCK:
-        _SETTINGS[name] = {
-            "aqi_table": aqi_table,
-            "aqi_nowcast": aqi_nowcast,
-            "clock_tolerance_s": clock_tolerance_s,
-        }
-
-
-def _settings(name: str) -> dict[str, Any]:
-    with _LOCK:
-        return dict(
-            _SETTINGS.get(
-                name, {"aqi_table": aqi_mod.DEFAULT_TABLE, "aqi_nowcast": True, "clock_tolerance_s": 2.0}
-            )
-        )
+def _settings(conn: sqlite3.Connection, name: str) -> dict[str, Any]:
+    """``name``'s summary settings as the sensor service recorded them (``sensor_settings``), over
+    the defaults; a database without the table (an older one) or the sensor gets the defaults."""
+    try:
+        row = conn.execute("SELECT settings FROM sensor_settings WHERE sensor = ?", (name,)).fetchone()
+    except sqlite3.OperationalError:
+        row = None
+    try:
+        stored = json.loads(row[0]) if row else {}
+    except (TypeError, ValueError):
+        stored = {}
+    return {**DEFAULT_SETTINGS, **{k: v for k, v in stored.items() if k in DEFAULT_SETTINGS}}
 
 
 def metric_stats(conn: sqlite3.Connection, start: str, end: str) -> dict[str, dict[str, dict[str, Any]]]:
@@ -148,7 +143,7 @@ def sensor_aqi(
     present = [(m, p) for m, p in _POLS if m in metrics]
     if not present:
         return None
-    s = _settings(sensor)
+    s = _settings(conn, sensor)
     table = s["aqi_table"]
     end_t = dt.datetime.fromisoformat(end.replace("Z", "+00:00")).timestamp()
     if s["aqi_nowcast"]:
@@ -218,11 +213,11 @@ def _daily_aqi(
     return daily
 
 
-def gps_of(name: str, m: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def gps_of(name: str, m: dict[str, dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any] | None:
     if "gps_fix_quality" not in m and "clock_offset_s" not in m:
         return None
     off = m.get("clock_offset_s", {}).get("last")
-    tol = _settings(name)["clock_tolerance_s"]
+    tol = settings["clock_tolerance_s"]
     return {
         "sensor": name,
         "fix_quality": m.get("gps_fix_quality", {}).get("last"),
@@ -280,10 +275,10 @@ def gps_section(conn: sqlite3.Connection, start: str, end: str) -> dict[str, Any
     except sqlite3.OperationalError:
         return None
     for name in sorted(stats):
-        g = gps_of(name, stats[name])
+        g = gps_of(name, stats[name], _settings(conn, name))
         if g:
             return g
     return None
 
 
-__all__ = ["sensors_section", "gps_section", "configure_sensor", "metric_stats"]
+__all__ = ["sensors_section", "gps_section", "metric_stats"]

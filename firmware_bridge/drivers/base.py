@@ -173,7 +173,8 @@ class SensorConfig(Section):
         return DRIVERS[self.driver]
 
     def summary_settings(self) -> dict[str, Any]:
-        """The keys of ``summary.configure_sensor`` this sensor's model has (AQI table, clock tolerance)."""
+        """The summary settings this sensor's model has (AQI table, NowCast, clock tolerance), recorded
+        in ``sensor_settings`` by the sensor service (``firmware_bridge.summary`` reads them)."""
         keys = ("aqi_table", "aqi_nowcast", "clock_tolerance_s")
         return {k: getattr(self, k) for k in keys if k in type(self).model_fields}
 

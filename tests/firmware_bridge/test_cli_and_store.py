@@ -17,6 +17,7 @@ from agent.timefmt import iso_utc
 from firmware_bridge import summary
 from firmware_bridge.drivers import make_driver, pms5003, sds011
 from firmware_bridge.events import Q_WARMING_UP
+from firmware_bridge.store import write_settings
 
 from .test_drivers import GGA, PMS_FRAME, RMC
 
@@ -198,12 +199,10 @@ def test_schema_and_summary_with_nowcast_and_gps(db_path):
         "INSERT INTO readings (ts, sensor, metric, value, unit, quality) VALUES (?,?,?,?,?,?)", rows
     )
     start, end = iso_utc(end_t - 300), iso_utc(end_t)
-    summary.configure_sensor("pm", aqi_table="epa-2024", aqi_nowcast=True)
-    try:
-        s = summary.sensors_section(db.conn, start, end)
-        g = summary.gps_section(db.conn, start, end)
-    finally:
-        summary.configure_sensor("pm")
+    # what the sensor service records at start: the section reads it from the database, no global
+    write_settings(db.conn, "pm", {"aqi_table": "epa-2024", "aqi_nowcast": True}, end_t)
+    s = summary.sensors_section(db.conn, start, end)
+    g = summary.gps_section(db.conn, start, end)
     pm = s["pm"]["metrics"]["pm2_5"]
     assert (pm["count"], pm["flagged"], pm["mean"], pm["max"], pm["last"]) == (2, 1, 40.0, 40.0, 40.0)
     # NowCast over the 12 complete hours: w = 0.5; (40 + 20*(0.5 + ... + 0.5^11)) / (1 + ... + 0.5^11) = 30.0 -> AQI 90
@@ -226,6 +225,13 @@ def test_schema_and_summary_with_nowcast_and_gps(db_path):
         "clock_trusted": False,
     }
     assert summary.sensors_section(db.conn, iso_utc(0), iso_utc(1)) is None
+    # the same data with the settings another config records: the window mean, the tighter tolerance
+    write_settings(db.conn, "pm", {"aqi_table": "epa-2012", "aqi_nowcast": False}, end_t)
+    write_settings(db.conn, "gps", {"clock_tolerance_s": 10000.0}, end_t)
+    again = summary.sensors_section(db.conn, start, end)["pm"]["aqi"]
+    assert again["table"] == "epa-2012" and again["current"]["basis"] == "window_mean"
+    assert again["current"]["pm2_5"] == 40.0
+    assert summary.gps_section(db.conn, start, end)["clock_trusted"] is True
     db.close()
 
 

@@ -64,6 +64,35 @@ def rig(tmp_path, store):
         s.stop()
 
 
+def test_the_service_records_each_sensors_summary_settings(store, tmp_path):
+    """The summary's AQI table, NowCast and clock tolerance come from the database (no module
+    global): the service records every sensor's at start, and a later config replaces them."""
+    import json
+
+    db, writer = store
+    cfgs = [
+        SensorConfig(name="pm", driver="pms5003", port=str(tmp_path / "ttyNONE"), aqi_table="epa-2012"),
+        SensorConfig(name="gps", driver="nmea", port=str(tmp_path / "ttyNONE2"), clock_tolerance_s=0.5),
+    ]
+    SensorService(cfgs, writer)
+    assert writer.flush(5)
+    conn = db.reader()
+    try:
+        got = {n: json.loads(v) for n, v in conn.execute("SELECT sensor, settings FROM sensor_settings")}
+    finally:
+        conn.close()
+    assert got["pm"] == {"aqi_table": "epa-2012", "aqi_nowcast": True, "clock_tolerance_s": 2.0}
+    assert got["gps"]["clock_tolerance_s"] == 0.5
+    SensorService([cfgs[0].model_copy(update={"aqi_nowcast": False})], writer)
+    assert writer.flush(5)
+    conn = db.reader()
+    try:
+        (v,) = conn.execute("SELECT settings FROM sensor_settings WHERE sensor = 'pm'").fetchone()
+    finally:
+        conn.close()
+    assert json.loads(v)["aqi_nowcast"] is False
+
+
 def count(conn, sensor, metric=None):
     sql, args = "SELECT COUNT(*) FROM readings WHERE sensor = ?", [sensor]
     if metric:
