@@ -13,6 +13,7 @@ full-resolution copy, so no drawing reveals what is under it.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -76,8 +77,16 @@ def _geometry(
     return lines, zones
 
 
-def draw(img: np.ndarray, detections: list[Any], cam_cfg: Any, scale: float, caption: str) -> None:
-    """Zones, boxes, lines and a caption onto ``img`` (already scaled by ``scale``)."""
+def draw(
+    img: np.ndarray,
+    detections: list[Any],
+    cam_cfg: Any,
+    scale: float,
+    caption: str,
+    records: list[Any] | None = None,
+) -> None:
+    """Zones, boxes, a model family's keypoints (``records``), lines and a caption onto ``img``
+    (already scaled by ``scale``)."""
     h, w = img.shape[:2]
     src_size = (round(w / scale), round(h / scale))
     lines, zones = _geometry(cam_cfg, src_size)
@@ -97,12 +106,30 @@ def draw(img: np.ndarray, detections: list[Any], cam_cfg: Any, scale: float, cap
         c = _color(d.label)
         cv2.rectangle(img, (x1, y1), (x2, y2), c, th)
         _text(img, f"{d.label} {d.score:.2f}", (x1, max(12, y1 - 4)), fs, c)
+    _points(img, records or [], scale, th)
     # counting lines last: a busy frame's boxes and their labels never hide them
     for name, pts in lines:
         p = np.round(pts * scale).astype(np.int32)
         cv2.line(img, tuple(p[0]), tuple(p[1]), (0, 255, 255), th + 1)
         _text(img, f"line {name}", (int(p[0][0]) + 4, int(p[0][1]) - 6), fs, (0, 255, 255))
     _text(img, caption, (6, h - 8), fs, (255, 255, 255))
+
+
+def _points(img: np.ndarray, records: list[Any], scale: float, th: int) -> None:
+    """The ``keypoints`` of each record (``[[x, y], ...]`` in source pixels, as a pose family gives
+    them) as dots in the kind's colour; anything else in a record is not drawn."""
+    for r in records:
+        pts = r.data.get("keypoints") if isinstance(r.data, dict) else None
+        if not isinstance(pts, list):
+            continue
+        c = _color(str(r.kind))
+        for p in pts:
+            if (
+                isinstance(p, (list, tuple))
+                and len(p) >= 2
+                and all(isinstance(v, (int, float)) and math.isfinite(v) for v in p[:2])
+            ):
+                cv2.circle(img, (round(p[0] * scale), round(p[1] * scale)), th + 2, c, -1, cv2.LINE_AA)
 
 
 def _text(img: np.ndarray, text: str, org: tuple[int, int], fs: float, color: tuple[int, int, int]) -> None:
@@ -153,7 +180,7 @@ class SnapshotRenderer:
             from agent.timefmt import iso_utc
 
             caption = f"{camera}  {iso_utc(f.ts)}  frame {f.index}  {len(dets)} detection(s)"
-            draw(img, dets, cam_cfg, scale, caption)
+            draw(img, dets, cam_cfg, scale, caption, list(getattr(result, "records", None) or []))
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
             if not ok:
                 raise RuntimeError("JPEG encoding failed")

@@ -142,6 +142,33 @@ def test_records_of_a_kind_the_engine_does_not_know(tmp_path, plugin_file, model
     assert rec.kind == "areas" and rec.data["px_by_class"]["0"] >= round(w * h) - 1
 
 
+def test_the_snapshot_draws_a_records_keypoints(tmp_path, plugin_file, model_path, models_cfg, image):
+    import cv2
+    import numpy as np
+
+    from agent.api.snapshot import SnapshotRenderer
+    from agent.config import CameraConfig
+    from agent.types import Frame, InferenceResult, Record
+
+    load_config(_config(tmp_path, f'plugins = ["{plugin_file}"]\n'))
+    img = image("grace_hopper.bmp")
+    out = load_engine(
+        str(model_path("ssd_mobilenet_v1_coco_quant.tflite")), _cfg(family="ssd-pose"), models_cfg
+    ).run_all(img, threshold=0.3)
+    cam = CameraConfig(name="road", source="x.mp4")
+
+    def render(records, index):
+        res = InferenceResult(Frame("road", index, 0.0, 0.0, img), "m", out.detections, records=records)
+        jpeg = SnapshotRenderer().render("road", res, cam, blur="off", blur_labels=[], quality=95).jpeg
+        return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).astype(int)
+
+    plain = render([], 0)
+    bad = [Record("pose", {"keypoints": [[float("nan"), 3], "x", [1]]}), Record("pose", {"keypoints": 5})]
+    drawn = render(out.records + bad, 1)  # what cannot be drawn is left out, never an error
+    x, y = (round(v) for v in out.records[0].data["keypoints"][4])  # the centre of the first object
+    assert np.abs(drawn[y - 1 : y + 2, x - 1 : x + 2] - plain[y - 1 : y + 2, x - 1 : x + 2]).mean() > 40
+
+
 def test_a_plugin_family_runs_end_to_end_in_the_agent(tmp_path, plugin_file, media_path, model_path):
     port = free_port()
     ssd = model_path("ssd_mobilenet_v1_coco_quant.tflite")
