@@ -24,6 +24,7 @@ from agent.analytics.config import CameraAnalytics
 from agent.api.config import ApiConfig
 from agent.configbase import Section, check_name, example_toml, format_validation_error
 from agent.errors import ConfigError
+from agent.inference.tiles_config import TILES_FIELD, TilesSetting
 from agent.ngsi_ld.config import NgsiLdConfig
 from agent.plugins import load_plugins
 from agent.privacy.config import PrivacyConfig, PrivacyMask
@@ -234,6 +235,7 @@ class CameraConfig(Section):
     read_timeout_s: float = Field(
         10.0, gt=0, description="A live camera that yields no frame for this long is reopened."
     )
+    tiles: TilesSetting = TILES_FIELD
     analytics: CameraAnalytics = Field(
         default_factory=CameraAnalytics, description="Counting lines, zones and speed calibration."
     )

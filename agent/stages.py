@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.inference import tiles
 from agent.privacy import masks as privacy_masks
 from agent.sources.camera import CameraSource
 from agent.store import result_rows
@@ -64,6 +65,7 @@ class InferenceWorker:
         self.busy = False  # a frame has been taken and its result is not handed on yet
         self.results_put = 0
         self.masks: dict[str, privacy_masks.MaskSet] = {}  # per camera: its static privacy masks
+        self.tiles = tiles.Plans(engine)  # per camera: its detection tiles
 
     def attach(self, cam: CameraSource) -> None:
         """Take frames from ``cam``: its slot wakes this worker, and its thread fits each frame to
@@ -118,7 +120,8 @@ class InferenceWorker:
                 self.engine.reset_state(cam)
             self._epochs[cam] = frame.epoch
         # static privacy masks: the one spot, before the model, snapshots or anything else see the frame
-        cfg_masks = next((c.cfg.masks for c in self.cameras if c.name == cam), [])
+        cam_cfg = next((c.cfg for c in self.cameras if c.name == cam), None)
+        cfg_masks = cam_cfg.masks if cam_cfg is not None else []
         masks = self.masks[cam] = privacy_masks.current(self.masks.get(cam), cam, cfg_masks)
         try:
             if masks:  # a failure here drops the frame (below): an unmasked frame never goes on
@@ -133,6 +136,8 @@ class InferenceWorker:
             )
             frame.prepared = None  # the frame lives on in the results stage: one copy of the pixels
             dets, timings = out.detections, out.timings
+            if cam_cfg is not None:
+                dets = self.tiles.detections(cam, cam_cfg, frame.image, dets, self.thresholds.get(cam))
             if masks:
                 dets = masks.filter(dets, (frame.image.shape[1], frame.image.shape[0]))
         except Exception as exc:  # a failing model must not kill the worker
