@@ -142,13 +142,13 @@ def merge(dets: list[Detection], limit: int) -> list[Detection]:
     return [order[i] for i in kept]
 
 
-def _segment_t(points: np.ndarray, cx: float, cy: float) -> tuple[float, float]:
-    """Position along the segment (0..1) of the point nearest (cx, cy), and the distance to it."""
+def _distance(points: np.ndarray, cx: float, cy: float) -> float:
+    """Distance from (cx, cy) to the segment ``points``."""
     a, b = points[0], points[1]
     ab = b - a
     t = float(np.clip(np.dot([cx, cy] - a, ab) / max(float(np.dot(ab, ab)), 1e-9), 0.0, 1.0))
     near = a + t * ab
-    return t, math.hypot(cx - near[0], cy - near[1])
+    return math.hypot(cx - near[0], cy - near[1])
 
 
 class TilePlan:
@@ -171,7 +171,7 @@ class TilePlan:
         self.size: tuple[int, int] | None = None
         self.reason = "surveying"
         self.line_px: dict[str, float] = {}  # line -> median object size at the full frame's input
-        self._seen: dict[str, list[tuple[float, float]]] = {ln.name: [] for ln in self.lines}
+        self._seen: dict[str, list[float]] = {ln.name: [] for ln in self.lines}
         self._frames = 0
         if setting == "off" or (setting == "auto" and not self.lines):
             self.regions, self.reason = [], "off" if setting == "off" else "no counting line"
@@ -197,9 +197,8 @@ class TilePlan:
             seen = self._seen[ln.name]
             for d in full:
                 cx, cy = (d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2
-                t, dist = _segment_t(pts, cx, cy)
-                if dist <= max(d.box[3] - d.box[1], 0.05 * size[1]):
-                    seen.append((t, model_px(d.box, size, self.model)))
+                if _distance(pts, cx, cy) <= max(d.box[3] - d.box[1], 0.05 * size[1]):
+                    seen.append(model_px(d.box, size, self.model))
         enough = all(len(s) >= SURVEY_MIN_OBJECTS for s in self._seen.values())
         if (self._frames >= SURVEY_FRAMES and enough) or self._frames >= SURVEY_MAX_FRAMES:
             self.regions = self._place(size)
@@ -216,7 +215,7 @@ class TilePlan:
             seen = self._seen[ln.name]
             if len(seen) < SURVEY_MIN_OBJECTS:
                 continue
-            self.line_px[ln.name] = float(np.median([s for _, s in seen]))
+            self.line_px[ln.name] = float(np.median(seen))
             if self.line_px[ln.name] >= SMALL_PX:
                 continue
             regions += _row(to_pixels(ln.points, ln.units, size, f"line {ln.name}"), side, size, regions)
