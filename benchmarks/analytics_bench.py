@@ -3,7 +3,10 @@
     .venv/bin/python benchmarks/analytics_bench.py [--frames 2000] [--clock cpu] [--against DIR]
 
 ``--clock cpu`` times each frame in this thread's CPU time (``time.thread_time``), which a machine
-shared with other work disturbs far less than wall time. ``--against DIR`` runs the same scene, in
+shared with other work disturbs far less than wall time. ``--instructions`` counts instead the CPU
+instructions ``AnalyticsRunner.process`` executes per frame, under valgrind (cachegrind): a figure
+the machine's load cannot move (runs of 50 and 350 frames, with and without ``process``, differenced,
+so start-up and the synthetic scene are left out; about a minute per side). ``--against DIR`` runs the same scene, in
 turns, on another checkout's ``agent`` package (e.g. ``git archive <commit> agent | tar -x -C DIR``)
 and prints both side by side with their ratio.
 
@@ -65,6 +68,13 @@ def run(n: int, frames: int, seed: int = 0) -> list[float]:
     return times
 
 
+#: code run first in a side's subprocess: it must have imported that side's ``agent``
+_SAME_PKG = (
+    "import os, agent; assert os.path.realpath(agent.__file__).startswith(os.path.realpath({0!r})), "
+    "agent.__file__; "
+)
+
+
 def _p50_in(pkg_dir: str, n: int, frames: int, clock: str) -> float:
     """p50 of the same scene with the ``agent`` package of ``pkg_dir`` (a subprocess)."""
     import json
@@ -76,11 +86,54 @@ def _p50_in(pkg_dir: str, n: int, frames: int, clock: str) -> float:
     bench_dir = os.path.dirname(os.path.abspath(__file__))
     code = (
         f"import sys, json, statistics; sys.path.insert(0, {bench_dir!r}); import analytics_bench as b; "
+        f"{_SAME_PKG.format(pkg_dir)}"
         f"b.time.perf_counter = b.time.thread_time if {clock!r} == 'cpu' else b.time.perf_counter; "
         f"print(json.dumps(statistics.median(b.run({n}, {frames})[50:])))"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    # run in the package's folder: ``-c`` puts the working directory first on sys.path, so from the
+    # repository's root both sides would otherwise import this checkout's ``agent``
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=pkg_dir, capture_output=True, text=True, check=True
+    )
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _instructions(pkg_dir: str, n: int, frames: int, process: bool) -> int:
+    """CPU instructions of one run of the scene under cachegrind (``process`` off: the scene alone)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    bench_dir = os.path.dirname(os.path.abspath(__file__))
+    code = f"import sys; sys.path.insert(0, {bench_dir!r}); import analytics_bench as b; {_SAME_PKG.format(pkg_dir)}"
+    if not process:
+        code += "import agent.analytics.runner as R; R.AnalyticsRunner.process = lambda self, res: None; "
+    code += f"b.run({n}, {frames})"
+    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+    out = subprocess.run(
+        [*cmd, sys.executable, "-c", code],
+        # the package's own folder as the working directory: ``-c`` puts it first on sys.path;
+        # one BLAS thread, whose spinning would make the count vary
+        env=dict(os.environ, PYTHONPATH=pkg_dir, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1"),
+        cwd=pkg_dir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    m = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+    if not m:
+        raise SystemExit(
+            f"error: no instruction count from valgrind\nfix: is valgrind installed?\n{out.stderr[-500:]}"
+        )
+    return int(m.group(1).replace(",", ""))
+
+
+def per_frame_instructions(pkg_dir: str, n: int, short: int = 50, long: int = 350) -> float:
+    """Instructions of ``AnalyticsRunner.process`` per frame with ``n`` objects (see the module)."""
+    with_p = _instructions(pkg_dir, n, long, True) - _instructions(pkg_dir, n, short, True)
+    scene = _instructions(pkg_dir, n, long, False) - _instructions(pkg_dir, n, short, False)
+    return (with_p - scene) / (long - short)
 
 
 def main() -> None:
@@ -89,7 +142,23 @@ def main() -> None:
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     ap.add_argument("--against", help="another checkout's folder holding agent/ (side-by-side run)")
     ap.add_argument("--rounds", type=int, default=3, help="turns each side runs with --against")
+    ap.add_argument("--instructions", action="store_true", help="count instructions per frame under valgrind")
     args = ap.parse_args()
+    if args.instructions:
+        import os
+        import shutil
+
+        if not shutil.which("valgrind"):
+            raise SystemExit("error: --instructions needs valgrind\nfix: apt-get install valgrind")
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        for n in (10, 50):
+            a = per_frame_instructions(here, n)
+            line = f"{n:3d} objects: {a / 1e6:.2f} M instructions per frame (valgrind)"
+            if args.against:
+                b = per_frame_instructions(args.against, n)
+                line += f", other {b / 1e6:.2f} M, ratio {a / b:.3f}"
+            print(line)
+        return
     if args.clock == "cpu":
         time.perf_counter = time.thread_time  # type: ignore[assignment]
     if args.against:

@@ -79,12 +79,9 @@ def greedy_match(score: np.ndarray, min_score: float) -> list[tuple[int, int]]:
 
 
 def xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
-    return np.stack(
-        [
-            (b[..., 0] + b[..., 2]) / 2,
-            (b[..., 1] + b[..., 3]) / 2,
-            b[..., 2] - b[..., 0],
-            b[..., 3] - b[..., 1],
-        ],
-        axis=-1,
-    )
+    """(..., 4) x1y1x2y2 -> (..., 4) cx, cy, w, h."""
+    b = np.asarray(b, dtype=float)
+    out = np.empty(b.shape, dtype=float)
+    out[..., :2] = (b[..., :2] + b[..., 2:]) / 2
+    out[..., 2:] = b[..., 2:] - b[..., :2]
+    return out

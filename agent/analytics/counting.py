@@ -109,15 +109,15 @@ class LineCounter:
 
         ``velocity``: the object's own motion (its box centre, pixels per frame). When given, a
         crossing only counts if the object moves that way: a box that grows or shrinks at a line
-        (occlusion, a box that takes in a neighbour) moves its bottom edge without the object
-        crossing.
+        (occlusion, taking in a neighbour) moves its bottom edge without the object crossing.
         """
         st = self._state.get(track_id)
         if st is None:
             if predicted:
                 return None
             st = self._state[track_id] = _TrackLineState()
-        s = self.signed_distance(pt)
+        x1, y1, dx, dy = self._p
+        s = (dx * (pt[1] - y1) - dy * (pt[0] - x1)) / self.length  # signed_distance(pt), inlined: hot
         band = self.cfg.hysteresis_rel * box_h
         if band < self.cfg.hysteresis_px:
             band = self.cfg.hysteresis_px

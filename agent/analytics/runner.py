@@ -275,8 +275,8 @@ class AnalyticsRunner(Recorder, IncidentWiring):
         rows: list[dict[str, Any]] = []
         alive: set[int] = set()
         predict_s = self.tracker.cfg.predict_s
-        lines = list(self.lines.values())
-        zones = list(self.zones.values())
+        lines = [(ln, ln.cfg.anchor == "bottom_center") for ln in self.lines.values()]
+        zones = [(z, z.cfg.anchor == "bottom_center") for z in self.zones.values()]
         check_motion = self.cfg.tracker.check_motion
         for t in self.tracker.tracks:
             cx, cy, _w, h, vx, vy = t.mean[:6].tolist()  # one conversion per track and frame
@@ -285,8 +285,8 @@ class AnalyticsRunner(Recorder, IncidentWiring):
                 if t.confirmed:
                     alive.add(t.id)
                     if 0 < ts - t.last_ts <= predict_s:  # the detector missed it: follow its motion
-                        for line in lines:
-                            pt = bottom if line.cfg.anchor == "bottom_center" else center
+                        for line, at_bottom in lines:
+                            pt = bottom if at_bottom else center
                             line.observe(t.id, pt, h, ts, frame_index, t.label, True, True, (vx, vy))
                 continue
             meta = self._meta.setdefault(t.id, {"crossings": 0})
@@ -295,15 +295,15 @@ class AnalyticsRunner(Recorder, IncidentWiring):
             meta["exit"] = bottom
             label = t.label
             v = (vx, vy) if check_motion else None
-            for line in lines:
-                pt = bottom if line.cfg.anchor == "bottom_center" else center
+            for line, at_bottom in lines:
+                pt = bottom if at_bottom else center
                 c = line.observe(t.id, pt, h, ts, frame_index, label, t.confirmed, False, v)
                 if c is not None:
                     rows.append(self._on_crossing(c, t))
             if t.confirmed:
                 alive.add(t.id)
-                for z in zones:
-                    z.observe(t.id, bottom if z.cfg.anchor == "bottom_center" else center, ts, label)
+                for z, z_bottom in zones:
+                    z.observe(t.id, bottom if z_bottom else center, ts, label)
         return rows, alive
 
     def _sample_zones(self, alive: set[int], ts: float) -> None:

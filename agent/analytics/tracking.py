@@ -63,8 +63,12 @@ class Track:
 
     def vote(self, label: str, score: float) -> None:
         """Add a detection's score to its label's votes (the track's class is the highest total)."""
-        self.votes[label] += score
-        self._label = max(self.votes.items(), key=lambda kv: kv[1])[0]
+        votes = self.votes
+        votes[label] += score
+        if label != self._label and votes[label] >= votes.get(self._label, -1.0):
+            # the winner only changes when another label's total reaches it (max keeps the first
+            # of equal totals, so a tie is settled as it was: by the order labels were first seen)
+            self._label = max(votes.items(), key=lambda kv: kv[1])[0]
 
     def anchor(self, kind: str) -> tuple[float, float]:
         cx, cy, _, h = self.mean[:4].tolist()
@@ -72,12 +76,9 @@ class Track:
 
 
 def _noise(mean_h: np.ndarray, w_pos: float, w_vel: float, dim: int) -> np.ndarray:
-    """Per-track diagonal std devs scaled by box height (ByteTrack's heuristic)."""
-    h = np.maximum(mean_h, 1.0)
-    std = [w_pos * h, w_pos * h, w_pos * h, w_pos * h]
-    if dim == 8:
-        std += [w_vel * h, w_vel * h, w_vel * h, w_vel * h]
-    return np.stack(std, axis=-1) ** 2
+    """Per-track diagonal variances (N, dim) from std devs scaled by box height (ByteTrack's heuristic)."""
+    weights = np.array([w_pos] * 4 + [w_vel] * (dim - 4))
+    return (np.maximum(mean_h, 1.0)[:, None] * weights[None, :]) ** 2
 
 
 @dataclass(slots=True)
@@ -108,8 +109,8 @@ class Tracker:
     def _predict(self, dt_frames: float) -> None:
         if not self.tracks:
             return
-        M = np.stack([t.mean for t in self.tracks])
-        P = np.stack([t.cov for t in self.tracks])
+        M = np.array([t.mean for t in self.tracks])
+        P = np.array([t.cov for t in self.tracks])
         unseen = np.fromiter((not t.matched for t in self.tracks), bool, len(self.tracks))
         M[unseen, 6:8] = 0.0  # a missed object keeps its size (ByteTrack): only its position coasts
         F = _F.copy()
@@ -126,8 +127,8 @@ class Tracker:
     def _update(tracks: list[Track], z: np.ndarray) -> None:
         if not tracks:
             return
-        M = np.stack([t.mean for t in tracks])
-        P = np.stack([t.cov for t in tracks])
+        M = np.array([t.mean for t in tracks])
+        P = np.array([t.cov for t in tracks])
         R = _noise(M[:, 3], _POS_W, _VEL_W, 4)
         S = P[:, :4, :4].copy()
         S[:, range(4), range(4)] += R
@@ -204,7 +205,7 @@ class Tracker:
         if not tracks or not dets:
             return tracks, dets
         cfg = self.cfg
-        m = np.stack([t.mean[:4] for t in tracks])
+        m = np.array([t.mean[:4] for t in tracks])
         tb = np.concatenate([m[:, :2] - m[:, 2:] / 2, m[:, :2] + m[:, 2:] / 2], axis=1)
         db = fd.boxes[dets]
         sim = iou_matrix(tb, db)
@@ -293,7 +294,10 @@ class Tracker:
         """New tracks for the high-score detections left, unless they duplicate a tracked object."""
         cfg = self.cfg
         boxes, det_track = fd.boxes, fd.det_track
-        taken = np.array([t.box for t in det_track.values()]).reshape(-1, 4)
+        if not rest_high:
+            return
+        m = np.array([t.mean[:4] for t in det_track.values()]).reshape(-1, 4)
+        taken = np.concatenate([m[:, :2] - m[:, 2:] / 2, m[:, :2] + m[:, 2:] / 2], axis=1)
         for d in rest_high:
             if len(taken) and ioa_matrix(boxes[d : d + 1], taken).max() > cfg.max_overlap:
                 continue  # a duplicate of an object already tracked, not a new one
