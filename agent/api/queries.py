@@ -145,6 +145,47 @@ def counts_doc(
     }
 
 
+def page(
+    conn: sqlite3.Connection,
+    table: str,
+    columns: str,
+    *,
+    filters: dict[str, str | None],
+    since: float | None,
+    after_id: int | None,
+    limit: int,
+) -> list[tuple[Any, ...]] | None:
+    """A page of ``table``, oldest first: the newest ``limit`` since ``since``, or the first
+    ``limit`` after ``after_id``; ``filters`` are column = value (``None``: any). ``None`` when the
+    table does not exist (an older database)."""
+    where: list[str] = []
+    args: list[object] = []
+    for col, value in filters.items():
+        if value:
+            where.append(f"{col} = ?")
+            args.append(value)
+    if since is not None:
+        where.append("ts >= ?")
+        args.append(iso_utc(max(since, 0)))
+    if after_id is not None:
+        where.append("id > ?")
+        args.append(after_id)
+    order = "ASC" if after_id is not None else "DESC"
+    sql = (
+        f"SELECT {columns} FROM {table}"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY id {order} LIMIT ?"
+    )
+    try:
+        rows = conn.execute(sql, (*args, limit)).fetchall()
+    except sqlite3.OperationalError as exc:
+        if missing_table(exc):
+            return None
+        raise
+    rows.sort(key=lambda r: r[0])
+    return rows
+
+
 def readings(
     conn: sqlite3.Connection,
     *,
@@ -157,27 +198,18 @@ def readings(
     """Sensor readings (firmware_bridge's ``readings`` table), oldest first."""
     if not has_table(conn, "readings"):
         return {"items": [], "note": "no readings table in this database (no serial sensors have run on it)"}
-    where: list[str] = []
-    args: list[object] = []
-    if sensor:
-        where.append("sensor = ?")
-        args.append(sensor)  # noqa: E702
-    if metric:
-        where.append("metric = ?")
-        args.append(metric)  # noqa: E702
-    if since is not None:
-        where.append("ts >= ?")
-        args.append(iso_utc(max(since, 0)))  # noqa: E702
-    if after_id is not None:
-        where.append("id > ?")
-        args.append(after_id)  # noqa: E702
-    order = "ASC" if after_id is not None else "DESC"
-    sql = (
-        "SELECT id, ts, sensor, metric, value, unit, quality FROM readings"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY id {order} LIMIT ?"
+    rows = (
+        page(
+            conn,
+            "readings",
+            "id, ts, sensor, metric, value, unit, quality",
+            filters={"sensor": sensor, "metric": metric},
+            since=since,
+            after_id=after_id,
+            limit=limit,
+        )
+        or []
     )
-    rows = sorted(conn.execute(sql, (*args, limit)).fetchall())
     try:
         from firmware_bridge.events import quality_names
     except ImportError:  # pragma: no cover - firmware_bridge ships with the agent

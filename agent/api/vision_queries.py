@@ -7,49 +7,7 @@ import json
 import sqlite3
 from typing import Any
 
-from agent.api.queries import missing_table
-from agent.timefmt import iso_utc
-
-
-def _page(
-    conn: sqlite3.Connection,
-    table: str,
-    columns: str,
-    *,
-    filters: dict[str, str | None],
-    since: float | None,
-    after_id: int | None,
-    limit: int,
-) -> list[tuple[Any, ...]] | None:
-    """A page of ``table``, oldest first: the newest ``limit`` since ``since``, or the first
-    ``limit`` after ``after_id``; ``filters`` are column = value (``None``: any). ``None`` when the
-    table does not exist (an older database)."""
-    where: list[str] = []
-    args: list[object] = []
-    for col, value in filters.items():
-        if value:
-            where.append(f"{col} = ?")
-            args.append(value)
-    if since is not None:
-        where.append("ts >= ?")
-        args.append(iso_utc(max(since, 0)))
-    if after_id is not None:
-        where.append("id > ?")
-        args.append(after_id)
-    order = "ASC" if after_id is not None else "DESC"
-    sql = (
-        f"SELECT {columns} FROM {table}"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY id {order} LIMIT ?"
-    )
-    try:
-        rows = conn.execute(sql, (*args, limit)).fetchall()
-    except sqlite3.OperationalError as exc:
-        if missing_table(exc):
-            return None
-        raise
-    rows.sort(key=lambda r: r[0])
-    return rows
+from agent.api.queries import page
 
 
 def detections(
@@ -61,7 +19,7 @@ def detections(
     limit: int = 100,
 ) -> dict[str, Any]:
     """Detections, oldest first: the newest ``limit`` since ``since``, or the first ``limit`` after ``after_id``."""
-    rows = _page(
+    rows = page(
         conn,
         "detections",
         "id, ts, camera, frame, model, label, class_id, score, x1, y1, x2, y2, track_id",
@@ -100,7 +58,7 @@ def results(
     limit: int = 100,
 ) -> dict[str, Any]:
     """Records of the kinds family adapters add (``results`` table), paged as :func:`detections`."""
-    rows = _page(
+    rows = page(
         conn,
         "results",
         "id, ts, camera, frame, model, kind, data",
