@@ -11,6 +11,7 @@ from types import FrameType, ModuleType
 from typing import TYPE_CHECKING
 
 from agent.config import AgentConfig
+from agent.memory import Trimmer
 from agent.pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -101,7 +102,9 @@ def _run_until_done(
     """The main loop: until a stop signal, ``duration_s`` or the end of every source (see
     :func:`run_agent`); a SIGHUP reloads the config in between."""
     t_end = None if duration_s is None else time.monotonic() + duration_s
+    trimmer = Trimmer()  # free heap pages back to the kernel once a minute (agent/memory.py)
     while not signals.stop.is_set():
+        trimmer.maybe_trim(time.monotonic())
         if t_end is not None and time.monotonic() >= t_end:
             signals.reasons.append(f"duration {duration_s:g} s reached")
             break
