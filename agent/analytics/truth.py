@@ -39,6 +39,7 @@ class TruthEvent:
     cls: str | None = None
     optional: bool = False
     note: str | None = None
+    obj: str | None = None  # the object's name, the same on every line it crosses (identity figures)
 
 
 @dataclass
@@ -105,6 +106,7 @@ def _event(raw: dict, path: Path, where: str, fps: float | None) -> TruthEvent:
         cls=(raw.get("class") or None),
         optional=bool(opt),
         note=raw.get("note") or None,
+        obj=str(raw["object"]) if raw.get("object") not in (None, "") else None,
     )
 
 

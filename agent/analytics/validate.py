@@ -30,6 +30,7 @@ class Counted:
     x: float | None
     y: float | None
     label: str
+    track: int | None = None  # the track that counted it
 
 
 @dataclass
@@ -190,6 +191,7 @@ class ValidationResult:
     max_error: float
     pictures: list[Path] = field(default_factory=list)
     tracking: dict[str, int] = field(default_factory=dict)
+    identity: dict[str, Any] | None = None  # see identity(); None when the truth names no objects
 
     @property
     def ok(self) -> bool:
@@ -212,6 +214,7 @@ class ValidationResult:
             },
             "lines": [r.as_dict() for r in self.reports],
             "tracking": self.tracking,
+            "identity": self.identity,
             "pictures": [str(p) for p in self.pictures],
         }
 
@@ -260,7 +263,7 @@ def compare(
             continue
         for d in lc.directions:
             counted = [
-                Counted((parse_iso(r["ts"]) - t0) * fps, r["x"], r["y"], r["class"])
+                Counted((parse_iso(r["ts"]) - t0) * fps, r["x"], r["y"], r["class"], r.get("track_id"))
                 for r in rows
                 if r["line"] == name and r["direction"] == d
             ]
@@ -270,7 +273,40 @@ def compare(
                     name, d, events, counted, tol_frames=tolerance_s * fps, tol_px=tol_px, groups=groups
                 )
             )
-    return ValidationResult(clip, fps, frames, reports, max_error)
+    return ValidationResult(clip, fps, frames, reports, max_error, identity=identity(reports))
+
+
+def identity(reports: list[DirectionReport]) -> dict[str, Any] | None:
+    """Identity figures from the matched crossings, when the truth names its objects (``object``,
+    the same name on every line an object crosses); ``None`` when it names none.
+
+    - ``fragments``: for each object, the tracks beyond the first that counted its crossings (its
+      track broke, or its identity passed to another track between two lines);
+    - ``id_switches``: for each track, the objects beyond the first whose crossings it counted (it
+      jumped from one object to another).
+
+    Only matched crossings take part, so an object counted on one line only cannot show either.
+    """
+    by_obj: dict[str, set[int]] = {}
+    by_track: dict[int, set[str]] = {}
+    named = False
+    for rep in reports:
+        named = named or any(t.obj for t in rep.missed + rep.optional_events + [t for t, _ in rep.matches])
+        for t, c in rep.matches:
+            if t.obj is None or c.track is None:
+                continue
+            by_obj.setdefault(t.obj, set()).add(c.track)
+            by_track.setdefault(c.track, set()).add(t.obj)
+    if not named:
+        return None
+    return {
+        "objects": len(by_obj),
+        "tracks": len(by_track),
+        "fragments": sum(len(v) - 1 for v in by_obj.values()),
+        "id_switches": sum(len(v) - 1 for v in by_track.values()),
+        "split_objects": sorted(k for k, v in by_obj.items() if len(v) > 1),
+        "switched_tracks": sorted(k for k, v in by_track.items() if len(v) > 1),
+    }
 
 
 def time_slice(

@@ -49,6 +49,14 @@ def print_result(res: ValidationResult, truth_file: str) -> None:
             f"tracking: {res.tracking.get('tracks', 0)} confirmed tracks, "
             f"{res.tracking.get('relinked_fragments', 0)} fragments re-linked"
         )
+    ident = res.identity
+    if ident is None:
+        click.echo("identity: not measured (the truth names no objects; see docs/validation.md)")
+    else:
+        click.echo(
+            f"identity: {ident['objects']} objects counted by {ident['tracks']} tracks, "
+            f"{ident['fragments']} fragments, {ident['id_switches']} ID switches"
+        )
     for p in res.pictures:
         click.echo(f"picture: {p}")
     bad = [

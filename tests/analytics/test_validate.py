@@ -11,7 +11,7 @@ import cv2
 import pytest
 
 from agent.analytics.truth import TruthEvent, load_truth
-from agent.analytics.validate import Counted, match_direction
+from agent.analytics.validate import Counted, identity, match_direction
 from agent.errors import ConfigError
 from tests.conftest import ROOT
 
@@ -74,6 +74,10 @@ def test_validate_on_a_real_clip_reports_and_draws(cli, short_clip, short_truth)
     assert doc["ok"] is True and doc["total"]["accuracy"] == 1.0
     # two people: two confirmed tracks, not fragments of them
     assert doc["tracking"]["tracks"] == 2, doc["tracking"]
+    # the truth names its people (p1, p2 on both lines): each counted by one track on both lines
+    ident = doc["identity"]
+    assert ident["objects"] == 2 and ident["tracks"] == 2, ident
+    assert ident["fragments"] == 0 and ident["id_switches"] == 0, ident
     assert exit_right["per_class"]["person"] == {"truth": 2, "counted": 2, "matched_same_class": 2}
     pics = [Path(p) for p in doc["pictures"]]
     assert len(pics) == 2 and all(p.exists() and p.stat().st_size > 10_000 for p in pics)
@@ -226,3 +230,50 @@ def test_a_daemon_does_not_end_by_itself_with_sensors_or_without_an_ended_file()
     assert _should_end(pipe, None, has_sensors=True) is False  # sensors never end
     assert _should_end(pipe, None, has_sensors=False) is False  # nothing ended (e.g. a dead model)
     assert _should_end(pipe, False, has_sensors=False) is False
+
+
+def _ev(frame: float, obj: str | None) -> TruthEvent:
+    return TruthEvent("right", frame, obj=obj)
+
+
+def test_identity_counts_fragments_and_id_switches():
+    # line a: objects o1, o2 counted by tracks 1 and 2; line b: o1 by track 3 (its track broke),
+    # and o2 by track 1 (track 1 jumped from o1 to o2): one fragment each for o1 and o2 ...
+    a = match_direction(
+        "a",
+        "right",
+        [_ev(10, "o1"), _ev(50, "o2")],
+        [Counted(10, None, None, "p", 1), Counted(50, None, None, "p", 2)],
+        tol_frames=5,
+        tol_px=50,
+    )
+    b = match_direction(
+        "b",
+        "right",
+        [_ev(20, "o1"), _ev(60, "o2")],
+        [Counted(20, None, None, "p", 3), Counted(60, None, None, "p", 1)],
+        tol_frames=5,
+        tol_px=50,
+    )
+    ident = identity([a, b])
+    assert ident is not None
+    assert ident["objects"] == 2 and ident["tracks"] == 3
+    assert ident["fragments"] == 2 and ident["split_objects"] == ["o1", "o2"]
+    assert ident["id_switches"] == 1 and ident["switched_tracks"] == [1]
+    # ... and a truth that names no objects measures nothing (not zero)
+    c = match_direction(
+        "c", "right", [_ev(10, None)], [Counted(10, None, None, "p", 1)], tol_frames=5, tol_px=50
+    )
+    assert identity([c]) is None
+
+
+def test_truth_object_names_are_read_from_json_and_csv(tmp_path):
+    j = tmp_path / "t.json"
+    j.write_text(
+        json.dumps({"lines": [{"name": "a", "crossings": [{"direction": "r", "frame": 3, "object": "v7"}]}]})
+    )
+    assert load_truth(j).lines["a"].events[0].obj == "v7"
+    c = tmp_path / "t.csv"
+    c.write_text("line,direction,frame,object\na,r,3,v8\na,r,9,\n")
+    ev = load_truth(c).lines["a"].events
+    assert [e.obj for e in ev] == ["v8", None]
