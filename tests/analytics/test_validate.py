@@ -10,8 +10,9 @@ from pathlib import Path
 import cv2
 import pytest
 
+from agent.analytics.identity import identity
 from agent.analytics.truth import TruthEvent, load_truth
-from agent.analytics.validate import Counted, identity, match_direction
+from agent.analytics.validate import Counted, match_direction
 from agent.errors import ConfigError
 from tests.conftest import ROOT
 
