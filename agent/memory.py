@@ -61,12 +61,13 @@ class Trimmer:
         self.trims = 0
         self.last_ms = 0.0
         self._fn = None
-        name = ctypes.util.find_library("c")
-        if name:
+        # the process's own symbols first (libc is loaded; find_library needs ldconfig or a compiler)
+        for name in (None, ctypes.util.find_library("c")):
             try:
                 self._fn = ctypes.CDLL(name).malloc_trim
-            except (OSError, AttributeError):
-                self._fn = None
+                break
+            except (OSError, AttributeError, TypeError):
+                continue
 
     def maybe_trim(self, now: float) -> bool:
         """Trim if ``interval_s`` has passed since the last time (``now``: a monotonic clock)."""
