@@ -203,12 +203,20 @@ def run_bench(
         raise SourceError(f"cannot read a frame from {clip}", "give a video file OpenCV can decode (--clip)")
     raw = bench_raw(cfg, img, raw_frames, rss=rss)
     e2e = bench_pipeline(cfg, clip, max_frames, rss=rss, api=api)
+    # raw invoke() again after the pipeline: a shared machine's speed drifts over a run, and the
+    # ratio's limit is the two passes together, one on each side of the pipeline
+    peak = peak_rss_mb()  # the agent's peak: before the second pass loads another interpreter
+    after = bench_raw(cfg, img, raw_frames)
+    raw_fps = (raw["frames"] + after["frames"]) / (
+        raw["frames"] / raw["fps"] + after["frames"] / after["fps"]
+    )
     return {
         "model": raw["model"],
         "accelerator": raw["accelerator"],
         "num_threads": cfg.inference.num_threads,
         "clip": str(clip),
-        "raw_invoke_fps": round(raw["fps"], 2),
+        "raw_invoke_fps": round(raw_fps, 2),
+        "raw_invoke_fps_before_after": [round(raw["fps"], 2), round(after["fps"], 2)],
         "raw_invoke_median_ms": round(raw["median_ms"], 2),
         "preprocess_median_ms": round(raw["preprocess_median_ms"], 3),
         "postprocess_median_ms": round(raw["postprocess_median_ms"], 3),
@@ -218,7 +226,7 @@ def run_bench(
         "pipeline_seconds": round(e2e["seconds"], 2),
         "detections_stored": e2e["stored_detections"],
         "detections_accepted": e2e["detections"],
-        "ratio": round(e2e["fps"] / raw["fps"], 3),
+        "ratio": round(e2e["fps"] / raw_fps, 3),
         # where the pipeline's CPU goes, per stage thread (camera decode, inference = preprocess +
         # invoke + postprocess, results = tracking + counting, db-writer), against raw invoke
         "stage_cpu_ms_per_frame": e2e["stage_cpu_ms_per_frame"],
@@ -227,7 +235,7 @@ def run_bench(
         "pipeline_invoke_ms_per_frame": round(e2e["invoke_ms_per_frame"], 2),
         "pipeline_inference_busy_ms_per_frame": round(e2e["inference_busy_ms_per_frame"], 2),
         "pipeline_wall_ms_per_frame": round(1000 / e2e["fps"], 2) if e2e["fps"] else None,
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak, 1),
         "rss_mb": {k: round(v, 1) for k, v in rss.items()},
         "api": api,
     }

@@ -236,7 +236,8 @@ def bench_cmd(
         f"model {res['model']} on {res['accelerator']}, num_threads={res['num_threads']}, clip {res['clip']}"
     )
     click.echo(
-        f"  raw invoke():  {res['raw_invoke_fps']:8.2f} frames/s  (median {res['raw_invoke_median_ms']:.2f} ms)"
+        f"  raw invoke():  {res['raw_invoke_fps']:8.2f} frames/s  (median {res['raw_invoke_median_ms']:.2f} ms;"
+        " before / after the pipeline: {:.2f} / {:.2f})".format(*res["raw_invoke_fps_before_after"])
     )
     click.echo(
         f"  end-to-end:    {res['pipeline_fps']:8.2f} frames/s  ({res['pipeline_frames']} frames in {res['pipeline_seconds']:.1f} s,"
