@@ -233,39 +233,30 @@ def test_a_daemon_does_not_end_by_itself_with_sensors_or_without_an_ended_file()
     assert _should_end(pipe, False, has_sensors=False) is False
 
 
-def _ev(frame: float, obj: str | None) -> TruthEvent:
-    return TruthEvent("right", frame, obj=obj)
+def _line(name: str, truth: list[tuple[float, str | None]], counted: list[tuple[float, int]]):
+    """One line's matches: truth crossings (frame, object name) against counted (frame, track)."""
+    return match_direction(
+        name,
+        "right",
+        [TruthEvent("right", f, obj=o) for f, o in truth],
+        [Counted(f, None, None, "p", tid) for f, tid in counted],
+        tol_frames=5,
+        tol_px=50,
+    )
 
 
 def test_identity_counts_fragments_and_id_switches():
     # line a: objects o1, o2 counted by tracks 1 and 2; line b: o1 by track 3 (its track broke),
     # and o2 by track 1 (track 1 jumped from o1 to o2): one fragment each for o1 and o2 ...
-    a = match_direction(
-        "a",
-        "right",
-        [_ev(10, "o1"), _ev(50, "o2")],
-        [Counted(10, None, None, "p", 1), Counted(50, None, None, "p", 2)],
-        tol_frames=5,
-        tol_px=50,
-    )
-    b = match_direction(
-        "b",
-        "right",
-        [_ev(20, "o1"), _ev(60, "o2")],
-        [Counted(20, None, None, "p", 3), Counted(60, None, None, "p", 1)],
-        tol_frames=5,
-        tol_px=50,
-    )
+    a = _line("a", [(10, "o1"), (50, "o2")], [(10, 1), (50, 2)])
+    b = _line("b", [(20, "o1"), (60, "o2")], [(20, 3), (60, 1)])
     ident = identity([a, b])
     assert ident is not None
     assert ident["objects"] == 2 and ident["tracks"] == 3
     assert ident["fragments"] == 2 and ident["split_objects"] == ["o1", "o2"]
     assert ident["id_switches"] == 1 and ident["switched_tracks"] == [1]
     # ... and a truth that names no objects measures nothing (not zero)
-    c = match_direction(
-        "c", "right", [_ev(10, None)], [Counted(10, None, None, "p", 1)], tol_frames=5, tol_px=50
-    )
-    assert identity([c]) is None
+    assert identity([_line("c", [(10, None)], [(10, 1)])]) is None
 
 
 def test_truth_object_names_are_read_from_json_and_csv(tmp_path):
