@@ -35,15 +35,15 @@ def rss_mb() -> float:
         return peak_rss_mb()
 
 
-def thread_cpu_s() -> dict[str, float]:
-    """CPU seconds (user + system) of each thread of this process, by thread name.
+def thread_cpu_by_tid() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each thread of this process now: {tid: (name, seconds)}.
 
-    Python threads are named by their ``threading`` name; native threads (OpenCV/FFmpeg decoders,
-    the runtime's workers) are summed under ``native``. Read from /proc; empty where it is missing.
+    Python threads carry their ``threading`` name; native threads (OpenCV/FFmpeg decoders, the
+    runtime's workers) are named ``native``. Read from /proc; empty where it is missing.
     """
     names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
+    out: dict[int, tuple[str, float]] = {}
     try:
         tids = os.listdir("/proc/self/task")
     except OSError:
@@ -55,7 +55,20 @@ def thread_cpu_s() -> dict[str, float]:
         except (OSError, IndexError):
             continue  # the thread ended while we read
         cpu = (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15)
-        name = names.get(int(tid), "native")
+        out[int(tid)] = (names.get(int(tid), "native"), cpu)
+    return out
+
+
+def thread_cpu_s(seen: dict[int, tuple[str, float]] | None = None) -> dict[str, float]:
+    """CPU seconds of each thread by name (native threads summed). With ``seen`` (earlier
+    :func:`thread_cpu_by_tid` readings, updated in place), a thread that has ended since, such as a
+    file camera's and its decoder's, still counts with its last reading."""
+    now = thread_cpu_by_tid()
+    if seen is not None:
+        seen.update(now)
+        now = seen
+    out: dict[str, float] = {}
+    for name, cpu in now.values():
         out[name] = out.get(name, 0.0) + cpu
     return out
 
@@ -127,6 +140,24 @@ def bench_raw(cfg: AgentConfig, image, n: int, warmup: int = 10, rss: dict | Non
     return out
 
 
+def _wait_done(pipe, totals: dict, rss: dict, max_frames: int | None) -> dict[int, tuple[str, float]]:
+    """Wait until the pipeline is idle (or ``max_frames``), noting RSS at the first frame and the
+    threads' CPU as it runs (a file camera's threads end before the pipeline does)."""
+    seen = thread_cpu_by_tid()
+    next_sample = time.monotonic() + 0.25
+    while not pipe.idle():
+        if "first_frame" not in rss and totals["frames"] >= 1:
+            rss["first_frame"] = rss_mb()
+        if time.monotonic() >= next_sample:
+            seen.update(thread_cpu_by_tid())
+            next_sample = time.monotonic() + 0.25
+        if max_frames and totals["frames"] >= max_frames:
+            break
+        time.sleep(0.01)
+    seen.update(thread_cpu_by_tid())
+    return seen
+
+
 def bench_pipeline(
     cfg: AgentConfig, clip: Path, max_frames: int | None, rss: dict | None = None, api: bool = False
 ) -> dict[str, Any]:
@@ -154,17 +185,12 @@ def bench_pipeline(
         t_start = time.perf_counter()
         rss["pipeline_started"] = rss_mb()
         cpu0 = thread_cpu_s()
-        while not pipe.idle():
-            if "first_frame" not in rss and results.totals["bench"]["frames"] >= 1:
-                rss["first_frame"] = rss_mb()
-            if max_frames and results.totals["bench"]["frames"] >= max_frames:
-                break
-            time.sleep(0.01)
+        seen = _wait_done(pipe, results.totals["bench"], rss, max_frames)
         writer.flush(60)
         t_end = time.perf_counter()
         rss["pipeline_end"] = rss_mb()
         frames = int(results.totals["bench"]["frames"])
-        stage_cpu = stage_cpu_per_frame(cpu0, thread_cpu_s(), frames)
+        stage_cpu = stage_cpu_per_frame(cpu0, thread_cpu_s(seen), frames)
         busy_s = sum(w.busy_s for w in pipe.workers)
         invoke_s = sum(w.invoke_s for w in pipe.workers)
         dets = int(results.totals["bench"]["detections"])

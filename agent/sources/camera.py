@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from agent.backoff import Backoff, spread
 from agent.errors import SourceError
-from agent.sources.readers import Reader, Unreachable, guess_kind, open_camera, redact_url
+from agent.sources.probes import redact_url
+from agent.sources.readers import Reader, Unreachable, guess_kind, open_camera
 from agent.sources.slot import FrameSlot
 from agent.types import Frame
 

@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import os
 import re
-import select
-import socket
-import stat
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 
 from agent.errors import SourceError
 from agent.opencv import has_gstreamer
+from agent.sources.framepool import FramePool
+from agent.sources.probes import probe_url, redact_url, wait_fifo_writer
 
 if TYPE_CHECKING:
     from agent.config import CameraConfig
@@ -38,13 +35,23 @@ if _cv_log is not None:
 # link, one connection to watch. A user's own OPENCV_FFMPEG_CAPTURE_OPTIONS wins.
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
 
+# FFmpeg's decoder threads. Its default is one per core, each with its own frames: on a 4-core Pi
+# that is ~9 MB more per camera, more CPU per frame, and decoder threads on every core beside the
+# model's (docs/cameras.md, "Decoder threads"). A file is read at inference speed, which one thread
+# decodes easily; a live stream must keep up with the camera's full rate, so it gets two.
+FILE_DECODER_THREADS = 1
+STREAM_DECODER_THREADS = 2
+
+
+def decoder_threads(n: int) -> list[int]:
+    """VideoCapture open parameters for ``n`` FFmpeg threads (none where OpenCV lacks the property:
+    Debian 12's 4.6 keeps FFmpeg's default)."""
+    prop = getattr(cv2, "CAP_PROP_N_THREADS", None)
+    return [] if prop is None else [prop, n]
+
+
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 _URL = re.compile(r"^(rtsps?|https?|rtmp|udp|tcp|srt)://", re.I)
-
-
-def redact_url(url: str) -> str:
-    """Hide credentials in a camera URL (``rtsp://user:***@host/...``) for logs and status."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 def guess_kind(source: str) -> str:
@@ -117,13 +124,15 @@ class OpenCVReader(Reader):
         if live:
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self.cap = cap
+        self.pool = FramePool()  # decode into the frames the stages have let go (framepool.py)
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 0 < fps < 1000 else None
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.frame_count = n if n > 0 and not live else None
 
     def read(self) -> np.ndarray | None:
-        ok, img = self.cap.read()
+        buf = self.pool.take()
+        ok, img = self.cap.read() if buf is None else self.cap.read(buf)
         if not ok or img is None:
             if self.live:
                 raise SourceError(
@@ -131,6 +140,7 @@ class OpenCVReader(Reader):
                     "the agent reconnects with backoff; check the cable / network if it persists",
                 )
             return None
+        self.pool.keep(buf, img)
         return img
 
     def grab(self) -> bool:
@@ -157,6 +167,7 @@ class OpenCVReader(Reader):
 
     def close(self) -> None:
         self.cap.release()
+        self.pool.clear()
 
 
 class ImageFolderReader(Reader):
@@ -196,86 +207,6 @@ class ImageFolderReader(Reader):
 
     def position_s(self) -> float | None:
         return float(self.i - 1)
-
-
-_DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443, "rtmp": 1935, "tcp": None}
-
-
-def probe_url(url: str, timeout_s: float) -> str | None:
-    """A quick check, outside OpenCV, that a network camera answers: ``None`` when it does, else why not.
-
-    OpenCV's FFmpeg backend holds one process-wide lock while it opens a source, so an open that
-    hangs on a dead server stalls every other camera's open. The probe runs first, in the camera's
-    own thread without that lock: a TCP connect (refused / unreachable / timed out), and for RTSP an
-    ``OPTIONS`` request that must get an ``RTSP/1.0`` answer (any status, 401 included) within the
-    timeout. Schemes without a TCP handshake (udp, srt) are not probed.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        return None
-    try:
-        port = parts.port or _DEFAULT_PORTS[scheme]
-    except ValueError:
-        return f"bad port in {redact_url(url)}"
-    host = parts.hostname
-    if not host or not port:
-        return None
-    deadline = time.monotonic() + timeout_s
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout_s)
-    except TimeoutError:
-        return f"no answer from {host}:{port} within {timeout_s:.1f} s"
-    except OSError as exc:
-        return f"{host}:{port}: {exc.strerror or exc}"
-    try:
-        if scheme != "rtsp":
-            return None
-        clean = parts._replace(netloc=f"{host}:{port}").geturl()
-        sock.sendall(f"OPTIONS {clean} RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: edge-agent\r\n\r\n".encode())
-        buf = b""
-        while len(buf) < 5:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return f"RTSP server {host}:{port} accepted the connection but did not answer within {timeout_s:.1f} s"
-            sock.settimeout(left)
-            try:
-                chunk = sock.recv(64)
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                return f"{host}:{port}: {exc.strerror or exc}"
-            if not chunk:
-                return f"RTSP server {host}:{port} closed the connection without answering"
-            buf += chunk
-        if not buf.startswith(b"RTSP/"):
-            return f"{host}:{port} does not speak RTSP (answered {buf[:16]!r})"
-        return None
-    finally:
-        sock.close()
-
-
-def wait_fifo_writer(path: str, timeout_s: float) -> str | None:
-    """For a FIFO: wait (outside OpenCV's open lock) until a writer has sent data; else why not.
-
-    Opening a FIFO for reading blocks until a writer appears, and FFmpeg's open cannot be
-    interrupted, so a FIFO nobody writes to would hold every other camera's open for ever.
-    """
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    if not stat.S_ISFIFO(st.st_mode):
-        return None
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout_s)
-    finally:
-        # a writer that is present keeps the FIFO open for FFmpeg; its data is not consumed here
-        os.close(fd)
-    if not ready:
-        return f"nothing is writing to the FIFO {path} (waited {timeout_s:.1f} s)"
-    return None
 
 
 def _open_hint(describe: str, api: int) -> str:
@@ -349,6 +280,7 @@ def _open_url(source: str, timeout_s: float) -> Reader:
         )
     tmo = int(timeout_s * 1000)
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, tmo, cv2.CAP_PROP_READ_TIMEOUT_MSEC, tmo]
+    params += decoder_threads(STREAM_DECODER_THREADS)
     return OpenCVReader(source, cv2.CAP_FFMPEG, live=True, params=params, describe=redact_url(source))
 
 
@@ -374,4 +306,10 @@ def _open_file(source: str, timeout_s: float) -> Reader:
     why = wait_fifo_writer(source, min(timeout_s, 5.0))
     if why is not None:
         raise SourceError(why, "start the program that writes the stream into the FIFO")
-    return OpenCVReader(source, cv2.CAP_FFMPEG, live=False, describe=f"video file {source}")
+    return OpenCVReader(
+        source,
+        cv2.CAP_FFMPEG,
+        live=False,
+        params=decoder_threads(FILE_DECODER_THREADS),
+        describe=f"video file {source}",
+    )

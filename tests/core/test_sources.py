@@ -9,7 +9,8 @@ import time
 
 from agent.config import CameraConfig
 from agent.sources.camera import CameraSource
-from agent.sources.readers import guess_kind, redact_url
+from agent.sources.probes import redact_url
+from agent.sources.readers import guess_kind
 
 
 def _drain(cam: CameraSource, timeout: float = 20.0) -> list:

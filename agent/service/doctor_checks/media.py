@@ -68,7 +68,8 @@ def check_opencv(cfg: AgentConfig) -> Result:
 
 def check_camera(cam: CameraConfig, timeout_s: float) -> Result:
     """Open the camera and read one frame; report its resolution. SourceError propagates (a fail)."""
-    from agent.sources.readers import guess_kind, open_reader, redact_url
+    from agent.sources.probes import redact_url
+    from agent.sources.readers import guess_kind, open_reader
 
     if not cam.enabled:
         return skip("disabled (enabled = false)")
