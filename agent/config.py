@@ -204,7 +204,7 @@ class CameraConfig(Section):
     )
     start_time: datetime | None = Field(
         None,
-        description="Files and folders: when the recording started (ISO 8601, e.g. 2026-05-04T07:30:00+02:00; without an offset it is UTC). Detections, crossings and bins are then stamped start_time + position in the file, so a recorded survey lands in the right bins. Default: the wall-clock time at which each frame is read.",
+        description="Files and folders: when the recording started (ISO 8601, e.g. 2026-05-04T07:30:00+02:00; without an offset it is UTC). Detections, crossings and bins are then stamped start_time + position in the file, so a recorded survey lands in the right bins. Default: the wall-clock time at which each frame is read; a file read once with realtime = false is stamped the time it was opened + the position in it, so tracking does not depend on decoding speed.",
         examples=["2026-05-04T07:30:00Z"],
     )
     width: int | None = Field(None, gt=0, description="V4L2: requested capture width.", examples=[1280])

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.backoff import Backoff, spread
 from agent.errors import SourceError
+from agent.sources.mediaclock import MediaClock
 from agent.sources.probes import redact_url
 from agent.sources.readers import Reader, Unreachable, guess_kind, open_camera
 from agent.sources.slot import FrameSlot
@@ -67,15 +68,8 @@ class CameraSource:
         self.source_fps: float | None = None
         self.resolution: tuple[int, int] | None = None
         self._ended = threading.Event()
-        # media clock of files: start_time + position (+ the length of the passes already played)
-        st = cfg.start_time
-        if st is not None and st.tzinfo is None:
-            from datetime import timezone
-
-            st = st.replace(tzinfo=timezone.utc)
-        self._media_t0: float | None = st.timestamp() if st is not None else None
-        self._media_base = 0.0
-        self._media_end = 0.0
+        # the times a file's frames carry (mediaclock.py)
+        self.clock = MediaClock(cfg.start_time, cfg.realtime, cfg.loop)
         # set by the inference stage: fits a frame to its model's input, called here on the frames
         # offered (not on skipped ones), so the inference thread only copies the result in
         self.prepare: Callable[[Any], Any] | None = None
@@ -172,7 +166,7 @@ class CameraSource:
             outcome = self._capture_pass(reader)
             looped = outcome == "loop"
             if looped:
-                self._media_base = self._media_end  # the next pass continues the media clock
+                self.clock.next_pass()
             if outcome == "ended":
                 self._end()
                 return
@@ -297,6 +291,7 @@ class CameraSource:
         frame_dt, select_every = self._file_steps(reader)
         index = 0
         t0 = time.monotonic()
+        self.clock.begin_pass()
         while not self._stop.is_set():
             self.last_progress = time.monotonic()
             if index % select_every != 0:
@@ -317,11 +312,8 @@ class CameraSource:
             self.last_progress = now
             self.frames_read += 1
             pos = index * frame_dt
-            self._media_end = self._media_base + pos + frame_dt
             self.last_frame_ts = time.time()  # health: when a frame last came (wall clock)
-            stamp = (
-                self._media_t0 + self._media_base + pos if self._media_t0 is not None else self.last_frame_ts
-            )
+            stamp = self.clock.stamp(pos, frame_dt, self.last_frame_ts)
             if self.failures_in_row:
                 self._up_again()
             self.state = "up"
@@ -350,6 +342,7 @@ class CameraSource:
         """At the end of a looping file: seek back to its start (a new epoch); False: the pass ends."""
         if self.cfg.loop and index > 0 and reader.rewind():
             self._new_epoch()
+            self.clock.next_pass()
             return True
         return False
 

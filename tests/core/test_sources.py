@@ -176,3 +176,45 @@ def test_missing_file_and_device(tmp_path):
     cam2.stop()
     assert "does not exist" in cam.last_error
     assert "/dev/video99 does not exist" in cam2.last_error
+
+
+def test_unpaced_file_without_start_time_is_stamped_on_the_media_clock(media_path):
+    """realtime = false: frames come at the consumer's speed, but their stamps step by the file's
+    own frame time from when the pass began, so tracking cannot depend on decoding speed."""
+    before = time.time()
+    cam = CameraSource(
+        CameraConfig(name="c", source=str(media_path("traffic_frames.mp4")), realtime=False, detect_fps=120)
+    ).start()
+    frames = []
+    for i in range(20):
+        f = cam.slot.take(timeout=10)
+        assert f is not None
+        frames.append(f)
+        time.sleep(0.002 * (i % 4))  # an uneven consumer: the wall-clock gaps vary
+    cam.stop()
+    fps = 30.0  # traffic_frames.mp4
+    t0 = frames[0].ts
+    assert before <= t0 <= time.time()
+    for f in frames:
+        assert abs(f.ts - (t0 + f.index / fps)) < 1e-6, (f.index, f.ts - t0)
+
+
+def test_media_clock_passes():
+    from datetime import datetime, timezone
+
+    from agent.sources.mediaclock import MediaClock
+
+    c = MediaClock(None, realtime=False)
+    assert c.stamp(0.0, 0.04, 1000.0) == 1000.0
+    assert c.stamp(0.4, 0.04, 1000.05) == 1000.4  # media position, not the wall clock
+    c.begin_pass()  # reopened after a failure: anchored again at the wall clock, never before the last stamp
+    assert abs(c.stamp(0.0, 0.04, 1000.2) - 1000.44) < 1e-9
+    assert abs(c.stamp(0.04, 0.04, 2000.0) - 1000.48) < 1e-9  # the same pass keeps its anchor
+    assert MediaClock(None, realtime=True).stamp(0.4, 0.04, 1234.5) == 1234.5  # paced: the wall clock
+    looping = MediaClock(None, realtime=False, loop=True)  # a stand-in for a live camera
+    assert looping.stamp(0.4, 0.04, 1234.5) == 1234.5
+    st = MediaClock(datetime(2026, 5, 4, 7, 30), realtime=False)  # no offset: UTC
+    t = datetime(2026, 5, 4, 7, 30, tzinfo=timezone.utc).timestamp()
+    assert st.stamp(1.0, 0.04, 99.0) == t + 1.0
+    st.next_pass()  # a looping survey continues after the first pass
+    assert abs(st.stamp(0.0, 0.04, 99.0) - (t + 1.04)) < 1e-9
