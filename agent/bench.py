@@ -99,6 +99,11 @@ def bench_raw(cfg: AgentConfig, image, n: int, warmup: int = 10, rss: dict | Non
     from agent.inference import load_engine
 
     rss = {} if rss is None else rss
+    if "runtime_imported" not in rss:
+        from agent.inference.runtime import load_runtime
+
+        load_runtime(cfg.inference.runtime)  # the interpreter's package alone, before any model
+        rss["runtime_imported"] = rss_mb()
     eng = load_engine(cfg.inference.model, cfg.inference, cfg.models)
     rss["model_loaded"] = rss_mb()
     eng.set_input_from(image)
@@ -215,14 +220,16 @@ def bench_pipeline(
 def run_bench(
     cfg: AgentConfig, clip: Path, *, raw_frames: int = 300, max_frames: int | None = None, api: bool = False
 ) -> dict[str, Any]:
-    """Both measurements, and the resident memory after each stage (``rss_mb``: the imports, the
-    model loaded and invoked, released, the pipeline started, its first frame, its end)."""
+    """Both measurements, and the resident memory after each stage (``rss_mb``: the imports, OpenCV
+    with one frame read, the runtime imported, the model loaded and invoked, released, the pipeline
+    started, its first frame, its end)."""
     rss: dict[str, float] = {"imports": rss_mb()}
     import cv2
 
     cap = cv2.VideoCapture(str(clip))
     ok, img = cap.read()
     cap.release()
+    rss["opencv_frame_read"] = rss_mb()  # OpenCV imported, one frame decoded, the decoder closed
     if not ok:
         from agent.errors import SourceError
 
