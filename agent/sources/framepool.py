@@ -22,6 +22,9 @@ import numpy as np
 #: frames that can be alive at once for one camera: the decoder's, the slot's, the inference
 #: stage's, up to 4 in the results queue, the results stage's, and one spare
 POOL_SIZE = 9
+#: a buffer more than the one taken has been free at every read for this many reads (10 s at 25
+#: fps): one is let go, so a burst (a slow results stage filling its queue) does not stay resident
+SHRINK_AFTER = 250
 
 
 def _refs(bufs: list[np.ndarray], i: int) -> int:
@@ -39,14 +42,25 @@ class FramePool:
         self._bufs: list[np.ndarray] = []
         self.reused = 0  # reads that decoded into a kept buffer
         self.fresh = 0  # reads that got a new array (pool empty, full of busy buffers, or a new shape)
+        self.shrunk = 0  # buffers let go because more than one stayed free for SHRINK_AFTER reads
+        self._spare_reads = 0
 
     def take(self) -> np.ndarray | None:
         """A kept buffer no one else holds, or None (the decoder then allocates one)."""
         bufs = self._bufs
-        for i in range(len(bufs)):
-            if _refs(bufs, i) == _FREE:
-                return bufs[i]
-        return None
+        free = [i for i in range(len(bufs)) if _refs(bufs, i) == _FREE]
+        if not free:
+            self._spare_reads = 0
+            return None
+        if len(free) < 2:
+            self._spare_reads = 0
+        else:
+            self._spare_reads += 1
+            if self._spare_reads >= SHRINK_AFTER:  # more buffers than the stages need: one goes
+                self._spare_reads = 0
+                del bufs[free[-1]]
+                self.shrunk += 1
+        return bufs[free[0]]
 
     def keep(self, given: np.ndarray | None, img: np.ndarray) -> None:
         """After a read into ``given``: count it, and keep ``img`` if the decoder allocated it."""

@@ -98,3 +98,20 @@ def test_a_file_camera_delivers_the_same_pixels_with_the_pool(media_path):
         got += 1
         del f
     cam.stop()
+
+
+def test_buffers_left_over_from_a_burst_are_let_go(media_path):
+    from agent.sources import framepool
+
+    r = _reader(media_path("traffic_frames.mp4"))
+    burst = [r.read() for _ in range(5)]  # the stages held five frames at once
+    assert r.pool.buffers == 5
+    burst.clear()
+    for _ in range(framepool.SHRINK_AFTER * 3 + 10):  # then one at a time again (the clip loops)
+        img = r.read()
+        if img is None:
+            assert r.rewind()
+            continue
+        del img
+    assert r.pool.shrunk == 3 and r.pool.buffers == 2  # one let go every SHRINK_AFTER reads
+    r.close()
