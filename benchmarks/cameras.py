@@ -176,6 +176,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             base = rows[0]
             for row in rows:
                 row["fps_ratio"] = round(row["fps_total"] / base["fps_total"], 3)
+                if base["cpu_s_per_frame"] <= 0:  # the frames' CPU was lost in the start-up's noise
+                    raise SystemExit(
+                        "error: the 1-camera run's CPU above its baseline was 0 (too few frames for this load)\n"
+                        "fix: give more --frames (or fewer --baseline-frames)"
+                    )
                 row["cpu_ratio"] = round(row["cpu_s_per_frame"] / base["cpu_s_per_frame"], 3)
             sweeps.append(rows)
             if not args.json:
