@@ -6,25 +6,16 @@ moved by up to 5 a line from run to run (#12)."""
 from __future__ import annotations
 
 import sqlite3
+import sys
 from datetime import datetime
 from pathlib import Path
 
-import cv2
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.cameras import cut_clip  # noqa: E402
 
 FRAMES = 250
-
-
-def _cut(src: Path, out: Path) -> Path:
-    cap = cv2.VideoCapture(str(src))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    w = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (1280, 720))
-    for _ in range(FRAMES):
-        ok, img = cap.read()
-        assert ok
-        w.write(img)
-    w.release()
-    cap.release()
-    return out
 
 
 def _secs(iso: str) -> float:
@@ -42,7 +33,8 @@ def _crossings(db: Path) -> list[tuple]:
 
 
 def test_two_runs_of_a_file_store_the_same_crossings(cli, media_path, tmp_path):
-    clip = _cut(media_path("4ku_traffic.mp4"), tmp_path / "4ku_cut.avi")
+    clip = tmp_path / "4ku_cut.mp4"
+    assert cut_clip(media_path("4ku_traffic.mp4"), clip, FRAMES) == FRAMES
     got = []
     for run in (1, 2):
         db = tmp_path / f"run{run}.sqlite"
