@@ -85,3 +85,17 @@ def xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
     out[..., :2] = (b[..., :2] + b[..., 2:]) / 2
     out[..., 2:] = b[..., 2:] - b[..., :2]
     return out
+
+
+def leaving_view(
+    box: tuple[float, float, float, float], v: tuple[float, float], size: tuple[int, int]
+) -> bool:
+    """Whether the box (x1, y1, x2, y2), moving at ``v`` (pixels per frame), has reached the edge of
+    a frame of ``size`` (w, h) it is moving toward: the object is leaving the camera's view."""
+    x1, y1, x2, y2 = box
+    return (
+        (v[0] < 0 and x1 <= 0)
+        or (v[0] > 0 and x2 >= size[0])
+        or (v[1] < 0 and y1 <= 0)
+        or (v[1] > 0 and y2 >= size[1])
+    )

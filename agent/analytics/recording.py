@@ -15,7 +15,7 @@ from agent.analytics.incidents import IncidentEngine
 from agent.analytics.incidents import store as incident_store
 from agent.analytics.incidents.fusion import RadarFusion
 from agent.analytics.speed import GroundPlane, segment_speed_kmh
-from agent.analytics.tracking import Track
+from agent.analytics.tracking import Track, Tracker
 from agent.analytics.zones import Visit, Zone
 from agent.timefmt import iso_utc, parse_iso
 
@@ -38,6 +38,8 @@ class Recorder:
     speeds_recent: list[float]
     forecasters: dict[tuple[str, str], Forecaster]
     last_forecast: dict[tuple[str, str], list[dict[str, Any]]]
+    tracker: Tracker
+    frames: int
     _meta: dict[int, dict[str, Any]]
     _seg_marks: dict[int, dict[str, tuple[float, tuple[float, float]]]]
     _history_rows: list[Any]
@@ -183,3 +185,41 @@ class Recorder:
         sensor = self.cfg.radar.sensor if self.cfg.radar is not None else "radar"
         for f in fused:
             self._speed(f"radar:{sensor}", f.track_id, f.label, f.ts, f.radar_kmh)
+
+    def state(self) -> dict[str, Any]:
+        """Live figures for the status API."""
+        current: dict[str, dict[str, dict[str, int]]] = {}
+        for (line, d, c), n in self.bins.counts.items():
+            current.setdefault(line, {}).setdefault(d, {})[c] = n
+        totals: dict[str, dict[str, dict[str, int]]] = {}
+        for (line, d, c), n in self.totals.items():
+            totals.setdefault(line, {}).setdefault(d, {})[c] = n
+        sp = sorted(self.speeds_recent)
+        return {
+            "camera": self.camera,
+            "frames": self.frames,
+            "active_tracks": sum(1 for t in self.tracker.tracks if t.confirmed),
+            "bin_start": iso_utc(self.bins.start) if self.bins.start is not None else None,
+            "bin_minutes": self.cfg.bin_minutes,
+            "current_bin": current,
+            "since_start": totals,
+            "zones": {
+                z.name: {
+                    "occupancy": z.occupancy,
+                    "peak": max(z.peak, self.bins.zones[z.name].peak if z.name in self.bins.zones else 0),
+                }
+                for z in self.zones.values()
+            },
+            "speed_kmh": {"p50": _pct(sp, 50), "p85": _pct(sp, 85), "n": len(sp)},
+            "forecast": {f"{line}/{d}": v for (line, d), v in self.last_forecast.items()},
+            "incidents": self.incidents.state() if self.incidents is not None else None,
+            "radar": self.fusion.total.as_dict() if self.fusion is not None else None,
+        }
+
+
+def _pct(sorted_vals: list[float], p: float) -> float | None:
+    if not sorted_vals:
+        return None
+    k = (len(sorted_vals) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(sorted_vals) - 1)
+    return round(sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo), 2)

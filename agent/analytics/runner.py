@@ -20,8 +20,9 @@ import numpy as np
 
 from agent.analytics import store
 from agent.analytics.bins import BinAccumulator
+from agent.analytics.boxes import leaving_view
 from agent.analytics.config import DEFAULT_CLASSES, CameraAnalytics
-from agent.analytics.counting import LineCounter
+from agent.analytics.counting import Crossing, LineCounter, SameObject
 from agent.analytics.forecast import DAY, Forecaster
 from agent.analytics.incident_wiring import IncidentWiring
 from agent.analytics.incidents import IncidentEngine
@@ -85,10 +86,10 @@ class AnalyticsRunner(Recorder, IncidentWiring):
         self.ground: GroundPlane | None = None
         self.bins = BinAccumulator(self.bin_s, [], [])
         self._meta: dict[int, dict[str, Any]] = {}
+        self.same_object = SameObject()  # one object seen as two boxes counts once
         self._seg_marks: dict[int, dict[str, tuple[float, tuple[float, float]]]] = {}
         self.totals: Counter[tuple[str, str, str]] = Counter()
-        self.frames = 0
-        self.epochs = 0
+        self.frames = self.epochs = 0
         self.last_forecast: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.speeds_recent: list[float] = []
         self._built = False
@@ -285,9 +286,7 @@ class AnalyticsRunner(Recorder, IncidentWiring):
                 if t.confirmed:
                     alive.add(t.id)
                     if 0 < ts - t.last_ts <= predict_s:  # the detector missed it: follow its motion
-                        for line, at_bottom in lines:
-                            pt = bottom if at_bottom else center
-                            line.observe(t.id, pt, h, ts, frame_index, t.label, True, True, (vx, vy))
+                        self._coast(t, lines, (ts, frame_index), (bottom, center, h), (vx, vy), rows)
                 continue
             meta = self._meta.setdefault(t.id, {"crossings": 0})
             if "entry" not in meta:
@@ -299,12 +298,28 @@ class AnalyticsRunner(Recorder, IncidentWiring):
                 pt = bottom if at_bottom else center
                 c = line.observe(t.id, pt, h, ts, frame_index, label, t.confirmed, False, v)
                 if c is not None:
-                    rows.append(self._on_crossing(c, t))
+                    self._add_crossing(c, t, rows)
             if t.confirmed:
                 alive.add(t.id)
                 for z, z_bottom in zones:
                     z.observe(t.id, bottom if z_bottom else center, ts, label)
         return rows, alive
+
+    def _coast(self, t: Track, lines: list, when: tuple[float, int], at: tuple, v: tuple, rows: list) -> None:
+        """A confirmed track the detector missed in this frame: its motion model's positions go
+        through the lines; a crossing held back on them counts once its box is leaving the view."""
+        (ts, frame_index), (bottom, center, h) = when, at
+        gone = self.frame_size is not None and leaving_view(t.box, v, self.frame_size)
+        for line, at_bottom in lines:
+            line.observe(t.id, bottom if at_bottom else center, h, ts, frame_index, t.label, True, True, v)
+            c = line.left_view(t.id) if gone else None
+            if c is not None:
+                self._add_crossing(c, t, rows)
+
+    def _add_crossing(self, c: Crossing, t: Track, rows: list[dict[str, Any]]) -> None:
+        """Record crossing ``c`` of track ``t`` unless it is another box of an object just counted."""
+        if not self.same_object.duplicate(c, {u.id: np.array(u.box) for u in self.tracker.tracks}):
+            rows.append(self._on_crossing(c, t))
 
     def _sample_zones(self, alive: set[int], ts: float) -> None:
         """Close the visits of tracks gone; sample each zone's occupancy and entries into the bin."""
@@ -352,41 +367,3 @@ class AnalyticsRunner(Recorder, IncidentWiring):
         b = self.bins.close_partial()
         if b is not None and self.writer is not None and (b.coverage_s > 0 or any(b.counts.values())):
             self.writer.submit_fn(store.upsert_bin(self.camera, b), kind="volume_bins", block=True)
-
-    def state(self) -> dict[str, Any]:
-        """Live figures for the status API."""
-        current: dict[str, dict[str, dict[str, int]]] = {}
-        for (line, d, c), n in self.bins.counts.items():
-            current.setdefault(line, {}).setdefault(d, {})[c] = n
-        totals: dict[str, dict[str, dict[str, int]]] = {}
-        for (line, d, c), n in self.totals.items():
-            totals.setdefault(line, {}).setdefault(d, {})[c] = n
-        sp = sorted(self.speeds_recent)
-        return {
-            "camera": self.camera,
-            "frames": self.frames,
-            "active_tracks": sum(1 for t in self.tracker.tracks if t.confirmed),
-            "bin_start": iso_utc(self.bins.start) if self.bins.start is not None else None,
-            "bin_minutes": self.cfg.bin_minutes,
-            "current_bin": current,
-            "since_start": totals,
-            "zones": {
-                z.name: {
-                    "occupancy": z.occupancy,
-                    "peak": max(z.peak, self.bins.zones[z.name].peak if z.name in self.bins.zones else 0),
-                }
-                for z in self.zones.values()
-            },
-            "speed_kmh": {"p50": _pct(sp, 50), "p85": _pct(sp, 85), "n": len(sp)},
-            "forecast": {f"{line}/{d}": v for (line, d), v in self.last_forecast.items()},
-            "incidents": self.incidents.state() if self.incidents is not None else None,
-            "radar": self.fusion.total.as_dict() if self.fusion is not None else None,
-        }
-
-
-def _pct(sorted_vals: list[float], p: float) -> float | None:
-    if not sorted_vals:
-        return None
-    k = (len(sorted_vals) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(sorted_vals) - 1)
-    return round(sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo), 2)

@@ -6,14 +6,24 @@ import numpy as np
 
 from agent.types import Detection, Frame, InferenceResult
 
-_IMG = np.zeros((1, 1, 3), dtype=np.uint8)
+_IMAGES: dict[tuple[int, int], np.ndarray] = {}
+
+
+def image(size: tuple[int, int] | None) -> np.ndarray:
+    """A blank frame of ``size`` (w, h): the runner takes the frame size from the frame it is given
+    (a 1x1 stand-in would tell it the camera is 1x1 pixels, and every box at its edge)."""
+    w, h = size or (1280, 720)
+    if (w, h) not in _IMAGES:
+        _IMAGES[(w, h)] = np.zeros((h, w, 3), dtype=np.uint8)
+    return _IMAGES[(w, h)]
 
 
 def feed(runner, frames: list[list[Detection]], fps: float, t0: float = 1_700_000_000.0, step: int = 1):
     """Run ``runner`` over the frames; returns the per-frame track ids."""
     ids = []
+    img = image(runner.frame_size)
     for i in range(0, len(frames), step):
-        fr = Frame("cam", i, t0 + i / fps, i / fps, _IMG)
+        fr = Frame("cam", i, t0 + i / fps, i / fps, img)
         ids.append(runner.process(InferenceResult(fr, "ssd", list(frames[i]))))
     return ids
 

@@ -13,6 +13,7 @@ from agent.analytics.runner import AnalyticsRunner
 from agent.analytics.speed import GroundPlane
 from agent.analytics.zones import Zone
 from agent.types import Detection, Frame, InferenceResult
+from tests.analytics.helpers import image
 
 LINE = LineConfig(
     name="l",
@@ -72,9 +73,9 @@ def _runner(cfg: dict, size=(1000, 1000)):
     return AnalyticsRunner("cam", CameraAnalytics.model_validate(cfg), None, frame_size=size)
 
 
-def _frame(i, ts, boxes, label="car"):
+def _frame(i, ts, boxes, label="car", size=(1000, 1000)):
     return InferenceResult(
-        Frame("cam", i, ts, ts, np.zeros((1, 1, 3), np.uint8)),
+        Frame("cam", i, ts, ts, image(size)),
         "m",
         [Detection(label, 2, 0.9, tuple(b)) for b in boxes],
     )

@@ -9,7 +9,7 @@ from agent.analytics.config import CameraAnalytics
 from agent.analytics.runner import AnalyticsRunner
 from agent.types import Detection, Frame, InferenceResult
 
-_IMG = np.zeros((1, 1, 3), dtype=np.uint8)
+_IMG = np.zeros((480, 640, 3), dtype=np.uint8)  # the runner's frame size (640x480) is taken from it
 FPS = 25.0
 
 
