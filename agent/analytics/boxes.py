@@ -99,3 +99,37 @@ def leaving_view(
         or (v[1] < 0 and y1 <= 0)
         or (v[1] > 0 and y2 >= size[1])
     )
+
+
+def came_from_edge(
+    box: tuple[float, float, float, float], v: tuple[float, float], size: tuple[int, int]
+) -> tuple[float, float] | None:
+    """For a box first seen at ``box`` moving at ``v`` (pixels per frame): if, followed back along
+    its motion, it would touch the frame's edge within one box length, the shift (dx, dy) back along
+    its motion that puts the whole box beyond that edge (where the object was before it came into
+    view); else None (also for a box the edge cuts, and for one that hardly moves)."""
+    speed = float(np.hypot(v[0], v[1]))
+    if speed < 1.0:  # (nearly) still: no direction to follow back
+        return None
+    if box[0] <= 1 or box[1] <= 1 or box[2] >= size[0] - 1 or box[3] >= size[1] - 1:
+        return None  # cut by the edge: its anchor is at the edge (the usual rule counts it) and its motion is the cut's
+    ux, uy = v[0] / speed, v[1] / speed
+    x1, y1, x2, y2 = box
+    touch, gone = [], []  # distances back along the motion: to touching an edge, to being beyond it
+    if ux > 1e-6:
+        touch.append(x1 / ux)
+        gone.append(x2 / ux)
+    elif ux < -1e-6:
+        touch.append((size[0] - x2) / -ux)
+        gone.append((size[0] - x1) / -ux)
+    if uy > 1e-6:
+        touch.append(y1 / uy)
+        gone.append(y2 / uy)
+    elif uy < -1e-6:
+        touch.append((size[1] - y2) / -uy)
+        gone.append((size[1] - y1) / -uy)
+    length = abs((x2 - x1) * ux) + abs((y2 - y1) * uy)  # the box's extent along its motion
+    if not touch or min(touch) > length:
+        return None
+    d = min(gone)
+    return (-ux * d, -uy * d)

@@ -203,6 +203,38 @@ class LineCounter:
             return None
         return c
 
+    def entered_view(
+        self,
+        track_id: int,
+        origin: tuple[float, float],
+        first: tuple[float, float],
+        box_h: float,
+        when: tuple[float, int],
+        label: str,
+        velocity: tuple[float, float],
+    ) -> Crossing | None:
+        """A track just confirmed, first seen near the frame's edge and moving away from it, came
+        into view from beyond that edge (``origin``: where its anchor was before it came in): the
+        line between ``origin`` and ``first`` (its first anchor) was crossed before the detector
+        found it. Counted once in the direction of its motion; ``None`` when the line is not
+        between the two, ``first`` is inside the band, or the track has counted already."""
+        st = self._state.get(track_id)
+        if st is None or st.counted or label not in self.classes:
+            return None
+        s0, s1 = self.signed_distance(origin), self.signed_distance(first)
+        band = max(self.cfg.hysteresis_px, self.cfg.hysteresis_rel * box_h)
+        side = 1 if s1 > 0 else -1
+        if (s0 > 0) == (s1 > 0) or abs(s1) <= band or st.side != side:
+            return None
+        if self._normal_speed(velocity) * side <= 0:
+            return None
+        f = s0 / (s0 - s1)
+        zpt = (origin[0] + f * (first[0] - origin[0]), origin[1] + f * (first[1] - origin[1]))
+        if not (0.0 <= self._along(zpt) <= 1.0):
+            return None
+        st.zero_pt = st.zero_ts = None
+        return self._count(st, side, -side, zpt, when[0], track_id, when[1], label, False)
+
     def left_view(self, track_id: int) -> Crossing | None:
         """The track's predicted box has left the frame: a crossing held back on its predicted
         positions is counted (the object went on out of view; the detector loses vehicles at the

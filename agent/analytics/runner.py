@@ -20,7 +20,7 @@ import numpy as np
 
 from agent.analytics import store
 from agent.analytics.bins import BinAccumulator
-from agent.analytics.boxes import leaving_view
+from agent.analytics.boxes import came_from_edge, leaving_view
 from agent.analytics.config import DEFAULT_CLASSES, CameraAnalytics
 from agent.analytics.counting import Crossing, LineCounter, SameObject
 from agent.analytics.forecast import DAY, Forecaster
@@ -35,6 +35,9 @@ from agent.timefmt import iso_utc
 from agent.types import Detection, Frame, InferenceResult
 
 log = logging.getLogger(__name__)
+
+#: detections a track needs before its motion is trusted to say which frame edge it came in from
+_ENTRY_HITS = 5
 
 
 class AnalyticsRunner(Recorder, IncidentWiring):
@@ -290,7 +293,7 @@ class AnalyticsRunner(Recorder, IncidentWiring):
                 continue
             meta = self._meta.setdefault(t.id, {"crossings": 0})
             if "entry" not in meta:
-                meta["entry"] = bottom
+                meta["entry"], meta["first"] = bottom, (t.box, center, h, ts, frame_index)
             meta["exit"] = bottom
             label = t.label
             v = (vx, vy) if check_motion else None
@@ -299,6 +302,8 @@ class AnalyticsRunner(Recorder, IncidentWiring):
                 c = line.observe(t.id, pt, h, ts, frame_index, label, t.confirmed, False, v)
                 if c is not None:
                     self._add_crossing(c, t, rows)
+            if t.confirmed and t.hits >= _ENTRY_HITS and meta.get("first") is not None:
+                self._entered(t, meta, lines, (vx, vy), rows)
             if t.confirmed:
                 alive.add(t.id)
                 for z, z_bottom in zones:
@@ -313,6 +318,21 @@ class AnalyticsRunner(Recorder, IncidentWiring):
         for line, at_bottom in lines:
             line.observe(t.id, bottom if at_bottom else center, h, ts, frame_index, t.label, True, True, v)
             c = line.left_view(t.id) if gone else None
+            if c is not None:
+                self._add_crossing(c, t, rows)
+
+    def _entered(self, t: Track, meta: dict[str, Any], lines: list, v: tuple, rows: list) -> None:
+        """A track confirmed just now that was first seen near the frame edge it moves away from
+        came into view from beyond it: the lines between that edge and where it was first seen."""
+        box, center, h, ts, frame_index = meta.pop("first")
+        shift = came_from_edge(box, v, self.frame_size) if self.frame_size is not None else None
+        if shift is None:
+            return
+        bottom = meta["entry"]
+        for line, at_bottom in lines:
+            first = bottom if at_bottom else center
+            origin = (first[0] + shift[0], first[1] + shift[1])
+            c = line.entered_view(t.id, origin, first, h, (ts, frame_index), t.label, v)
             if c is not None:
                 self._add_crossing(c, t, rows)
 

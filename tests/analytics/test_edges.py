@@ -5,8 +5,9 @@ lorry's cab and its load) that must count once, while two vehicles side by side 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from agent.analytics.boxes import leaving_view
+from agent.analytics.boxes import came_from_edge, leaving_view
 from agent.analytics.config import CameraAnalytics
 from agent.analytics.counting import Crossing, SameObject
 from agent.analytics.runner import AnalyticsRunner
@@ -116,3 +117,51 @@ def test_same_object_forgets_after_its_window_and_keeps_other_lines_apart():
     assert not so.duplicate(Crossing("m", "down", "car", 2, 10.2, 255, (50.0, 100.0)), boxes)  # another line
     assert not so.duplicate(Crossing("l", "up", "car", 2, 10.3, 258, (50.0, 100.0)), boxes)  # other way
     assert not so.duplicate(Crossing("l", "down", "car", 2, 11.0, 275, (50.0, 100.0)), boxes)  # too late
+
+
+def _car_up(bottom: float, cx: float = 320.0, w: float = 90.0, h: float = 80.0) -> list[Detection]:
+    return [_det(cx - w / 2, bottom - h, cx + w / 2, bottom)]
+
+
+def test_came_from_edge_follows_the_motion_back_to_the_edge():
+    size = (640, 480)
+    # 30 px above the bottom, moving up: it came in from below; the shift puts it wholly beyond
+    shift = came_from_edge((280, 370, 360, 450), (0.0, -8.0), size)
+    assert shift is not None and shift[0] == 0 and shift[1] == pytest.approx(110)
+    # moving up and to the right from the bottom-left: back along its motion, out through the bottom
+    shift = came_from_edge((60, 390, 140, 450), (6.0, -6.0), size)
+    assert shift is not None and shift[0] < 0 and 450 + shift[1] >= 480
+    assert came_from_edge((280, 200, 360, 280), (0.0, -8.0), size) is None  # mid-frame
+    assert came_from_edge((280, 400, 360, 480), (0.0, -8.0), size) is None  # cut by the edge
+    assert came_from_edge((280, 370, 360, 450), (0.0, 8.0), size) is None  # moving toward that edge
+    assert came_from_edge((280, 370, 360, 450), (0.0, -0.5), size) is None  # nearly still
+
+
+def test_object_first_seen_just_inside_the_edge_counts_the_line_it_passed_to_get_there():
+    # a car coming up from the bottom edge, found by the detector only once wholly in view (its
+    # bottom 25 px above the frame's edge), already past a line 15 px from the edge
+    frames = [_car_up(b) for b in range(455, 200, -8)]
+    r, w = _runner(line_y=465)
+    _feed(r, frames)
+    assert [c["direction"] for c in w.crossings] == ["up"]
+    from agent.timefmt import parse_iso
+
+    assert parse_iso(w.crossings[0]["ts"]) == pytest.approx(1_700_000_000.0, abs=0.01)  # when first seen
+
+
+def test_object_first_seen_mid_frame_past_a_line_is_still_not_counted():
+    # the same car first seen far from any edge, already past the line: appearing beyond a line never
+    # counts (it may be a fragment, or an object that came from behind something)
+    frames = [_car_up(b) for b in range(300, 100, -8)]
+    r, w = _runner(line_y=330)
+    _feed(r, frames)
+    assert w.crossings == []
+
+
+def test_object_cut_by_the_edge_counts_by_the_usual_rule_once():
+    # boxes cut by the bottom edge at first (their bottom is the edge), then wholly in view
+    frames = [[_det(275, 480 - 20 - 10 * i, 365, 480)] for i in range(6)]
+    frames += [_car_up(b) for b in range(470, 250, -8)]
+    r, w = _runner(line_y=420)
+    _feed(r, frames)
+    assert [c["direction"] for c in w.crossings] == ["up"]
