@@ -194,8 +194,12 @@ class CameraConfig(Section):
         "auto", description="Source kind; auto guesses from `source`."
     )
     enabled: bool = Field(True, description="A disabled camera is not opened.")
-    detect_fps: float = Field(
-        5.0, gt=0, le=120, description="Frames per second sent to inference (latest frame wins)."
+    detect_fps: float | None = Field(
+        None,
+        gt=0,
+        le=120,
+        description="Frames per second sent to inference (latest frame wins). Default: 5 for live sources and files played in real time; every frame of a file read with realtime = false (a recorded survey: at 5 of a 25 fps file the tracker loses fast vehicles, docs/validation.md).",
+        examples=[5.0],
     )
     loop: bool = Field(False, description="Files and folders: start again at the end.")
     realtime: bool = Field(

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 DOWN_AFTER_FAILURES = 3
 PROBE_EVERY_S = 1.0  # while a network camera's host does not answer
+#: frames a second sent to inference when a camera sets no detect_fps (live, or a file played in real time)
+LIVE_DETECT_FPS = 5.0
 
 
 class CameraSource:
@@ -244,7 +246,7 @@ class CameraSource:
         """A live source: every frame is read (its buffers must not go stale) and one offered each
         ``1 / detect_fps``; no frame for ``read_timeout_s`` is a stall (SourceError: reopen)."""
         cfg = self.cfg
-        period = 1.0 / cfg.detect_fps
+        period = 1.0 / (cfg.detect_fps or LIVE_DETECT_FPS)
         index = 0
         next_offer = 0.0
         last_frame_mono = time.monotonic()  # the open counts as the last sign of a frame
@@ -336,6 +338,8 @@ class CameraSource:
         """A file's frame duration, and which frames are offered (every n-th) at ``detect_fps``."""
         src_fps = reader.fps or 25.0
         detect_fps = self.cfg.detect_fps
+        if detect_fps is None:  # a survey read as fast as it goes: every frame; played: as live
+            detect_fps = src_fps if not self.cfg.realtime else LIVE_DETECT_FPS
         return 1.0 / src_fps, 1 if detect_fps >= src_fps else max(1, round(src_fps / detect_fps))
 
     def _rewound(self, reader: Reader, index: int) -> bool:

@@ -59,6 +59,20 @@ def test_file_subsampled_by_media_time(media_path):
     assert [f.index for f in frames] == list(range(0, 20, 3))
 
 
+def test_file_read_unpaced_without_detect_fps_delivers_every_frame_and_played_one_at_live_rate(media_path):
+    # a recorded survey (realtime = false) with no detect_fps: every frame; the same file played in
+    # real time: the live default, 5 a second (every 6th of this 30 fps file)
+    src = str(media_path("traffic_frames.mp4"))
+    cam = CameraSource(CameraConfig(name="c", source=src, realtime=False)).start()
+    frames = _drain(cam)
+    cam.stop()
+    assert [f.index for f in frames] == list(range(20))
+    cam = CameraSource(CameraConfig(name="c", source=src, realtime=True)).start()
+    frames = _drain(cam)
+    cam.stop()
+    assert [f.index for f in frames] == list(range(0, 20, 6))
+
+
 def test_realtime_file_is_paced(media_path):
     cam = CameraSource(
         CameraConfig(name="c", source=str(media_path("traffic_frames.mp4")), realtime=True, detect_fps=30)
