@@ -116,18 +116,13 @@ def came_from_edge(
     ux, uy = v[0] / speed, v[1] / speed
     x1, y1, x2, y2 = box
     touch, gone = [], []  # distances back along the motion: to touching an edge, to being beyond it
-    if ux > 1e-6:
-        touch.append(x1 / ux)
-        gone.append(x2 / ux)
-    elif ux < -1e-6:
-        touch.append((size[0] - x2) / -ux)
-        gone.append((size[0] - x1) / -ux)
-    if uy > 1e-6:
-        touch.append(y1 / uy)
-        gone.append(y2 / uy)
-    elif uy < -1e-6:
-        touch.append((size[1] - y2) / -uy)
-        gone.append((size[1] - y1) / -uy)
+    for u, lo, hi, edge in ((ux, x1, x2, size[0]), (uy, y1, y2, size[1])):
+        if u > 1e-6:  # moving toward the far edge: it came in over the near one (0)
+            touch.append(lo / u)
+            gone.append(hi / u)
+        elif u < -1e-6:  # moving toward 0: it came in over the far edge
+            touch.append((edge - hi) / -u)
+            gone.append((edge - lo) / -u)
     length = abs((x2 - x1) * ux) + abs((y2 - y1) * uy)  # the box's extent along its motion
     if not touch or min(touch) > length:
         return None

@@ -213,7 +213,7 @@ class LineCounter:
         label: str,
         velocity: tuple[float, float],
     ) -> Crossing | None:
-        """A track just confirmed, first seen near the frame's edge and moving away from it, came
+        """A confirmed track, first seen near the frame's edge and moving away from it, came
         into view from beyond that edge (``origin``: where its anchor was before it came in): the
         line between ``origin`` and ``first`` (its first anchor) was crossed before the detector
         found it. Counted once in the direction of its motion; ``None`` when the line is not

@@ -322,8 +322,9 @@ class AnalyticsRunner(Recorder, IncidentWiring):
                 self._add_crossing(c, t, rows)
 
     def _entered(self, t: Track, meta: dict[str, Any], lines: list, v: tuple, rows: list) -> None:
-        """A track confirmed just now that was first seen near the frame edge it moves away from
-        came into view from beyond it: the lines between that edge and where it was first seen."""
+        """Once a confirmed track's motion is known (``_ENTRY_HITS`` detections): if it was first
+        seen near the frame edge it moves away from, it came into view from beyond that edge, and
+        the lines between the edge and where it was first seen count (once, at its first sighting)."""
         box, center, h, ts, frame_index = meta.pop("first")
         shift = came_from_edge(box, v, self.frame_size) if self.frame_size is not None else None
         if shift is None:

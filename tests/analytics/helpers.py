@@ -18,6 +18,23 @@ def image(size: tuple[int, int] | None) -> np.ndarray:
     return _IMAGES[(w, h)]
 
 
+class CrossingRows:
+    """A writer double that keeps the crossing rows it is given (the store is tested in test_runner)."""
+
+    database = None
+
+    def __init__(self):
+        self.crossings: list[dict] = []
+
+    def submit_rows(self, table, rows, **_):
+        if table == "crossings":
+            self.crossings.extend(rows)
+        return True
+
+    def submit_fn(self, fn, **_):
+        return True
+
+
 def feed(runner, frames: list[list[Detection]], fps: float, t0: float = 1_700_000_000.0, step: int = 1):
     """Run ``runner`` over the frames; returns the per-frame track ids."""
     ids = []

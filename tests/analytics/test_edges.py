@@ -12,31 +12,17 @@ from agent.analytics.config import CameraAnalytics
 from agent.analytics.counting import Crossing, SameObject
 from agent.analytics.runner import AnalyticsRunner
 from agent.types import Detection, Frame, InferenceResult
+from tests.analytics.helpers import CrossingRows
 
 _IMG = np.zeros((480, 640, 3), dtype=np.uint8)  # the runner takes the frame size from it
 FPS = 25.0
 
 
-class _Rows:
-    database = None
-
-    def __init__(self):
-        self.crossings: list[dict] = []
-
-    def submit_rows(self, table, rows, **_):
-        if table == "crossings":
-            self.crossings.extend(rows)
-        return True
-
-    def submit_fn(self, fn, **_):
-        return True
-
-
-def _runner(line_y: float) -> tuple[AnalyticsRunner, _Rows]:
+def _runner(line_y: float) -> tuple[AnalyticsRunner, CrossingRows]:
     cfg = CameraAnalytics.model_validate(
         {"lines": [{"name": "l", "points": [[0, line_y], [640, line_y]], "directions": ["down", "up"]}]}
     )
-    w = _Rows()
+    w = CrossingRows()
     return AnalyticsRunner("cam", cfg, w, frame_size=(640, 480)), w
 
 

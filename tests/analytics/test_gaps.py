@@ -8,34 +8,20 @@ import numpy as np
 from agent.analytics.config import CameraAnalytics
 from agent.analytics.runner import AnalyticsRunner
 from agent.types import Detection, Frame, InferenceResult
+from tests.analytics.helpers import CrossingRows
 
 _IMG = np.zeros((480, 640, 3), dtype=np.uint8)  # the runner's frame size (640x480) is taken from it
 FPS = 25.0
 
 
-class _Rows:
-    database = None
-
-    def __init__(self):
-        self.crossings: list[dict] = []
-
-    def submit_rows(self, table, rows, **_):
-        if table == "crossings":
-            self.crossings.extend(rows)
-        return True
-
-    def submit_fn(self, fn, **_):
-        return True
-
-
-def _runner(**tracker) -> tuple[AnalyticsRunner, _Rows]:
+def _runner(**tracker) -> tuple[AnalyticsRunner, CrossingRows]:
     cfg = CameraAnalytics.model_validate(
         {
             "tracker": tracker,
             "lines": [{"name": "l", "points": [[0, 300], [640, 300]], "directions": ["down", "up"]}],
         }
     )
-    w = _Rows()
+    w = CrossingRows()
     return AnalyticsRunner("cam", cfg, w, frame_size=(640, 480)), w
 
 
